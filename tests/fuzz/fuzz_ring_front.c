@@ -92,6 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 2: /* we issue requests */
+            if (bhring_broken(&r)) {
+                rc = bhring_front_put(&r, req);
+                break;
+            }
             for (unsigned int i = 0; i < (arg % 64) + 1 && bhring_front_free(&r) > 0; i++) {
                 if (bhring_ids_get(ids, NULL, &id) != 0)
                     break;
