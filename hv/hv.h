@@ -1,0 +1,152 @@
+/*
+ * hv.h - bulkhead-hv's private header: the daemon's objects and the
+ * prototypes its files share, grouped by file.
+ *
+ * The daemon is single-threaded: one epoll loop (hv.c) serves every
+ * hypercall channel (conn.c), dispatches each request by op (dispatch.c)
+ * to the file that owns it: domains (domain.c), grants (gnttab.c), event
+ * channels (evtchn.c).  Handlers never block on a domain: a channel whose
+ * peer does not read its replies is dropped.
+ */
+#ifndef BULKHEAD_HV_H
+#define BULKHEAD_HV_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "hvwire.h"
+
+struct hv_gnttab;      /* gnttab.c: a domain's grant table */
+struct hv_conn_maps;   /* gnttab.c: the pages a channel has mapped */
+struct hv_evtchn;      /* evtchn.c: a domain's event-channel ports */
+
+struct hv_dom {
+    uint16_t domid;
+    char name[HVW_NAME_MAX];
+    uid_t uid;            /* outside its user namespace; 0 for dom0 */
+    pid_t pid;            /* first process, as dom0 sees it; 0 for dom0 */
+    int pidfd;            /* -1 for dom0 */
+    uint8_t state;        /* enum hvw_dom_state */
+    uint32_t flags;       /* HVW_DOM_* */
+    uint64_t memory_kb;
+    uint32_t vcpus;
+    uint32_t max_grant_frames;
+    uint32_t max_evtchn_ports;
+    struct hv_gnttab *gnt;
+    struct hv_evtchn *evt;
+    struct hv_dom *next;
+};
+
+struct hv_conn {
+    int fd;
+    struct hv_dom *dom;       /* the caller's domain: fixed when the channel is made */
+    bool watch_domains;       /* dom0 asked for HVW_EV_DOMAIN events */
+    struct hv_conn_maps *maps;
+    struct hv_conn *next;
+};
+
+/* One request being served. */
+struct hv_req {
+    struct hv_conn *conn;
+    const struct hvw_hdr *hdr;
+    const uint8_t *p; /* payload, hostile */
+    size_t len;       /* payload bytes */
+    pid_t pid;        /* the sending process (SCM_CREDENTIALS), as dom0 sees it */
+};
+
+/* The reply being built: payload, and fds to pass (closed after sending). */
+struct hv_rsp {
+    uint8_t *p; /* HVW_MAX_MSG - sizeof(struct hvw_hdr) bytes */
+    size_t len;
+    int fds[HVW_MAX_FDS];
+    unsigned int nfds;
+};
+
+struct hv {
+    char state_dir[256];
+    char sock_path[300];
+    int listen_fd;
+    int epfd;
+    int sigfd;
+    FILE *log;
+    uid_t uid_base;          /* domain d runs as uid_base + d */
+    uint16_t next_domid;
+    struct hv_dom *doms;     /* dom0 first */
+    struct hv_conn *conns;
+    bool stopping;
+    char *const *ro_dirs;    /* extra read-only directories every domain sees */
+    int exe_fd;              /* our own binary, for the domain init */
+};
+
+#define HV_DEFAULT_GRANT_FRAMES 64u
+#define HV_DEFAULT_EVTCHN_PORTS 1023u
+#define HV_GRANTS_PER_FRAME 512u /* v1 entries: 4096 / 8 */
+
+/* hv.c */
+void hv_log(struct hv *hv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct hv_dom *hv_dom_find(struct hv *hv, uint16_t domid);
+struct hv_dom *hv_dom_by_uid(struct hv *hv, uid_t uid);
+
+/* conn.c */
+struct hv_conn *conn_new(struct hv *hv, int fd, struct hv_dom *dom);
+void conn_close(struct hv *hv, struct hv_conn *c);
+void conn_serve(struct hv *hv, struct hv_conn *c);
+int conn_send_event(struct hv *hv, struct hv_conn *c, uint16_t op, const void *p, size_t len);
+
+/* dispatch.c: returns 0 or a positive errno for the reply */
+int dispatch(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+
+/* domain.c */
+int domain_create(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+/*
+ * Checks a DOM_CREATE payload: the fixed part into *r, the strings into a
+ * private copy split as argv and envp (free *argv then *copy).  0 or EINVAL.
+ */
+int domain_parse_create(const uint8_t *p, size_t len, struct hvw_dom_create_req *r, char **copy,
+                        char ***argv, char ***envp);
+int domain_destroy(struct hv *hv, struct hv_dom *d);
+void domain_reap(struct hv *hv, struct hv_dom *d); /* its first process ended */
+void domain_info(const struct hv_dom *d, struct hvw_dominfo *out);
+
+/* framestore.c: grant frames held by store processes, not by our fd table */
+struct hv_frame {
+    uint16_t store;
+    int32_t fd; /* its number in the store process */
+};
+int framestore_put(struct hv *hv, const int *fds, unsigned int n, struct hv_frame *out);
+int framestore_open(struct hv *hv, const struct hv_frame *f, int flags); /* a new description */
+void framestore_drop(struct hv *hv, const struct hv_frame *f);           /* hv may be NULL */
+unsigned int framestore_count(void);
+void framestore_shutdown(struct hv *hv);
+
+/* cgroup.c: best-effort memory and process limits */
+void cgroup_limit(struct hv *hv, const struct hv_dom *d);
+void cgroup_release(struct hv *hv, const struct hv_dom *d);
+void cgroup_cleanup(struct hv *hv);
+
+/* gnttab.c: each op returns 0 or a positive errno */
+int gnttab_init(void); /* raises the daemon's fd limit for frames */
+int gnttab_dom_init(struct hv_dom *d);
+void gnttab_dom_release(struct hv *hv, struct hv_dom *d);
+void gnttab_conn_release(struct hv *hv, struct hv_conn *c);
+int gnttab_share(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int gnttab_end(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int gnttab_map(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int gnttab_unmap(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int gnttab_copy(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+void gnttab_stats(struct hv *hv, struct hvw_stats_rsp *st);
+
+/* evtchn.c */
+int evtchn_dom_init(struct hv_dom *d);
+void evtchn_dom_release(struct hv *hv, struct hv_dom *d);
+void evtchn_conn_release(struct hv *hv, struct hv_conn *c);
+int evtchn_unbound(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int evtchn_bind(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int evtchn_close(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int evtchn_status(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+void evtchn_stats(struct hv *hv, struct hvw_stats_rsp *st);
+
+#endif /* BULKHEAD_HV_H */

@@ -1,0 +1,149 @@
+/*
+ * check_xlcfg.c - xl configs as the simulation reads them: values,
+ * defaults, refusals with the fix named, and libxlutil's syntax errors.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xlcfg.h"
+
+static int parse(struct xlcfg *c, const char *text, char *err, size_t errlen)
+{
+    return xlcfg_read(c, "test.cfg", text, strlen(text), err, errlen);
+}
+
+START_TEST(test_values)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(parse(&c, "name=\"g1\"\nmemory=256\nmaxmem=512\nvcpus=4\n"
+                               "max_grant_frames=32\nmax_event_channels=2048\n",
+                           err, sizeof(err)),
+                     0);
+    ck_assert_str_eq(c.name, "g1");
+    ck_assert_int_eq(c.memory_mb, 256);
+    ck_assert_int_eq(c.maxmem_mb, 512);
+    ck_assert_int_eq(c.vcpus, 4);
+    ck_assert_int_eq(c.max_grant_frames, 32);
+    ck_assert_int_eq(c.max_event_channels, 2048);
+    ck_assert(!c.driver_domain);
+    ck_assert_str_eq(c.type, "pv");
+    ck_assert_str_eq(c.noted, "");
+}
+END_TEST
+
+START_TEST(test_defaults_and_driver_domain)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(parse(&c, "name='dd'\ndriver_domain=1\n", err, sizeof(err)), 0);
+    ck_assert_int_eq(c.memory_mb, 128);
+    ck_assert_int_eq(c.maxmem_mb, 128);
+    ck_assert_int_eq(c.vcpus, 1);
+    ck_assert_int_eq(c.max_grant_frames, 0);
+    ck_assert(c.driver_domain);
+}
+END_TEST
+
+START_TEST(test_boot_settings_noted)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(parse(&c, "name='g'\ntype='pv'\nkernel='/boot/vmlinuz'\nextra='quiet'\n"
+                               "ramdisk='/boot/initrd'\n",
+                           err, sizeof(err)),
+                     0);
+    ck_assert_str_eq(c.noted, "kernel, ramdisk, extra");
+}
+END_TEST
+
+START_TEST(test_refusals_name_the_fix)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(parse(&c, "memory=128\n", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: no name: add name = \"NAME\"");
+    ck_assert_int_eq(parse(&c, "name='h'\ntype='hvm'\n", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "hvm guests are not available in the simulation"));
+    ck_assert_ptr_nonnull(strstr(err, "type = \"pv\""));
+    ck_assert_int_eq(parse(&c, "name='h'\ntype='pvh'\n", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "pvh guests"));
+    ck_assert_int_eq(parse(&c, "name='h'\nbuilder='hvm'\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(&c, "name='h'\nmemory=0\n", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: memory must be a number from 1 to 16777216");
+    ck_assert_int_eq(parse(&c, "name='h'\nvcpus='many'\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(&c, "name='h'\ndriver_domain=2\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(&c, "name='h'\nmemory=256\nmaxmem=128\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(&c, "name=''\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(
+        parse(&c, "name='0123456789012345678901234567890123456789012345678901234567890123'\n", err,
+              sizeof(err)),
+        -1);
+    ck_assert_ptr_nonnull(strstr(err, "longer than 63"));
+}
+END_TEST
+
+START_TEST(test_syntax_error_is_one_line)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(parse(&c, "name = \"g\"\nmemory = = 3\n", err, sizeof(err)), -1);
+    ck_assert_ptr_null(strchr(err, '\n'));
+    ck_assert_ptr_nonnull(strstr(err, "test.cfg"));
+    ck_assert_ptr_nonnull(strstr(err, "xl.cfg(5)"));
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+    struct xlcfg c;
+    char err[512];
+
+    ck_assert_int_eq(xlcfg_read(&c, "/nonexistent/x.cfg", NULL, 0, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "/nonexistent/x.cfg: cannot read it: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_examples_parse)
+{
+    struct xlcfg c;
+    char err[512], path[1024];
+    const char *srcdir = getenv("srcdir");
+
+    snprintf(path, sizeof(path), "%s/examples/guest1.cfg", srcdir ? srcdir : ".");
+    ck_assert_msg(xlcfg_read(&c, path, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(c.name, "guest1");
+    snprintf(path, sizeof(path), "%s/examples/drvdom.cfg", srcdir ? srcdir : ".");
+    ck_assert_msg(xlcfg_read(&c, path, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(c.driver_domain);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("xlcfg");
+    TCase *tc = tcase_create("parse");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, test_values);
+    tcase_add_test(tc, test_defaults_and_driver_domain);
+    tcase_add_test(tc, test_boot_settings_noted);
+    tcase_add_test(tc, test_refusals_name_the_fix);
+    tcase_add_test(tc, test_syntax_error_is_one_line);
+    tcase_add_test(tc, test_missing_file);
+    tcase_add_test(tc, test_examples_parse);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,51 @@
+#!/bin/bash
+# toolstack.sh - bulkhead up/down/env/create/list/exec/destroy as a user
+# runs them, and a guest's confinement seen from inside through exec.
+set -u
+. "${srcdir:-.}/tests/hv/tap.sh"
+[ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
+B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
+export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-ts-XXXXXX)
+ex=${srcdir:-.}/examples
+trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR"' EXIT
+plan 31
+
+ok "up starts the simulation" "$B" up
+is "up again is a no-op" "$("$B" up)" "bulkhead: already up in $BULKHEAD_STATE_DIR"
+is "env prints the socket" "$("$B" env | grep -c BULKHEAD_HV_SOCKET)" "1"
+ok "create a guest from an xl config" "$B" create "$ex/guest1.cfg"
+ok "create a driver domain" "$B" create "$ex/drvdom.cfg"
+out=$("$B" create "$ex/guest1.cfg" 2>&1)
+is "a duplicate name is refused in one line naming the fix" "$(echo "$out" | wc -l) $(echo "$out" | grep -c 'destroy it or rename')" "1 1"
+is "list shows both" "$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')" "Domain-0 drvdom guest1 "
+json=$("$B" list --json)
+is "list --json has domid, name, state and pid" "$(echo "$json" | grep -c '"domid": [0-9]*, "name": "guest1", "state": "running", "pid": [1-9]')" "1"
+gpid=$(echo "$json" | sed -n 's/.*"name": "guest1", "state": "running", "pid": \([0-9]*\).*/\1/p')
+
+# Confinement, from inside the guest.
+is "root inside" "$("$B" exec guest1 -- id -u)" "0"
+guid=$(stat -c %u /proc/$gpid)
+ok "a non-zero uid of its own outside ($guid)" test "$guid" -gt 0
+fails "cannot read the host's /etc/shadow" "$B" exec guest1 -- cat /etc/shadow
+fails "cannot write to /etc" "$B" exec guest1 -- touch /etc/bulkhead-test
+fails "cannot write to /usr" "$B" exec guest1 -- sh -c 'echo x > /usr/bulkhead-test'
+ok "writes to its own /tmp" "$B" exec guest1 -- sh -c 'echo x > /tmp/mine && test -s /tmp/mine'
+fails "the file is not on the host" test -e /tmp/mine
+fails "cannot see the state directory" "$B" exec guest1 -- ls "$BULKHEAD_STATE_DIR"
+fails "cannot see /root" "$B" exec guest1 -- ls /root/.
+np=$("$B" exec guest1 -- sh -c 'ls -d /proc/[0-9]* | wc -l')
+ok "few processes ($np), not the host's" test "$np" -lt 10
+is "its pid 1 is its init" "$("$B" exec guest1 -- cat /proc/1/comm)" "$(cat /proc/$gpid/comm)"
+is "only the loopback link" "$("$B" exec guest1 -- ip -o link | awk -F': ' '{print $2}' | tr '\n' ' ')" "lo "
+is "hostname is the domain name" "$("$B" exec guest1 -- hostname)" "guest1"
+is "no_new_privs" "$("$B" exec guest1 -- grep NoNewPrivs /proc/self/status | awk '{print $2}')" "1"
+is "the exit status passes through" "$("$B" exec guest1 -- sh -c 'exit 7'; echo $?)" "7"
+is "stdin passes through" "$(echo hello | "$B" exec guest1 -- cat)" "hello"
+ok "what it leaves running lives on" "$B" exec guest1 -- sh -c 'sleep 1000 >/dev/null 2>&1 &'
+ok "... and is still there" "$B" exec guest1 -- sh -c 'ls /proc/*/comm | xargs cat | grep -q sleep'
+fails "exec is refused for a driver domain" "$B" exec drvdom -- true
+ok "destroy the guest" "$B" destroy guest1
+is "no process of its uid is left" "$(ps -e -o uid= | grep -cw "$guid")" "0"
+ok "down" "$B" down
+is "down again is a no-op" "$("$B" down)" "bulkhead: already down in $BULKHEAD_STATE_DIR"
+exit 0

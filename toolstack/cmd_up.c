@@ -1,0 +1,280 @@
+/*
+ * cmd_up.c - bulkhead up, down, env: the simulation's life.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "toolstack.h"
+
+#define UP_TIMEOUT_MS 15000
+#define DOWN_TIMEOUT_MS 60000
+
+static int up_already(void)
+{
+    struct hvc h;
+    struct hvw_hello_rsp hello;
+    int rc;
+
+    if (hvc_open(&h, true) != 0)
+        return 0;
+    rc = hvc_call(&h, HVW_OP_HELLO, NULL, 0, &hello, sizeof(hello), NULL);
+    hvc_close(&h);
+    return rc == 0;
+}
+
+/* Where bulkhead-hv is: beside us (installed or in the build tree), or $BULKHEAD_HV. */
+static int find_hv(char *out, size_t outlen, char *top, size_t toplen)
+{
+    static const char *const rel[] = {"bulkhead-hv", "../sbin/bulkhead-hv", "../hv/bulkhead-hv"};
+    char self[PATH_MAX], dir[PATH_MAX];
+    const char *env = getenv("BULKHEAD_HV");
+    ssize_t n;
+
+    top[0] = '\0';
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, outlen, "%s", env);
+        return access(out, X_OK);
+    }
+    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
+        return -1;
+    self[n] = '\0';
+    snprintf(dir, sizeof(dir), "%s", dirname(self));
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        if (snprintf(out, outlen, "%s/%s", dir, rel[i]) >= (int)outlen)
+            continue;
+        if (access(out, X_OK) == 0) {
+            char probe[PATH_MAX + 32];
+            /* Uninstalled: domains must see the build tree to run its programs. */
+            snprintf(probe, sizeof(probe), "%s/../config.status", dir);
+            if (access(probe, F_OK) == 0 && realpath(probe, self) != NULL)
+                snprintf(top, toplen, "%s", dirname(self));
+            return 0;
+        }
+    }
+    snprintf(out, outlen, "%s/bulkhead-hv", BH_SBINDIR);
+    return access(out, X_OK);
+}
+
+/* Each state directory gets a block of uids of its own for its domains. */
+static unsigned long uid_base(void)
+{
+    unsigned int h = 5381;
+
+    for (const char *p = state_dir; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    return 1000000000ul + (h % 4096) * 65536ul;
+}
+
+/*
+ * What a crashed instance may have left: processes still running under
+ * this state directory's domain uids (a domain dies with its daemon, but
+ * be sure).  Namespaces and mounts go with the last of their processes.
+ */
+static int clear_leftovers(void)
+{
+    unsigned long lo = uid_base() + 1, hi = uid_base() + HVW_DOMID_MAX;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int killed = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char path[300];
+        struct stat st;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s", e->d_name);
+        if (stat(path, &st) == 0 && st.st_uid >= lo && st.st_uid <= hi) {
+            kill(atoi(e->d_name), SIGKILL);
+            killed++;
+        }
+    }
+    closedir(d);
+    return killed;
+}
+
+static int wait_ready(int fd, pid_t pid)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char msg[600];
+    ssize_t n = 0;
+
+    if (poll(&p, 1, UP_TIMEOUT_MS) == 1)
+        n = read(fd, msg, sizeof(msg) - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    msg[strcspn(msg, "\n")] = '\0';
+    if (strcmp(msg, "ok") == 0)
+        return 0;
+    if (n > 0)
+        errorf("%s", msg);
+    else
+        errorf("bulkhead-hv did not start within %d s: see %s/hv.out", UP_TIMEOUT_MS / 1000,
+               state_dir);
+    kill(pid, SIGKILL);
+    return -1;
+}
+
+static void exec_hv(const char *hv, const char *top, int wfd)
+{
+    char base[32], ready[16], out[PATH_MAX];
+    char *argv[12];
+    int i = 0, fd;
+
+    snprintf(out, sizeof(out), "%s/hv.out", state_dir);
+    fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    fd = open("/dev/null", O_RDONLY);
+    if (fd >= 0)
+        dup2(fd, 0);
+    setsid();
+    snprintf(base, sizeof(base), "%lu", uid_base());
+    snprintf(ready, sizeof(ready), "%d", wfd);
+    argv[i++] = "bulkhead-hv";
+    argv[i++] = "--state-dir";
+    argv[i++] = (char *)state_dir;
+    argv[i++] = "--uid-base";
+    argv[i++] = base;
+    argv[i++] = "--ready-fd";
+    argv[i++] = ready;
+    if (top[0] != '\0') {
+        argv[i++] = "--ro-dir";
+        argv[i++] = (char *)top;
+    }
+    if (strncmp(BH_PREFIX, "/usr", 4) != 0 || (BH_PREFIX[4] != '\0' && BH_PREFIX[4] != '/')) {
+        argv[i++] = "--ro-dir";
+        argv[i++] = BH_PREFIX;
+    }
+    argv[i] = NULL;
+    execv(hv, argv);
+    fprintf(stderr, "bulkhead: cannot run %s: %s\n", hv, strerror(errno));
+    _exit(127);
+}
+
+int cmd_up(int argc, char **argv)
+{
+    char hv[PATH_MAX], top[PATH_MAX];
+    int p[2];
+    pid_t pid;
+
+    (void)argv;
+    if (argc != 1) {
+        errorf("usage: bulkhead up");
+        return 2;
+    }
+    if (geteuid() != 0) {
+        errorf("bulkhead up needs root (namespaces, TAPs, a daemon that hands out pages): run it "
+               "with sudo");
+        return 1;
+    }
+    if (up_already()) {
+        printf("bulkhead: already up in %s\n", state_dir);
+        return 0;
+    }
+    if (find_hv(hv, sizeof(hv), top, sizeof(top)) != 0) {
+        errorf("cannot find bulkhead-hv: install Bulkhead ('make install') or set BULKHEAD_HV");
+        return 1;
+    }
+    if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
+        errorf("cannot create %s: %s", state_dir, strerror(errno));
+        return 1;
+    }
+    if (clear_leftovers() > 0)
+        fprintf(stderr, "bulkhead: cleared processes a crashed instance left in %s\n", state_dir);
+    if (pipe2(p, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
+        errorf("cannot start bulkhead-hv: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        fcntl(p[1], F_SETFD, 0); /* the ready pipe is inherited on purpose */
+        exec_hv(hv, top, p[1]);
+    }
+    close(p[1]);
+    if (wait_ready(p[0], pid) != 0)
+        return 1;
+    close(p[0]);
+    printf("bulkhead: up in %s (bulkhead-hv pid %d)\n", state_dir, (int)pid);
+    return 0;
+}
+
+/* The daemon holds its pid file locked for life: wait until the lock is free. */
+static int wait_gone(void)
+{
+    char path[PATH_MAX];
+    struct timespec ts = {0, 20 * 1000000};
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/hv.pid", state_dir);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    for (int waited = 0; waited < DOWN_TIMEOUT_MS; waited += 20) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            close(fd);
+            return 0;
+        }
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    return -1;
+}
+
+int cmd_down(int argc, char **argv)
+{
+    struct hvc h;
+    int rc;
+
+    (void)argv;
+    if (argc != 1) {
+        errorf("usage: bulkhead down");
+        return 2;
+    }
+    if (hvc_open(&h, true) != 0) {
+        clear_leftovers();
+        printf("bulkhead: already down in %s\n", state_dir);
+        return 0;
+    }
+    rc = hvc_call(&h, HVW_OP_STOP, NULL, 0, NULL, 0, NULL);
+    hvc_close(&h);
+    if (rc != 0) {
+        errorf("bulkhead-hv refused to stop: %s", rc > 0 ? strerror(rc) : strerror(errno));
+        return 1;
+    }
+    if (wait_gone() != 0) {
+        errorf("bulkhead-hv is still running after %d s: see %s/hv.log", DOWN_TIMEOUT_MS / 1000,
+               state_dir);
+        return 1;
+    }
+    clear_leftovers();
+    printf("bulkhead: down in %s\n", state_dir);
+    return 0;
+}
+
+int cmd_env(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1) {
+        errorf("usage: bulkhead env");
+        return 2;
+    }
+    printf("BULKHEAD_STATE_DIR='%s'; export BULKHEAD_STATE_DIR\n", state_dir);
+    printf("BULKHEAD_HV_SOCKET='%s/hv.sock'; export BULKHEAD_HV_SOCKET\n", state_dir);
+    return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * toolstack.h - the bulkhead command's private header, grouped by file.
+ */
+#ifndef BULKHEAD_TOOLSTACK_H
+#define BULKHEAD_TOOLSTACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvwire.h"
+
+struct cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+    const char *help;
+};
+
+/* bulkhead.c */
+extern const char *state_dir; /* --state-dir, BULKHEAD_STATE_DIR, or /run/bulkhead */
+void die_usage(const struct cmd *c);
+void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* hvclient.c: a dom0 channel to bulkhead-hv */
+struct hvc {
+    int fd;
+    uint32_t seq;
+};
+int hvc_open(struct hvc *h, bool quiet);
+void hvc_close(struct hvc *h);
+/*
+ * One request, one reply.  Returns 0 with the reply payload in rbuf (*rlen
+ * bytes), a positive errno from the daemon, or -1 for a broken channel.
+ */
+int hvc_call(struct hvc *h, uint16_t op, const void *p, size_t len, void *rbuf, size_t rcap,
+             size_t *rlen);
+/* The domain named (or numbered) `which`; 0, or ESRCH/-1. */
+int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out);
+
+/* cmd_up.c */
+int cmd_up(int argc, char **argv);
+int cmd_down(int argc, char **argv);
+int cmd_env(int argc, char **argv);
+
+/* cmd_domain.c */
+int cmd_create(int argc, char **argv);
+int cmd_destroy(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+#endif
