@@ -23,9 +23,9 @@
 #include "bhplat.h"
 #include "dombuild.h"
 #include "hvwire.h"
+#include "testutil.h"
 
-static char state[64];
-static pid_t hv_pid;
+static struct test_hv hv;
 static int dom0 = -1;
 static uint32_t seq;
 
@@ -33,61 +33,26 @@ static uint32_t seq;
 
 static const char *builddir(void)
 {
-    const char *b = getenv("abs_top_builddir");
-
-    return b ? b : ".";
+    return test_builddir();
 }
 
 static void hv_start(void)
 {
-    char hv[1024], ready[16], msg[256] = "";
-    int p[2];
-    ssize_t n;
+    char err[512];
 
     if (geteuid() != 0) {
         printf("SKIP: needs root (namespaces)\n");
         exit(77);
     }
-    snprintf(state, sizeof(state), "/tmp/bh-check-hv-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(state));
-    snprintf(hv, sizeof(hv), "%s/hv/bulkhead-hv", builddir());
-    ck_assert_int_eq(pipe(p), 0);
-    if ((hv_pid = fork()) == 0) {
-        close(p[0]);
-        snprintf(ready, sizeof(ready), "%d", p[1]);
-        execl(hv, "bulkhead-hv", "--state-dir", state, "--ready-fd", ready, "--ro-dir",
-              builddir(), (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    n = read(p[0], msg, sizeof(msg) - 1);
-    close(p[0]);
-    msg[n > 0 ? n : 0] = '\0';
-    ck_assert_msg(strcmp(msg, "ok\n") == 0, "bulkhead-hv did not start: %s", msg);
-    setenv("BULKHEAD_HV_SOCKET", state, 1);
-    {
-        char sock[128];
-        snprintf(sock, sizeof(sock), "%s/hv.sock", state);
-        setenv("BULKHEAD_HV_SOCKET", sock, 1);
-    }
+    ck_assert_msg(test_hv_start(&hv, err, sizeof(err)) == 0, "%s", err);
 }
 
 static void hv_stop(void)
 {
-    char cmd[128];
-
     if (dom0 >= 0)
         close(dom0);
     dom0 = -1;
-    if (hv_pid > 0) {
-        kill(hv_pid, SIGTERM);
-        waitpid(hv_pid, NULL, 0);
-    }
-    hv_pid = 0;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
-    if (system(cmd) != 0) {
-        /* best effort: a leftover temp dir fails nothing */
-    }
+    test_hv_stop(&hv);
 }
 
 static int channel(void)
@@ -95,7 +60,7 @@ static int channel(void)
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hv.sock", state);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hv.sock", hv.state);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return fd;
@@ -516,6 +481,51 @@ START_TEST(test_create_refusals)
 }
 END_TEST
 
+/* A domain whose program ends is seen to shut down, and watchers are told. */
+START_TEST(test_death_is_reported)
+{
+    static uint8_t buf[4096];
+    struct hvw_dom_create_req *r = (struct hvw_dom_create_req *)buf;
+    static const char strings[] = "/bin/sh\0-c\0exit 3\0PATH=/bin";
+    struct hvw_dominfo info, ev;
+    uint8_t msg[HVW_MAX_MSG];
+    struct hvw_hdr h;
+    struct pollfd p;
+    int watch, n;
+
+    if (dom0 < 0)
+        dom0 = channel();
+    watch = channel();
+    ck_assert_int_eq(call(watch, HVW_OP_DOM_WATCH, NULL, 0, NULL, 0), 0);
+    memset(buf, 0, sizeof(*r));
+    snprintf(r->name, sizeof(r->name), "shortlived");
+    r->argc = 3;
+    r->envc = 1;
+    r->strings_len = sizeof(strings);
+    memcpy(r->strings, strings, sizeof(strings));
+    ck_assert_int_eq(call(dom0, HVW_OP_DOM_CREATE, r, sizeof(*r) + sizeof(strings), &info,
+                          sizeof(info)),
+                     0);
+    p = (struct pollfd){.fd = watch, .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 10000), 1);
+    n = (int)recv(watch, msg, sizeof(msg), 0);
+    ck_assert_int_eq(n, (int)(sizeof(h) + sizeof(ev)));
+    memcpy(&h, msg, sizeof(h));
+    memcpy(&ev, msg + sizeof(h), sizeof(ev));
+    ck_assert(h.flags & HVW_F_EVENT);
+    ck_assert_uint_eq(h.op, HVW_EV_DOMAIN);
+    ck_assert_uint_eq(ev.domid, info.domid);
+    ck_assert_uint_eq(ev.state, HVW_DOM_SHUTDOWN);
+    /* It stays, shut down, until destroyed, as on Xen; then watchers hear it is gone. */
+    destroy(info.domid);
+    ck_assert_int_eq(poll(&p, 1, 10000), 1);
+    ck_assert_int_gt(recv(watch, msg, sizeof(msg), 0), 0);
+    memcpy(&ev, msg + sizeof(h), sizeof(ev));
+    ck_assert_uint_eq(ev.state, HVW_DOM_GONE);
+    close(watch);
+}
+END_TEST
+
 /*
  * Create and destroy domains that share pages with dom0, have them mapped,
  * and bind event channels, and find the daemon as it was.
@@ -598,6 +608,7 @@ int main(void)
     tcase_add_test(tc, test_event_channels);
     tcase_add_test(tc, test_hostile_hypercalls);
     tcase_add_test(tc, test_create_refusals);
+    tcase_add_test(tc, test_death_is_reported);
     tcase_add_test(tc, test_lifecycle_leaks_nothing);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

@@ -101,6 +101,18 @@ START_TEST(test_syntax_error_is_one_line)
 }
 END_TEST
 
+START_TEST(test_nul_byte_refused)
+{
+    struct xlcfg c;
+    char err[512];
+    static const char text[] = "name=\"a\0b\"\n";
+
+    /* libxlutil would assert on it: we refuse first. */
+    ck_assert_int_eq(xlcfg_read(&c, "test.cfg", text, sizeof(text) - 1, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: a NUL byte at offset 7: an xl config is text");
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
     struct xlcfg c;
@@ -138,6 +150,7 @@ int main(void)
     tcase_add_test(tc, test_boot_settings_noted);
     tcase_add_test(tc, test_refusals_name_the_fix);
     tcase_add_test(tc, test_syntax_error_is_one_line);
+    tcase_add_test(tc, test_nul_byte_refused);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_examples_parse);
     suite_add_tcase(s, tc);

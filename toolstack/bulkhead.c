@@ -19,6 +19,8 @@ static const struct cmd cmds[] = {
     {"create", cmd_create, "create FILE", "create a domain from an xl config"},
     {"destroy", cmd_destroy, "destroy NAME|ID", "destroy a domain"},
     {"list", cmd_list, "list [--json]", "list the domains"},
+    {"pause", cmd_pause, "pause NAME|ID", "stop every process of a domain until unpaused"},
+    {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",
      "run a command in a guest as its root, passing stdio and its exit status through"},
 };

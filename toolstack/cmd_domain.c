@@ -95,6 +95,49 @@ int cmd_create(int argc, char **argv)
     return 0;
 }
 
+static int pause_or_not(int argc, char **argv, uint16_t op, const char *what)
+{
+    struct hvw_dominfo info;
+    struct hvw_domid_req r = {0};
+    struct hvc h;
+    int rc;
+
+    if (argc != 2) {
+        errorf("usage: bulkhead %s NAME|ID", argv[0]);
+        return 2;
+    }
+    if (hvc_open(&h, false) != 0)
+        return 1;
+    if ((rc = hvc_find_domain(&h, argv[1], &info)) != 0 || info.domid == 0) {
+        errorf(rc ? "no domain %s: see 'bulkhead list'" : "%s is dom0: it is not %s", argv[1],
+               what);
+        hvc_close(&h);
+        return 1;
+    }
+    r.domid = info.domid;
+    rc = hvc_call(&h, op, &r, sizeof(r), NULL, 0, NULL);
+    hvc_close(&h);
+    if (rc == EINVAL) {
+        errorf("%s is %s, so it cannot be %s", argv[1], state_name(info.state), what);
+        return 1;
+    }
+    if (rc != 0) {
+        errorf("cannot %s %s: %s", argv[0], argv[1], strerror(rc > 0 ? rc : errno));
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_pause(int argc, char **argv)
+{
+    return pause_or_not(argc, argv, HVW_OP_DOM_PAUSE, "paused");
+}
+
+int cmd_unpause(int argc, char **argv)
+{
+    return pause_or_not(argc, argv, HVW_OP_DOM_UNPAUSE, "unpaused");
+}
+
 int cmd_destroy(int argc, char **argv)
 {
     struct hvw_dominfo info;

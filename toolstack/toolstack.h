@@ -48,5 +48,7 @@ int cmd_create(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_unpause(int argc, char **argv);
 
 #endif

@@ -106,6 +106,36 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
     return 0;
 }
 
+#define XLCFG_MAX_BYTES (1u << 20)
+
+/* The whole file, bounded; NULL with the reason in err. */
+static char *slurp(const char *file, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "re");
+    char *buf = NULL;
+    size_t n = 0;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot read it: %s", file, strerror(errno));
+        return NULL;
+    }
+    if ((buf = malloc(XLCFG_MAX_BYTES + 1)) != NULL)
+        n = fread(buf, 1, XLCFG_MAX_BYTES + 1, f);
+    if (buf == NULL || ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read it: %s", file, strerror(errno ? errno : EIO));
+        free(buf);
+        buf = NULL;
+    } else if (n > XLCFG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %u bytes: is it an xl config?", file,
+                 XLCFG_MAX_BYTES);
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
 int xlcfg_read(struct xlcfg *cfg, const char *file, const char *data, size_t len, char *err,
                size_t errlen)
 {
@@ -113,23 +143,31 @@ int xlcfg_read(struct xlcfg *cfg, const char *file, const char *data, size_t len
     size_t rlen = 0;
     FILE *rf = open_memstream(&report, &rlen);
     XLU_Config *c = NULL;
+    char *owned = NULL;
+    const char *nul;
     int rc = -1, r;
 
     memset(cfg, 0, sizeof(*cfg));
+    if (data == NULL && (data = owned = slurp(file, &len, err, errlen)) == NULL)
+        goto out;
+    if (len > XLCFG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %u bytes: is it an xl config?", file,
+                 XLCFG_MAX_BYTES);
+        goto out;
+    }
+    /* libxlutil's lexer asserts on a NUL inside a string: refuse before it sees one. */
+    if ((nul = memchr(data, '\0', len)) != NULL) {
+        snprintf(err, errlen, "%s: a NUL byte at offset %zu: an xl config is text", file,
+                 (size_t)(nul - data));
+        goto out;
+    }
     if (rf == NULL || (c = xlu_cfg_init(rf, file)) == NULL) {
         snprintf(err, errlen, "%s: out of memory", file);
         goto out;
     }
-    if (data != NULL)
-        r = len > (size_t)INT32_MAX ? EFBIG : xlu_cfg_readdata(c, data, (int)len);
-    else
-        r = xlu_cfg_readfile(c, file);
-    if (r != 0) {
+    if ((r = xlu_cfg_readdata(c, data, (int)len)) != 0) {
         fflush(rf);
-        if (r == ENOENT || r == EACCES || r == EISDIR)
-            snprintf(err, errlen, "%s: cannot read it: %s", file, strerror(r));
-        else
-            first_line(report, err, errlen, "syntax error: see xl.cfg(5)");
+        first_line(report, err, errlen, "syntax error: see xl.cfg(5)");
         goto out;
     }
     rc = read_values(cfg, c, file, err, errlen);
@@ -139,5 +177,6 @@ out:
     if (rf != NULL)
         fclose(rf);
     free(report);
+    free(owned);
     return rc;
 }

@@ -25,6 +25,7 @@
 
 #include "bhplat.h"
 #include "ringpair.h"
+#include "testutil.h"
 
 static double now(void)
 {
@@ -34,65 +35,7 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(*v), cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static char state[64];
-static pid_t hv;
-
-static int start_hv(void)
-{
-    char ready[16], msg[256] = "", sock[128];
-    const char *b = getenv("abs_top_builddir");
-    char path[1024];
-    int p[2];
-    ssize_t n;
-
-    snprintf(state, sizeof(state), "/tmp/bh-bench-hv-XXXXXX");
-    snprintf(path, sizeof(path), "%s/hv/bulkhead-hv", b ? b : ".");
-    if (mkdtemp(state) == NULL || pipe(p) != 0)
-        return -1;
-    if ((hv = fork()) == 0) {
-        close(p[0]);
-        snprintf(ready, sizeof(ready), "%d", p[1]);
-        execl(path, "bulkhead-hv", "--state-dir", state, "--ready-fd", ready, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    n = read(p[0], msg, sizeof(msg) - 1);
-    close(p[0]);
-    msg[n > 0 ? n : 0] = '\0';
-    if (strcmp(msg, "ok\n") != 0) {
-        fprintf(stderr, "bench_hv: bulkhead-hv did not start (%s): %s\n", path, msg);
-        return -1;
-    }
-    snprintf(sock, sizeof(sock), "%s/hv.sock", state);
-    setenv("BULKHEAD_HV_SOCKET", sock, 1);
-    setenv("BULKHEAD_PLATFORM", "sim", 1);
-    return 0;
-}
-
-static void stop_hv(void)
-{
-    char cmd[128];
-
-    kill(hv, SIGTERM);
-    waitpid(hv, NULL, 0);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
-    if (system(cmd) != 0) {
-        /* a leftover temp dir costs nothing */
-    }
-}
+static struct test_hv hv;
 
 /* Microseconds per share+map+touch+unmap+unshare of `pages` pages. */
 static double grant_cycle_us(bhgntshr_handle *gs, bhgnttab_handle *gt, int pages, int iters)
@@ -225,13 +168,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_hv: needs root (it starts a bulkhead-hv)\n");
         return 1;
     }
-    if (start_hv() != 0)
+    char err[512];
+
+    if (test_hv_start(&hv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench_hv: %s\n", err);
         return 1;
+    }
     bhgntshr_handle *gs = bhgntshr_open(NULL, 0);
     bhgnttab_handle *gt = bhgnttab_open(NULL, 0);
     if (gs == NULL || gt == NULL) {
         fprintf(stderr, "bench_hv: cannot open the platform: %s\n", strerror(errno));
-        stop_hv();
+        test_hv_stop(&hv);
         return 1;
     }
     printf("%-44s %12s %12s %8s\n", "operation", "bulkhead", "baseline", "ratio");
@@ -240,25 +187,25 @@ int main(int argc, char **argv)
             v[i] = grant_cycle_us(gs, gt, pages, pages == 1 ? 2000 : 200);
             w[i] = anon_cycle_us(pages, pages == 1 ? 2000 : 200);
         }
-        double g = median(v, repeats), a = median(w, repeats);
+        double g = test_median(v, repeats), a = test_median(w, repeats);
         printf("share+map+unmap %2d page(s), us (vs anon mmap) %12.1f %12.1f %8.2f\n", pages, g, a,
                g / a);
     }
     for (int i = 0; i < repeats; i++)
         v[i] = copy_gbs(gs, gt, 200, &w[i]);
-    double cg = median(v, repeats), mg = median(w, repeats);
+    double cg = test_median(v, repeats), mg = test_median(w, repeats);
     printf("%-44s %12.2f %12.2f %8.2f\n", "grant copy GB/s (vs memcpy)", cg, mg, cg / mg);
     for (int i = 0; i < repeats; i++) {
         v[i] = evtchn_rtt(20000);
         w[i] = ringpair_eventfd_pingpong(20000, NULL);
     }
-    double er = median(v, repeats), pr = median(w, repeats);
+    double er = test_median(v, repeats), pr = test_median(w, repeats);
     printf("%-44s %12.0f %12.0f %8.2f\n", "notify round trips/s (vs eventfd)", er, pr, er / pr);
     printf("(median of %d; ratio = bulkhead / baseline: above 1 is slower for times, faster for "
            "rates)\n",
            repeats);
     bhgnttab_close(gt);
     bhgntshr_close(gs);
-    stop_hv();
+    test_hv_stop(&hv);
     return 0;
 }

@@ -13,19 +13,7 @@
 #include <unistd.h>
 
 #include "ringpair.h"
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(*v), cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+#include "testutil.h"
 
 struct row {
     const char *name;
@@ -62,7 +50,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < repeats; i++)
         base[i] = ringpair_eventfd_pingpong(n / 4, NULL);
-    double b = median(base, repeats);
+    double b = test_median(base, repeats);
     printf("%-28s %14s %10s\n", "configuration", "per second", "ratio");
     printf("%-28s %14.0f %10s\n", "eventfd ping-pong (baseline)", b, "1.00");
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
@@ -79,7 +67,7 @@ int main(int argc, char **argv)
             }
             v[i] = res.completed / res.seconds;
         }
-        double m = median(v, repeats);
+        double m = test_median(v, repeats);
         printf("%-28s %14.0f %10.2f\n", rows[r].name, m, m / b);
     }
     printf("(round trips per second, median of %d; ratio = rate / eventfd ping-pong rate)\n",

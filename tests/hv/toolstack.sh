@@ -8,7 +8,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-ts-XXXXXX)
 ex=${srcdir:-.}/examples
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR"' EXIT
-plan 31
+plan 41
 
 ok "up starts the simulation" "$B" up
 is "up again is a no-op" "$("$B" up)" "bulkhead: already up in $BULKHEAD_STATE_DIR"
@@ -46,6 +46,22 @@ ok "... and is still there" "$B" exec guest1 -- sh -c 'ls /proc/*/comm | xargs c
 fails "exec is refused for a driver domain" "$B" exec drvdom -- true
 ok "destroy the guest" "$B" destroy guest1
 is "no process of its uid is left" "$(ps -e -o uid= | grep -cw "$guid")" "0"
+ok "pause a domain" "$B" pause drvdom
+is "list says paused" "$("$B" list | awk '$1=="drvdom"{print $5}')" "paused"
+ok "unpause it" "$B" unpause drvdom
+is "list says running" "$("$B" list | awk '$1=="drvdom"{print $5}')" "running"
+
+# A crashed daemon takes its domains with it, and up starts afresh.
+ok "create the guest again" "$B" create "$ex/guest1.cfg"
+gpid=$("$B" list --json | sed -n 's/.*"name": "guest1", "state": "running", "pid": \([0-9]*\).*/\1/p')
+guid=$(stat -c %u /proc/$gpid)
+kill -9 "$(cat "$BULKHEAD_STATE_DIR/hv.pid")"
+for i in $(seq 50); do [ "$(ps -e -o uid= | grep -cw "$guid")" = 0 ] && break; sleep 0.1; done
+is "the crashed daemon's domains are gone" "$(ps -e -o uid= | grep -cw "$guid")" "0"
+fails "list says the simulation is down" "$B" list
+ok "up after a crash" "$B" up
+is "a fresh start: only dom0" "$("$B" list | awk 'NR>1{print $1}' | tr '\n' ' ')" "Domain-0 "
 ok "down" "$B" down
 is "down again is a no-op" "$("$B" down)" "bulkhead: already down in $BULKHEAD_STATE_DIR"
+fails "down left no socket" test -e "$BULKHEAD_STATE_DIR/hv.sock"
 exit 0
