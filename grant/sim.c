@@ -31,6 +31,7 @@
 #include <linux/aio_abi.h>
 #include <xen/grant_table.h>
 
+#include "evtkick.h"
 #include "hvwire.h"
 #include "private.h"
 
@@ -639,14 +640,9 @@ static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
 static aio_context_t kick_ctx; /* under kick_lock; 0 until the first notify */
 
 /*
- * Adds 1 to the peer's eventfd without ever blocking.  write(2) could: the
- * peer shares the eventfd's file description, so it can clear O_NONBLOCK
- * and fill the counter, and a write would then wait for it forever - while
- * Xen's notify never blocks.  Instead the kernel signals it: an aio poll of
- * the eventfd for "readable or writable", always true so it completes at
- * once, with the eventfd as its completion eventfd (IOCB_FLAG_RESFD).
- * eventfd_signal() saturates the counter instead of waiting.  One aio
- * context per process, made once: destroying one takes an RCU grace period.
+ * Adds 1 to the peer's eventfd without ever blocking, as Xen's notify never
+ * blocks: through the kernel (evtkick.h), since write(2) can block on an
+ * eventfd whose holders cleared O_NONBLOCK and filled the counter.
  * Where there is no aio (a sandbox forbids it, fs.aio-max-nr is reached),
  * a plain write(2) does: it fails with EAGAIN on a full counter (the peer
  * is notified already) unless the peer played the trick above, which then
@@ -664,31 +660,13 @@ static int kick_write(int fd, int *err)
 
 static int kick(int fd)
 {
-    struct iocb cb = {.aio_lio_opcode = IOCB_CMD_POLL,
-                      .aio_fildes = (uint32_t)fd,
-                      .aio_buf = POLLIN | POLLOUT,
-                      .aio_flags = IOCB_FLAG_RESFD,
-                      .aio_resfd = (uint32_t)fd};
-    struct iocb *cbs[1] = {&cb};
-    struct io_event ev[8];
-    struct timespec now = {0, 0};
-    int rc = -1, saved = 0;
+    int rc, saved = 0;
 
     pthread_mutex_lock(&kick_lock);
-    for (int tries = 0; tries < 2 && rc != 0; tries++) {
-        if (kick_ctx == 0 && syscall(SYS_io_setup, 64, &kick_ctx) != 0) {
-            kick_ctx = 0;
-            rc = kick_write(fd, &saved);
-            break;
-        }
-        if (syscall(SYS_io_submit, kick_ctx, 1, cbs) == 1)
-            rc = 0;
-        else if ((saved = errno) == EINVAL)
-            kick_ctx = 0; /* a child after fork(2) has none of its parent's contexts */
-    }
-    if (rc == 0 && kick_ctx != 0)
-        while (syscall(SYS_io_getevents, kick_ctx, 0, 8, ev, &now) == 8)
-            ; /* the completion is there already; the ring must not fill */
+    if ((rc = evtkick(&kick_ctx, fd)) != 0 && errno == EINVAL)
+        rc = evtkick(&kick_ctx, fd); /* after fork(2): a context of our own, once */
+    if (rc != 0)
+        rc = kick_write(fd, &saved);
     pthread_mutex_unlock(&kick_lock);
     errno = saved;
     return rc;

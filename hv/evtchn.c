@@ -34,6 +34,7 @@
 #include <linux/aio_abi.h>
 #include <xen/event_channel.h>
 
+#include "evtkick.h"
 #include "hv.h"
 
 /* Xen's own limit (the FIFO ABI), as DOM_CREATE accepts; port tables are allocated whole. */
@@ -54,40 +55,13 @@ struct hv_evtchn {
     struct evt_port port[];
 };
 
-/*
- * Adds 1 to an eventfd and never blocks, whatever its holders did to its
- * file description: an aio poll of the eventfd for "readable or writable",
- * which is always true and so completes at once, with the same eventfd as
- * its completion eventfd (IOCB_FLAG_RESFD).  The kernel signals that with
- * eventfd_signal(), which saturates the counter instead of waiting.  One aio
- * context serves the daemon for its whole life: making one is cheap, but
- * destroying one waits for an RCU grace period (tens of milliseconds).
- */
+/* Wakes a port, never blocking, whatever its holders did to it (evtkick.h). */
 static void evt_kick(struct hv *hv, int fd)
 {
-    static aio_context_t ctx;
-    struct iocb cb = {.aio_lio_opcode = IOCB_CMD_POLL,
-                      .aio_fildes = (uint32_t)fd,
-                      .aio_buf = POLLIN | POLLOUT,
-                      .aio_flags = IOCB_FLAG_RESFD,
-                      .aio_resfd = (uint32_t)fd};
-    struct iocb *cbs[1] = {&cb};
-    struct io_event ev[8];
-    struct timespec now = {0, 0};
+    static aio_context_t ctx; /* one for the daemon's life */
 
-    if (ctx == 0 && syscall(SYS_io_setup, 64, &ctx) != 0) {
-        ctx = 0;
-        hv_log(hv, "evtchn: cannot make an aio context to wake ports: %s (check fs.aio-max-nr)",
-               strerror(errno));
-        return;
-    }
-    if (syscall(SYS_io_submit, ctx, 1, cbs) != 1) {
-        hv_log(hv, "evtchn: cannot wake a port: %s", strerror(errno));
-        return;
-    }
-    /* Reap: the completion is already there, and the ring must not fill. */
-    while (syscall(SYS_io_getevents, ctx, 0, 8, ev, &now) == 8)
-        ;
+    if (evtkick(&ctx, fd) != 0)
+        hv_log(hv, "evtchn: cannot wake a port: %s (check fs.aio-max-nr)", strerror(errno));
 }
 
 static void evt_close_fd(int *fd)
