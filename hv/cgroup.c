@@ -10,7 +10,6 @@
  * them from starting at all.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dombuild.h"
 #include "hv.h"
 
 #define CG_PIDS_MAX 1024
@@ -65,24 +65,19 @@ static int group_dir(const struct hv *hv, const char *ctrl, uint16_t domid, char
     return -1;
 }
 
+static void adopt_one(pid_t pid, uid_t uid, void *dir)
+{
+    char num[24];
+
+    (void)uid;
+    snprintf(num, sizeof(num), "%d", (int)pid);
+    write_str(dir, "cgroup.procs", num);
+}
+
 /* Moves every process running as `uid` into the group. */
 static void adopt(const char *dir, uid_t uid)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[300];
-        struct stat st;
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s", e->d_name);
-        if (stat(path, &st) == 0 && st.st_uid == uid)
-            write_str(dir, "cgroup.procs", e->d_name);
-    }
-    closedir(d);
+    dombuild_each_proc(uid, uid, adopt_one, (void *)dir);
 }
 
 void cgroup_limit(struct hv *hv, const struct hv_dom *d)

@@ -1017,6 +1017,30 @@ static int uid_signal(uid_t uid, int sig, const char *skip, unsigned int *found)
     return sent;
 }
 
+int dombuild_each_proc(uid_t lo, uid_t hi, void (*fn)(pid_t pid, uid_t uid, void *arg), void *arg)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        pid_t pid = (pid_t)strtol(de->d_name, &end, 10);
+        uid_t uid;
+        char st;
+
+        if (*end != '\0' || pid <= 0 || proc_uid_state(pid, &uid, &st) != 0 || uid < lo ||
+            uid > hi || strchr("ZX", st) != NULL)
+            continue;
+        fn(pid, uid, arg);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static long ms_since(const struct timespec *t0)
 {
     struct timespec t;

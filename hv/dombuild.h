@@ -91,6 +91,13 @@ int dombuild_start(const struct dombuild_spec *s, pid_t *pid, int *pidfd, char *
 int dombuild_kill(pid_t pid, uid_t uid, int timeout_ms);
 
 /*
+ * Calls fn for every live process whose real uid is in [lo, hi]; returns how
+ * many, or -1 with errno set.  A pid can be reused at any time: fn must not
+ * signal it by number (open a pidfd and check again).
+ */
+int dombuild_each_proc(uid_t lo, uid_t hi, void (*fn)(pid_t pid, uid_t uid, void *arg), void *arg);
+
+/*
  * Pauses (SIGSTOP) or resumes (SIGCONT) every process running as `uid`.
  * Pausing returns once every one of them is stopped, so that none can have
  * forked past it.  Returns 0, or -1 with errno set: ESRCH when no process

@@ -2,7 +2,6 @@
  * cmd_up.c - bulkhead up, down, env: the simulation's life.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,10 +13,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dombuild.h"
 #include "toolstack.h"
 
 #define UP_TIMEOUT_MS 15000
@@ -79,6 +80,22 @@ static unsigned long uid_base(void)
     return 1000000000ul + (h % 4096) * 65536ul;
 }
 
+static void kill_one(pid_t pid, uid_t uid, void *killed)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct stat st;
+    char path[64];
+
+    if (pfd < 0)
+        return;
+    /* Checked again once the pidfd pins the process: a reused pid is not ours to kill. */
+    snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+    if (stat(path, &st) == 0 && st.st_uid == uid &&
+        syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) == 0)
+        (*(int *)killed)++;
+    close(pfd);
+}
+
 /*
  * What a crashed instance may have left: processes still running under
  * this state directory's domain uids (a domain dies with its daemon, but
@@ -86,25 +103,10 @@ static unsigned long uid_base(void)
  */
 static int clear_leftovers(void)
 {
-    unsigned long lo = uid_base() + 1, hi = uid_base() + HVW_DOMID_MAX;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
     int killed = 0;
 
-    if (d == NULL)
-        return 0;
-    while ((e = readdir(d)) != NULL) {
-        char path[300];
-        struct stat st;
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s", e->d_name);
-        if (stat(path, &st) == 0 && st.st_uid >= lo && st.st_uid <= hi) {
-            kill(atoi(e->d_name), SIGKILL);
-            killed++;
-        }
-    }
-    closedir(d);
+    dombuild_each_proc((uid_t)(uid_base() + 1), (uid_t)(uid_base() + HVW_DOMID_MAX), kill_one,
+                       &killed);
     return killed;
 }
 
