@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,9 +76,10 @@ static char **init_argv(char **prog, uint32_t argc)
 }
 
 /* The domain's environment: what dom0 asked for, then what the platform needs. */
-static char **domain_env(struct hv_dom *d, char **envp, uint32_t envc, char *buf, size_t buflen)
+static char **domain_env(struct hv_dom *d, char **envp, uint32_t envc, char *buf, size_t buflen,
+                         bool xenstore)
 {
-    char **v = calloc(envc + 4, sizeof(*v));
+    char **v = calloc(envc + 5, sizeof(*v));
     uint32_t n = 0;
 
     if (v == NULL)
@@ -89,22 +91,33 @@ static char **domain_env(struct hv_dom *d, char **envp, uint32_t envc, char *buf
     v[n++] = buf;
     v[n++] = "BULKHEAD_HV_SOCKET=/run/bulkhead/hv.sock";
     v[n++] = "BULKHEAD_HV_FD=3";
+    if (xenstore)
+        v[n++] = "XENSTORED_PATH=/run/bulkhead/xenstored.sock"; /* libxenstore finds it there */
     return v;
 }
 
 static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **envp, uint32_t argc,
                         uint32_t envc)
 {
-    char **iargv = init_argv(argv, argc), envbuf[64], err[256];
-    char **denv = domain_env(d, envp, envc, envbuf, sizeof(envbuf));
+    char **iargv = init_argv(argv, argc), envbuf[64], err[256], xs[300];
+    struct stat st;
+    bool xenstore;
+    char **denv;
     int sv[2] = {-1, -1}, rc = ENOMEM;
     struct epoll_event ev = {.events = EPOLLIN};
     struct dombuild_spec spec = {
         .domid = d->domid, .name = d->name, .uid = d->uid, .gid = d->uid,
         .ro_dirs = (const char *const *)hv->ro_dirs, .hv_socket = hv->sock_path,
-        .exe_fd = hv->exe_fd, .argv = iargv, .envp = denv,
+        .exe_fd = hv->exe_fd, .argv = iargv,
         .memory_kb = 0, /* memory is the cgroup's to limit: see cgroup.c */
     };
+
+    /* XenStore, when bulkhead-xenstored serves this state directory. */
+    snprintf(xs, sizeof(xs), "%s/xenstored.sock", hv->state_dir);
+    xenstore = stat(xs, &st) == 0 && S_ISSOCK(st.st_mode);
+    spec.xs_socket = xenstore ? xs : NULL;
+    denv = domain_env(d, envp, envc, envbuf, sizeof(envbuf), xenstore);
+    spec.envp = denv;
 
     if (iargv == NULL || denv == NULL)
         goto out;

@@ -317,6 +317,11 @@ static int spec_check(const struct dombuild_spec *s, char *err, size_t errlen)
                  s->hv_socket);
         return EINVAL;
     }
+    if (s->xs_socket != NULL && !path_ok(s->xs_socket)) {
+        snprintf(err, errlen, "the XenStore socket path must be absolute and plain: %s",
+                 s->xs_socket);
+        return EINVAL;
+    }
     for (n = 0; s->ro_dirs != NULL && s->ro_dirs[n] != NULL; n++) {
         const char *d = s->ro_dirs[n];
 
@@ -548,6 +553,8 @@ static void plan_root(struct plan *pl, const struct dombuild_spec *s)
         plan_bind(pl, s->ro_dirs[i], s->ro_dirs[i], RO_ATTR);
     if (s->hv_socket != NULL)
         plan_bind(pl, s->hv_socket, "/run/bulkhead/hv.sock", RO_ATTR | MOUNT_ATTR_NOEXEC);
+    if (s->xs_socket != NULL)
+        plan_bind(pl, s->xs_socket, "/run/bulkhead/xenstored.sock", RO_ATTR | MOUNT_ATTR_NOEXEC);
     plan_add(pl, ENT_SEAL, "/");
 }
 

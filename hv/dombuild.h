@@ -58,6 +58,7 @@ struct dombuild_spec {
                                   absolute, no "." or ".." part, not under /proc or /dev,
                                   at most DOMBUILD_MAX_RO_DIRS; NULL for none */
     const char *hv_socket;      /* host path bound at /run/bulkhead/hv.sock; NULL for none */
+    const char *xs_socket;      /* ... at /run/bulkhead/xenstored.sock; NULL for none */
     int channel_fd;             /* becomes fd 3; -1 for none */
     int exe_fd;                 /* program of the first process (an O_PATH or O_RDONLY fd of a
                                    binary: a script cannot be run from an fd closed on exec) */
