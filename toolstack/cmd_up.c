@@ -37,12 +37,17 @@ static int up_already(void)
     return rc == 0;
 }
 
-/* Where bulkhead-hv is: beside us (installed or in the build tree), or $BULKHEAD_HV. */
-static int find_hv(char *out, size_t outlen, char *top, size_t toplen)
+/*
+ * Where one of our daemons is: $ENV if set, else beside us (installed, or in
+ * the build tree: top then names the build tree, which domains must see to
+ * run its programs), else in the configured sbindir.
+ */
+static int find_prog(const char *name, const char *env_name, char *out, size_t outlen, char *top,
+                     size_t toplen)
 {
-    static const char *const rel[] = {"bulkhead-hv", "../sbin/bulkhead-hv", "../hv/bulkhead-hv"};
+    static const char *const rel[] = {"%s/%s", "%s/../sbin/%s", "%s/../hv/%s"};
     char self[PATH_MAX], dir[PATH_MAX];
-    const char *env = getenv("BULKHEAD_HV");
+    const char *env = getenv(env_name);
     ssize_t n;
 
     top[0] = '\0';
@@ -55,18 +60,17 @@ static int find_hv(char *out, size_t outlen, char *top, size_t toplen)
     self[n] = '\0';
     snprintf(dir, sizeof(dir), "%s", dirname(self));
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-        if (snprintf(out, outlen, "%s/%s", dir, rel[i]) >= (int)outlen)
+        if (snprintf(out, outlen, rel[i], dir, name) >= (int)outlen)
             continue;
         if (access(out, X_OK) == 0) {
             char probe[PATH_MAX + 32];
-            /* Uninstalled: domains must see the build tree to run its programs. */
             snprintf(probe, sizeof(probe), "%s/../config.status", dir);
             if (access(probe, F_OK) == 0 && realpath(probe, self) != NULL)
                 snprintf(top, toplen, "%s", dirname(self));
             return 0;
         }
     }
-    snprintf(out, outlen, "%s/bulkhead-hv", BH_SBINDIR);
+    snprintf(out, outlen, "%s/%s", BH_SBINDIR, name);
     return access(out, X_OK);
 }
 
@@ -110,7 +114,8 @@ static int clear_leftovers(void)
     return killed;
 }
 
-static int wait_ready(int fd, pid_t pid)
+/* Waits for a daemon's "ok" on its ready pipe; kills it if none comes. */
+static int wait_ready(int fd, pid_t pid, const char *name, const char *out)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     char msg[600];
@@ -125,37 +130,77 @@ static int wait_ready(int fd, pid_t pid)
     if (n > 0)
         errorf("%s", msg);
     else
-        errorf("bulkhead-hv did not start within %d s: see %s/hv.out", UP_TIMEOUT_MS / 1000,
-               state_dir);
+        errorf("%s did not start within %d s: see %s/%s", name, UP_TIMEOUT_MS / 1000, state_dir,
+               out);
     kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
     return -1;
 }
 
-static void exec_hv(const char *hv, const char *top, int wfd)
+/* In the child: stdio to DIR/<out>, a session of its own, then the daemon. */
+static void __attribute__((noreturn)) exec_daemon(const char *path, char **argv, const char *out)
 {
-    char base[32], ready[16], out[PATH_MAX];
-    char *argv[12];
-    int i = 0, fd;
+    char file[PATH_MAX];
+    int fd;
 
-    snprintf(out, sizeof(out), "%s/hv.out", state_dir);
-    fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd >= 0) {
+    snprintf(file, sizeof(file), "%s/%s", state_dir, out);
+    if ((fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
     }
-    fd = open("/dev/null", O_RDONLY);
-    if (fd >= 0)
+    if ((fd = open("/dev/null", O_RDONLY)) >= 0)
         dup2(fd, 0);
     setsid();
+    execv(path, argv);
+    fprintf(stderr, "bulkhead: cannot run %s: %s\n", path, strerror(errno));
+    _exit(127);
+}
+
+/*
+ * Starts a daemon with "--ready-fd N" appended to argv (room for two more
+ * entries and the NULL) and waits until it serves.  Returns its pid, or -1
+ * after saying why.
+ */
+static pid_t start_daemon(const char *path, char **argv, int argc, const char *name,
+                          const char *out)
+{
+    char ready[16];
+    int p[2];
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
+        errorf("cannot start %s: %s", name, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        fcntl(p[1], F_SETFD, 0); /* the ready pipe is inherited on purpose */
+        snprintf(ready, sizeof(ready), "%d", p[1]);
+        argv[argc++] = "--ready-fd";
+        argv[argc++] = ready;
+        argv[argc] = NULL;
+        exec_daemon(path, argv, out);
+    }
+    close(p[1]);
+    if (wait_ready(p[0], pid, name, out) != 0) {
+        close(p[0]);
+        return -1;
+    }
+    close(p[0]);
+    return pid;
+}
+
+static pid_t start_hv(const char *hv, const char *top)
+{
+    char base[32], *argv[16];
+    int i = 0;
+
     snprintf(base, sizeof(base), "%lu", uid_base());
-    snprintf(ready, sizeof(ready), "%d", wfd);
     argv[i++] = "bulkhead-hv";
     argv[i++] = "--state-dir";
     argv[i++] = (char *)state_dir;
     argv[i++] = "--uid-base";
     argv[i++] = base;
-    argv[i++] = "--ready-fd";
-    argv[i++] = ready;
     if (top[0] != '\0') {
         argv[i++] = "--ro-dir";
         argv[i++] = (char *)top;
@@ -164,16 +209,12 @@ static void exec_hv(const char *hv, const char *top, int wfd)
         argv[i++] = "--ro-dir";
         argv[i++] = BH_PREFIX;
     }
-    argv[i] = NULL;
-    execv(hv, argv);
-    fprintf(stderr, "bulkhead: cannot run %s: %s\n", hv, strerror(errno));
-    _exit(127);
+    return start_daemon(hv, argv, i, "bulkhead-hv", "hv.out");
 }
 
 int cmd_up(int argc, char **argv)
 {
     char hv[PATH_MAX], top[PATH_MAX];
-    int p[2];
     pid_t pid;
 
     (void)argv;
@@ -190,7 +231,7 @@ int cmd_up(int argc, char **argv)
         printf("bulkhead: already up in %s\n", state_dir);
         return 0;
     }
-    if (find_hv(hv, sizeof(hv), top, sizeof(top)) != 0) {
+    if (find_prog("bulkhead-hv", "BULKHEAD_HV", hv, sizeof(hv), top, sizeof(top)) != 0) {
         errorf("cannot find bulkhead-hv: install Bulkhead ('make install') or set BULKHEAD_HV");
         return 1;
     }
@@ -200,19 +241,8 @@ int cmd_up(int argc, char **argv)
     }
     if (clear_leftovers() > 0)
         fprintf(stderr, "bulkhead: cleared processes a crashed instance left in %s\n", state_dir);
-    if (pipe2(p, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
-        errorf("cannot start bulkhead-hv: %s", strerror(errno));
+    if ((pid = start_hv(hv, top)) < 0)
         return 1;
-    }
-    if (pid == 0) {
-        close(p[0]);
-        fcntl(p[1], F_SETFD, 0); /* the ready pipe is inherited on purpose */
-        exec_hv(hv, top, p[1]);
-    }
-    close(p[1]);
-    if (wait_ready(p[0], pid) != 0)
-        return 1;
-    close(p[0]);
     printf("bulkhead: up in %s (bulkhead-hv pid %d)\n", state_dir, (int)pid);
     return 0;
 }
