@@ -381,7 +381,7 @@ int main(int argc, char **argv)
         unsigned int h = 5381;
         for (const char *p = hv.state_dir; *p; p++)
             h = h * 33 + (unsigned char)*p;
-        base = 1000000000ul + (h % 4096) * 65536ul;
+        base = 1000000000ul + (h % 32768) * 65536ul;
     }
     hv.uid_base = (uid_t)base;
     if (setup(&hv, err, sizeof(err)) != 0) {

@@ -81,7 +81,7 @@ static unsigned long uid_base(void)
 
     for (const char *p = state_dir; *p; p++)
         h = h * 33 + (unsigned char)*p;
-    return 1000000000ul + (h % 4096) * 65536ul;
+    return 1000000000ul + (h % 32768) * 65536ul;
 }
 
 static void kill_one(pid_t pid, uid_t uid, void *killed)
