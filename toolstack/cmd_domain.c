@@ -10,9 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <xenstore.h>
+
 #include "dombuild.h"
 #include "toolstack.h"
 #include "xlcfg.h"
+#include "xsdom.h"
 
 static const char *const state_names[] = {
     [HVW_DOM_RUNNING] = "running", [HVW_DOM_PAUSED] = "paused",
@@ -43,6 +46,33 @@ static size_t put_env(char *p, size_t room)
         off += n;
     }
     return off;
+}
+
+/*
+ * The new domain's XenStore nodes, then its introduction.  On failure the
+ * domain is destroyed again: a create that fails leaves nothing behind.
+ */
+static int xenstore_add(struct hvc *h, const struct hvw_dominfo *info, const struct xlcfg *cfg,
+                        const char *file)
+{
+    struct xsdom_info di = {.domid = info->domid, .name = cfg->name,
+                            .memory_kb = (uint64_t)cfg->memory_mb * 1024,
+                            .vcpus = (unsigned int)cfg->vcpus};
+    struct hvw_domid_req r = {.domid = info->domid};
+    struct xs_handle *xs = xsdom_open(false);
+    char err[512] = "";
+    int rc = -1;
+
+    if (xs != NULL && (rc = xsdom_introduce(xs, &di, err, sizeof(err))) != 0)
+        errorf("%s: %s", file, err);
+    if (rc != 0) {
+        if (xs != NULL)
+            xsdom_release(xs, info->domid);
+        hvc_call(h, HVW_OP_DOM_DESTROY, &r, sizeof(r), NULL, 0, NULL);
+    }
+    if (xs != NULL)
+        xs_close(xs);
+    return rc;
 }
 
 int cmd_create(int argc, char **argv)
@@ -76,6 +106,10 @@ int cmd_create(int argc, char **argv)
     if (hvc_open(&h, false) != 0)
         return 1;
     rc = hvc_call(&h, HVW_OP_DOM_CREATE, r, sizeof(*r) + n, &info, sizeof(info), NULL);
+    if (rc == 0 && xenstore_add(&h, &info, &cfg, argv[1]) != 0) {
+        hvc_close(&h);
+        return 1;
+    }
     hvc_close(&h);
     if (rc == EEXIST) {
         errorf("%s: a domain named %s exists already: destroy it or rename this one", argv[1],
@@ -142,6 +176,7 @@ int cmd_destroy(int argc, char **argv)
 {
     struct hvw_dominfo info;
     struct hvw_domid_req r = {0};
+    struct xs_handle *xs;
     struct hvc h;
     int rc;
 
@@ -167,6 +202,11 @@ int cmd_destroy(int argc, char **argv)
     if (rc != 0) {
         errorf("cannot destroy %s: %s", argv[1], strerror(rc > 0 ? rc : errno));
         return 1;
+    }
+    /* As libxl does once the domain is gone: release it and remove its nodes. */
+    if ((xs = xsdom_open(true)) != NULL) {
+        xsdom_release(xs, info.domid);
+        xs_close(xs);
     }
     return 0;
 }

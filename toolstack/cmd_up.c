@@ -18,8 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <xenstore.h>
+
 #include "dombuild.h"
 #include "toolstack.h"
+#include "xsdom.h"
 
 #define UP_TIMEOUT_MS 15000
 #define DOWN_TIMEOUT_MS 60000
@@ -212,9 +215,91 @@ static pid_t start_hv(const char *hv, const char *top)
     return start_daemon(hv, argv, i, "bulkhead-hv", "hv.out");
 }
 
+/* A daemon holds its pid file locked for life: wait until the lock is free. */
+static int wait_gone(const char *pidfile)
+{
+    char path[PATH_MAX];
+    struct timespec ts = {0, 20 * 1000000};
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", state_dir, pidfile);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    for (int waited = 0; waited < DOWN_TIMEOUT_MS; waited += 20) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            close(fd);
+            return 0;
+        }
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    return -1;
+}
+
+/* SIGTERM to the daemon whose pid file is locked (so alive), then wait for it. */
+static int stop_by_pidfile(const char *pidfile, const char *name)
+{
+    char path[PATH_MAX], buf[32] = "";
+    int fd;
+    ssize_t n;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/%s", state_dir, pidfile);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) { /* nobody holds it: not running */
+        close(fd);
+        return 0;
+    }
+    n = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if ((pid = (pid_t)atoi(buf)) > 1)
+        kill(pid, SIGTERM);
+    if (wait_gone(pidfile) != 0) {
+        errorf("%s is still running after %d s: see %s", name, DOWN_TIMEOUT_MS / 1000, state_dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* XenStore, and dom0's own nodes in it (xen-init-dom0's job on Xen). */
+static int start_xenstore(const char *path)
+{
+    char *argv[8] = {"bulkhead-xenstored", "--state-dir", (char *)state_dir};
+    struct xsdom_info dom0 = {.domid = 0, .name = "Domain-0"};
+    struct xs_handle *h;
+    char err[512];
+    int rc;
+
+    if (start_daemon(path, argv, 3, "bulkhead-xenstored", "xenstored.out") < 0)
+        return -1;
+    dom0.vcpus = (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
+    dom0.memory_kb = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+    if ((h = xsdom_open(false)) == NULL)
+        return -1;
+    if ((rc = xsdom_introduce(h, &dom0, err, sizeof(err))) != 0)
+        errorf("%s", err);
+    xs_close(h);
+    return rc;
+}
+
+/* Undoes a half-done up. */
+static void stop_hv(void)
+{
+    struct hvc h;
+
+    if (hvc_open(&h, true) == 0) {
+        hvc_call(&h, HVW_OP_STOP, NULL, 0, NULL, 0, NULL);
+        hvc_close(&h);
+        wait_gone("hv.pid");
+    }
+    stop_by_pidfile("xenstored.pid", "bulkhead-xenstored");
+}
+
 int cmd_up(int argc, char **argv)
 {
-    char hv[PATH_MAX], top[PATH_MAX];
+    char hv[PATH_MAX], top[PATH_MAX], xs[PATH_MAX], dummy[PATH_MAX];
     pid_t pid;
 
     (void)argv;
@@ -235,6 +320,12 @@ int cmd_up(int argc, char **argv)
         errorf("cannot find bulkhead-hv: install Bulkhead ('make install') or set BULKHEAD_HV");
         return 1;
     }
+    if (find_prog("bulkhead-xenstored", "BULKHEAD_XENSTORED", xs, sizeof(xs), dummy,
+                  sizeof(dummy)) != 0) {
+        errorf("cannot find bulkhead-xenstored: install Bulkhead ('make install') or set "
+               "BULKHEAD_XENSTORED");
+        return 1;
+    }
     if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
         errorf("cannot create %s: %s", state_dir, strerror(errno));
         return 1;
@@ -243,29 +334,12 @@ int cmd_up(int argc, char **argv)
         fprintf(stderr, "bulkhead: cleared processes a crashed instance left in %s\n", state_dir);
     if ((pid = start_hv(hv, top)) < 0)
         return 1;
+    if (start_xenstore(xs) != 0) {
+        stop_hv();
+        return 1;
+    }
     printf("bulkhead: up in %s (bulkhead-hv pid %d)\n", state_dir, (int)pid);
     return 0;
-}
-
-/* The daemon holds its pid file locked for life: wait until the lock is free. */
-static int wait_gone(void)
-{
-    char path[PATH_MAX];
-    struct timespec ts = {0, 20 * 1000000};
-    int fd;
-
-    snprintf(path, sizeof(path), "%s/hv.pid", state_dir);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
-    for (int waited = 0; waited < DOWN_TIMEOUT_MS; waited += 20) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            close(fd);
-            return 0;
-        }
-        nanosleep(&ts, NULL);
-    }
-    close(fd);
-    return -1;
 }
 
 int cmd_down(int argc, char **argv)
@@ -279,6 +353,7 @@ int cmd_down(int argc, char **argv)
         return 2;
     }
     if (hvc_open(&h, true) != 0) {
+        stop_by_pidfile("xenstored.pid", "bulkhead-xenstored");
         clear_leftovers();
         printf("bulkhead: already down in %s\n", state_dir);
         return 0;
@@ -289,11 +364,13 @@ int cmd_down(int argc, char **argv)
         errorf("bulkhead-hv refused to stop: %s", rc > 0 ? strerror(rc) : strerror(errno));
         return 1;
     }
-    if (wait_gone() != 0) {
+    if (wait_gone("hv.pid") != 0) {
         errorf("bulkhead-hv is still running after %d s: see %s/hv.log", DOWN_TIMEOUT_MS / 1000,
                state_dir);
         return 1;
     }
+    if (stop_by_pidfile("xenstored.pid", "bulkhead-xenstored") != 0)
+        return 1;
     clear_leftovers();
     printf("bulkhead: down in %s\n", state_dir);
     return 0;
@@ -308,5 +385,6 @@ int cmd_env(int argc, char **argv)
     }
     printf("BULKHEAD_STATE_DIR='%s'; export BULKHEAD_STATE_DIR\n", state_dir);
     printf("BULKHEAD_HV_SOCKET='%s/hv.sock'; export BULKHEAD_HV_SOCKET\n", state_dir);
+    printf("XENSTORED_PATH='%s/xenstored.sock'; export XENSTORED_PATH\n", state_dir);
     return 0;
 }

@@ -8,7 +8,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-ts-XXXXXX)
 ex=${srcdir:-.}/examples
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR"' EXIT
-plan 41
+plan 49
 
 ok "up starts the simulation" "$B" up
 is "up again is a no-op" "$("$B" up)" "bulkhead: already up in $BULKHEAD_STATE_DIR"
@@ -21,6 +21,17 @@ is "list shows both" "$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')" 
 json=$("$B" list --json)
 is "list --json has domid, name, state and pid" "$(echo "$json" | grep -c '"domid": [0-9]*, "name": "guest1", "state": "running", "pid": [1-9]')" "1"
 gpid=$(echo "$json" | sed -n 's/.*"name": "guest1", "state": "running", "pid": \([0-9]*\).*/\1/p')
+gid=$(echo "$json" | sed -n 's/.*"domid": \([0-9]*\), "name": "guest1".*/\1/p')
+
+# XenStore, as libxl lays a domain out, from dom0 and from the guest.
+eval "$("$B" env)"
+is "env gives XENSTORED_PATH" "$XENSTORED_PATH" "$BULKHEAD_STATE_DIR/xenstored.sock"
+is "dom0 reads the guest's name" "$(xenstore-read /local/domain/$gid/name)" "guest1"
+is "the guest's root is dom0's, readable by it" "$(xenstore-ls -p /local/domain/$gid | grep '^name ' | sed 's/.*(//')" "n0,r$gid)"
+is "the guest reads its own name, relatively" "$("$B" exec guest1 -- xenstore-read name)" "guest1"
+is "the guest writes its data/" "$("$B" exec guest1 -- sh -c 'xenstore-write data/x hi && xenstore-read data/x')" "hi"
+fails "the guest cannot rename itself" "$B" exec guest1 -- xenstore-write name evil
+fails "the guest cannot read dom0's nodes" "$B" exec guest1 -- xenstore-read /local/domain/0/name
 
 # Confinement, from inside the guest.
 is "root inside" "$("$B" exec guest1 -- id -u)" "0"
@@ -45,6 +56,7 @@ ok "what it leaves running lives on" "$B" exec guest1 -- sh -c 'sleep 1000 >/dev
 ok "... and is still there" "$B" exec guest1 -- sh -c 'ls /proc/*/comm | xargs cat | grep -q sleep'
 fails "exec is refused for a driver domain" "$B" exec drvdom -- true
 ok "destroy the guest" "$B" destroy guest1
+fails "its XenStore nodes went with it" xenstore-exists /local/domain/$gid
 is "no process of its uid is left" "$(ps -e -o uid= | grep -cw "$guid")" "0"
 ok "pause a domain" "$B" pause drvdom
 is "list says paused" "$("$B" list | awk '$1=="drvdom"{print $5}')" "paused"
