@@ -455,7 +455,9 @@ static int h_directory_part(struct xs_req *r)
             break;
         end += l;
     }
-    memcpy(buf + len, n->children + off, end - off);
+    /* A node without children has no children buffer at all: nothing to copy. */
+    if (end > off)
+        memcpy(buf + len, n->children + off, end - off);
     len += end - off;
     if (end == n->clen)
         buf[len++] = '\0';
