@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "dombuild.h"
 #include "hv.h"
 
@@ -74,45 +75,6 @@ static void usage(void)
     exit(2);
 }
 
-static void ready(int fd, const char *msg)
-{
-    if (fd < 0)
-        return;
-    if (write(fd, msg, strlen(msg)) < 0) {
-        /* bulkhead up went away: nothing to tell. */
-    }
-    close(fd);
-}
-
-/* Refuses a second daemon on the same state directory, holding the lock for life. */
-static int take_lock(struct hv *hv, char *err, size_t errlen)
-{
-    char path[300], pid[32];
-    int fd;
-
-    snprintf(path, sizeof(path), "%s/hv.pid", hv->state_dir);
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        snprintf(err, errlen, "a bulkhead-hv (pid %s) already serves %s: run 'bulkhead down' first",
-                 pid, hv->state_dir);
-        close(fd);
-        return -1;
-    }
-    snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return 0; /* the fd stays open: the lock lives as long as we do */
-}
-
 static int open_state(struct hv *hv, char *err, size_t errlen)
 {
     char path[300];
@@ -127,7 +89,7 @@ static int open_state(struct hv *hv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot chmod %s: %s", hv->state_dir, strerror(errno));
         return -1;
     }
-    if (take_lock(hv, err, errlen) != 0)
+    if (daemon_lock(hv->state_dir, "hv", "bulkhead-hv", err, errlen) != 0)
         return -1;
     snprintf(path, sizeof(path), "%s/hv.log", hv->state_dir);
     if ((hv->log = fopen(path, "ae")) == NULL) {
@@ -389,12 +351,12 @@ int main(int argc, char **argv)
         if (ready_fd >= 0) {
             char msg[600];
             snprintf(msg, sizeof(msg), "%s\n", err);
-            ready(ready_fd, msg);
+            daemon_ready(ready_fd, msg);
         }
         return 1;
     }
     hv_log(&hv, "started: state %s, uid base %u, pid %d", hv.state_dir, (unsigned)hv.uid_base,
            (int)getpid());
-    ready(ready_fd, "ok\n");
+    daemon_ready(ready_fd, "ok\n");
     return run(&hv);
 }

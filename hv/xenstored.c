@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "hvwire.h"
+#include "daemon.h"
 #include "xenstored.h"
 
 #define XSD_DEFAULT_STATE_DIR "/run/bulkhead"
@@ -298,19 +299,8 @@ static void usage(void)
     exit(2);
 }
 
-static void ready(int fd, const char *msg)
-{
-    if (fd < 0)
-        return;
-    if (write(fd, msg, strlen(msg)) < 0) {
-        /* whoever waited went away: nothing to tell */
-    }
-    close(fd);
-}
-
 static int open_state(struct env *e, char *err, size_t errlen)
 {
-    char path[320], pid[32];
     int fd;
 
     /* bulkhead-hv made it 0700; only create it when it is not there yet. */
@@ -319,24 +309,8 @@ static int open_state(struct env *e, char *err, size_t errlen)
                  strerror(errno));
         return -1;
     }
-    snprintf(path, sizeof(path), "%s/xenstored.pid", e->state_dir);
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-        flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, errlen,
-                 "%.300s is locked or unusable (%s): another bulkhead-xenstored "
-                 "serves that directory; stop it first",
-                 path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    if (daemon_lock(e->state_dir, "xenstored", "bulkhead-xenstored", err, errlen) != 0)
         return -1;
-    }
-    snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    /* fd stays open for our life: the lock goes with us. */
     snprintf(e->d.log_path, sizeof(e->d.log_path), "%s/xenstored.log", e->state_dir);
     if ((fd = open(e->d.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
         (e->d.log = fdopen(fd, "a")) == NULL) {
@@ -553,12 +527,12 @@ int main(int argc, char **argv)
     if (setup(&e, err, sizeof(err)) != 0) {
         fprintf(stderr, "bulkhead-xenstored: %s\n", err);
         snprintf(msg, sizeof(msg), "%s\n", err);
-        ready(ready_fd, msg);
+        daemon_ready(ready_fd, msg);
         teardown(&e);
         return 1;
     }
     xsd_log(&e.d, "started: state %s, socket %s, pid %d", e.state_dir, e.sock_path, (int)getpid());
-    ready(ready_fd, "ok\n");
+    daemon_ready(ready_fd, "ok\n");
     rc = run(&e);
     teardown(&e);
     return rc;

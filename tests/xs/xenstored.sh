@@ -43,7 +43,7 @@ is "with bulkhead-hv it serves" "$(cat "$S/ready")" "ok"
 first=$xspid
 start_xsd
 is "a second one on the same directory is refused in one line" \
-   "$(grep -c 'another bulkhead-xenstored serves that directory; stop it first' "$S/ready")" "1"
+   "$(grep -c "^a bulkhead-xenstored (pid $first) already serves $S: run 'bulkhead down' first$" "$S/ready")" "1"
 wait "$xspid"
 xspid=$first
 out=$("$XSD" --state-dir "$S" --quota bogus=1 2>&1)
