@@ -234,6 +234,15 @@ unsigned int framestore_count(void)
     return n;
 }
 
+unsigned int framestore_nstores(void)
+{
+    unsigned int n = 0;
+
+    for (unsigned int i = 0; i < nstores; i++)
+        n += stores[i].pid > 0;
+    return n;
+}
+
 void framestore_shutdown(struct hv *hv)
 {
     if (nstores == 0)

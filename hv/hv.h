@@ -120,6 +120,7 @@ int framestore_put(struct hv *hv, const int *fds, unsigned int n, struct hv_fram
 int framestore_open(struct hv *hv, const struct hv_frame *f, int flags); /* a new description */
 void framestore_drop(struct hv *hv, const struct hv_frame *f);           /* hv may be NULL */
 unsigned int framestore_count(void);
+unsigned int framestore_nstores(void); /* store processes running (one socket each here) */
 void framestore_shutdown(struct hv *hv);
 
 /* cgroup.c: best-effort memory and process limits */

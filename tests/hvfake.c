@@ -127,14 +127,19 @@ void hvfake_conn_close(struct hv *hv, struct hv_conn *c)
     free(c);
 }
 
-void hvfake_free(struct hv *hv)
+void hvfake_release(struct hv *hv)
 {
     while (hv->doms != NULL)
         hvfake_dom_destroy(hv, hv->doms);
     while (hv->conns != NULL)
         hvfake_conn_close(hv, hv->conns);
-    framestore_shutdown(hv); /* its stores and their sockets go too */
     free(hv);
+}
+
+void hvfake_free(struct hv *hv)
+{
+    framestore_shutdown(hv); /* its stores and their sockets go too */
+    hvfake_release(hv);
 }
 
 struct hv_rsp *hvfake_rsp_new(void)

@@ -14,6 +14,8 @@
 struct hv *hvfake_new(bool quiet);
 /* Destroys every domain and channel, then the hypervisor. */
 void hvfake_free(struct hv *hv);
+/* As hvfake_free, but the frame stores live on for the next world (fuzzing: no fork per input). */
+void hvfake_release(struct hv *hv);
 
 /* A domain with tables of the given sizes (0: the defaults); NULL if they cannot be made. */
 struct hv_dom *hvfake_dom(struct hv *hv, uint16_t domid, uint32_t grant_frames,
