@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -38,6 +41,33 @@ int daemon_lock(const char *dir, const char *name, const char *prog, char *err, 
         return -1;
     }
     return 0; /* the fd stays open: the lock lives as long as we do */
+}
+
+int daemon_listen(const char *path, int type, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "state directory path too long for a socket: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    unlink(path);
+    fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 128) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (chmod(path, 0666) != 0) {
+        snprintf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
 void daemon_ready(int fd, const char *msg)

@@ -15,6 +15,16 @@
  */
 int daemon_lock(const char *dir, const char *name, const char *prog, char *err, size_t errlen);
 
+/*
+ * Listens on the unix socket `path` (a crashed instance's is removed first:
+ * the caller holds the lock), non-blocking, of `type` (SOCK_SEQPACKET,
+ * SOCK_STREAM), mode 0666: domains reach it through a bind of this one
+ * file, dom0's way to it is guarded by the 0700 state directory, and every
+ * connection is identified by its peer uid.  Returns the fd, or -1 with a
+ * one-line reason in err.
+ */
+int daemon_listen(const char *path, int type, char *err, size_t errlen);
+
 /* Writes msg ("ok\n" or a one-line error) to the ready fd, if any, and closes it. */
 void daemon_ready(int fd, const char *msg);
 

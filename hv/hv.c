@@ -101,30 +101,14 @@ static int open_state(struct hv *hv, char *err, size_t errlen)
 
 static int open_socket(struct hv *hv, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int one = 1;
 
     snprintf(hv->sock_path, sizeof(hv->sock_path), "%s/hv.sock", hv->state_dir);
-    if (strlen(hv->sock_path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "state directory path too long for a socket: %s", hv->state_dir);
+    if ((hv->listen_fd = daemon_listen(hv->sock_path, SOCK_SEQPACKET, err, errlen)) < 0)
         return -1;
-    }
-    strcpy(sa.sun_path, hv->sock_path);
-    unlink(hv->sock_path); /* a crashed instance's socket; we hold the lock */
-    hv->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (hv->listen_fd < 0 || bind(hv->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        listen(hv->listen_fd, 128) != 0 ||
-        setsockopt(hv->listen_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", hv->sock_path, strerror(errno));
-        return -1;
-    }
-    /*
-     * World-connectable: domains reach it through their own bind mount of
-     * this one file.  Dom0's path to it is guarded by the 0700 state
-     * directory, and every connection is identified by its peer uid.
-     */
-    if (chmod(hv->sock_path, 0666) != 0) {
-        snprintf(err, errlen, "cannot chmod %s: %s", hv->sock_path, strerror(errno));
+    /* Accepted sockets inherit it: each message then carries its sender's pid. */
+    if (setsockopt(hv->listen_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0) {
+        snprintf(err, errlen, "cannot set SO_PASSCRED on %s: %s", hv->sock_path, strerror(errno));
         return -1;
     }
     return 0;

@@ -322,30 +322,10 @@ static int open_state(struct env *e, char *err, size_t errlen)
 
 static int open_socket(struct env *e, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
+    /* A stream socket: libxenstore speaks the wire protocol over one. */
     snprintf(e->sock_path, sizeof(e->sock_path), "%s/xenstored.sock", e->state_dir);
-    if (strlen(e->sock_path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "state directory path too long for a socket: %s", e->state_dir);
-        return -1;
-    }
-    strcpy(sa.sun_path, e->sock_path);
-    unlink(e->sock_path); /* a crashed instance's: we hold the lock */
-    e->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (e->listen_fd < 0 || bind(e->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        listen(e->listen_fd, 128) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", e->sock_path, strerror(errno));
-        return -1;
-    }
-    /*
-     * World-connectable, as hv.sock: domains reach it through a bind of
-     * this one file, and each connection is identified by its peer uid.
-     */
-    if (chmod(e->sock_path, 0666) != 0) {
-        snprintf(err, errlen, "cannot chmod %s: %s", e->sock_path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    e->listen_fd = daemon_listen(e->sock_path, SOCK_STREAM, err, errlen);
+    return e->listen_fd < 0 ? -1 : 0;
 }
 
 static int open_hv(struct env *e, char *err, size_t errlen)
