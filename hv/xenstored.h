@@ -49,6 +49,7 @@ enum xs_quota_id {
     XSQ_NODE_SIZE,    /* bytes of one node: value, children names, ACL */
     XSQ_PATH_MAX,     /* path length below the domain's home */
     XSQ_CONNECTIONS,  /* sockets of one domain (the simulation's own) */
+    XSQ_MEMORY,       /* bytes of nodes and watches one domain holds (error level) */
     XSQ_COUNT
 };
 
@@ -58,6 +59,10 @@ struct xs_quota_def {
     const char *descr;
 };
 extern const struct xs_quota_def xs_quota_defs[XSQ_COUNT];
+
+/* Soft quotas: crossing one is logged, never refused (xenstore-control quota-soft). */
+enum xs_soft_id { XSS_MEMORY, XSS_COUNT };
+extern const struct xs_quota_def xs_soft_defs[XSS_COUNT];
 
 /* Who asks: everything a permission or quota check needs. */
 struct xs_who {
@@ -103,6 +108,7 @@ struct xs_store {
     struct xs_hash nodes;
     uint64_t gen;                   /* last generation handed out */
     uint32_t *owned;                /* nodes per owner domid */
+    uint64_t *mem;                  /* bytes of those nodes (path, value, children, ACL) */
     struct xs_perm *special_acl[2]; /* @introduceDomain, @releaseDomain */
     uint16_t special_n[2];
 };
@@ -235,6 +241,8 @@ struct xs_dom {
     uint32_t port;
     uint32_t target;
     unsigned int conns, watches, txns, outstanding; /* quota accounting */
+    uint64_t watch_mem;         /* bytes of its watches' paths and tokens */
+    bool soft_logged, hard_logged; /* over a memory quota, and said so once */
     struct xs_dom *next;
 };
 
@@ -273,6 +281,7 @@ struct xsd {
     void *env; /* the ops' own state */
     struct xs_store *st;
     unsigned int quota[XSQ_COUNT];
+    unsigned int soft[XSS_COUNT];
     struct xs_conn *conns;
     struct xs_dom *doms; /* dom0 first */
     uint64_t next_conn_id;
@@ -306,6 +315,8 @@ int xsd_queue(struct xsd *d, struct xs_conn *c, uint32_t type, uint32_t req_id, 
 /* A domain's death as bulkhead-hv reports it: gone = destroyed, else shut down. */
 void xsd_domain_died(struct xsd *d, uint16_t domid, bool gone);
 int xsd_quota_set(struct xsd *d, const char *name, const char *val); /* 0 or EINVAL */
+int xsd_soft_set(struct xsd *d, const char *name, const char *val);  /* 0 or EINVAL */
+uint64_t xsd_dom_mem(const struct xsd *d, const struct xs_dom *dom); /* the memory quota's count */
 void xsd_who(const struct xs_conn *c, const unsigned int *quota, struct xs_who *w);
 
 #endif /* BULKHEAD_XENSTORED_H */

@@ -99,6 +99,8 @@ int xsd_init(struct xsd *d, const struct xsd_ops *ops, void *env)
     d->env = env;
     for (int i = 0; i < XSQ_COUNT; i++)
         d->quota[i] = xs_quota_defs[i].dflt;
+    for (int i = 0; i < XSS_COUNT; i++)
+        d->soft[i] = xs_soft_defs[i].dflt;
     d->out_max_dom = XS_OUT_MAX_DOM;
     d->out_max_dom0 = XS_OUT_MAX_DOM0;
     if ((d->st = xs_store_new()) == NULL || (dom0 = dom_new(d, 0)) == NULL) {
@@ -124,19 +126,35 @@ void xsd_fini(struct xsd *d)
     d->st = NULL;
 }
 
-int xsd_quota_set(struct xsd *d, const char *name, const char *val)
+static int quota_set(unsigned int *q, const struct xs_quota_def *defs, int n, const char *name,
+                     const char *val)
 {
     char *end;
     unsigned long v = strtoul(val, &end, 10);
 
     if (val[0] < '0' || val[0] > '9' || *end != '\0' || v < 1 || v > 0x7fffffff)
         return EINVAL;
-    for (int i = 0; i < XSQ_COUNT; i++)
-        if (strcmp(name, xs_quota_defs[i].name) == 0) {
-            d->quota[i] = (unsigned int)v;
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, defs[i].name) == 0) {
+            q[i] = (unsigned int)v;
             return 0;
         }
     return EINVAL;
+}
+
+int xsd_quota_set(struct xsd *d, const char *name, const char *val)
+{
+    return quota_set(d->quota, xs_quota_defs, XSQ_COUNT, name, val);
+}
+
+int xsd_soft_set(struct xsd *d, const char *name, const char *val)
+{
+    return quota_set(d->soft, xs_soft_defs, XSS_COUNT, name, val);
+}
+
+uint64_t xsd_dom_mem(const struct xsd *d, const struct xs_dom *dom)
+{
+    return d->st->mem[dom->domid] + dom->watch_mem;
 }
 
 /* ---- connections ---- */
@@ -730,14 +748,15 @@ void xsd_domain_died(struct xsd *d, uint16_t domid, bool gone)
 
 /* ---- CONTROL ---- */
 
-static int ctl_quota_show(struct xs_req *r)
+static int ctl_quota_show(struct xs_req *r, const unsigned int *q, const struct xs_quota_def *defs,
+                          int n)
 {
     char buf[XENSTORE_PAYLOAD_MAX];
     size_t len = (size_t)snprintf(buf, sizeof(buf), "Quota settings:\n");
 
-    for (int i = 0; i < XSQ_COUNT && len < sizeof(buf); i++)
-        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%-17s: %8u %s\n",
-                                xs_quota_defs[i].name, r->d->quota[i], xs_quota_defs[i].descr);
+    for (int i = 0; i < n && len < sizeof(buf); i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%-17s: %8u %s\n", defs[i].name,
+                                q[i], defs[i].descr);
     return reply_str(r, buf);
 }
 
@@ -752,9 +771,11 @@ static int ctl_quota_domain(struct xs_req *r, const char *arg)
     if ((dom = xsd_dom_find(r->d, domid)) == NULL || !dom->introduced)
         return ENOENT;
     snprintf(buf, sizeof(buf),
-             "Domain %u:\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n", domid,
-             "nodes", r->d->st->owned[domid], "watches", dom->watches, "transactions", dom->txns,
-             "outstanding", dom->outstanding, "connections", dom->conns);
+             "Domain %u:\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n%-17s: %8u\n"
+             "%-17s: %8llu\n",
+             domid, "nodes", r->d->st->owned[domid], "watches", dom->watches, "transactions",
+             dom->txns, "outstanding", dom->outstanding, "connections", dom->conns, "memory",
+             (unsigned long long)xsd_dom_mem(r->d, dom));
     return reply_str(r, buf);
 }
 
@@ -763,7 +784,7 @@ static int ctl_quota(struct xs_req *r, const char **v, int n)
     int rc;
 
     if (n == 0)
-        return ctl_quota_show(r);
+        return ctl_quota_show(r, r->d->quota, xs_quota_defs, XSQ_COUNT);
     if (strcmp(v[0], "set") == 0) {
         if (n != 3 || (rc = xsd_quota_set(r->d, v[1], v[2])) != 0)
             return EINVAL;
@@ -771,6 +792,17 @@ static int ctl_quota(struct xs_req *r, const char **v, int n)
         return reply_str(r, "OK");
     }
     return n == 1 ? ctl_quota_domain(r, v[0]) : EINVAL;
+}
+
+/* As 4.17's: show and set; a domain's usage is shown by "quota <domid>". */
+static int ctl_quota_soft(struct xs_req *r, const char **v, int n)
+{
+    if (n == 0)
+        return ctl_quota_show(r, r->d->soft, xs_soft_defs, XSS_COUNT);
+    if (n != 3 || strcmp(v[0], "set") != 0 || xsd_soft_set(r->d, v[1], v[2]) != 0)
+        return EINVAL;
+    xsd_log(r->d, "soft quota %s set to %s by CONTROL", v[1], v[2]);
+    return reply_str(r, "OK");
 }
 
 static int ctl_log(struct xs_req *r, const char **v, int n)
@@ -853,6 +885,7 @@ static const struct {
     {"memreport", ctl_memreport, ""},
     {"print", ctl_print, "<string>"},
     {"quota", ctl_quota, "[set <name> <val>|<domid>]"},
+    {"quota-soft", ctl_quota_soft, "[set <name> <val>]"},
     {"help", ctl_help, ""},
 };
 
@@ -884,7 +917,8 @@ static int h_control(struct xs_req *r)
 
 /* ---- dispatch ---- */
 
-#define XSH_PRIV 1u /* dom0 only: others get EACCES */
+#define XSH_PRIV  1u /* dom0 only: others get EACCES */
+#define XSH_GROWS 2u /* may grow the domain's memory: ENOMEM over the memory quota */
 
 static const struct {
     xs_handler_fn fn;
@@ -895,23 +929,42 @@ static const struct {
     [XS_DIRECTORY] = {h_directory, 0, "DIRECTORY"},
     [XS_READ] = {h_read, 0, "READ"},
     [XS_GET_PERMS] = {h_get_perms, 0, "GET_PERMS"},
-    [XS_WATCH] = {h_watch, 0, "WATCH"},
+    [XS_WATCH] = {h_watch, XSH_GROWS, "WATCH"},
     [XS_UNWATCH] = {h_unwatch, 0, "UNWATCH"},
     [XS_TRANSACTION_START] = {h_txn_start, 0, "TRANSACTION_START"},
     [XS_TRANSACTION_END] = {h_txn_end, 0, "TRANSACTION_END"},
     [XS_INTRODUCE] = {h_introduce, XSH_PRIV, "INTRODUCE"},
     [XS_RELEASE] = {h_release, XSH_PRIV, "RELEASE"},
     [XS_GET_DOMAIN_PATH] = {h_get_domain_path, 0, "GET_DOMAIN_PATH"},
-    [XS_WRITE] = {h_write, 0, "WRITE"},
-    [XS_MKDIR] = {h_mkdir, 0, "MKDIR"},
+    [XS_WRITE] = {h_write, XSH_GROWS, "WRITE"},
+    [XS_MKDIR] = {h_mkdir, XSH_GROWS, "MKDIR"},
     [XS_RM] = {h_rm, 0, "RM"},
-    [XS_SET_PERMS] = {h_set_perms, 0, "SET_PERMS"},
+    [XS_SET_PERMS] = {h_set_perms, XSH_GROWS, "SET_PERMS"},
     [XS_IS_DOMAIN_INTRODUCED] = {h_is_introduced, 0, "IS_DOMAIN_INTRODUCED"},
     [XS_RESUME] = {h_resume, XSH_PRIV, "RESUME"},
     [XS_SET_TARGET] = {h_set_target, XSH_PRIV, "SET_TARGET"},
     [XS_RESET_WATCHES] = {h_reset_watches, 0, "RESET_WATCHES"},
     [XS_DIRECTORY_PART] = {h_directory_part, 0, "DIRECTORY_PART"},
 };
+
+/* The soft quota only speaks: once when a domain crosses it, once when it is back under. */
+static void mem_watermarks(struct xsd *d, struct xs_dom *dom)
+{
+    uint64_t mem = xsd_dom_mem(d, dom);
+
+    if (dom->hard_logged && mem < d->quota[XSQ_MEMORY]) {
+        dom->hard_logged = false;
+        xsd_log(d, "domain %u below hard memory quota again", dom->domid);
+    }
+    if (!dom->soft_logged && mem >= d->soft[XSS_MEMORY]) {
+        dom->soft_logged = true;
+        xsd_log(d, "domain %u exceeds soft memory quota (%llu bytes, soft quota %u)", dom->domid,
+                (unsigned long long)mem, d->soft[XSS_MEMORY]);
+    } else if (dom->soft_logged && mem < d->soft[XSS_MEMORY]) {
+        dom->soft_logged = false;
+        xsd_log(d, "domain %u below soft memory quota again", dom->domid);
+    }
+}
 
 static void serve(struct xsd *d, struct xs_conn *c)
 {
@@ -930,12 +983,23 @@ static void serve(struct xsd *d, struct xs_conn *c)
         rc = ENOENT;
     } else if ((handlers[type].flags & XSH_PRIV) && !r.who.priv) {
         rc = EACCES;
+    } else if ((handlers[type].flags & XSH_GROWS) && !r.who.priv &&
+               xsd_dom_mem(d, c->dom) >= d->quota[XSQ_MEMORY]) {
+        /* Checked before, not during: one request overshoots by at most a node. */
+        if (!c->dom->hard_logged)
+            xsd_log(d, "domain %u exceeds hard memory quota (%llu bytes, quota %u): refusing "
+                       "what would grow it", c->dom->domid,
+                    (unsigned long long)xsd_dom_mem(d, c->dom), d->quota[XSQ_MEMORY]);
+        c->dom->hard_logged = true;
+        rc = ENOMEM;
     } else {
         r.view = (struct xs_view){d->st, r.txn, xs_watch_changed, d};
         rc = handlers[type].fn(&r);
     }
     if (rc != 0)
         reply_error(&r, rc);
+    if (!r.who.priv)
+        mem_watermarks(d, c->dom);
 }
 
 size_t xsd_conn_input(struct xsd *d, struct xs_conn *c, const uint8_t *p, size_t n)

@@ -25,6 +25,12 @@ const struct xs_quota_def xs_quota_defs[XSQ_COUNT] = {
     [XSQ_NODE_SIZE] = {"node-size", 2048, "Max. size of a node"},
     [XSQ_PATH_MAX] = {"path-max", XENSTORE_REL_PATH_MAX, "Max. length of a node path"},
     [XSQ_CONNECTIONS] = {"connections", 16, "Sockets per domain"},
+    [XSQ_MEMORY] = {"memory", 2 * 1024 * 1024 + 512 * 1024,
+                    "Total Xenstore memory per domain (error level)"},
+};
+
+const struct xs_quota_def xs_soft_defs[XSS_COUNT] = {
+    [XSS_MEMORY] = {"memory", 2 * 1024 * 1024, "Total Xenstore memory per domain (warning level)"},
 };
 
 static const char *const specials[2] = {"@introduceDomain", "@releaseDomain"};
@@ -336,8 +342,11 @@ size_t xs_node_size(const struct xs_node *n)
 
 static void own(struct xs_store *st, const struct xs_node *n, int by)
 {
-    if (n != NULL && n->nperms > 0)
+    if (n != NULL && n->nperms > 0) {
+        uint64_t bytes = xs_node_size(n) + strlen(n->path);
         st->owned[n->perms[0].domid] += (uint32_t)by;
+        st->mem[n->perms[0].domid] += by > 0 ? bytes : -bytes;
+    }
 }
 
 const struct xs_node *xs_store_get(const struct xs_store *st, const char *path)
@@ -378,7 +387,8 @@ struct xs_store *xs_store_new(void)
     struct xs_store *st = calloc(1, sizeof(*st));
     struct xs_node *root = NULL;
 
-    if (st == NULL || (st->owned = calloc(0x10000, sizeof(*st->owned))) == NULL)
+    if (st == NULL || (st->owned = calloc(0x10000, sizeof(*st->owned))) == NULL ||
+        (st->mem = calloc(0x10000, sizeof(*st->mem))) == NULL)
         goto fail;
     for (int i = 0; i < 2; i++) {
         if ((st->special_acl[i] = malloc(sizeof(none))) == NULL)
@@ -413,6 +423,7 @@ void xs_store_free(struct xs_store *st)
     free(st->special_acl[0]);
     free(st->special_acl[1]);
     free(st->owned);
+    free(st->mem);
     free(st);
 }
 

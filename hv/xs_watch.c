@@ -69,6 +69,7 @@ int xs_watch_add(struct xsd *d, struct xs_conn *c, const char *path, const char 
     w->next = c->watches;
     c->watches = w;
     c->dom->watches++;
+    c->dom->watch_mem += strlen(w->path) + strlen(w->token);
     /* Fired once up front, after the caller's OK: xenstore.txt. */
     return 0;
 }
@@ -84,6 +85,7 @@ void xs_watch_initial(struct xsd *d, struct xs_conn *c, const char *path, const 
 static void watch_free(struct xs_conn *c, struct xs_watch *w)
 {
     c->dom->watches--;
+    c->dom->watch_mem -= strlen(w->path) + strlen(w->token);
     free(w->path);
     free(w->token);
     free(w);

@@ -651,6 +651,14 @@ static int in_domain(const char *what)
             if (!xs_write(h, XBT_NULL, path, "", 0))
                 break;
         }
+    } else if (strcmp(what, "memory") == 0) {
+        /* 1000-byte nodes until the memory quota says no: the count of those that went in. */
+        memset(big, 'm', 1000);
+        for (errno = 0; n < 5000; n++) {
+            snprintf(path, sizeof(path), "data/m%d", n);
+            if (!xs_write(h, XBT_NULL, path, big, 1000))
+                break;
+        }
     } else if (strcmp(what, "node-size") == 0) {
         memset(big, 'x', sizeof(big));
         n = xs_write(h, XBT_NULL, "data/big", big, 2000);
@@ -797,6 +805,73 @@ START_TEST(test_quota_option)
 }
 END_TEST
 
+static bool log_has(const char *needle)
+{
+    char path[600], line[512];
+    bool found = false;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/xenstored.log", xsdir);
+    if ((f = fopen(path, "re")) == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Xen 4.17's memory quota: the hard one refuses with ENOMEM, the soft one only logs. */
+START_TEST(test_memory_quota_hard_and_soft)
+{
+    struct hvw_dominfo a = dom_up("alpha"), b = dom_up("beta");
+    struct xs_permissions p[] = {{.id = a.domid, .perms = XS_PERM_NONE}};
+    char out[4096], data[64], needle[96], *q;
+    int made;
+
+    q = xs_control_command(xs, "quota-soft", NULL, 0);
+    ck_assert_ptr_nonnull(strstr(q, "memory           :  2097152 Total Xenstore memory per "
+                                    "domain (warning level)"));
+    free(q);
+    q = xs_control_command(xs, "quota", NULL, 0);
+    ck_assert_ptr_nonnull(strstr(q, "memory           :  2621440"));
+    free(q);
+    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota-soft", "set\0memory\0" "20000", 18));
+    free(q);
+    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota", "set\0memory\0" "40000", 18));
+    free(q);
+    ck_assert_ptr_null(xs_control_command(xs, "quota-soft", "set\0nodes\0" "5", 12));
+    ck_assert_int_eq(errno, EINVAL);
+
+    snprintf(data, sizeof(data), "/local/domain/%u/data", a.domid);
+    ck_assert(xs_mkdir(xs, XBT_NULL, data));
+    ck_assert(xs_set_permissions(xs, XBT_NULL, data, p, 1));
+    in_domain_run(&a, "memory", out, sizeof(out));
+    /* Each node costs about 1050 bytes; the check comes before a write, so the last one that
+     * went in took the domain to 40000 or just past it. */
+    made = atoi(out);
+    ck_assert_msg(made >= 30 && made <= 40, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "Cannot allocate memory"));
+    snprintf(needle, sizeof(needle), "domain %u exceeds soft memory quota", a.domid);
+    ck_assert_msg(log_has(needle), "no '%s' in the log", needle);
+    snprintf(needle, sizeof(needle), "domain %u exceeds hard memory quota", a.domid);
+    ck_assert_msg(log_has(needle), "no '%s' in the log", needle);
+    snprintf(needle, sizeof(needle), "%u", a.domid);
+    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota", needle, strlen(needle) + 1));
+    ck_assert_ptr_nonnull(strstr(q, "memory           :    4"));
+    free(q);
+    /* B is not hurt; removing frees A's memory and A may write again. */
+    ck_assert_int_eq(dom_run(&b, out, sizeof(out), "xenstore-write mine 1 && xenstore-read mine"),
+                     0);
+    ck_assert_str_eq(out, "1\n");
+    ck_assert_int_eq(dom_run(&a, out, sizeof(out), "xenstore-rm data/m1 data/m2 data/m3 "
+                                                   "data/m4 data/m5 data/m6 data/m7 data/m8 "
+                                                   "&& xenstore-write data/again 1"),
+                     0);
+    snprintf(needle, sizeof(needle), "domain %u below hard memory quota again", a.domid);
+    ck_assert_msg(log_has(needle), "no '%s' in the log", needle);
+}
+END_TEST
+
 /* ---- malformed input ---- */
 
 START_TEST(test_malformed_messages)
@@ -920,6 +995,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_transactions);
     tcase_add_test(tc, test_quotas_fail_only_their_domain);
     tcase_add_test(tc, test_quota_option);
+    tcase_add_test(tc, test_memory_quota_hard_and_soft);
     tcase_add_test(tc, test_malformed_messages);
     tcase_add_test(tc, test_outstanding_quota_stalls_only_the_domain);
     suite_add_tcase(s, tc);

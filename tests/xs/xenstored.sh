@@ -71,10 +71,12 @@ if ctl=$(xtool xenstore-control); then
     is "xenstore-control quota" "$("$ctl" quota | grep -c 'nodes            :     1000 Nodes per domain')" "1"
     ok "xenstore-control quota set" "$ctl" quota set watches 64
     is "... and it shows" "$("$ctl" quota | grep -c 'watches          :       64')" "1"
+    ok "xenstore-control quota-soft set" "$ctl" quota-soft set memory 1048576
+    is "... and it shows" "$("$ctl" quota-soft | grep -c 'memory           :  1048576 Total Xenstore memory per domain (warning level)')" "1"
     ok "xenstore-control log on" "$ctl" log on
     ok "xenstore-control print" "$ctl" print hello-from-the-test
 else
-    for i in 1 2 3 4 5; do echo "ok $((tap_n += 1)) # SKIP xenstore-control not installed (xen-utils-4.17)"; done
+    for i in 1 2 3 4 5 6 7; do echo "ok $((tap_n += 1)) # SKIP xenstore-control not installed (xen-utils-4.17)"; done
 fi
 if t=$(xtool test-xenstore); then
     ok "Xen's own test-xenstore passes" "$t" -i 3
