@@ -31,6 +31,7 @@
 #include "hvwire.h"
 #include "testutil.h"
 #include "xenstored.h"
+#include "bhxenbus.h"
 
 static struct test_hv hv;
 static char xsdir[512], xssock[600];
@@ -614,6 +615,122 @@ START_TEST(test_transactions)
 }
 END_TEST
 
+/* ---- XenBus between two domains: libbhxenbus over the real daemon ---- */
+
+struct xbpeer {
+    struct xs_handle *xs;
+    bhxb_watches *w;
+    struct bhxb_machine m;
+    char self[BHXB_PATH_MAX], peer[BHXB_PATH_MAX];
+    char trace[512]; /* every state we wrote, in order */
+    uint32_t ring_ref, evtchn;
+    bool persistent, was_connected;
+};
+
+static int xbpeer_set_state(void *arg, XenbusState st)
+{
+    struct xbpeer *x = arg;
+    size_t n = strlen(x->trace);
+
+    if (bhxb_switch_state(x->xs, x->self, st) != 0)
+        return -1;
+    snprintf(x->trace + n, sizeof(x->trace) - n, "%s%s", n ? " " : "", bhxb_state_name(st));
+    x->was_connected |= st == XenbusStateConnected;
+    return 0;
+}
+
+static int xbpeer_publish(void *arg, char *why, size_t len)
+{
+    struct xbpeer *x = arg;
+    bool yes = true;
+    unsigned int ref = 8, port = 5;
+    struct bhxb_key back[] = {{"feature-persistent", BHXB_BOOL, &yes, 0, false, 0}};
+    struct bhxb_key front[] = {{"ring-ref", BHXB_UINT, &ref, 0, false, 0},
+                               {"event-channel", BHXB_UINT, &port, 0, false, 0}};
+    int r = x->m.view.role == BHXB_BACKEND ? bhxb_write_keys(x->xs, x->self, back, 1)
+                                           : bhxb_write_keys(x->xs, x->self, front, 2);
+
+    if (r != 0)
+        snprintf(why, len, "writing %s: %s", x->self, strerror(errno));
+    return r;
+}
+
+static int xbpeer_connect(void *arg, char *why, size_t len)
+{
+    struct xbpeer *x = arg;
+    const char *bad = NULL;
+    struct bhxb_key back[] = {{"feature-persistent", BHXB_BOOL, &x->persistent, 0, false, 0}};
+    struct bhxb_key front[] = {{"ring-ref", BHXB_UINT, &x->ring_ref, 0, true, 0},
+                               {"event-channel", BHXB_UINT, &x->evtchn, 0, true, 0}};
+    int r = x->m.view.role == BHXB_FRONTEND ? bhxb_read_keys(x->xs, x->peer, back, 1, &bad)
+                                            : bhxb_read_keys(x->xs, x->peer, front, 2, &bad);
+
+    if (r != 0)
+        snprintf(why, len, "reading %s/%s: %s", x->peer, bad ? bad : "?", strerror(errno));
+    return r;
+}
+
+static const struct bhxb_driver xbpeer_driver = {
+    .publish = xbpeer_publish,
+    .connect = xbpeer_connect,
+    .set_state = xbpeer_set_state,
+};
+
+static void xbpeer_changed(void *arg, const char *path)
+{
+    struct xbpeer *x = arg;
+
+    (void)path;
+    if (x->m.view.role == BHXB_FRONTEND)
+        x->m.view.peer_online = bhxb_peer_online(x->xs, x->peer);
+    else
+        x->m.view.online = bhxb_read_online(x->xs, x->self);
+    if (bhxb_machine_step(&x->m, bhxb_read_state(x->xs, x->peer), &xbpeer_driver, x) < 0)
+        printf("step: %s\n", strerror(errno));
+}
+
+/*
+ * "xb-front:SELF:PEER" or "xb-back:SELF:PEER": one end of a device, run from
+ * watches until it was Connected and is Closed again; prints what it wrote.
+ */
+static int in_domain_xenbus(const char *what)
+{
+    struct xbpeer x = {0};
+    const char *a = strchr(what, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+    char path[BHXB_PATH_MAX + 16];
+
+    if (b == NULL || (x.xs = xs_open(0)) == NULL || (x.w = bhxb_watches_new(x.xs)) == NULL)
+        return 1;
+    snprintf(x.self, sizeof(x.self), "%.*s", (int)(b - a - 1), a + 1);
+    snprintf(x.peer, sizeof(x.peer), "%s", b + 1);
+    bhxb_machine_init(&x.m, strncmp(what, "xb-back", 7) == 0 ? BHXB_BACKEND : BHXB_FRONTEND);
+    x.m.view.ready = true;
+    snprintf(path, sizeof(path), "%s/state", x.peer);
+    if (bhxb_watch_add(x.w, path, xbpeer_changed, &x) < 0)
+        return 1;
+    if (x.m.view.role == BHXB_BACKEND) {
+        /* The toolstack's online=0 is how a backend learns to close. */
+        snprintf(path, sizeof(path), "%s/online", x.self);
+        if (bhxb_watch_add(x.w, path, xbpeer_changed, &x) < 0)
+            return 1;
+    }
+    while (!(x.was_connected && x.m.view.ours == XenbusStateClosed)) {
+        struct pollfd p = {bhxb_watches_fd(x.w), POLLIN, 0};
+        if (poll(&p, 1, 30000) != 1) {
+            printf("stalled after: %s\n", x.trace);
+            return 1;
+        }
+        if (bhxb_watches_dispatch(x.w) < 0)
+            return 1;
+    }
+    printf("%s; %s %u/%u\n", x.trace, x.m.view.role == BHXB_BACKEND ? "read" : "persistent",
+           x.m.view.role == BHXB_BACKEND ? x.ring_ref : (unsigned int)x.persistent,
+           x.m.view.role == BHXB_BACKEND ? x.evtchn : 0u);
+    bhxb_watches_free(x.w);
+    xs_close(x.xs);
+    return 0;
+}
+
 /* ---- quotas ---- */
 
 static int in_domain_outstanding(void);
@@ -627,6 +744,8 @@ static int in_domain(const char *what)
 
     if (strcmp(what, "outstanding") == 0)
         return in_domain_outstanding();
+    if (strncmp(what, "xb-", 3) == 0)
+        return in_domain_xenbus(what);
     if ((h = xs_open(0)) == NULL) {
         printf("cannot open: %s\n", strerror(errno));
         return 1;
@@ -872,6 +991,97 @@ START_TEST(test_memory_quota_hard_and_soft)
 }
 END_TEST
 
+/* Waits (watch-free: dom0 polls) until path reads want; false after ~30 s. */
+static bool wait_value(const char *path, const char *want)
+{
+    for (int i = 0; i < 3000; i++) {
+        unsigned int n;
+        char *v = xs_read(xs, XBT_NULL, path, &n);
+        bool same = v != NULL && strcmp(v, want) == 0;
+        free(v);
+        if (same)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Forks dom_run(cmd) in d; the child writes its output to fd. */
+static pid_t dom_run_bg(const struct hvw_dominfo *d, const char *cmd, int fd)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        char out[2048];
+        int rc = dom_run(d, out, sizeof(out), cmd);
+        dprintf(fd, "%d %s", rc, out);
+        _exit(0);
+    }
+    ck_assert_int_ge(pid, 0);
+    return pid;
+}
+
+static void read_all(int fd, char *out, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    while (got + 1 < cap && (n = read(fd, out + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+}
+
+/*
+ * libbhxenbus end to end: dom0 writes a vbd's layout as libxl does, a
+ * frontend in one domain and a backend in another shake hands through the
+ * real daemon, with the permissions the layout gives them, then the
+ * toolstack's detach (online=0, Closing) takes both to Closed.
+ */
+START_TEST(test_xenbus_handshake_between_domains)
+{
+    struct hvw_dominfo g = dom_up("guest"), d = dom_up("drv");
+    struct bhxb_dev dv = {"vbd", NULL, g.domid, d.domid, 51712};
+    struct bhxb_layout *l = bhxb_layout_new(&dv);
+    char cmd[1200], out[2][2048], path[BHXB_PATH_MAX + 16];
+    int pf[2], pb[2];
+    pid_t cf, cb;
+
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(bhxb_layout_write(xs, l), 0);
+    ck_assert_int_eq(pipe(pf), 0);
+    ck_assert_int_eq(pipe(pb), 0);
+    snprintf(cmd, sizeof(cmd), "%s/tests/check_xenstored --in-domain xb-front:%s:%s",
+             test_builddir(), l->paths.frontend, l->paths.backend);
+    cf = dom_run_bg(&g, cmd, pf[1]);
+    snprintf(cmd, sizeof(cmd), "%s/tests/check_xenstored --in-domain xb-back:%s:%s",
+             test_builddir(), l->paths.backend, l->paths.frontend);
+    cb = dom_run_bg(&d, cmd, pb[1]);
+    close(pf[1]);
+    close(pb[1]);
+    snprintf(path, sizeof(path), "%s/state", l->paths.frontend);
+    ck_assert_msg(wait_value(path, "4"), "the frontend never reached Connected");
+    snprintf(path, sizeof(path), "%s/state", l->paths.backend);
+    ck_assert_msg(wait_value(path, "4"), "the backend never reached Connected");
+    /* The guest cannot touch the backend's directory, nor the driver domain the frontend's. */
+    snprintf(cmd, sizeof(cmd), "xenstore-write %s/state 1", l->paths.backend);
+    ck_assert_int_ne(dom_run(&g, out[0], sizeof(out[0]), cmd), 0);
+    snprintf(cmd, sizeof(cmd), "xenstore-write %s/state 1", l->paths.frontend);
+    ck_assert_int_ne(dom_run(&d, out[0], sizeof(out[0]), cmd), 0);
+    /* Detach as libxl does. */
+    snprintf(path, sizeof(path), "%s/online", l->paths.backend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "0", 1));
+    snprintf(path, sizeof(path), "%s/state", l->paths.backend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "5", 1));
+    read_all(pf[0], out[0], sizeof(out[0]));
+    read_all(pb[0], out[1], sizeof(out[1]));
+    ck_assert_int_eq(waitpid(cf, NULL, 0), cf);
+    ck_assert_int_eq(waitpid(cb, NULL, 0), cb);
+    ck_assert_str_eq(out[0], "0 Initialised Connected Closed; persistent 1/0\n");
+    ck_assert_str_eq(out[1], "0 InitWait Connected Closing Closed; read 8/5\n");
+    bhxb_layout_free(l);
+}
+END_TEST
+
 /* ---- malformed input ---- */
 
 START_TEST(test_malformed_messages)
@@ -996,6 +1206,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_quotas_fail_only_their_domain);
     tcase_add_test(tc, test_quota_option);
     tcase_add_test(tc, test_memory_quota_hard_and_soft);
+    tcase_add_test(tc, test_xenbus_handshake_between_domains);
     tcase_add_test(tc, test_malformed_messages);
     tcase_add_test(tc, test_outstanding_quota_stalls_only_the_domain);
     suite_add_tcase(s, tc);
