@@ -299,7 +299,7 @@ static void stop_hv(void)
 
 int cmd_up(int argc, char **argv)
 {
-    char hv[PATH_MAX], top[PATH_MAX], xs[PATH_MAX], dummy[PATH_MAX];
+    char hv[PATH_MAX], top[PATH_MAX], xs[PATH_MAX], dummy[PATH_MAX], err[700];
     pid_t pid;
 
     (void)argv;
@@ -338,6 +338,11 @@ int cmd_up(int argc, char **argv)
         stop_hv();
         return 1;
     }
+    if (dom0_netns_make(err, sizeof(err)) != 0) {
+        errorf("%s", err);
+        stop_hv();
+        return 1;
+    }
     printf("bulkhead: up in %s (bulkhead-hv pid %d)\n", state_dir, (int)pid);
     return 0;
 }
@@ -355,6 +360,7 @@ int cmd_down(int argc, char **argv)
     if (hvc_open(&h, true) != 0) {
         stop_by_pidfile("xenstored.pid", "bulkhead-xenstored");
         clear_leftovers();
+        dom0_netns_remove();
         printf("bulkhead: already down in %s\n", state_dir);
         return 0;
     }
@@ -372,6 +378,7 @@ int cmd_down(int argc, char **argv)
     if (stop_by_pidfile("xenstored.pid", "bulkhead-xenstored") != 0)
         return 1;
     clear_leftovers();
+    dom0_netns_remove();
     printf("bulkhead: down in %s\n", state_dir);
     return 0;
 }
@@ -386,5 +393,6 @@ int cmd_env(int argc, char **argv)
     printf("BULKHEAD_STATE_DIR='%s'; export BULKHEAD_STATE_DIR\n", state_dir);
     printf("BULKHEAD_HV_SOCKET='%s/hv.sock'; export BULKHEAD_HV_SOCKET\n", state_dir);
     printf("XENSTORED_PATH='%s/xenstored.sock'; export XENSTORED_PATH\n", state_dir);
+    printf("BULKHEAD_DOM0_NETNS='%s/netns/dom0'; export BULKHEAD_DOM0_NETNS\n", state_dir);
     return 0;
 }

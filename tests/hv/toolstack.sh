@@ -8,7 +8,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-ts-XXXXXX)
 ex=${srcdir:-.}/examples
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR"' EXIT
-plan 49
+plan 53
 
 ok "up starts the simulation" "$B" up
 is "up again is a no-op" "$("$B" up)" "bulkhead: already up in $BULKHEAD_STATE_DIR"
@@ -26,6 +26,8 @@ gid=$(echo "$json" | sed -n 's/.*"domid": \([0-9]*\), "name": "guest1".*/\1/p')
 # XenStore, as libxl lays a domain out, from dom0 and from the guest.
 eval "$("$B" env)"
 is "env gives XENSTORED_PATH" "$XENSTORED_PATH" "$BULKHEAD_STATE_DIR/xenstored.sock"
+is "dom0's network is a namespace of its own" "$(stat -f -c %T "$BULKHEAD_DOM0_NETNS") $([ "$(stat -L -c %i "$BULKHEAD_DOM0_NETNS")" != "$(stat -L -c %i /proc/self/ns/net)" ] && echo not-the-hosts)" "nsfs not-the-hosts"
+is "... holding only its loopback, up" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{print $2, ($3 ~ /UP/ ? "up" : "down")}')" "lo: up"
 is "dom0 reads the guest's name" "$(xenstore-read /local/domain/$gid/name)" "guest1"
 is "the guest's root is dom0's, readable by it" "$(xenstore-ls -p /local/domain/$gid | grep '^name ' | sed 's/.*(//')" "n0,r$gid)"
 is "the guest reads its own name, relatively" "$("$B" exec guest1 -- xenstore-read name)" "guest1"
@@ -76,4 +78,6 @@ is "a fresh start: only dom0" "$("$B" list | awk 'NR>1{print $1}' | tr '\n' ' ')
 ok "down" "$B" down
 is "down again is a no-op" "$("$B" down)" "bulkhead: already down in $BULKHEAD_STATE_DIR"
 fails "down left no socket" test -e "$BULKHEAD_STATE_DIR/hv.sock"
+fails "down took dom0's network namespace" test -e "$BULKHEAD_STATE_DIR/netns/dom0"
+is "... and left no mount" "$(grep -c "$BULKHEAD_STATE_DIR" /proc/self/mountinfo)" "0"
 exit 0
