@@ -43,6 +43,10 @@ int cmd_up(int argc, char **argv);
 int cmd_down(int argc, char **argv);
 int cmd_env(int argc, char **argv);
 
+/* cmd_devlist.c */
+int cmd_block_list(int argc, char **argv);
+int cmd_network_list(int argc, char **argv);
+
 /* netns.c: dom0's network namespace, pinned at <state-dir>/netns/dom0 */
 void dom0_netns_path(char *buf, size_t size);
 int dom0_netns_make(char *err, size_t errlen); /* 0, or -1 with a one-line reason */
