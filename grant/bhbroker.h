@@ -26,9 +26,9 @@ extern "C" {
 
 #define BHBROKER_MAX_QUEUES 8u
 
-#define BHBROKER_TAP_CSUM 0x0001u  /* checksum offload (TUN_F_CSUM) */
-#define BHBROKER_TAP_TSO4 0x0002u  /* TSO over IPv4; needs CSUM */
-#define BHBROKER_TAP_TSO6 0x0004u  /* TSO over IPv6; needs CSUM */
+#define BHBROKER_TAP_CSUM  0x0001u /* checksum offload (TUN_F_CSUM) */
+#define BHBROKER_TAP_TSO4  0x0002u /* TSO over IPv4; needs CSUM */
+#define BHBROKER_TAP_TSO6  0x0004u /* TSO over IPv6; needs CSUM */
 #define BHBROKER_TAP_HDR10 0x0100u /* a 10-byte virtio_net_hdr; default: 12 (_mrg_rxbuf) */
 
 /*

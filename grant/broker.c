@@ -40,8 +40,8 @@ int bhbroker_tap(uint32_t domid, uint32_t devid, unsigned int flags, int *fds, u
     struct hvw_brk_tap_req q;
     struct hvw_brk_tap_rsp a;
     int got[HVW_BRK_MAX_QUEUES];
-    struct chan_reply r = {.p = &a, .cap = sizeof(a), .fds = got, .nfds = HVW_BRK_MAX_QUEUES,
-                           .upto = true};
+    struct chan_reply r = {
+        .p = &a, .cap = sizeof(a), .fds = got, .nfds = HVW_BRK_MAX_QUEUES, .upto = true};
 
     if (!ids_ok(domid) || (flags & ~(offload | BHBROKER_TAP_HDR10)) != 0 || fds == NULL ||
         nq == NULL) {
@@ -85,8 +85,7 @@ static int open_req(uint16_t op, uint32_t domid, uint32_t devid, uint32_t flags,
     return fd;
 }
 
-int bhbroker_disk(uint32_t domid, uint32_t devid, unsigned int flags, int *readonly,
-                  uint64_t *size)
+int bhbroker_disk(uint32_t domid, uint32_t devid, unsigned int flags, int *readonly, uint64_t *size)
 {
     struct hvw_brk_disk_rsp a;
     int fd;

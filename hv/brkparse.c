@@ -13,7 +13,7 @@
 
 #include "hv.h"
 
-#define BRK_MTU_MIN 68u
+#define BRK_MTU_MIN     68u
 #define BRK_TAP_MTU_MAX 65521u /* the tun driver's largest */
 
 /* A string field: NUL-terminated within, and nothing but zeros after the NUL. */
@@ -86,8 +86,7 @@ static int bad(const char **why, const char *what)
     return EINVAL;
 }
 
-int brk_parse_storage(const uint8_t *p, size_t len, struct hvw_brk_storage_req *r,
-                      const char **why)
+int brk_parse_storage(const uint8_t *p, size_t len, struct hvw_brk_storage_req *r, const char **why)
 {
     static const char zero[HVW_PATH_MAX];
 
@@ -206,8 +205,7 @@ int brk_parse_open(const uint8_t *p, size_t len, bool nbd, struct hvw_brk_open_r
     return 0;
 }
 
-int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r,
-                     const char **why)
+int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r, const char **why)
 {
     if (take(p, len, r, sizeof(*r), why) != 0)
         return EINVAL;
@@ -220,8 +218,7 @@ int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r,
     return 0;
 }
 
-int brk_parse_uplink(const uint8_t *p, size_t len, struct hvw_brk_uplink_req *r,
-                     const char **why)
+int brk_parse_uplink(const uint8_t *p, size_t len, struct hvw_brk_uplink_req *r, const char **why)
 {
     if (take(p, len, r, sizeof(*r), why) != 0)
         return EINVAL;

@@ -60,16 +60,16 @@ static const char *const op_names[] = {
 int broker_refuse(struct hv *hv, const struct hv_req *req, int err, const char *fmt, ...)
 {
     uint16_t op = req->hdr->op;
-    const char *name = op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op] ? op_names[op]
-                                                                                    : "?";
+    const char *name =
+        op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op] ? op_names[op] : "?";
     char why[512];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    hv_log(hv, "domain %u: broker %s refused (%s): %s", req->conn->dom->domid, name,
-           strerror(err), why);
+    hv_log(hv, "domain %u: broker %s refused (%s): %s", req->conn->dom->domid, name, strerror(err),
+           why);
     return err;
 }
 
@@ -462,8 +462,8 @@ int broker_nbd(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         err = errno;
         close(fd);
-        return broker_refuse(hv, req, err, "cannot connect to the NBD server at %s: %s",
-                             disk->path, strerror(err));
+        return broker_refuse(hv, req, err, "cannot connect to the NBD server at %s: %s", disk->path,
+                             strerror(err));
     }
     fcntl(fd, F_SETFL, 0); /* the domain gets an ordinary blocking socket */
     rsp->len = 0;

@@ -34,8 +34,8 @@
 
 #include "hv.h"
 
-#define NL_MSG_MAX 1024    /* our requests: a few names and numbers */
-#define NL_RECV_MAX 32768  /* a link's description is a few KiB */
+#define NL_MSG_MAX  1024  /* our requests: a few names and numbers */
+#define NL_RECV_MAX 32768 /* a link's description is a few KiB */
 
 static int home_ns = -1; /* the host's network namespace: the daemon's own */
 

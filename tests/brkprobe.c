@@ -155,7 +155,8 @@ int main(void)
         char *argv[8] = {NULL}, *save = NULL;
         int argc = 0;
 
-        for (char *t = strtok_r(line, " \n", &save); t && argc < 7; t = strtok_r(NULL, " \n", &save))
+        for (char *t = strtok_r(line, " \n", &save); t && argc < 7;
+             t = strtok_r(NULL, " \n", &save))
             argv[argc++] = t;
         if (argc == 0)
             continue;

@@ -176,7 +176,7 @@ static void probe_stop(struct probe *pr)
     waitpid(pr->pid, NULL, 0);
 }
 
-#define ASSERT_OK(line) ck_assert_msg(strncmp((line), "ok", 2) == 0, "%s", (line))
+#define ASSERT_OK(line)         ck_assert_msg(strncmp((line), "ok", 2) == 0, "%s", (line))
 #define ASSERT_LINE(line, want) ck_assert_str_eq((line), (want))
 
 /* ---- the kernel's view ---- */
@@ -202,7 +202,8 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-/* `ip -d -o link show dev NAME` in the network namespace at nspath: 0 and the line, or ip's status. */
+/* `ip -d -o link show dev NAME` in the network namespace at nspath: 0 and the line, or ip's status.
+ */
 static int link_show(const char *nspath, const char *name, char *out, size_t cap)
 {
     return sh(out, cap, "nsenter --net=%s ip -d -o link show dev %s", nspath, name);
@@ -496,8 +497,8 @@ static int udp_ping(const char *ns1, const char *ip1, const char *ns2)
     /* The first datagrams may wait for ARP: try a few times before calling it lost. */
     for (int i = 0; i < 10 && rc != 0; i++) {
         sendto(s2, "ping", 4, 0, (struct sockaddr *)&a, sizeof(a));
-        if (poll(&p, 1, 1000) == 1 && recvfrom(s1, buf, sizeof(buf), 0,
-                                               (struct sockaddr *)&from, &fl) == 4)
+        if (poll(&p, 1, 1000) == 1 &&
+            recvfrom(s1, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl) == 4)
             rc = 0;
     }
     if (rc == 0) {
@@ -531,7 +532,7 @@ START_TEST(test_bridge_and_uplinks)
 
     ck_assert_int_eq(hvc_brk_bridge(&h, d.domid, "xenbr0", 0), 0);
     ck_assert_int_eq(hvc_brk_bridge(&h, d.domid, "xenbr0", 1500), 0); /* idempotent */
-    ck_assert_int_eq(hvc_brk_bridge(&h, 0, "xenbr0", 0), EPERM);     /* never the host's */
+    ck_assert_int_eq(hvc_brk_bridge(&h, 0, "xenbr0", 0), EPERM);      /* never the host's */
     ck_assert_uint_eq(if_nametoindex("xenbr0"), 0);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up0", "p0", ns1, 0), 0);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up1", "p1", ns2, 0), 0);

@@ -40,8 +40,8 @@ int hvc_brk_storage(struct hvc *h, uint16_t domid, const char *const *dirs, unsi
     return hvc_call(h, HVW_OP_BRK_STORAGE, &r, sizeof(r), NULL, 0, NULL);
 }
 
-int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
-                 uint32_t flags, const char *path)
+int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid, uint32_t flags,
+                 const char *path)
 {
     struct hvw_brk_disk_reg r;
 
