@@ -68,6 +68,31 @@ struct plat_ops {
 /* sim.c: the simulation, over bulkhead-hv's hypercall channel */
 extern const struct plat_ops plat_sim_ops;
 
+/* sim.c: a hypercall channel of its own (hv/hvwire.h); broker.c uses it too */
+struct sim_chan {
+    int fd;
+    uint32_t seq;
+    bool broken; /* the daemon sent something we cannot follow: no more requests */
+    struct bhplat_logger *logger;
+};
+
+/* Where a reply goes: its payload, and exactly nfds descriptors. */
+struct chan_reply {
+    void *p;
+    size_t cap;
+    size_t len; /* out */
+    int *fds;   /* out */
+    unsigned int nfds; /* exactly this many; with upto, at most, and then how many came */
+    bool upto;
+};
+
+int chan_open(struct sim_chan *ch, struct bhplat_logger *logger); /* BULKHEAD_HV_SOCKET */
+void chan_close(struct sim_chan *ch);
+/* One request and its reply, which must carry exactly r->nfds descriptors. */
+int chan_call(struct sim_chan *ch, uint16_t op, const void *req, size_t len,
+              struct chan_reply *r);
+int chan_broken(struct sim_chan *ch, uint16_t op, const char *why); /* always -1, EPROTO */
+
 /* core.c: one line to the handle's logger, if it has one; errno is kept. */
 void plat_log(struct bhplat_logger *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

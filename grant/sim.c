@@ -41,21 +41,7 @@
 
 /* ---- the hypercall channel ---- */
 
-struct sim_chan {
-    int fd;
-    uint32_t seq;
-    bool broken; /* the daemon sent something we cannot follow: no more requests */
-    struct bhplat_logger *logger;
-};
-
-/* Where a reply goes: its payload, and exactly nfds descriptors. */
-struct chan_reply {
-    void *p;
-    size_t cap;
-    size_t len; /* out */
-    int *fds;   /* out */
-    unsigned int nfds;
-};
+/* struct sim_chan and struct chan_reply: private.h (broker.c speaks here too) */
 
 static void close_fds(const int *fds, unsigned int n)
 {
@@ -63,7 +49,7 @@ static void close_fds(const int *fds, unsigned int n)
         close(fds[i]);
 }
 
-static void chan_close(struct sim_chan *ch)
+void chan_close(struct sim_chan *ch)
 {
     int saved = errno;
 
@@ -73,7 +59,7 @@ static void chan_close(struct sim_chan *ch)
     errno = saved;
 }
 
-static int chan_open(struct sim_chan *ch, struct bhplat_logger *logger)
+int chan_open(struct sim_chan *ch, struct bhplat_logger *logger)
 {
     const char *path = secure_getenv("BULKHEAD_HV_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -100,7 +86,7 @@ static int chan_open(struct sim_chan *ch, struct bhplat_logger *logger)
 }
 
 /* The daemon broke the protocol: the channel is done for. */
-static int chan_broken(struct sim_chan *ch, uint16_t op, const char *why)
+int chan_broken(struct sim_chan *ch, uint16_t op, const char *why)
 {
     plat_log(ch->logger, "bhplat: bulkhead-hv answered op %u with %s: channel abandoned", op, why);
     ch->broken = true;
@@ -189,7 +175,8 @@ static int chan_recv(struct sim_chan *ch, uint16_t op, struct chan_reply *r)
             continue;
         }
         if (!(hdr.flags & HVW_F_REPLY) || hdr.seq != ch->seq || hdr.op != op || hdr.err < 0 ||
-            hdr.err > 4095 || (hdr.err == 0 && nfds != r->nfds) || (hdr.err != 0 && nfds != 0)) {
+            hdr.err > 4095 || (hdr.err == 0 && (r->upto ? nfds > r->nfds : nfds != r->nfds)) ||
+            (hdr.err != 0 && nfds != 0)) {
             close_fds(fds, nfds);
             return chan_broken(ch, op, "a reply to something else");
         }
@@ -199,14 +186,15 @@ static int chan_recv(struct sim_chan *ch, uint16_t op, struct chan_reply *r)
         }
         if (nfds > 0)
             memcpy(r->fds, fds, sizeof(int) * nfds);
+        r->nfds = nfds;
         r->len = (size_t)n - sizeof(hdr);
         return 0;
     }
 }
 
-/* One request and its reply, which must carry exactly r->nfds descriptors. */
-static int chan_call(struct sim_chan *ch, uint16_t op, const void *req, size_t len,
-                     struct chan_reply *r)
+/* One request and its reply, with the descriptors r asks for. */
+int chan_call(struct sim_chan *ch, uint16_t op, const void *req, size_t len,
+              struct chan_reply *r)
 {
     if (chan_send(ch, op, req, len) != 0)
         return -1;

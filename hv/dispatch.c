@@ -176,6 +176,7 @@ static int do_stats(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
     st->rss_kb = rss_kb();
     st->heap_kb = heap_kb();
     st->stored = framestore_count();
+    st->brk_regs = broker_count(hv);
     rsp->len = sizeof(*st);
     return 0;
 }
@@ -199,6 +200,15 @@ static const struct hv_call calls[] = {
     [HVW_OP_DOM_WATCH] = {do_watch, true, "dom_watch"},
     [HVW_OP_STOP] = {do_stop, true, "stop"},
     [HVW_OP_STATS] = {do_stats, true, "stats"},
+    [HVW_OP_BRK_TAP] = {brknet_tap, false, "brk_tap"},
+    [HVW_OP_BRK_DISK] = {broker_disk, false, "brk_disk"},
+    [HVW_OP_BRK_NBD] = {broker_nbd, false, "brk_nbd"},
+    [HVW_OP_BRK_STORAGE] = {broker_storage, true, "brk_storage"},
+    [HVW_OP_BRK_REG_DISK] = {broker_reg_disk, true, "brk_reg_disk"},
+    [HVW_OP_BRK_REG_VIF] = {broker_reg_vif, true, "brk_reg_vif"},
+    [HVW_OP_BRK_UNREG] = {broker_unreg, true, "brk_unreg"},
+    [HVW_OP_BRK_BRIDGE] = {brknet_bridge, true, "brk_bridge"},
+    [HVW_OP_BRK_UPLINK] = {brknet_uplink, true, "brk_uplink"},
 };
 
 int dispatch(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)

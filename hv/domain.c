@@ -255,6 +255,7 @@ int domain_destroy(struct hv *hv, struct hv_dom *d)
     }
     gnttab_dom_release(hv, d);
     evtchn_dom_release(hv, d);
+    broker_dom_release(hv, d);
     for (pp = &hv->doms; *pp != NULL; pp = &(*pp)->next)
         if (*pp == d) {
             *pp = d->next;

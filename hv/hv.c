@@ -176,6 +176,10 @@ static int setup(struct hv *hv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up dom0: %s", strerror(errno));
         return -1;
     }
+    if (broker_init(hv) != 0) {
+        snprintf(err, errlen, "cannot set up the broker: %s", strerror(errno));
+        return -1;
+    }
     hv->next_domid = 1;
     return 0;
 }
@@ -253,6 +257,7 @@ static void shutdown_all(struct hv *hv)
     free(hv->doms);
     hv->doms = NULL;
     framestore_shutdown(hv);
+    broker_shutdown(hv);
     cgroup_cleanup(hv);
     unlink(hv->sock_path);
     hv_log(hv, "stopped");

@@ -22,6 +22,7 @@
 struct hv_gnttab;      /* gnttab.c: a domain's grant table */
 struct hv_conn_maps;   /* gnttab.c: the pages a channel has mapped */
 struct hv_evtchn;      /* evtchn.c: a domain's event-channel ports */
+struct hv_broker;      /* broker.c: what dom0 registered for the broker */
 
 struct hv_dom {
     uint16_t domid;
@@ -79,6 +80,7 @@ struct hv {
     bool stopping;
     char *const *ro_dirs;    /* extra read-only directories every domain sees */
     int exe_fd;              /* our own binary, for the domain init */
+    struct hv_broker *broker;
 };
 
 #define HV_DEFAULT_GRANT_FRAMES 64u
@@ -149,5 +151,63 @@ int evtchn_bind(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
 int evtchn_close(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
 int evtchn_status(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
 void evtchn_stats(struct hv *hv, struct hvw_stats_rsp *st);
+
+/* broker.c: registrations, disks and NBD; each op returns 0 or a positive errno */
+int broker_init(struct hv *hv);
+void broker_shutdown(struct hv *hv);
+void broker_dom_release(struct hv *hv, struct hv_dom *d); /* forgets what names d */
+uint32_t broker_count(struct hv *hv);                      /* storage directories + devices */
+const struct hvw_brk_vif_reg *broker_find_vif(struct hv *hv, uint16_t frontend, uint32_t devid);
+/* Logs "domain N: broker OP refused: WHY" and returns err. */
+int broker_refuse(struct hv *hv, const struct hv_req *req, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int broker_storage(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int broker_reg_disk(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int broker_reg_vif(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int broker_unreg(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int broker_disk(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int broker_nbd(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+
+/* brknet.c: TAPs, bridges and uplinks, each in a domain's network namespace */
+int brknet_tap(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int brknet_bridge(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+int brknet_uplink(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp);
+
+/* brkparse.c: 0, or EINVAL with a few words in *why */
+bool brk_path_ok(const char *f, size_t max);
+bool brk_ifname_ok(const char *f, size_t max, bool empty_ok);
+int brk_parse_storage(const uint8_t *p, size_t len, struct hvw_brk_storage_req *r,
+                      const char **why);
+int brk_parse_disk_reg(const uint8_t *p, size_t len, struct hvw_brk_disk_reg *r, const char **why);
+int brk_parse_vif_reg(const uint8_t *p, size_t len, struct hvw_brk_vif_reg *r, const char **why);
+int brk_parse_unreg(const uint8_t *p, size_t len, struct hvw_brk_unreg_req *r, const char **why);
+int brk_parse_tap(const uint8_t *p, size_t len, struct hvw_brk_tap_req *r, const char **why);
+int brk_parse_open(const uint8_t *p, size_t len, bool nbd, struct hvw_brk_open_req *r,
+                   const char **why);
+int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r,
+                     const char **why);
+int brk_parse_uplink(const uint8_t *p, size_t len, struct hvw_brk_uplink_req *r,
+                     const char **why);
+
+/* netlink.c: network namespaces and rtnetlink; 0 or -1 with errno unless said */
+struct nl_link {
+    int ifindex;
+    int master;        /* 0: none */
+    unsigned int mtu;
+    unsigned int flags; /* IFF_* */
+    char kind[16];     /* "bridge", "veth", "tun", ...; "" for a plain device */
+};
+int netns_init(void); /* remembers the daemon's own namespace: call it at start */
+void netns_fini(void);
+int netns_is_host(int nsfd);  /* 1, 0, or -1 */
+int netns_enter(int nsfd);
+void netns_leave(void);       /* back to the daemon's own; aborts if it cannot */
+int nl_open(int nsfd);        /* an rtnetlink socket in nsfd's namespace (-1: ours); fd or -1 */
+int nl_link_get(int fd, const char *name, struct nl_link *out); /* ENODEV: none */
+int nl_bridge_add(int fd, const char *name);
+int nl_veth_add(int fd, const char *name, const char *peer, int peer_nsfd, unsigned int mtu);
+/* mtu 0, master 0 and mac NULL leave those alone; up brings the link up. */
+int nl_link_set(int fd, int ifindex, unsigned int mtu, int master, const uint8_t *mac, bool up);
+int nl_link_del(int fd, int ifindex);
 
 #endif /* BULKHEAD_HV_H */

@@ -63,6 +63,11 @@ enum hvw_op {
     HVW_OP_EVT_CLOSE = 9,  /* hvw_evt_port_req -> (empty) */
     HVW_OP_EVT_STATUS = 10, /* hvw_evt_status_req -> hvw_evt_status_rsp */
 
+    /* Any domain: the broker, answering only what dom0 registered (below). */
+    HVW_OP_BRK_TAP = 20,  /* hvw_brk_tap_req -> hvw_brk_tap_rsp + one fd per queue */
+    HVW_OP_BRK_DISK = 21, /* hvw_brk_open_req -> hvw_brk_disk_rsp + 1 fd */
+    HVW_OP_BRK_NBD = 22,  /* hvw_brk_open_req -> (empty) + 1 fd, a connected socket */
+
     /* Dom0 only: anyone else gets EPERM. */
     HVW_OP_DOM_CREATE = 32,  /* hvw_dom_create_req -> hvw_dominfo */
     HVW_OP_DOM_DESTROY = 33, /* hvw_domid_req -> (empty), once every process is gone */
@@ -72,6 +77,12 @@ enum hvw_op {
     HVW_OP_DOM_WATCH = 37,   /* (empty) -> (empty); then HVW_EV_DOMAIN events */
     HVW_OP_STOP = 38,        /* (empty) -> (empty); destroys every domain, then exits */
     HVW_OP_STATS = 39,       /* (empty) -> hvw_stats_rsp: for leak tests */
+    HVW_OP_BRK_STORAGE = 48, /* hvw_brk_storage_req -> (empty) */
+    HVW_OP_BRK_REG_DISK = 49, /* hvw_brk_disk_reg -> (empty) */
+    HVW_OP_BRK_REG_VIF = 50, /* hvw_brk_vif_reg -> (empty) */
+    HVW_OP_BRK_UNREG = 51,   /* hvw_brk_unreg_req -> (empty) */
+    HVW_OP_BRK_BRIDGE = 52,  /* hvw_brk_bridge_req -> (empty) */
+    HVW_OP_BRK_UPLINK = 53,  /* hvw_brk_uplink_req -> (empty) */
 
     /* Events, sent with HVW_F_EVENT to dom0 channels that asked for them. */
     HVW_EV_DOMAIN = 64, /* hvw_dominfo: a domain changed state (died, ...) */
@@ -280,7 +291,173 @@ struct hvw_stats_rsp {
     uint64_t rss_kb;    /* 24: the daemon's resident memory */
     uint64_t heap_kb;   /* 32: bytes its allocator has handed out and not had back */
     uint32_t stored;    /* 40: frames held by its store processes (memfds alive) */
-    uint32_t pad;       /* 44 */
+    uint32_t brk_regs;  /* 44: broker registrations: storage directories + devices */
 };
+
+/* ---- the broker ----
+ *
+ * A domain's root is not the host's root: it cannot open /dev/net/tun or a
+ * host-owned disk image.  Dom0 registers what each driver domain serves;
+ * the broker then creates or opens those objects for the domain that may
+ * have them and hands them over as fds, as libvirt hands QEMU its TAPs.
+ *
+ * Every string below lives in a fixed field, NUL-terminated within it, and
+ * the bytes after its NUL, like every pad field, must be zero.  A path is
+ * absolute and canonical: no empty, "." or ".." component, no trailing
+ * slash.  An interface name is 1..15 bytes of [A-Za-z0-9_.-], not "." or
+ * "..".  Anything else is EINVAL, as is a payload of the wrong size.
+ */
+#define HVW_PATH_MAX 256u      /* path fields, NUL included */
+#define HVW_IFNAME_MAX 16u     /* interface names, NUL included (IFNAMSIZ) */
+#define HVW_BRK_MAX_DIRS 8u    /* storage directories of a driver domain */
+#define HVW_BRK_MAX_QUEUES 8u  /* TAP queues of a vif */
+#define HVW_BRK_MAX_DEVICES 256u /* devices registered for one backend domain */
+
+/*
+ * BRK_STORAGE: the storage directories of driver domain `domid` (not dom0),
+ * replacing any it had; count 0 forgets them.  Each must exist, be a
+ * directory, and be its own canonical path (no symlink on the way): ENOENT,
+ * EINVAL otherwise.  A disk target is opened only beneath one of them.
+ */
+struct hvw_brk_storage_req {
+    uint16_t domid;                            /* 0 */
+    uint16_t count;                            /* 2: 0..HVW_BRK_MAX_DIRS */
+    uint32_t pad;                              /* 4 */
+    char dirs[HVW_BRK_MAX_DIRS][HVW_PATH_MAX]; /* 8: count used, the rest zero */
+};
+_Static_assert(sizeof(struct hvw_brk_storage_req) == 2056, "hvw_brk_storage_req is 2056 bytes");
+
+#define HVW_BRK_RO 0x0001u  /* disk: read-only (registration, and the DISK reply) */
+#define HVW_BRK_NBD 0x0002u /* disk: path is an NBD server's unix socket */
+
+/*
+ * BRK_REG_DISK and BRK_REG_VIF: a device of guest `frontend` served by
+ * driver domain `backend`; both must exist (ESRCH), neither be dom0, nor
+ * the same domain (EINVAL).  A device is known by (kind, frontend, devid):
+ * registering it again replaces it.  ENOSPC past HVW_BRK_MAX_DEVICES for
+ * one backend.  Registrations naming a domain go when it is destroyed.
+ */
+struct hvw_brk_disk_reg {
+    uint16_t backend;        /*  0 */
+    uint16_t frontend;       /*  2 */
+    uint32_t devid;          /*  4 */
+    uint32_t flags;          /*  8: HVW_BRK_RO, HVW_BRK_NBD */
+    uint32_t pad;            /* 12 */
+    char path[HVW_PATH_MAX]; /* 16: target, or the NBD socket (< 108 bytes) */
+};
+_Static_assert(sizeof(struct hvw_brk_disk_reg) == 272, "hvw_brk_disk_reg is 272 bytes");
+
+struct hvw_brk_vif_reg {
+    uint16_t backend;              /*  0 */
+    uint16_t frontend;             /*  2 */
+    uint32_t devid;                /*  4: 0..65535 */
+    uint16_t queues;               /*  8: 1..HVW_BRK_MAX_QUEUES */
+    uint16_t mtu;                  /* 10: 68..65521 (a TAP's largest) */
+    uint8_t mac[6];                /* 12: the guest's: unicast, not zero */
+    uint16_t pad;                  /* 18 */
+    char bridge[HVW_IFNAME_MAX];   /* 20: the backend's bridge; "" for none (routed) */
+    uint32_t pad2;                 /* 36 */
+};
+_Static_assert(sizeof(struct hvw_brk_vif_reg) == 40, "hvw_brk_vif_reg is 40 bytes");
+
+#define HVW_BRK_KIND_DISK 1u
+#define HVW_BRK_KIND_VIF 2u
+
+/* BRK_UNREG: forgets one device (hot-unplug); ENOENT if none. */
+struct hvw_brk_unreg_req {
+    uint16_t frontend; /* 0 */
+    uint8_t kind;      /* 2: HVW_BRK_KIND_* */
+    uint8_t pad;       /* 3 */
+    uint32_t devid;    /* 4 */
+};
+_Static_assert(sizeof(struct hvw_brk_unreg_req) == 8, "hvw_brk_unreg_req is 8 bytes");
+
+#define HVW_BRK_TAP_CSUM 0x0001u /* TUN_F_CSUM */
+#define HVW_BRK_TAP_TSO4 0x0002u /* TUN_F_TSO4: needs CSUM */
+#define HVW_BRK_TAP_TSO6 0x0004u /* TUN_F_TSO6: needs CSUM */
+
+/*
+ * BRK_TAP: a TAP for vif (frontend, devid), made in the network namespace
+ * of the calling process, which must belong to the vif's backend domain -
+ * the TAP is then vif<frontend>.<devid>, MAC fe:ff:ff:ff:ff:ff, enslaved to
+ * the vif's bridge (made when first needed) - or to the guest itself - the
+ * TAP is then eth<devid>, with the guest's MAC.  Either way: IFF_TAP |
+ * IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, the registered mtu and queue
+ * count, up, and one fd per queue in the reply.  The TAP lives as long as
+ * one of its fds.  ENOENT: no such vif; EPERM: not the caller's; EEXIST:
+ * the interface exists already (its fds are still open somewhere).
+ */
+struct hvw_brk_tap_req {
+    uint16_t frontend;    /*  0 */
+    uint16_t vnet_hdr_sz; /*  2: 10 (virtio_net_hdr) or 12 (_mrg_rxbuf) */
+    uint32_t devid;       /*  4 */
+    uint32_t offload;     /*  8: HVW_BRK_TAP_* */
+    uint32_t pad;         /* 12 */
+};
+_Static_assert(sizeof(struct hvw_brk_tap_req) == 16, "hvw_brk_tap_req is 16 bytes");
+
+struct hvw_brk_tap_rsp {
+    uint32_t queues;           /* 0: the fds that follow */
+    uint32_t ifindex;          /* 4: in the caller's network namespace */
+    char name[HVW_IFNAME_MAX]; /* 8 */
+};
+_Static_assert(sizeof(struct hvw_brk_tap_rsp) == 24, "hvw_brk_tap_rsp is 24 bytes");
+
+#define HVW_BRK_DIRECT 0x0001u /* BRK_DISK: open with O_DIRECT */
+
+/*
+ * BRK_DISK: opens disk (frontend, devid) for its backend domain (EPERM for
+ * anyone else): O_RDONLY when registered read-only, else O_RDWR.  The
+ * target must resolve beneath one of the backend's storage directories,
+ * through no "..", absolute symlink or symlink leading out (EPERM), and be
+ * a regular file or a block device (EINVAL).  BRK_NBD connects to an NBD
+ * disk's socket instead (flags 0).  EINVAL when the kind does not match.
+ */
+struct hvw_brk_open_req {
+    uint16_t frontend; /*  0 */
+    uint16_t pad;      /*  2 */
+    uint32_t devid;    /*  4 */
+    uint32_t flags;    /*  8: HVW_BRK_DIRECT for DISK; 0 for NBD */
+    uint32_t pad2;     /* 12 */
+};
+_Static_assert(sizeof(struct hvw_brk_open_req) == 16, "hvw_brk_open_req is 16 bytes");
+
+struct hvw_brk_disk_rsp {
+    uint32_t flags; /* 0: HVW_BRK_RO when the fd is read-only */
+    uint32_t pad;   /* 4 */
+    uint64_t size;  /* 8: bytes */
+};
+_Static_assert(sizeof(struct hvw_brk_disk_rsp) == 16, "hvw_brk_disk_rsp is 16 bytes");
+
+/*
+ * BRK_BRIDGE: a bridge `name` in domain `domid`'s network namespace, up;
+ * none is ever made in the host's (EPERM for dom0).  Idempotent: an
+ * existing bridge is kept (EEXIST if the name is another kind of link).
+ * mtu 0 leaves the kernel's.  Bridges and links die with the namespace.
+ */
+struct hvw_brk_bridge_req {
+    uint16_t domid;            /* 0 */
+    uint16_t mtu;              /* 2: 0, or 68..65535 */
+    uint32_t pad;              /* 4 */
+    char name[HVW_IFNAME_MAX]; /* 8 */
+};
+_Static_assert(sizeof(struct hvw_brk_bridge_req) == 24, "hvw_brk_bridge_req is 24 bytes");
+
+/*
+ * BRK_UPLINK: a veth pair: `name` in domain `domid`'s namespace, enslaved
+ * to its bridge `bridge` (made if needed), and `peer` in the network
+ * namespace whose file is `netns` (e.g. a bind mount of one), both up.
+ * EINVAL if `netns` is not a network namespace, EPERM if it is the host's.
+ */
+struct hvw_brk_uplink_req {
+    uint16_t domid;              /*  0 */
+    uint16_t mtu;                /*  2: 0 (1500), or 68..65535 */
+    uint32_t pad;                /*  4 */
+    char bridge[HVW_IFNAME_MAX]; /*  8 */
+    char name[HVW_IFNAME_MAX];   /* 24 */
+    char peer[HVW_IFNAME_MAX];   /* 40 */
+    char netns[HVW_PATH_MAX];    /* 56 */
+};
+_Static_assert(sizeof(struct hvw_brk_uplink_req) == 312, "hvw_brk_uplink_req is 312 bytes");
 
 #endif /* BULKHEAD_HVWIRE_H */

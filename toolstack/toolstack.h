@@ -38,6 +38,20 @@ int hvc_call(struct hvc *h, uint16_t op, const void *p, size_t len, void *rbuf, 
 /* The domain named (or numbered) `which`; 0, or ESRCH/-1. */
 int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out);
 
+/*
+ * hvbroker.c: registrations and plumbing for the broker (bulkhead-hv(8),
+ * BROKER); each returns as hvc_call.  flags: HVW_BRK_RO, HVW_BRK_NBD.
+ */
+int hvc_brk_storage(struct hvc *h, uint16_t domid, const char *const *dirs, unsigned int n);
+int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
+                 uint32_t flags, const char *path);
+int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
+                unsigned int queues, unsigned int mtu, const uint8_t mac[6], const char *bridge);
+int hvc_brk_unreg(struct hvc *h, uint8_t kind, uint16_t frontend, uint32_t devid);
+int hvc_brk_bridge(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu);
+int hvc_brk_uplink(struct hvc *h, uint16_t domid, const char *bridge, const char *name,
+                   const char *peer, const char *netns, unsigned int mtu);
+
 /* cmd_up.c */
 int cmd_up(int argc, char **argv);
 int cmd_down(int argc, char **argv);

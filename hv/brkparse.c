@@ -1,0 +1,238 @@
+/*
+ * brkparse.c - the broker's requests, checked: sizes, pads, strings, ranges.
+ * Apart from broker.c and brknet.c, which act on them, so that everything a
+ * broker request can hold is fuzzed on its own (tests/fuzz/fuzz_hv_broker.c).
+ *
+ * Each parser copies the payload out of the (hostile) buffer first and
+ * checks the copy; it returns 0, or EINVAL with *why saying what is wrong in
+ * a few words, for hv.log.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "hv.h"
+
+#define BRK_MTU_MIN     68u
+#define BRK_TAP_MTU_MAX 65521u /* the tun driver's largest */
+
+/* A string field: NUL-terminated within, and nothing but zeros after the NUL. */
+static bool field_ok(const char *f, size_t max)
+{
+    size_t n = strnlen(f, max);
+
+    if (n == max)
+        return false;
+    for (size_t i = n; i < max; i++)
+        if (f[i] != '\0')
+            return false;
+    return true;
+}
+
+bool brk_path_ok(const char *f, size_t max)
+{
+    size_t n;
+
+    if (!field_ok(f, max) || f[0] != '/')
+        return false;
+    n = strlen(f);
+    if (n < 2 || f[n - 1] == '/')
+        return false;
+    /* Every component between slashes: not empty, not ".", not "..". */
+    for (const char *c = f + 1; c <= f + n;) {
+        const char *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        c += len + 1;
+    }
+    return true;
+}
+
+bool brk_ifname_ok(const char *f, size_t max, bool empty_ok)
+{
+    size_t n;
+
+    if (!field_ok(f, max))
+        return false;
+    n = strlen(f);
+    if (n == 0)
+        return empty_ok;
+    if (strcmp(f, ".") == 0 || strcmp(f, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = f[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* The fixed-size payload into out, or EINVAL. */
+static int take(const uint8_t *p, size_t len, void *out, size_t size, const char **why)
+{
+    if (len != size) {
+        *why = "payload of the wrong size";
+        return EINVAL;
+    }
+    memcpy(out, p, size);
+    return 0;
+}
+
+static int bad(const char **why, const char *what)
+{
+    *why = what;
+    return EINVAL;
+}
+
+int brk_parse_storage(const uint8_t *p, size_t len, struct hvw_brk_storage_req *r, const char **why)
+{
+    static const char zero[HVW_PATH_MAX];
+
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (r->domid == 0 || r->domid > HVW_DOMID_MAX)
+        return bad(why, "storage is for a driver domain, not dom0 or a reserved id");
+    if (r->count > HVW_BRK_MAX_DIRS)
+        return bad(why, "too many storage directories");
+    for (unsigned int i = 0; i < HVW_BRK_MAX_DIRS; i++) {
+        if (i >= r->count) {
+            if (memcmp(r->dirs[i], zero, HVW_PATH_MAX) != 0)
+                return bad(why, "unused directory slot not zero");
+        } else if (!brk_path_ok(r->dirs[i], HVW_PATH_MAX)) {
+            return bad(why, "storage directory not an absolute canonical path");
+        }
+    }
+    return 0;
+}
+
+static int ends_ok(uint16_t backend, uint16_t frontend, const char **why)
+{
+    if (backend == 0 || frontend == 0)
+        return bad(why, "dom0 serves and gets no device through the broker");
+    if (backend > HVW_DOMID_MAX || frontend > HVW_DOMID_MAX)
+        return bad(why, "reserved domid");
+    if (backend == frontend)
+        return bad(why, "a domain cannot be its own backend");
+    return 0;
+}
+
+int brk_parse_disk_reg(const uint8_t *p, size_t len, struct hvw_brk_disk_reg *r, const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (ends_ok(r->backend, r->frontend, why) != 0)
+        return EINVAL;
+    if ((r->flags & ~(HVW_BRK_RO | HVW_BRK_NBD)) != 0)
+        return bad(why, "unknown disk flags");
+    if (!brk_path_ok(r->path, HVW_PATH_MAX))
+        return bad(why, "disk path not an absolute canonical path");
+    if ((r->flags & HVW_BRK_NBD) && strlen(r->path) >= 108)
+        return bad(why, "NBD socket path longer than a unix socket address takes");
+    return 0;
+}
+
+static bool mac_ok(const uint8_t *mac)
+{
+    static const uint8_t zero[6];
+
+    return (mac[0] & 1) == 0 && memcmp(mac, zero, 6) != 0;
+}
+
+int brk_parse_vif_reg(const uint8_t *p, size_t len, struct hvw_brk_vif_reg *r, const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0 || r->pad2 != 0)
+        return bad(why, "pad not zero");
+    if (ends_ok(r->backend, r->frontend, why) != 0)
+        return EINVAL;
+    if (r->devid > 65535)
+        return bad(why, "vif devid above 65535");
+    if (r->queues < 1 || r->queues > HVW_BRK_MAX_QUEUES)
+        return bad(why, "queues not within 1..8");
+    if (r->mtu < BRK_MTU_MIN || r->mtu > BRK_TAP_MTU_MAX)
+        return bad(why, "mtu not within 68..65521");
+    if (!mac_ok(r->mac))
+        return bad(why, "mac zero or multicast");
+    if (!brk_ifname_ok(r->bridge, sizeof(r->bridge), true))
+        return bad(why, "bridge not an interface name");
+    return 0;
+}
+
+int brk_parse_unreg(const uint8_t *p, size_t len, struct hvw_brk_unreg_req *r, const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (r->kind != HVW_BRK_KIND_DISK && r->kind != HVW_BRK_KIND_VIF)
+        return bad(why, "unknown device kind");
+    return 0;
+}
+
+int brk_parse_tap(const uint8_t *p, size_t len, struct hvw_brk_tap_req *r, const char **why)
+{
+    const uint32_t tso = HVW_BRK_TAP_TSO4 | HVW_BRK_TAP_TSO6;
+
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (r->vnet_hdr_sz != 10 && r->vnet_hdr_sz != 12)
+        return bad(why, "vnet header size not 10 or 12");
+    if ((r->offload & ~(HVW_BRK_TAP_CSUM | tso)) != 0)
+        return bad(why, "unknown offload flags");
+    if ((r->offload & tso) && !(r->offload & HVW_BRK_TAP_CSUM))
+        return bad(why, "TSO without checksum offload");
+    return 0;
+}
+
+int brk_parse_open(const uint8_t *p, size_t len, bool nbd, struct hvw_brk_open_req *r,
+                   const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0 || r->pad2 != 0)
+        return bad(why, "pad not zero");
+    if ((r->flags & ~(nbd ? 0u : HVW_BRK_DIRECT)) != 0)
+        return bad(why, "unknown open flags");
+    return 0;
+}
+
+int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r, const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (r->mtu != 0 && r->mtu < BRK_MTU_MIN)
+        return bad(why, "mtu below 68");
+    if (!brk_ifname_ok(r->name, sizeof(r->name), false))
+        return bad(why, "bridge not an interface name");
+    return 0;
+}
+
+int brk_parse_uplink(const uint8_t *p, size_t len, struct hvw_brk_uplink_req *r, const char **why)
+{
+    if (take(p, len, r, sizeof(*r), why) != 0)
+        return EINVAL;
+    if (r->pad != 0)
+        return bad(why, "pad not zero");
+    if (r->mtu != 0 && r->mtu < BRK_MTU_MIN)
+        return bad(why, "mtu below 68");
+    if (!brk_ifname_ok(r->bridge, sizeof(r->bridge), false) ||
+        !brk_ifname_ok(r->name, sizeof(r->name), false) ||
+        !brk_ifname_ok(r->peer, sizeof(r->peer), false))
+        return bad(why, "bridge, name or peer not an interface name");
+    if (strcmp(r->bridge, r->name) == 0)
+        return bad(why, "the uplink cannot be named as its bridge");
+    if (!brk_path_ok(r->netns, sizeof(r->netns)))
+        return bad(why, "netns not an absolute canonical path");
+    return 0;
+}
