@@ -14,10 +14,12 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hostile.h"
@@ -35,8 +37,8 @@ static void setup(void)
     char err[512];
 
     ck_assert_msg(hst_sim_start(&sim, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_int_eq(hst_sim_domain(&sim, "guest", &guest), 0);
-    ck_assert_int_eq(hst_sim_domain(&sim, "drv", &drv), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "guest", 0, &guest), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "drv", HST_DOM_DRIVER, &drv), 0);
     ck_assert_int_eq(hst_id_open(&gid, guest.uid), 0);
     ck_assert_int_eq(hst_id_open(&did, drv.uid), 0);
     /* The identities are the domains', as both daemons see them. */
@@ -293,7 +295,7 @@ START_TEST(test_bogus_keys_fail_with_the_simulations_error)
     snprintf(v, sizeof(v), "%u", f.ring[0].refs[0] + 1000);
     connect_fails(&f, "ring-ref", v, ENOENT);
     /* A page granted to a third domain: EACCES, never a view of it. */
-    ck_assert_int_eq(hst_sim_domain(&sim, "other", &other), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "other", 0, &other), 0);
     ck_assert_int_eq(hst_id_open(&oid, other.uid), 0);
     page = bhgntshr_share_pages(gid.gs, other.domid, 1, &ref, 1);
     ck_assert_ptr_nonnull(page);
@@ -738,13 +740,100 @@ START_TEST(test_wait_times_out_naming_the_states_seen)
 }
 END_TEST
 
-int main(void)
+/* ---- the liar inside a domain ---- */
+
+/*
+ * "--in-domain-front BACKEND": the liar as it runs inside the guest, on the
+ * domain's own identity (HST_SELF): a blkif frontend for vbd 51712 with a
+ * marked first slot, published and Initialised; it waits for the backend to
+ * say Connected, then closes.
+ */
+static int in_domain_front(const char *backend)
 {
-    Suite *s = suite_create("hostile");
-    TCase *tc = tcase_create("hostile");
+    static const char mark[] = "from-inside";
+    struct bhxb_dev d = {"vbd", NULL, 0, (uint32_t)atoi(backend), 51712};
+    struct hst_id id;
+    struct hst_end f;
+
+    if (hst_id_open(&id, HST_SELF) != 0) {
+        printf("hst_id_open: %s\n", strerror(errno));
+        return 1;
+    }
+    d.domid = id.domid;
+    if (hst_front_init(&f, &id, HST_BLKIF, &d, 0) != 0 || hst_front_publish(&f) != 0 ||
+        hst_produce(&f, 0, mark, sizeof(mark), 1, false) != 0 ||
+        hst_state(&f, XenbusStateInitialised) != 0) {
+        printf("frontend: %s: %s\n", f.why, strerror(errno));
+        return 1;
+    }
+    if (hst_wait(id.xs, f.peer_dir, HST_STATE(XenbusStateConnected), false, HST_TIMEOUT_MS, why,
+                 sizeof(why)) != XenbusStateConnected) {
+        printf("%s\n", why);
+        return 1;
+    }
+    printf("domain %u connected\n", id.domid);
+    hst_end_close(&f);
+    hst_id_close(&id);
+    return 0;
+}
+
+static void read_all(int fd, char *out, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    while (got + 1 < cap && (n = read(fd, out + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+}
+
+/* The same harness inside the guest domain, against a backend played from here. */
+START_TEST(test_liar_inside_a_domain)
+{
+    char bin[1024], be[16], out[1024], want[64], got[12];
+    char *argv[] = {bin, "--in-domain-front", be, NULL};
+    struct hst_end b;
+    int p[2], status;
+    pid_t pid;
+
+    snprintf(bin, sizeof(bin), "%s/tests/check_hostile", test_builddir());
+    snprintf(be, sizeof(be), "%u", drv.domid);
+    ck_assert_int_eq(pipe(p), 0);
+    pid = hst_sim_spawn(&sim, &guest, argv, p[1]);
+    ck_assert_int_gt(pid, 0);
+    close(p[1]);
+    if (hst_wait(sim.xs, lay->paths.frontend, HST_STATE(XenbusStateInitialised), false,
+                 HST_TIMEOUT_MS, why, sizeof(why)) != XenbusStateInitialised) {
+        kill(pid, SIGKILL);
+        read_all(p[0], out, sizeof(out));
+        ck_abort_msg("%s; the liar said: %s", why, out);
+    }
+    ck_assert_int_eq(hst_back_init(&b, &did, HST_BLKIF, &dev), 0);
+    ck_assert_msg(hst_back_connect(&b) == 0, "%s", b.why);
+    ck_assert_int_eq(hst_slot_read(&b.ring[0], 0, got, sizeof(got)), 0);
+    ck_assert_mem_eq(got, "from-inside", sizeof(got));
+    ck_assert_int_eq(hst_state(&b, XenbusStateConnected), 0);
+    read_all(p[0], out, sizeof(out));
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the liar failed: %s", out);
+    snprintf(want, sizeof(want), "domain %u connected\n", guest.domid);
+    ck_assert_str_eq(out, want);
+    hst_end_close(&b);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    Suite *s;
+    TCase *tc;
     SRunner *sr;
     int failed;
 
+    if (argc == 3 && strcmp(argv[1], "--in-domain-front") == 0)
+        return in_domain_front(argv[2]);
+    s = suite_create("hostile");
+    tc = tcase_create("hostile");
     if (geteuid() != 0) {
         printf("SKIP: needs root (namespaces): run make check as root\n");
         return 77;
@@ -764,6 +853,7 @@ int main(void)
     tcase_add_test(tc, test_xenbus_frontend_states_out_of_order);
     tcase_add_loop_test(tc, test_xenbus_backend_writes_bogus_features, 0, 4);
     tcase_add_test(tc, test_wait_times_out_naming_the_states_seen);
+    tcase_add_test(tc, test_liar_inside_a_domain);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -23,8 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dombuild.h"
 #include "hostile.h"
 #include "hvwire.h"
+
+_Static_assert(HST_DOM_DRIVER == HVW_DOM_DRIVER, "hostile.h mirrors hvwire.h");
 
 #define PAGE HVW_PAGE_SIZE
 
@@ -177,7 +180,7 @@ void hst_sim_stop(struct hst_sim *s)
     s->xsdir[0] = '\0';
 }
 
-int hst_sim_domain(struct hst_sim *s, const char *name, struct hst_domain *out)
+int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct hst_domain *out)
 {
     static const char env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
     uint8_t buf[sizeof(struct hvw_dom_create_req) + sizeof(env)];
@@ -188,6 +191,7 @@ int hst_sim_domain(struct hst_sim *s, const char *name, struct hst_domain *out)
 
     memset(buf, 0, sizeof(buf));
     snprintf(r->name, sizeof(r->name), "%s", name);
+    r->flags = flags;
     r->envc = 1;
     r->strings_len = sizeof(env);
     memcpy(r->strings, env, sizeof(env));
@@ -201,6 +205,29 @@ int hst_sim_domain(struct hst_sim *s, const char *name, struct hst_domain *out)
     *out = (struct hst_domain){.domid = di.domid, .uid = di.uid, .pid = (pid_t)di.pid};
     snprintf(out->name, sizeof(out->name), "%s", di.name);
     return 0;
+}
+
+pid_t hst_sim_spawn(struct hst_sim *s, const struct hst_domain *d, char *const argv[], int out_fd)
+{
+    char env_xs[700];
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_xs,
+                    "BULKHEAD_HV_SOCKET=/run/bulkhead/hv.sock", NULL};
+    pid_t pid;
+
+    snprintf(env_xs, sizeof(env_xs), "XENSTORED_PATH=%s", s->xssock);
+    if ((pid = fork()) != 0)
+        return pid;
+    {
+        char err[256];
+        int status;
+        if (out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0))
+            _exit(126);
+        if (dombuild_exec(d->pid, argv, envp, &status, err, sizeof(err)) != 0) {
+            dprintf(2, "%s\n", err);
+            _exit(126);
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
 }
 
 /* ---- identities ---- */

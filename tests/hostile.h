@@ -88,11 +88,27 @@ struct hst_domain {
     char name[64];
 };
 
+#define HST_DOM_DRIVER 0x0001u /* driver_domain=1 (hvwire.h's HVW_DOM_DRIVER) */
+
 /*
- * Creates a domain running the idle init, introduces it to XenStore and
- * gives it /local/domain/<domid>, as `bulkhead create` does.
+ * Creates a domain running the idle init (flags: 0 or HST_DOM_DRIVER),
+ * introduces it to XenStore and gives it /local/domain/<domid>, as
+ * `bulkhead create` does.  Programs run in it with hst_sim_spawn, once it
+ * is introduced (so they never race their own introduction).
  */
-int hst_sim_domain(struct hst_sim *s, const char *name, struct hst_domain *out);
+int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct hst_domain *out);
+
+/*
+ * Runs argv inside domain d as its root (dombuild_exec, as `bulkhead exec`
+ * does), with PATH, XENSTORED_PATH (this simulation's store, seen through
+ * the build tree's read-only bind) and BULKHEAD_HV_SOCKET set; its stdout
+ * and stderr go to out_fd (-1: this process's).  Returns at once with the
+ * pid of a child that exits with the command's exit status (126: it could
+ * not be started; 128+N: killed by signal N); the caller waitpid()s it.
+ * argv[0] must be visible in the domain: a system program, or one built
+ * with -no-install in the build tree.
+ */
+pid_t hst_sim_spawn(struct hst_sim *s, const struct hst_domain *d, char *const argv[], int out_fd);
 
 /* ---- identities: handles opened as a domain ---- */
 
