@@ -799,7 +799,7 @@ START_TEST(test_liar_inside_a_domain)
     snprintf(bin, sizeof(bin), "%s/tests/check_hostile", test_builddir());
     snprintf(be, sizeof(be), "%u", drv.domid);
     ck_assert_int_eq(pipe(p), 0);
-    pid = hst_sim_spawn(&sim, &guest, argv, p[1]);
+    pid = hst_sim_spawn(&guest, argv, p[1]);
     ck_assert_int_gt(pid, 0);
     close(p[1]);
     if (hst_wait(sim.xs, lay->paths.frontend, HST_STATE(XenbusStateInitialised), false,

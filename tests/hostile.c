@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -95,7 +94,7 @@ static int xsd_launch(struct hst_sim *s, char *err, size_t errlen)
     if (s->xsd_pid == 0) {
         close(p[0]);
         snprintf(ready, sizeof(ready), "%d", p[1]);
-        execl(bin, "bulkhead-xenstored", "--state-dir", s->xsdir, "--ready-fd", ready,
+        execl(bin, "bulkhead-xenstored", "--state-dir", s->hv.state, "--ready-fd", ready,
               (char *)NULL);
         _exit(127);
     }
@@ -113,8 +112,6 @@ static int xsd_launch(struct hst_sim *s, char *err, size_t errlen)
 
 int hst_sim_start(struct hst_sim *s, char *err, size_t errlen)
 {
-    char link[600], target[600];
-
     memset(s, 0, sizeof(*s));
     s->hvch = -1;
     if (geteuid() != 0) {
@@ -124,20 +121,17 @@ int hst_sim_start(struct hst_sim *s, char *err, size_t errlen)
     }
     if (test_hv_start(&s->hv, err, errlen) != 0)
         goto fail;
-    /* A test process wearing a domain's uid must reach hv.sock through it. */
-    snprintf(s->xsdir, sizeof(s->xsdir), "%s/tests/hst-xs-XXXXXX", test_builddir());
-    if (chmod(s->hv.state, 0711) != 0 || mkdtemp(s->xsdir) == NULL || chmod(s->xsdir, 0755)) {
-        snprintf(err, errlen, "set-up of %s: %s", s->xsdir, strerror(errno));
-        s->xsdir[0] = '\0';
+    /*
+     * Both daemons serve one state directory, as after `bulkhead up`: the
+     * domains built from then on see its xenstored.sock at
+     * /run/bulkhead/xenstored.sock.  A test process wearing a domain's uid
+     * reaches both sockets through the directory.
+     */
+    if (chmod(s->hv.state, 0711) != 0) {
+        snprintf(err, errlen, "chmod %s: %s", s->hv.state, strerror(errno));
         goto fail;
     }
-    snprintf(link, sizeof(link), "%s/hv.sock", s->xsdir);
-    snprintf(target, sizeof(target), "%s/hv.sock", s->hv.state);
-    snprintf(s->xssock, sizeof(s->xssock), "%s/xenstored.sock", s->xsdir);
-    if (symlink(target, link) != 0) {
-        snprintf(err, errlen, "symlink %s: %s", link, strerror(errno));
-        goto fail;
-    }
+    snprintf(s->xssock, sizeof(s->xssock), "%s/xenstored.sock", s->hv.state);
     setenv("XENSTORED_PATH", s->xssock, 1);
     if (xsd_launch(s, err, errlen) != 0)
         goto fail;
@@ -150,15 +144,6 @@ fail:
     hst_sim_stop(s);
     errno = EIO;
     return -1;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
 }
 
 void hst_sim_stop(struct hst_sim *s)
@@ -175,9 +160,6 @@ void hst_sim_stop(struct hst_sim *s)
         close(s->hvch);
     s->hvch = -1;
     test_hv_stop(&s->hv);
-    if (s->xsdir[0] != '\0')
-        nftw(s->xsdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    s->xsdir[0] = '\0';
 }
 
 int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct hst_domain *out)
@@ -207,14 +189,13 @@ int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct h
     return 0;
 }
 
-pid_t hst_sim_spawn(struct hst_sim *s, const struct hst_domain *d, char *const argv[], int out_fd)
+pid_t hst_sim_spawn(const struct hst_domain *d, char *const argv[], int out_fd)
 {
-    char env_xs[700];
-    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_xs,
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                    "XENSTORED_PATH=/run/bulkhead/xenstored.sock",
                     "BULKHEAD_HV_SOCKET=/run/bulkhead/hv.sock", NULL};
     pid_t pid;
 
-    snprintf(env_xs, sizeof(env_xs), "XENSTORED_PATH=%s", s->xssock);
     if ((pid = fork()) != 0)
         return pid;
     {

@@ -61,8 +61,7 @@ extern "C" {
 /* ---- the simulation: bulkhead-hv, bulkhead-xenstored, domains ---- */
 
 struct hst_sim {
-    struct test_hv hv; /* its state directory holds hv.sock */
-    char xsdir[512];   /* bulkhead-xenstored's state directory, in the build tree */
+    struct test_hv hv; /* the state directory of both daemons */
     char xssock[600];  /* XENSTORED_PATH, set in the environment */
     pid_t xsd_pid;
     int hvch; /* dom0's hypercall channel, for domain control */
@@ -71,14 +70,14 @@ struct hst_sim {
 };
 
 /*
- * Starts both daemons, each in a fresh state directory, and opens dom0's
- * handle.  The xenstored directory sits in the build tree so that domains
- * see it through their read-only bind.  -1 with the reason in err (EPERM:
- * not root - exit 77 with it).
+ * Starts both daemons on one fresh state directory, as `bulkhead up` does
+ * (domains see the store at /run/bulkhead/xenstored.sock), and opens
+ * dom0's handle.  -1 with the reason in err (EPERM: not root - exit 77
+ * with it).
  */
 int hst_sim_start(struct hst_sim *s, char *err, size_t errlen);
 
-/* Stops both daemons (their domains die) and removes their directories. */
+/* Stops both daemons (their domains die) and removes their directory. */
 void hst_sim_stop(struct hst_sim *s);
 
 struct hst_domain {
@@ -100,15 +99,15 @@ int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct h
 
 /*
  * Runs argv inside domain d as its root (dombuild_exec, as `bulkhead exec`
- * does), with PATH, XENSTORED_PATH (this simulation's store, seen through
- * the build tree's read-only bind) and BULKHEAD_HV_SOCKET set; its stdout
+ * does), with PATH, XENSTORED_PATH and BULKHEAD_HV_SOCKET set to the
+ * sockets' places in the domain (/run/bulkhead); its stdout
  * and stderr go to out_fd (-1: this process's).  Returns at once with the
  * pid of a child that exits with the command's exit status (126: it could
  * not be started; 128+N: killed by signal N); the caller waitpid()s it.
  * argv[0] must be visible in the domain: a system program, or one built
  * with -no-install in the build tree.
  */
-pid_t hst_sim_spawn(struct hst_sim *s, const struct hst_domain *d, char *const argv[], int out_fd);
+pid_t hst_sim_spawn(const struct hst_domain *d, char *const argv[], int out_fd);
 
 /* ---- identities: handles opened as a domain ---- */
 
