@@ -155,8 +155,9 @@ END_TEST
 START_TEST(test_vif_rate_as_libxlutil)
 {
     static const char *const rates[] = {
-        "20B/s",      "10MB/s",      "100Mb/s",        "1Gb/s@1s",  "5KB/s@100ms",
-        "3Mb/s@250us", "4294967295B/s", "4294967295GB/s@1us", "7GB/s@2s", "12345b/s@3ms",
+        "20B/s",       "10MB/s",       "100Mb/s",       "1Gb/s@1s",
+        "5KB/s@100ms", "3Mb/s@250us",  "4294967295B/s", "4294967295GB/s@1us",
+        "7GB/s@2s",    "12345b/s@3ms",
     };
     char *report = NULL;
     size_t rlen = 0;
@@ -311,9 +312,9 @@ START_TEST(test_disk_spec_forms)
     struct diskspec d;
     char err[512];
 
-    ck_assert_int_eq(diskspec_parse("t", "/srv/a,qcow2,xvdb,ro,backend=drv,no-discard", &d, err,
-                                    sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        diskspec_parse("t", "/srv/a,qcow2,xvdb,ro,backend=drv,no-discard", &d, err, sizeof(err)),
+        0);
     ck_assert_str_eq(d.target, "/srv/a");
     ck_assert_int_eq(d.format, DISKSPEC_QCOW2);
     ck_assert(!d.readwrite);
@@ -321,9 +322,9 @@ START_TEST(test_disk_spec_forms)
     ck_assert_str_eq(d.backend_name, "drv");
     ck_assert_int_eq(d.trusted, -1);
     /* target= takes the rest, commas and all; the trust flags are ours */
-    ck_assert_int_eq(diskspec_parse("t", "untrusted, vdev=xvdc,target=/srv/a,b,trusted", &d, err,
-                                    sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        diskspec_parse("t", "untrusted, vdev=xvdc,target=/srv/a,b,trusted", &d, err, sizeof(err)),
+        0);
     ck_assert_str_eq(d.target, "/srv/a,b,trusted");
     ck_assert_int_eq(d.trusted, 0);
     ck_refused(diskspec_parse("t", "trusted,untrusted,vdev=xvdc,target=/a", &d, err, sizeof(err)),
@@ -533,18 +534,18 @@ START_TEST(test_plan_refusals)
     struct devplan *p;
     char err[1024];
 
-    ck_refused(plan("name='g'\ndisk=['/srv/bh/c/r.img,raw,xvda,rw,backend=drv']\n", &p, err),
-               err, "t.cfg: disk xvda: target /srv/bh/c/r.img is outside drv's storage");
-    ck_refused(plan("name='g'\ndisk=['/srv/bh/ab/r.img,raw,xvda,rw,backend=drv']\n", &p, err),
-               err, "outside");
+    ck_refused(plan("name='g'\ndisk=['/srv/bh/c/r.img,raw,xvda,rw,backend=drv']\n", &p, err), err,
+               "t.cfg: disk xvda: target /srv/bh/c/r.img is outside drv's storage");
+    ck_refused(plan("name='g'\ndisk=['/srv/bh/ab/r.img,raw,xvda,rw,backend=drv']\n", &p, err), err,
+               "outside");
     ck_refused(plan("name='g'\ndisk=['/srv/bh/a/../c/r.img,raw,xvda,rw,backend=drv']\n", &p, err),
                err, "that is /srv/bh/c/r.img");
-    ck_refused(plan("name='g'\ndisk=['/srv/a.img,raw,xvda,rw','/srv/b.img,raw,51712,rw']\n", &p,
-                    err),
-               err, "disks xvda and 51712 are the same device (51712)");
-    ck_refused(plan("name='g'\ndisk=['/srv/a.img,raw,xvda,rw','/srv/b.img,raw,d0p0,rw']\n", &p,
-                    err),
-               err, "give each disk its own vdev");
+    ck_refused(
+        plan("name='g'\ndisk=['/srv/a.img,raw,xvda,rw','/srv/b.img,raw,51712,rw']\n", &p, err), err,
+        "disks xvda and 51712 are the same device (51712)");
+    ck_refused(
+        plan("name='g'\ndisk=['/srv/a.img,raw,xvda,rw','/srv/b.img,raw,d0p0,rw']\n", &p, err), err,
+        "give each disk its own vdev");
     ck_refused(plan("name='g'\nvif=['mac=00:16:3e:00:00:01','mac=00:16:3E:00:00:01']\n", &p, err),
                err, "both have mac 00:16:3e:00:00:01");
     ck_refused(plan("name='g'\nvif=['devid=1','']\n", &p, err), err, "both have devid 1");
@@ -580,9 +581,10 @@ START_TEST(test_plan_json)
                             "\"perms\": \"n0\"},\n";
         ck_assert(strncmp(out, first, strlen(first)) == 0);
     }
-    ck_assert_ptr_nonnull(strstr(out, "{\"path\": \"/local/domain/0/backend/qdisk/5/51712/params\", "
-                                      "\"value\": \"aio:/srv/a \\\"q\\\" \\\\b.img\", \"perms\": "
-                                      "\"n0,r5\"},\n"));
+    ck_assert_ptr_nonnull(strstr(out,
+                                 "{\"path\": \"/local/domain/0/backend/qdisk/5/51712/params\", "
+                                 "\"value\": \"aio:/srv/a \\\"q\\\" \\\\b.img\", \"perms\": "
+                                 "\"n0,r5\"},\n"));
     ck_assert(strcmp(out + len - 3, "}\n]") == 0 || strcmp(out + len - 4, "}\n]\n") == 0);
     /* sorted, one object per line */
     {

@@ -15,8 +15,8 @@
 #include "devplan.h"
 #include "vifspec.h"
 
-#define SCRIPT_DIR "/etc/xen/scripts" /* libxl__xen_script_dir_path() on Debian */
-#define PV_PROTOCOL "x86_64-abi"      /* XEN_IO_PROTO_ABI_X86_64: a 64-bit PV guest's */
+#define SCRIPT_DIR  "/etc/xen/scripts" /* libxl__xen_script_dir_path() on Debian */
+#define PV_PROTOCOL "x86_64-abi"       /* XEN_IO_PROTO_ABI_X86_64: a 64-bit PV guest's */
 
 /* ---- where a path leads ---- */
 
@@ -77,20 +77,22 @@ int devplan_storage_check(const char *target, const char *backend, const char *c
                                 : "target %s is not an absolute path of reasonable length: "
                                   "write it from /",
                  target);
+        xlcfg_one_line(err);
         return -1;
     }
     for (size_t i = 0; i < nstorage; i++) {
         if (resolve_path(storage[i], d, sizeof(d)) == 0 && below(t, d))
             return 0;
         if (off < sizeof(list))
-            off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "",
-                                    storage[i]);
+            off +=
+                (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", storage[i]);
     }
     snprintf(err, errlen,
              "target %s%s%s is outside %s's storage (%s): move the image there, or add its "
              "directory to bulkhead_storage in %s's config",
              target, strcmp(t, target) ? ", that is " : "", strcmp(t, target) ? t : "", backend,
              nstorage ? list : "none", backend);
+    xlcfg_one_line(err);
     return -1;
 }
 
@@ -115,8 +117,9 @@ static int backend_of(const char *name, const struct devplan_opts *o, struct dev
     if (o->resolve(o->arg, name, b, err, errlen) != 0)
         return -1;
     if (b->domid == o->domid) {
-        snprintf(err, errlen, "backend %s is the new domain itself: name a driver domain or "
-                              "leave backend= out",
+        snprintf(err, errlen,
+                 "backend %s is the new domain itself: name a driver domain or "
+                 "leave backend= out",
                  name);
         return -1;
     }
@@ -210,12 +213,14 @@ static int plan_disk(struct devplan_dev *dv, const char *spec, const char *file,
     dv->cdrom = s.cdrom;
     dv->trusted = s.trusted >= 0 ? s.trusted : b.domid == 0;
 
-    struct bhxb_dev d = {.kind = "vbd", .backend_kind = dv->backend_kind, .domid = o->domid,
-                         .backend_domid = b.domid, .devid = dv->devid};
+    struct bhxb_dev d = {.kind = "vbd",
+                         .backend_kind = dv->backend_kind,
+                         .domid = o->domid,
+                         .backend_domid = b.domid,
+                         .devid = dv->devid};
     if ((dv->layout = bhxb_layout_new(&d)) == NULL ||
         disk_keys(dv->layout, &s, be, dv->trusted) != 0) {
-        snprintf(err, errlen, "%s: disk %s: cannot lay it out: %s", file, s.vdev,
-                 strerror(errno));
+        snprintf(err, errlen, "%s: disk %s: cannot lay it out: %s", file, s.vdev, strerror(errno));
         return -1;
     }
     return 0;
@@ -251,9 +256,8 @@ static int vif_keys(struct bhxb_layout *l, const struct vifspec *v, const char *
     return r ? -1 : 0;
 }
 
-static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index,
-                    const char *name, const char *file, const struct devplan_opts *o, char *err,
-                    size_t errlen)
+static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index, const char *name,
+                    const char *file, const struct devplan_opts *o, char *err, size_t errlen)
 {
     struct vifspec v;
     struct devplan_backend b;
@@ -284,8 +288,8 @@ static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index
     snprintf(dv->bridge, sizeof(dv->bridge), "%s", v.bridge[0] ? v.bridge : "xenbr0");
     dv->trusted = v.trusted >= 0 ? v.trusted : b.domid == 0;
 
-    struct bhxb_dev d = {.kind = "vif", .domid = o->domid, .backend_domid = b.domid,
-                         .devid = dv->devid};
+    struct bhxb_dev d = {
+        .kind = "vif", .domid = o->domid, .backend_domid = b.domid, .devid = dv->devid};
     if ((dv->layout = bhxb_layout_new(&d)) == NULL ||
         vif_keys(dv->layout, &v, dv->mac, dv->trusted) != 0) {
         snprintf(err, errlen, "%s: vif %u: cannot lay it out: %s", file, index, strerror(errno));
@@ -305,20 +309,23 @@ static int check_duplicates(const struct devplan *p, const char *file, char *err
             if (a->kind != b->kind)
                 continue;
             if (a->kind == DEVPLAN_DISK && a->devid == b->devid) {
-                snprintf(err, errlen, "%s: disks %s and %s are the same device (%u): give each "
-                                      "disk its own vdev",
+                snprintf(err, errlen,
+                         "%s: disks %s and %s are the same device (%u): give each "
+                         "disk its own vdev",
                          file, b->vdev, a->vdev, a->devid);
                 return -1;
             }
             if (a->kind == DEVPLAN_VIF && a->devid == b->devid) {
-                snprintf(err, errlen, "%s: vifs %u and %u both have devid %u: give each its own "
-                                      "devid=",
+                snprintf(err, errlen,
+                         "%s: vifs %u and %u both have devid %u: give each its own "
+                         "devid=",
                          file, b->index, a->index, a->devid);
                 return -1;
             }
             if (a->kind == DEVPLAN_VIF && strcmp(a->mac, b->mac) == 0) {
-                snprintf(err, errlen, "%s: vifs %u and %u both have mac %s: give each its own "
-                                      "mac= (or leave it out)",
+                snprintf(err, errlen,
+                         "%s: vifs %u and %u both have mac %s: give each its own "
+                         "mac= (or leave it out)",
                          file, b->index, a->index, a->mac);
                 return -1;
             }
@@ -365,6 +372,7 @@ int devplan_build(const struct xlcfg *cfg, const char *file, const struct devpla
     return 0;
 fail:
     devplan_free(p);
+    xlcfg_one_line(err);
     return -1;
 }
 
@@ -387,9 +395,11 @@ static void json_string(FILE *f, const char *s)
 
     fputc('"', f);
     while (*u) {
-        size_t len = *u < 0x80 ? 1 : (*u & 0xe0) == 0xc0 ? 2 : (*u & 0xf0) == 0xe0 ? 3
-                                 : (*u & 0xf8) == 0xf0   ? 4
-                                                         : 0;
+        size_t len = *u < 0x80             ? 1
+                     : (*u & 0xe0) == 0xc0 ? 2
+                     : (*u & 0xf0) == 0xe0 ? 3
+                     : (*u & 0xf8) == 0xf0 ? 4
+                                           : 0;
         bool valid = len > 0;
         for (size_t i = 1; valid && i < len; i++)
             valid = (u[i] & 0xc0) == 0x80;

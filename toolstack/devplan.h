@@ -46,8 +46,8 @@ struct devplan_backend {
  * resolver).  Returns 0 with *out filled, or -1 with a one-line reason in
  * err that names the fix (e.g. "no domain drv: create it first").
  */
-typedef int devplan_resolve_fn(void *arg, const char *name, struct devplan_backend *out,
-                               char *err, size_t errlen);
+typedef int devplan_resolve_fn(void *arg, const char *name, struct devplan_backend *out, char *err,
+                               size_t errlen);
 
 struct devplan_opts {
     uint32_t domid;              /* the new domain's id: not 0 */
@@ -67,9 +67,9 @@ struct devplan_dev {
     unsigned int index; /* in the config's disk or vif list */
     uint32_t devid;
     uint32_t backend_domid;
-    char backend_name[64];  /* "Domain-0" for dom0 */
-    char backend_kind[8];   /* "vbd", "qdisk", "vbd3" or "vif" */
-    char vdev[32];          /* disk: "xvda" */
+    char backend_name[64];            /* "Domain-0" for dom0 */
+    char backend_kind[8];             /* "vbd", "qdisk", "vbd3" or "vif" */
+    char vdev[32];                    /* disk: "xvda" */
     char target[DISKSPEC_TARGET_MAX]; /* disk: "" for an empty cdrom */
     enum diskspec_format format;      /* disk */
     bool readwrite, cdrom;            /* disk */

@@ -15,6 +15,7 @@
 #include <libxlutil.h>
 
 #include "diskspec.h"
+#include "xlcfg.h"
 
 /* Canonical decimal of n bytes, at most max; -1 if not. */
 static long dec(const char *s, size_t n, long max)
@@ -91,17 +92,17 @@ int diskspec_devid(const char *vdev)
 
 const char *diskspec_format_prefix(enum diskspec_format f)
 {
-    static const char *const p[] = {[DISKSPEC_RAW] = "aio",   [DISKSPEC_QCOW] = "qcow",
-                                    [DISKSPEC_QCOW2] = "qcow2", [DISKSPEC_VHD] = "vhd",
-                                    [DISKSPEC_QED] = "qed",   [DISKSPEC_EMPTY] = "aio"};
+    static const char *const p[] = {
+        [DISKSPEC_RAW] = "aio", [DISKSPEC_QCOW] = "qcow", [DISKSPEC_QCOW2] = "qcow2",
+        [DISKSPEC_VHD] = "vhd", [DISKSPEC_QED] = "qed",   [DISKSPEC_EMPTY] = "aio"};
     return (unsigned int)f < sizeof(p) / sizeof(p[0]) ? p[f] : "aio";
 }
 
 const char *diskspec_format_name(enum diskspec_format f)
 {
-    static const char *const p[] = {[DISKSPEC_RAW] = "raw",     [DISKSPEC_QCOW] = "qcow",
-                                    [DISKSPEC_QCOW2] = "qcow2", [DISKSPEC_VHD] = "vhd",
-                                    [DISKSPEC_QED] = "qed",     [DISKSPEC_EMPTY] = "empty"};
+    static const char *const p[] = {
+        [DISKSPEC_RAW] = "raw", [DISKSPEC_QCOW] = "qcow", [DISKSPEC_QCOW2] = "qcow2",
+        [DISKSPEC_VHD] = "vhd", [DISKSPEC_QED] = "qed",   [DISKSPEC_EMPTY] = "empty"};
     return (unsigned int)f < sizeof(p) / sizeof(p[0]) ? p[f] : "raw";
 }
 
@@ -191,20 +192,23 @@ static int from_libxl(const libxl_device_disk *x, const char *file, struct disks
 
     if (x->specification == LIBXL_DISK_SPECIFICATION_VIRTIO ||
         x->backend == LIBXL_DISK_BACKEND_STANDALONE) {
-        snprintf(err, errlen, "%s: disk %s: virtio disks are not available in the simulation: "
-                              "leave specification= and backendtype=standalone out",
+        snprintf(err, errlen,
+                 "%s: disk %s: virtio disks are not available in the simulation: "
+                 "leave specification= and backendtype=standalone out",
                  file, x->vdev);
         return -1;
     }
     if (libxl_defbool_is_default(x->colo_enable) ? false : libxl_defbool_val(x->colo_enable)) {
-        snprintf(err, errlen, "%s: disk %s: COLO is not available in the simulation: remove "
-                              "colo",
+        snprintf(err, errlen,
+                 "%s: disk %s: COLO is not available in the simulation: remove "
+                 "colo",
                  file, x->vdev);
         return -1;
     }
     if (strlen(x->vdev) >= sizeof(d->vdev) || (d->devid = diskspec_devid(x->vdev)) < 0) {
-        snprintf(err, errlen, "%s: disk vdev '%s' is not a disk name: use xvda, xvdb, ... (or "
-                              "hda, sda, d0p0)",
+        snprintf(err, errlen,
+                 "%s: disk vdev '%s' is not a disk name: use xvda, xvdb, ... (or "
+                 "hda, sda, d0p0)",
                  file, x->vdev);
         return -1;
     }
@@ -217,14 +221,16 @@ static int from_libxl(const libxl_device_disk *x, const char *file, struct disks
     snprintf(d->target, sizeof(d->target), "%s", target);
     d->format = our_format(x->format);
     if (d->format == DISKSPEC_EMPTY && (!x->is_cdrom || target[0] != '\0')) {
-        snprintf(err, errlen, "%s: disk %s: format=empty is for a cdrom drive without a "
-                              "medium: give devtype=cdrom and no target, or a real format",
+        snprintf(err, errlen,
+                 "%s: disk %s: format=empty is for a cdrom drive without a "
+                 "medium: give devtype=cdrom and no target, or a real format",
                  file, d->vdev);
         return -1;
     }
     if (d->format != DISKSPEC_EMPTY && d->target[0] != '/') {
-        snprintf(err, errlen, "%s: disk %s: target '%s' is not an absolute path: write it from "
-                              "/",
+        snprintf(err, errlen,
+                 "%s: disk %s: target '%s' is not an absolute path: write it from "
+                 "/",
                  file, d->vdev, d->target);
         return -1;
     }
@@ -244,13 +250,12 @@ static int from_libxl(const libxl_device_disk *x, const char *file, struct disks
     d->cdrom = x->is_cdrom != 0;
     d->removable = x->removable != 0;
     d->direct_io_safe = x->direct_io_safe;
-    d->discard = libxl_defbool_is_default(x->discard_enable) ? -1
-                                                             : libxl_defbool_val(x->discard_enable);
+    d->discard =
+        libxl_defbool_is_default(x->discard_enable) ? -1 : libxl_defbool_val(x->discard_enable);
     return 0;
 }
 
-int diskspec_parse(const char *file, const char *spec, struct diskspec *d, char *err,
-                   size_t errlen)
+int diskspec_parse(const char *file, const char *spec, struct diskspec *d, char *err, size_t errlen)
 {
     char *report = NULL, *clean = NULL;
     size_t rlen = 0, cap = strlen(spec) + 2;
@@ -279,6 +284,8 @@ int diskspec_parse(const char *file, const char *spec, struct diskspec *d, char 
     d->trusted = trusted;
     rc = 0;
 out:
+    if (rc != 0)
+        xlcfg_one_line(err);
     libxl_device_disk_dispose(&x);
     if (c != NULL)
         xlu_cfg_destroy(c);
@@ -305,24 +312,27 @@ int diskspec_backend(const struct diskspec *d, bool dom0, enum diskspec_backend 
     switch (d->backend) {
     case DISKSPEC_BE_PHY:
         if (!raw && !empty) {
-            snprintf(err, errlen, "disk %s: backendtype=phy serves raw images only: use "
-                                  "backendtype=qdisk for %s",
+            snprintf(err, errlen,
+                     "disk %s: backendtype=phy serves raw images only: use "
+                     "backendtype=qdisk for %s",
                      d->vdev, diskspec_format_name(d->format));
             return -1;
         }
         break;
     case DISKSPEC_BE_QDISK:
         if (d->script[0] != '\0') {
-            snprintf(err, errlen, "disk %s: backendtype=qdisk runs no script: remove script= "
-                                  "or use backendtype=phy",
+            snprintf(err, errlen,
+                     "disk %s: backendtype=qdisk runs no script: remove script= "
+                     "or use backendtype=phy",
                      d->vdev);
             return -1;
         }
         break;
     case DISKSPEC_BE_TAP:
         if (d->format != DISKSPEC_RAW && d->format != DISKSPEC_VHD) {
-            snprintf(err, errlen, "disk %s: backendtype=tap serves raw and vhd images only: use "
-                                  "backendtype=qdisk for %s",
+            snprintf(err, errlen,
+                     "disk %s: backendtype=tap serves raw and vhd images only: use "
+                     "backendtype=qdisk for %s",
                      d->vdev, diskspec_format_name(d->format));
             return -1;
         }
@@ -336,8 +346,9 @@ int diskspec_backend(const struct diskspec *d, bool dom0, enum diskspec_backend 
         else if (raw || d->format == DISKSPEC_VHD)
             *out = DISKSPEC_BE_TAP;
         else {
-            snprintf(err, errlen, "disk %s: no backend serves %s through script=: remove "
-                                  "script=",
+            snprintf(err, errlen,
+                     "disk %s: no backend serves %s through script=: remove "
+                     "script=",
                      d->vdev, diskspec_format_name(d->format));
             return -1;
         }

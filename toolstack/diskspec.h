@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DISKSPEC_TARGET_MAX 1024
+#define DISKSPEC_TARGET_MAX       1024
 #define DISKSPEC_BACKEND_NAME_MAX 64
 
 enum diskspec_format {
@@ -34,12 +34,12 @@ enum diskspec_backend {
 };
 
 struct diskspec {
-    char vdev[32];   /* as written, without ":cdrom" */
-    int devid;       /* libxl's device number for vdev */
+    char vdev[32];                    /* as written, without ":cdrom" */
+    int devid;                        /* libxl's device number for vdev */
     char target[DISKSPEC_TARGET_MAX]; /* "" for an empty cdrom */
     enum diskspec_format format;
-    enum diskspec_backend backend; /* as given */
-    char script[256];              /* "" : none given */
+    enum diskspec_backend backend;                /* as given */
+    char script[256];                             /* "" : none given */
     char backend_name[DISKSPEC_BACKEND_NAME_MAX]; /* "" : dom0 */
     bool readwrite, cdrom, removable, direct_io_safe;
     int discard; /* -1: not given (libxl: on when read-write) */

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "vifspec.h"
+#include "xlcfg.h"
 
 /* Canonical decimal: digits only, no leading zero, at most max. */
 static int parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out)
@@ -98,16 +99,15 @@ static int parse_interval(const char *s, uint32_t *out, char *err, size_t errlen
         return -1;
     }
     if (parse_dec(s, n, UINT32_MAX, &v) != 0 || v == 0 || v * mult > UINT32_MAX) {
-        snprintf(err, errlen,
-                 "rate interval '%s' must be from 1us to %uus, without leading zeros", s,
-                 UINT32_MAX);
+        snprintf(err, errlen, "rate interval '%s' must be from 1us to %uus, without leading zeros",
+                 s, UINT32_MAX);
         return -1;
     }
     *out = (uint32_t)(v * mult);
     return 0;
 }
 
-int vifspec_parse_rate(const char *s, uint64_t *bytes, uint32_t *usecs, char *err, size_t errlen)
+static int parse_rate(const char *s, uint64_t *bytes, uint32_t *usecs, char *err, size_t errlen)
 {
     char rate[64];
     const char *at = strchr(s, '@');
@@ -152,7 +152,7 @@ static int hexval(char c)
     return -1;
 }
 
-int vifspec_parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen)
+static int parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen)
 {
     uint8_t m[6];
 
@@ -178,8 +178,9 @@ int vifspec_parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen)
     memcpy(mac, m, 6);
     return 0;
 bad:
-    snprintf(err, errlen, "mac '%s' is not six pairs of hex digits separated by ':' (e.g. "
-                          "00:16:3e:12:34:56)",
+    snprintf(err, errlen,
+             "mac '%s' is not six pairs of hex digits separated by ':' (e.g. "
+             "00:16:3e:12:34:56)",
              s);
     return -1;
 }
@@ -289,11 +290,11 @@ static const struct {
     const char *name;
     enum vkey key;
 } keys[] = {
-    {"mac", K_MAC},         {"bridge", K_BRIDGE},   {"gatewaydev", K_GATEWAYDEV},
+    {"mac", K_MAC},           {"bridge", K_BRIDGE}, {"gatewaydev", K_GATEWAYDEV},
     {"netdev", K_GATEWAYDEV}, {"type", K_TYPE},     {"model", K_MODEL},
-    {"vifname", K_VIFNAME}, {"script", K_SCRIPT},   {"ip", K_IP},
-    {"backend", K_BACKEND}, {"rate", K_RATE},       {"mtu", K_MTU},
-    {"devid", K_DEVID},     {"accel", K_ACCEL},
+    {"vifname", K_VIFNAME},   {"script", K_SCRIPT}, {"ip", K_IP},
+    {"backend", K_BACKEND},   {"rate", K_RATE},     {"mtu", K_MTU},
+    {"devid", K_DEVID},       {"accel", K_ACCEL},
 };
 
 /* One KEY=VALUE item, its key known. */
@@ -304,7 +305,7 @@ static int set_value(struct vifspec *v, enum vkey k, const char *name, const cha
 
     switch (k) {
     case K_MAC:
-        if (vifspec_parse_mac(val, v->mac, err, errlen) != 0)
+        if (parse_mac(val, v->mac, err, errlen) != 0)
             return -1;
         v->has_mac = true;
         return 0;
@@ -353,14 +354,13 @@ static int set_value(struct vifspec *v, enum vkey k, const char *name, const cha
         }
         return 0;
     case K_RATE:
-        if (vifspec_parse_rate(val, &v->rate_bytes, &v->rate_usecs, err, errlen) != 0)
+        if (parse_rate(val, &v->rate_bytes, &v->rate_usecs, err, errlen) != 0)
             return -1;
         v->has_rate = true;
         return 0;
     case K_MTU:
         if (parse_dec(val, strlen(val), 65535, &n) != 0 || n < 68) {
-            snprintf(err, errlen, "mtu '%s' must be a number from 68 to 65535 (default 1500)",
-                     val);
+            snprintf(err, errlen, "mtu '%s' must be a number from 68 to 65535 (default 1500)", val);
             return -1;
         }
         v->mtu = (unsigned int)n;
@@ -423,7 +423,7 @@ static int parse_item(struct vifspec *v, const char *item, bool seen[K_COUNT], c
     return -1;
 }
 
-int vifspec_parse(const char *spec, struct vifspec *v, char *err, size_t errlen)
+static int parse_spec(const char *spec, struct vifspec *v, char *err, size_t errlen)
 {
     bool seen[K_COUNT] = {false};
     const char *p = spec;
@@ -461,4 +461,32 @@ int vifspec_parse(const char *spec, struct vifspec *v, char *err, size_t errlen)
             return 0;
         p = end + 1;
     }
+}
+
+/* The public entry points: every message they leave is one line, whatever the input held. */
+int vifspec_parse_rate(const char *s, uint64_t *bytes, uint32_t *usecs, char *err, size_t errlen)
+{
+    int rc = parse_rate(s, bytes, usecs, err, errlen);
+
+    if (rc != 0)
+        xlcfg_one_line(err);
+    return rc;
+}
+
+int vifspec_parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen)
+{
+    int rc = parse_mac(s, mac, err, errlen);
+
+    if (rc != 0)
+        xlcfg_one_line(err);
+    return rc;
+}
+
+int vifspec_parse(const char *spec, struct vifspec *v, char *err, size_t errlen)
+{
+    int rc = parse_spec(spec, v, err, errlen);
+
+    if (rc != 0)
+        xlcfg_one_line(err);
+    return rc;
 }

@@ -38,11 +38,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VIFSPEC_IFNAME_MAX 16 /* IFNAMSIZ: 15 bytes and the NUL */
-#define VIFSPEC_STR_MAX 256
-#define VIFSPEC_MTU_DEFAULT 1500
+#define VIFSPEC_IFNAME_MAX         16 /* IFNAMSIZ: 15 bytes and the NUL */
+#define VIFSPEC_STR_MAX            256
+#define VIFSPEC_MTU_DEFAULT        1500
 #define VIFSPEC_RATE_USECS_DEFAULT 50000u
-#define VIFSPEC_DEVID_MAX 65535
+#define VIFSPEC_DEVID_MAX          65535
 
 struct vifspec {
     bool has_mac;
@@ -73,8 +73,7 @@ int vifspec_parse(const char *spec, struct vifspec *v, char *err, size_t errlen)
  * A rate as xl reads it ("10MB/s@20ms"), into bytes per interval and the
  * interval in microseconds.  0, or -1 with a one-line reason.
  */
-int vifspec_parse_rate(const char *s, uint64_t *bytes, uint32_t *usecs, char *err,
-                       size_t errlen);
+int vifspec_parse_rate(const char *s, uint64_t *bytes, uint32_t *usecs, char *err, size_t errlen);
 
 /* A mac: exactly six pairs of hex digits separated by ':'; unicast, not zero. */
 int vifspec_parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen);

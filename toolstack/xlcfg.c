@@ -159,6 +159,14 @@ int xlcfg_normalize_path(const char *path, char *buf, size_t size)
     return 0;
 }
 
+char *xlcfg_one_line(char *s)
+{
+    for (char *p = s; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s;
+}
+
 /* No control character, at most XLCFG_SPEC_MAX - 1 bytes. */
 static bool text_ok(const char *s)
 {

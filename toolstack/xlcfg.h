@@ -74,4 +74,10 @@ void xlcfg_free(struct xlcfg *cfg);
  */
 int xlcfg_normalize_path(const char *path, char *buf, size_t size);
 
+/*
+ * Makes a message one line: every control character (an echoed value may
+ * hold one) becomes '?'.  Returns s.
+ */
+char *xlcfg_one_line(char *s);
+
 #endif

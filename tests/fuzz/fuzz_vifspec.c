@@ -27,9 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(v.mtu >= 68 && v.mtu <= 65535);
         FUZZ_ASSERT(v.devid >= -1 && v.devid <= VIFSPEC_DEVID_MAX);
         FUZZ_ASSERT(v.trusted >= -1 && v.trusted <= 1);
-        FUZZ_ASSERT(!v.has_mac || ((v.mac[0] & 1) == 0 &&
-                                   (v.mac[0] | v.mac[1] | v.mac[2] | v.mac[3] | v.mac[4] |
-                                    v.mac[5]) != 0));
+        FUZZ_ASSERT(!v.has_mac || ((v.mac[0] & 1) == 0 && (v.mac[0] | v.mac[1] | v.mac[2] |
+                                                           v.mac[3] | v.mac[4] | v.mac[5]) != 0));
         FUZZ_ASSERT(v.bridge[0] == '\0' || vifspec_ifname_ok(v.bridge));
         FUZZ_ASSERT(v.vifname[0] == '\0' || vifspec_ifname_ok(v.vifname));
         FUZZ_ASSERT(v.gatewaydev[0] == '\0' || vifspec_ifname_ok(v.gatewaydev));
