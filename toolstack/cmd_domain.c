@@ -1,5 +1,6 @@
 /*
- * cmd_domain.c - bulkhead create, destroy, list, exec.
+ * cmd_domain.c - bulkhead create (and create -n, the dry run), destroy,
+ * list, exec.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include <xenstore.h>
 
+#include "devplan.h"
 #include "dombuild.h"
 #include "toolstack.h"
 #include "xlcfg.h"
@@ -75,7 +77,226 @@ static int xenstore_add(struct hvc *h, const struct hvw_dominfo *info, const str
     return rc;
 }
 
+static int create_domain(const char *file);
+
+/* ---- create -n: the devices' XenStore layout, as JSON, with nothing changed ---- */
+
+/* What --backend and --backend-config say of one backend domain. */
+struct known_backend {
+    char name[XLCFG_NAME_MAX];
+    long domid;            /* -1: not given (then the running simulation's) */
+    struct xlcfg cfg;      /* from --backend-config, when has_cfg */
+    bool has_cfg;
+};
+
+struct resolver {
+    struct known_backend *known;
+    size_t n;
+    bool tried_hv, hv_up;
+    struct hvc h;
+};
+
+static struct known_backend *known(struct resolver *r, const char *name, bool add)
+{
+    struct known_backend *k;
+
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->known[i].name, name) == 0)
+            return &r->known[i];
+    if (!add || (k = realloc(r->known, (r->n + 1) * sizeof(*k))) == NULL)
+        return NULL;
+    r->known = k;
+    k = &r->known[r->n++];
+    memset(k, 0, sizeof(*k));
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->domid = -1;
+    return k;
+}
+
+/* devplan_resolve_fn: --backend first, then the running simulation, if there is one. */
+static int resolve_backend(void *arg, const char *name, struct devplan_backend *out, char *err,
+                           size_t errlen)
+{
+    struct resolver *r = arg;
+    struct known_backend *k = known(r, name, false);
+    struct hvw_dominfo info;
+
+    out->storage = k && k->has_cfg ? (const char *const *)k->cfg.storage : NULL;
+    out->nstorage = k && k->has_cfg ? k->cfg.nstorage : 0;
+    if (k != NULL && k->domid >= 0) {
+        out->domid = (uint32_t)k->domid;
+        return 0;
+    }
+    if (!r->tried_hv) {
+        r->tried_hv = true;
+        r->hv_up = hvc_open(&r->h, true) == 0;
+    }
+    if (r->hv_up && hvc_find_domain(&r->h, name, &info) == 0) {
+        out->domid = info.domid;
+        return 0;
+    }
+    snprintf(err, errlen, "no domain %s: create it first, or give --backend %s=ID", name, name);
+    return -1;
+}
+
+static int parse_backend_opt(struct resolver *r, const char *val)
+{
+    const char *eq = strchr(val, '=');
+    char name[XLCFG_NAME_MAX], *end;
+    struct known_backend *k;
+    long id;
+
+    if (eq == NULL || eq == val || (size_t)(eq - val) >= sizeof(name)) {
+        errorf("--backend %s: write it as --backend NAME=ID", val);
+        return -1;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)(eq - val), val);
+    errno = 0;
+    id = strtol(eq + 1, &end, 10);
+    if (errno || end == eq + 1 || *end != '\0' || id < 1 || id > HVW_DOMID_MAX) {
+        errorf("--backend %s: the id must be a number from 1 to %d", val, HVW_DOMID_MAX);
+        return -1;
+    }
+    if ((k = known(r, name, true)) == NULL) {
+        errorf("out of memory");
+        return -1;
+    }
+    k->domid = id;
+    return 0;
+}
+
+static int parse_backend_config(struct resolver *r, const char *file)
+{
+    struct known_backend *k;
+    struct xlcfg cfg;
+    char err[512];
+
+    if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
+        errorf("%s", err);
+        return -1;
+    }
+    if ((k = known(r, cfg.name, true)) == NULL || k->has_cfg) {
+        errorf(k ? "--backend-config: two configs name %s: give one" : "out of memory", cfg.name);
+        xlcfg_free(&cfg);
+        return -1;
+    }
+    k->cfg = cfg;
+    k->has_cfg = true;
+    return 0;
+}
+
+static void resolver_free(struct resolver *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->known[i].has_cfg)
+            xlcfg_free(&r->known[i].cfg);
+    free(r->known);
+    if (r->hv_up)
+        hvc_close(&r->h);
+}
+
+static int create_dry_run(const char *file, struct devplan_opts *o, struct resolver *r)
+{
+    struct devplan *plan = NULL;
+    struct xlcfg cfg;
+    char err[1024];
+    int rc = 1;
+
+    if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
+        errorf("%s", err);
+        return 1;
+    }
+    o->resolve = resolve_backend;
+    o->arg = r;
+    if (devplan_build(&cfg, file, o, &plan, err, sizeof(err)) != 0)
+        errorf("%s", err);
+    else if (devplan_json(plan, stdout) != 0 || fflush(stdout) != 0)
+        errorf("cannot write the plan: %s", strerror(errno));
+    else
+        rc = 0;
+    devplan_free(plan);
+    xlcfg_free(&cfg);
+    return rc;
+}
+
+#define CREATE_USAGE                                                                               \
+    "usage: bulkhead create [-n [--domid N] [--backend NAME=ID]... [--backend-config FILE]... "   \
+    "[--stable-macs]] FILE"
+
+/*
+ * create -n [options] FILE.  The options exist for -n only: without it a
+ * real create takes its ids from the hypervisor.
+ */
+static int create_options(int argc, char **argv, bool *dry, const char **file,
+                          struct devplan_opts *o, struct resolver *r)
+{
+    bool extra = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_val = i + 1 < argc;
+        if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0) {
+            *dry = true;
+        } else if (strcmp(a, "--stable-macs") == 0) {
+            o->stable_macs = extra = true;
+        } else if (strcmp(a, "--domid") == 0 && has_val) {
+            char *end;
+            long id;
+            errno = 0;
+            id = strtol(argv[++i], &end, 10);
+            if (errno || *end != '\0' || end == argv[i] || id < 1 || id > HVW_DOMID_MAX) {
+                errorf("--domid %s: give a number from 1 to %d", argv[i], HVW_DOMID_MAX);
+                return -1;
+            }
+            o->domid = (uint32_t)id;
+            extra = true;
+        } else if (strcmp(a, "--backend") == 0 && has_val) {
+            if (parse_backend_opt(r, argv[++i]) != 0)
+                return -1;
+            extra = true;
+        } else if (strcmp(a, "--backend-config") == 0 && has_val) {
+            if (parse_backend_config(r, argv[++i]) != 0)
+                return -1;
+            extra = true;
+        } else if (a[0] == '-' || *file != NULL) {
+            errorf(CREATE_USAGE);
+            return -1;
+        } else {
+            *file = a;
+        }
+    }
+    if (*file == NULL) {
+        errorf(CREATE_USAGE);
+        return -1;
+    }
+    if (extra && !*dry) {
+        errorf("--domid, --backend, --backend-config and --stable-macs are for a dry run: add -n");
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_create(int argc, char **argv)
+{
+    struct devplan_opts o = {.domid = 1};
+    struct resolver res = {0};
+    const char *file = NULL;
+    bool dry = false;
+    int rc;
+
+    if (create_options(argc, argv, &dry, &file, &o, &res) != 0) {
+        resolver_free(&res);
+        return 2;
+    }
+    if (dry)
+        rc = create_dry_run(file, &o, &res);
+    else
+        rc = create_domain(file);
+    resolver_free(&res);
+    return rc;
+}
+
+static int create_domain(const char *file)
 {
     static uint8_t buf[HVW_MAX_MSG];
     struct hvw_dom_create_req *r = (struct hvw_dom_create_req *)buf;
@@ -86,14 +307,11 @@ int cmd_create(int argc, char **argv)
     size_t room = sizeof(buf) - sizeof(struct hvw_hdr) - sizeof(*r), n;
     int rc;
 
-    if (argc != 2) {
-        errorf("usage: bulkhead create FILE");
-        return 2;
-    }
-    if (xlcfg_read(&cfg, argv[1], NULL, 0, err, sizeof(err)) != 0) {
+    if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
         errorf("%s", err);
         return 1;
     }
+    xlcfg_free(&cfg); /* the devices are not created yet: create -n shows them */
     memset(r, 0, sizeof(*r));
     snprintf(r->name, sizeof(r->name), "%s", cfg.name);
     r->memory_kb = (uint64_t)cfg.maxmem_mb * 1024;
@@ -106,24 +324,24 @@ int cmd_create(int argc, char **argv)
     if (hvc_open(&h, false) != 0)
         return 1;
     rc = hvc_call(&h, HVW_OP_DOM_CREATE, r, sizeof(*r) + n, &info, sizeof(info), NULL);
-    if (rc == 0 && xenstore_add(&h, &info, &cfg, argv[1]) != 0) {
+    if (rc == 0 && xenstore_add(&h, &info, &cfg, file) != 0) {
         hvc_close(&h);
         return 1;
     }
     hvc_close(&h);
     if (rc == EEXIST) {
-        errorf("%s: a domain named %s exists already: destroy it or rename this one", argv[1],
+        errorf("%s: a domain named %s exists already: destroy it or rename this one", file,
                cfg.name);
         return 1;
     }
     if (rc != 0) {
-        errorf("%s: cannot create %s: %s (see %s/hv.log)", argv[1], cfg.name,
+        errorf("%s: cannot create %s: %s (see %s/hv.log)", file, cfg.name,
                strerror(rc > 0 ? rc : errno), state_dir);
         return 1;
     }
     if (cfg.noted[0] != '\0')
         fprintf(stderr, "bulkhead: %s: noted and not used (no kernel boots in the simulation): "
-                        "%s\n", argv[1], cfg.noted);
+                        "%s\n", file, cfg.noted);
     printf("Created %s%s %s (id %u)\n", cfg.driver_domain ? "driver " : "", "domain", cfg.name,
            info.domid);
     return 0;

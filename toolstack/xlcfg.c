@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <libxl.h>
 #include <libxlutil.h>
 
+#include "vifspec.h"
 #include "xlcfg.h"
 
 /* The first line libxlutil reported, without its newline. */
@@ -106,6 +108,236 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
     return 0;
 }
 
+void xlcfg_free(struct xlcfg *cfg)
+{
+    char **lists[] = {cfg->disks, cfg->vifs, cfg->storage, cfg->init};
+
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        for (char **p = lists[i]; p && *p; p++)
+            free(*p);
+        free(lists[i]);
+    }
+    cfg->disks = cfg->vifs = cfg->storage = cfg->init = NULL;
+    cfg->ndisks = cfg->nvifs = cfg->nstorage = cfg->ninit = 0;
+}
+
+int xlcfg_normalize_path(const char *path, char *buf, size_t size)
+{
+    size_t o = 0;
+    const char *p = path;
+
+    if (path == NULL || path[0] != '/' || size < 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    buf[0] = '\0';
+    while (*p) {
+        size_t n;
+        while (*p == '/')
+            p++;
+        n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.')) {
+            /* nothing */
+        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && buf[--o] != '/')
+                ;
+            buf[o] = '\0';
+        } else {
+            if (o + 1 + n + 1 > size) {
+                errno = ENAMETOOLONG;
+                return -1;
+            }
+            buf[o++] = '/';
+            memcpy(buf + o, p, n);
+            o += n;
+            buf[o] = '\0';
+        }
+        p += n;
+    }
+    if (o == 0)
+        snprintf(buf, size, "/");
+    return 0;
+}
+
+char *xlcfg_one_line(char *s)
+{
+    for (char *p = s; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s;
+}
+
+/* No control character, at most XLCFG_SPEC_MAX - 1 bytes. */
+static bool text_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= XLCFG_SPEC_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int push(char ***list, size_t *n, const char *s, size_t len)
+{
+    char **l = realloc(*list, (*n + 2) * sizeof(*l));
+
+    if (l == NULL)
+        return -1;
+    *list = l;
+    if ((l[*n] = strndup(s, len)) == NULL)
+        return -1;
+    l[++*n] = NULL;
+    return 0;
+}
+
+/*
+ * A list of strings: key = [ "...", ... ].  Missing: 0 with nothing.
+ * what names an entry in messages ("disk spec").
+ */
+static int get_strings(XLU_Config *c, const char *key, size_t max, char ***out, size_t *n,
+                       const char *file, char *err, size_t errlen)
+{
+    XLU_ConfigList *list;
+    int count, r = xlu_cfg_get_list(c, key, &list, &count, 1);
+
+    if (r == ESRCH)
+        return 0;
+    if (r != 0) {
+        snprintf(err, errlen, "%s: %s must be a list: %s = [ \"...\", ... ]", file, key, key);
+        return -1;
+    }
+    if ((size_t)count > max) {
+        snprintf(err, errlen, "%s: %s has %d entries, more than %zu", file, key, count, max);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        const char *s = xlu_cfg_get_listitem(list, i);
+        if (s == NULL || !text_ok(s)) {
+            snprintf(err, errlen,
+                     "%s: %s entry %d must be a string of printable characters, shorter than "
+                     "%d bytes",
+                     file, key, i + 1, XLCFG_SPEC_MAX);
+            return -1;
+        }
+        if (push(out, n, s, strlen(s)) != 0) {
+            snprintf(err, errlen, "%s: out of memory", file);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_storage(struct xlcfg *cfg, XLU_Config *c, const char *file, char *err,
+                        size_t errlen)
+{
+    char **raw = NULL;
+    size_t n = 0;
+    char norm[XLCFG_SPEC_MAX];
+    int rc = -1;
+
+    if (get_strings(c, "bulkhead_storage", XLCFG_STORAGE_MAX, &raw, &n, file, err, errlen) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (xlcfg_normalize_path(raw[i], norm, sizeof(norm)) != 0) {
+            snprintf(err, errlen,
+                     "%s: bulkhead_storage entry '%s' is not an absolute directory: write it "
+                     "from /",
+                     file, raw[i]);
+            goto out;
+        }
+        if (strcmp(norm, "/") == 0) {
+            snprintf(err, errlen,
+                     "%s: bulkhead_storage entry '%s' would give the driver domain the whole "
+                     "host: name the directories that hold its images",
+                     file, raw[i]);
+            goto out;
+        }
+        if (push(&cfg->storage, &cfg->nstorage, norm, strlen(norm)) != 0) {
+            snprintf(err, errlen, "%s: out of memory", file);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(raw[i]);
+    free(raw);
+    return rc;
+}
+
+/* bulkhead_init: a string split on spaces, or a list of arguments. */
+static int read_init(struct xlcfg *cfg, XLU_Config *c, const char *file, char *err,
+                     size_t errlen)
+{
+    const char *s;
+
+    if (xlu_cfg_get_string(c, "bulkhead_init", &s, 1) == 0) {
+        if (!text_ok(s)) {
+            snprintf(err, errlen, "%s: bulkhead_init must be printable and shorter than %d bytes",
+                     file, XLCFG_SPEC_MAX);
+            return -1;
+        }
+        for (const char *p = s; *p;) {
+            size_t len;
+            while (*p == ' ')
+                p++;
+            if ((len = strcspn(p, " ")) == 0)
+                break;
+            if (cfg->ninit == XLCFG_INIT_MAX) {
+                snprintf(err, errlen, "%s: bulkhead_init has more than %d arguments", file,
+                         XLCFG_INIT_MAX);
+                return -1;
+            }
+            if (push(&cfg->init, &cfg->ninit, p, len) != 0) {
+                snprintf(err, errlen, "%s: out of memory", file);
+                return -1;
+            }
+            p += len;
+        }
+    } else if (xlu_cfg_get_list(c, "bulkhead_init", NULL, NULL, 1) != ESRCH) {
+        if (get_strings(c, "bulkhead_init", XLCFG_INIT_MAX, &cfg->init, &cfg->ninit, file, err,
+                        errlen) != 0)
+            return -1;
+    } else {
+        return 0; /* not given */
+    }
+    if (cfg->ninit == 0 || cfg->init[0][0] == '\0') {
+        snprintf(err, errlen, "%s: bulkhead_init names no command: bulkhead_init = \"CMD ARG...\"",
+                 file);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_devices(struct xlcfg *cfg, XLU_Config *c, const char *file, char *err,
+                        size_t errlen)
+{
+    const char *s;
+
+    if (get_strings(c, "disk", XLCFG_DEVS_MAX, &cfg->disks, &cfg->ndisks, file, err, errlen) != 0 ||
+        get_strings(c, "vif", XLCFG_DEVS_MAX, &cfg->vifs, &cfg->nvifs, file, err, errlen) != 0 ||
+        read_storage(cfg, c, file, err, errlen) != 0 || read_init(cfg, c, file, err, errlen) != 0)
+        return -1;
+    if (xlu_cfg_get_string(c, "bulkhead_uplink", &s, 1) == 0) {
+        if (!vifspec_ifname_ok(s)) {
+            snprintf(err, errlen,
+                     "%s: bulkhead_uplink '%s' is not a bridge name: 1 to 15 characters, none "
+                     "of '/', ':' or spaces",
+                     file, s);
+            return -1;
+        }
+        snprintf(cfg->uplink, sizeof(cfg->uplink), "%s", s);
+    } else if (xlu_cfg_get_list(c, "bulkhead_uplink", NULL, NULL, 1) == 0) {
+        snprintf(err, errlen, "%s: bulkhead_uplink is one bridge: bulkhead_uplink = \"BRIDGE\"",
+                 file);
+        return -1;
+    }
+    return 0;
+}
+
 #define XLCFG_MAX_BYTES (1u << 20)
 
 /* The whole file, bounded; NULL with the reason in err. */
@@ -170,7 +402,9 @@ int xlcfg_read(struct xlcfg *cfg, const char *file, const char *data, size_t len
         first_line(report, err, errlen, "syntax error: see xl.cfg(5)");
         goto out;
     }
-    rc = read_values(cfg, c, file, err, errlen);
+    if ((rc = read_values(cfg, c, file, err, errlen)) == 0 &&
+        (rc = read_devices(cfg, c, file, err, errlen)) != 0)
+        xlcfg_free(cfg);
 out:
     if (c != NULL)
         xlu_cfg_destroy(c);

@@ -8,6 +8,17 @@
  * simulated domain boots no kernel).  Refused, with the fix named: HVM and
  * PVH guests (type = "hvm"/"pvh", builder = "hvm").  Any other key is
  * ignored, as xl ignores keys it does not know.
+ *
+ * Devices: disk = [ "SPEC", ... ] and vif = [ "SPEC", ... ] are kept as
+ * written, one string per device (diskspec.h and vifspec.h parse them).
+ * Three keys of the simulation, which xl ignores:
+ *   bulkhead_storage = [ "DIR", ... ]  absolute host directories a driver
+ *                                      domain owns (its disks' targets);
+ *   bulkhead_uplink = "BRIDGE"         the host bridge a driver domain's
+ *                                      network reaches the world through;
+ *   bulkhead_init = "CMD ARG ..." or [ "CMD", "ARG", ... ]
+ *                                      a guest's workload, run without a
+ *                                      shell: a string splits on spaces.
  */
 #ifndef BULKHEAD_XLCFG_H
 #define BULKHEAD_XLCFG_H
@@ -27,7 +38,22 @@ struct xlcfg {
     bool driver_domain;
     char type[16];      /* "pv" */
     char noted[256];    /* boot settings accepted and not used, e.g. "kernel, extra" */
+    /* Allocated: free with xlcfg_free.  Each list is NULL-terminated too. */
+    char **disks;   /* disk = [...], each spec as written */
+    size_t ndisks;
+    char **vifs;    /* vif = [...] */
+    size_t nvifs;
+    char **storage; /* bulkhead_storage, absolute and lexically normalized */
+    size_t nstorage;
+    char **init;    /* bulkhead_init's argv; NULL when not given */
+    size_t ninit;
+    char uplink[16]; /* bulkhead_uplink, "" when not given */
 };
+
+#define XLCFG_DEVS_MAX 64     /* disks, vifs: each list */
+#define XLCFG_STORAGE_MAX 32  /* bulkhead_storage entries */
+#define XLCFG_INIT_MAX 64     /* bulkhead_init arguments */
+#define XLCFG_SPEC_MAX 4096   /* bytes in one spec, path or argument */
 
 /*
  * Reads FILE (or `len` bytes of `data` when data is not NULL; `file` then
@@ -36,5 +62,22 @@ struct xlcfg {
  */
 int xlcfg_read(struct xlcfg *cfg, const char *file, const char *data, size_t len, char *err,
                size_t errlen);
+
+/* Frees what xlcfg_read allocated (after a successful read; a failed one frees it itself). */
+void xlcfg_free(struct xlcfg *cfg);
+
+/*
+ * path, lexically normalized into buf: absolute, no "." or ".." component,
+ * no repeated or trailing '/' ("/" stays "/").  ".." at the root stays at
+ * the root, as the kernel resolves it.  0, or -1 with EINVAL (relative or
+ * empty) or ENAMETOOLONG.
+ */
+int xlcfg_normalize_path(const char *path, char *buf, size_t size);
+
+/*
+ * Makes a message one line: every control character (an echoed value may
+ * hold one) becomes '?'.  Returns s.
+ */
+char *xlcfg_one_line(char *s);
 
 #endif

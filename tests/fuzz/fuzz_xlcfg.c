@@ -18,6 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_ASSERT(c.name[0] != '\0');
         FUZZ_ASSERT(c.memory_mb >= 1 && c.maxmem_mb >= c.memory_mb);
+        for (size_t i = 0; i < c.nstorage; i++)
+            FUZZ_ASSERT(c.storage[i][0] == '/' && strcmp(c.storage[i], "/") != 0);
+        FUZZ_ASSERT(c.init == NULL || (c.ninit > 0 && c.init[0][0] != '\0'));
+        xlcfg_free(&c);
     }
     return 0;
 }
