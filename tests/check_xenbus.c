@@ -1296,6 +1296,39 @@ START_TEST(test_layout_write_and_permissions)
 }
 END_TEST
 
+/* A domain's devices go in one transaction: all of them, or none. */
+START_TEST(test_layouts_write_all_or_nothing)
+{
+    struct xs_handle *ts = open_store();
+    struct bhxb_dev a = {"vbd", NULL, 3, 1, 51712}, b = {"vif", NULL, 3, 1, 0};
+    const struct bhxb_layout *ls[2];
+    struct bhxb_layout *la = bhxb_layout_new(&a), *lb = bhxb_layout_new(&b);
+    char *v;
+
+    ck_assert_ptr_nonnull(la);
+    ck_assert_ptr_nonnull(lb);
+    ls[0] = la;
+    ls[1] = lb;
+    xsfake_fail_commits(2); /* conflicts are retried as one */
+    ck_assert_int_eq(bhxb_layouts_write(ts, ls, 2), 0);
+    ck_value(ts, "/local/domain/1/backend/vbd/3/51712/frontend", "/local/domain/3/device/vbd/51712");
+    ck_value(ts, "/local/domain/1/backend/vif/3/0/frontend", "/local/domain/3/device/vif/0");
+    xs_rm(ts, XBT_NULL, "/local/domain/1/backend");
+    xs_rm(ts, XBT_NULL, "/local/domain/3/device");
+    /* A failure in the second device's writes leaves the first unwritten too. */
+    xsfake_fail_op("write", 3 + (int)la->n, EIO);
+    ck_assert_int_eq(bhxb_layouts_write(ts, ls, 2), -1);
+    ck_assert_ptr_null(v = get(ts, "/local/domain/1/backend/vbd/3/51712/frontend"));
+    ls[1] = NULL;
+    ck_assert_int_eq(bhxb_layouts_write(ts, ls, 2), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_int_eq(bhxb_layouts_write(ts, NULL, 0), 0);
+    bhxb_layout_free(la);
+    bhxb_layout_free(lb);
+    xs_close(ts);
+}
+END_TEST
+
 /* ---- watches ---- */
 
 struct hits {
@@ -1651,6 +1684,7 @@ static Suite *xenbus_suite(void)
     tcase_add_test(tc, test_layout_vif_driver_domain);
     tcase_add_test(tc, test_layout_refusals);
     tcase_add_test(tc, test_layout_write_and_permissions);
+    tcase_add_test(tc, test_layouts_write_all_or_nothing);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("watch");

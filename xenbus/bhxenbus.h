@@ -346,6 +346,9 @@ int bhxb_perms_format(const struct xs_permissions *p, unsigned int n, char *buf,
  */
 int bhxb_layout_write(struct xs_handle *xs, const struct bhxb_layout *l);
 
+/* The same for n layouts, all in one transaction (a domain's devices at create). */
+int bhxb_layouts_write(struct xs_handle *xs, const struct bhxb_layout *const *l, size_t n);
+
 /* ======================================================================
  * watch.c - watches through a pollable descriptor
  * ====================================================================== */

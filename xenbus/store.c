@@ -448,6 +448,37 @@ static int layout_txn(struct xs_handle *xs, xs_transaction_t t, void *arg)
     return 0;
 }
 
+struct layouts {
+    const struct bhxb_layout *const *l;
+    size_t n;
+};
+
+static int layouts_txn(struct xs_handle *xs, xs_transaction_t t, void *arg)
+{
+    const struct layouts *ls = arg;
+
+    for (size_t i = 0; i < ls->n; i++)
+        if (layout_txn(xs, t, (void *)ls->l[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int bhxb_layouts_write(struct xs_handle *xs, const struct bhxb_layout *const *l, size_t n)
+{
+    struct layouts ls = {l, n};
+
+    if (xs == NULL || (l == NULL && n > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (l[i] == NULL) {
+            errno = EINVAL;
+            return -1;
+        }
+    return with_txn(xs, layouts_txn, &ls);
+}
+
 int bhxb_layout_write(struct xs_handle *xs, const struct bhxb_layout *l)
 {
     if (xs == NULL || l == NULL) {
