@@ -208,13 +208,21 @@ static void drvdom_start(const struct hvw_dominfo *d, const char *logname)
     bg_start(d, logname, argv);
 }
 
-static void guest_start(const struct hvw_dominfo *d, const char *logname)
+/* bulkhead-guest, with a workload (a shell command) or without (NULL). */
+static void guest_run(const struct hvw_dominfo *d, const char *logname, const char *workload)
 {
     char bin[512];
-    char *argv[] = {bin, NULL};
+    char *argv[] = {bin, "--", "/bin/sh", "-c", (char *)workload, NULL};
 
     snprintf(bin, sizeof(bin), "%s/frontend/common/bulkhead-guest", test_builddir());
+    if (workload == NULL)
+        argv[1] = NULL;
     bg_start(d, logname, argv);
+}
+
+static void guest_start(const struct hvw_dominfo *d, const char *logname)
+{
+    guest_run(d, logname, NULL);
 }
 
 /* The logs of every program started, for failure messages. */
@@ -761,6 +769,42 @@ START_TEST(test_dom0_serves_a_dom0_device)
     ck_assert_str_eq(key(p.backend, "state"), "6");
     ck_assert_int_eq(find_proc(0, kcomm), 0);
     ck_assert(log_has("dom0-drvdom", "every device closed"));
+    /* Its backend closed but still online: the frontend waits to reconnect... */
+    wait_key(p.frontend, "state", "1");
+    /* ...and does, once a backend serves the device again. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/state", p.backend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "1", 1));
+    drvdom_start(NULL, "dom0-drvdom-again");
+    wait_connected(a);
+}
+END_TEST
+
+START_TEST(test_guest_runs_its_workload_then_closes)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vif", "vif", g.domid, dd.domid, 0);
+    int status;
+    pid_t helper;
+
+    drvdom_start(&dd, "drvdom");
+    add_device(a);
+    add_device(b);
+    /* The workload runs once the devices are Connected, and sees them so. */
+    guest_run(&g, "guest", "echo vbd=$(xenstore-read device/vbd/51712/state) "
+                           "vif=$(xenstore-read device/vif/0/state); exit 7");
+    helper = bg[nbg - 1];
+    ck_assert_int_eq(waitpid(helper, &status, 0), helper);
+    bg[--nbg] = 0;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %d; logs:%s", status,
+                  logs());
+    ck_assert_msg(log_has("guest", "vbd=4 vif=4"), "logs:%s", logs());
+    /* It closed its devices before it exited, and the backends followed. */
+    ck_assert_str_eq(key(paths_of(a).frontend, "state"), "6");
+    ck_assert_str_eq(key(paths_of(b).frontend, "state"), "6");
+    wait_key(paths_of(a).backend, "state", "6");
+    wait_key(paths_of(b).backend, "state", "6");
 }
 END_TEST
 
@@ -806,6 +850,7 @@ int main(void)
     tcase_add_test(tc, test_worker_killed_comes_back_unseen);
     tcase_add_test(tc, test_lying_frontend_loses_only_its_device);
     tcase_add_test(tc, test_dom0_serves_a_dom0_device);
+    tcase_add_test(tc, test_guest_runs_its_workload_then_closes);
     tcase_add_test(tc, test_startup_errors_name_the_fix);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
