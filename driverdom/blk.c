@@ -50,8 +50,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0) {
-        snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad,
-                 strerror(errno));
+        snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
     if (strcmp(mode, "r") != 0 && strcmp(mode, "w") != 0) {
@@ -114,7 +113,8 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     if (bhdev_read_ring_refs(d, "", BLK_MAX_ORDER, refs, &order, why, len) != 0)
         return -1;
     if (bhxb_read_keys(d->xs, d->paths.frontend, in, 2, &bad) != 0) {
-        snprintf(why, len, "frontend key %s: %s", bad, errno == ENOENT ? "missing" : strerror(errno));
+        snprintf(why, len, "frontend key %s: %s", bad,
+                 errno == ENOENT ? "missing" : strerror(errno));
         return -1;
     }
     if (port == 0) {
@@ -151,8 +151,9 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
     }
     if (blk_attach(d, true, why, len) != 0)
         return -1;
-    bhdev_log(d, "resumed: ring-ref %u (order %u), event channel %u -> port %u, ring at %u, "
-                 "%llu kicks before",
+    bhdev_log(d,
+              "resumed: ring-ref %u (order %u), event channel %u -> port %u, ring at %u, "
+              "%llu kicks before",
               k->refs[0], k->order, k->remote_port, ((struct blk_priv *)d->priv)->port,
               k->ring.cons, (unsigned long long)k->kicks);
     return 0;

@@ -82,8 +82,7 @@ bad:
     return -1;
 }
 
-void *bhdev_map(struct bhdev *d, const uint32_t *refs, unsigned int count, char *why,
-                size_t whylen)
+void *bhdev_map(struct bhdev *d, const uint32_t *refs, unsigned int count, char *why, size_t whylen)
 {
     bh_grant_ref_t r[BHDEV_MAX_RING];
     void *p;
@@ -126,8 +125,8 @@ int bhdev_bind(struct bhdev *d, uint32_t remote_port, char *why, size_t whylen)
             break;
         nanosleep(&pause, NULL);
     }
-    snprintf(why, whylen, "cannot bind event channel %u of domain %u: %s", remote_port,
-             d->id.domid, strerror(errno));
+    snprintf(why, whylen, "cannot bind event channel %u of domain %u: %s", remote_port, d->id.domid,
+             strerror(errno));
     return -1;
 }
 

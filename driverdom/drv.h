@@ -46,31 +46,30 @@
 #include "bhplat.h"
 #include "bhxenbus.h"
 
-#define BHDEV_MAX_FDS  8 /* descriptors a keeper holds for its device (the broker's) */
+#define BHDEV_MAX_FDS  8  /* descriptors a keeper holds for its device (the broker's) */
 #define BHDEV_MAX_RING 16 /* pages of one ring: 2^BHRING_MAX_ORDER */
 
 struct bhdrv;
 
 struct bhdev {
     const struct bhdrv *drv;
-    struct xs_handle *xs;     /* this worker's own connection */
-    struct bhxb_dev id;       /* kind (the frontend's), backend_kind, domids, devid */
-    struct bhxb_paths paths;  /* frontend, backend, libxl */
-    bhgnttab_handle *gnttab;  /* maps the frontend's grants */
-    bhevtchn_handle *evtchn;  /* the worker's ports */
-    void *kept;               /* drv->kept_size bytes held by the keeper */
-    void *priv;               /* drv->priv_size bytes of this worker */
-    const int *fds;           /* descriptors the keeper holds (nfds of them) */
+    struct xs_handle *xs;    /* this worker's own connection */
+    struct bhxb_dev id;      /* kind (the frontend's), backend_kind, domids, devid */
+    struct bhxb_paths paths; /* frontend, backend, libxl */
+    bhgnttab_handle *gnttab; /* maps the frontend's grants */
+    bhevtchn_handle *evtchn; /* the worker's ports */
+    void *kept;              /* drv->kept_size bytes held by the keeper */
+    void *priv;              /* drv->priv_size bytes of this worker */
+    const int *fds;          /* descriptors the keeper holds (nfds of them) */
     unsigned int nfds;
-    unsigned int restarts;    /* workers that ran before this one */
-    bool resuming;            /* inside resume: a port may still be bound to the dead worker */
+    unsigned int restarts;        /* workers that ran before this one */
     struct bhxb_machine *machine; /* the handshake; also kept by the keeper */
-    int err;                  /* the errno reported in the error node (default EPROTO) */
+    int err;                      /* the errno reported in the error node (default EPROTO) */
 };
 
 struct bhdrv {
-    const char *name;         /* "blkback-trivial" */
-    const char *kinds[4];     /* backend kinds served, NULL-terminated if fewer */
+    const char *name;          /* "blkback-trivial" */
+    const char *kinds[4];      /* backend kinds served, NULL-terminated if fewer */
     const char *frontend_kind; /* "vbd", "vif" */
     size_t kept_size;
     size_t priv_size;
@@ -96,7 +95,8 @@ void bhdev_log(const struct bhdev *d, const char *fmt, ...) __attribute__((forma
  * it).  The worker stays up to finish the handshake with the frontend and
  * the toolstack.  err: a positive errno (0: EPROTO).
  */
-void bhdev_fail(struct bhdev *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void bhdev_fail(struct bhdev *d, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * The ring references of a blkif-style frontend, read strictly in one
@@ -117,9 +117,10 @@ void bhdev_unmap(struct bhdev *d, void *addr, unsigned int count);
 
 /*
  * Binds our end of the frontend's unbound port remote_port; returns our
- * port, or -1 with why.  While resuming, the frontend's port may still be
- * bound to the worker that died until the hypervisor has seen it go: the
- * bind is retried for a few seconds then, and only then.
+ * port, or -1 with why.  In a worker after the first (restarts > 0), the
+ * frontend's port may still be bound to the worker that died until the
+ * hypervisor has seen it go: the bind is retried for two seconds then, and
+ * only then.
  */
 int bhdev_bind(struct bhdev *d, uint32_t remote_port, char *why, size_t whylen);
 void bhdev_unbind(struct bhdev *d, uint32_t port);

@@ -317,9 +317,10 @@ static int setup(struct drvdom *dd)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: %s\n"
-               "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
-               "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
+    fprintf(f,
+            "usage: %s\n"
+            "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
+            "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
             progname);
 }
 

@@ -38,9 +38,9 @@ struct devref {
  */
 struct keep {
     uint32_t magic;
-    uint32_t restarts;   /* workers started after the first */
-    uint32_t started;    /* a worker has initialised the machine: later ones resume */
-    uint32_t serving;    /* the current worker reached its event loop */
+    uint32_t restarts; /* workers started after the first */
+    uint32_t started;  /* a worker has initialised the machine: later ones resume */
+    uint32_t serving;  /* the current worker reached its event loop */
     struct bhxb_machine machine;
     int fds[BHDEV_MAX_FDS];
     uint32_t nfds;

@@ -48,7 +48,8 @@ static void on_term(int sig)
     stop_asked = 1;
 }
 
-static void klog(const struct devref *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void klog(const struct devref *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void klog(const struct devref *r, const char *fmt, ...)
 {
     char name[80];
@@ -190,8 +191,9 @@ void keeper_main(const struct devref *r, const struct bhdrv *drv)
             break;
         fails = k->serving ? 0 : fails + 1;
         if (fails >= KEEP_MAX_FAILS) {
-            klog(r, "keeper: %u workers in a row died before serving: giving the device up "
-                    "(see the lines above for why)",
+            klog(r,
+                 "keeper: %u workers in a row died before serving: giving the device up "
+                 "(see the lines above for why)",
                  fails);
             _exit(1);
         }

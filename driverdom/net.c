@@ -104,7 +104,8 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.frontend, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
-        snprintf(why, len, "frontend key %s: %s", bad, errno == ENOENT ? "missing" : strerror(errno));
+        snprintf(why, len, "frontend key %s: %s", bad,
+                 errno == ENOENT ? "missing" : strerror(errno));
         return -1;
     }
     if (queues != 1) {

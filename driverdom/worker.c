@@ -199,14 +199,16 @@ static int check_layout(struct bhdev *d)
     struct bhxb_key k = {"frontend", BHXB_STR, fe, sizeof(fe), true, 0};
 
     if (bhxb_read_keys(d->xs, d->paths.backend, &k, 1, &bad) != 0) {
-        bhdev_fail(d, errno, "the backend directory has no usable 'frontend' key (%s): the "
-                             "toolstack must write libxl's device layout",
+        bhdev_fail(d, errno,
+                   "the backend directory has no usable 'frontend' key (%s): the "
+                   "toolstack must write libxl's device layout",
                    strerror(errno));
         return -1;
     }
     if (strcmp(fe, d->paths.frontend) != 0) {
-        bhdev_fail(d, EINVAL, "the backend names frontend %s, not %s: the toolstack must write "
-                              "libxl's device layout",
+        bhdev_fail(d, EINVAL,
+                   "the backend names frontend %s, not %s: the toolstack must write "
+                   "libxl's device layout",
                    fe, d->paths.frontend);
         return -1;
     }
@@ -227,16 +229,18 @@ static int open_handles(struct worker *w, const struct devref *r)
         return -1;
     }
     if ((d->xs = xs_open(0)) == NULL) {
-        bhdev_log(d, "cannot reach XenStore: %s (set XENSTORED_PATH to bulkhead-xenstored's "
-                     "socket)",
+        bhdev_log(d,
+                  "cannot reach XenStore: %s (set XENSTORED_PATH to bulkhead-xenstored's "
+                  "socket)",
                   strerror(errno));
         return -1;
     }
     w->logger.log = plat_log_line;
     if ((d->gnttab = bhgnttab_open(&w->logger, 0)) == NULL ||
         (d->evtchn = bhevtchn_open(&w->logger, 0)) == NULL) {
-        bhdev_log(d, "cannot open the grant table or event channels: %s (set "
-                     "BULKHEAD_HV_SOCKET to bulkhead-hv's socket)",
+        bhdev_log(d,
+                  "cannot open the grant table or event channels: %s (set "
+                  "BULKHEAD_HV_SOCKET to bulkhead-hv's socket)",
                   strerror(errno));
         return -1;
     }
@@ -256,8 +260,10 @@ static int init_dev(struct worker *w, const struct devref *r, const struct bhdrv
     struct bhdev *d = &w->dev;
 
     d->drv = drv;
-    d->id = (struct bhxb_dev){.kind = drv->frontend_kind, .backend_kind = r->backend_kind,
-                              .domid = r->frontend_domid, .backend_domid = r->backend_domid,
+    d->id = (struct bhxb_dev){.kind = drv->frontend_kind,
+                              .backend_kind = r->backend_kind,
+                              .domid = r->frontend_domid,
+                              .backend_domid = r->backend_domid,
                               .devid = r->devid};
     d->kept = k->drv;
     d->machine = &k->machine;
@@ -284,8 +290,7 @@ static void resume(struct worker *w)
     char why[160] = "";
 
     if (s != XenbusStateConnected && s != XenbusStateReconfiguring) {
-        bhdev_log(d, "worker %u resumes the handshake at %s", d->restarts + 1,
-                  bhxb_state_name(s));
+        bhdev_log(d, "worker %u resumes the handshake at %s", d->restarts + 1, bhxb_state_name(s));
         return;
     }
     if (d->machine->view.error)

@@ -303,8 +303,8 @@ static void wait_value(const char *path, const char *want)
 static struct bhxb_dev dev(const char *kind, const char *bkind, uint32_t fe, uint32_t be,
                            uint32_t devid)
 {
-    return (struct bhxb_dev){.kind = kind, .backend_kind = bkind, .domid = fe,
-                             .backend_domid = be, .devid = devid};
+    return (struct bhxb_dev){
+        .kind = kind, .backend_kind = bkind, .domid = fe, .backend_domid = be, .devid = devid};
 }
 
 /* The toolstack's part: the device's layout, with the keys libxl adds for the kind. */
@@ -315,11 +315,9 @@ static void add_device(struct bhxb_dev d)
     ck_assert_ptr_nonnull(l);
     if (strcmp(d.kind, "vif") == 0) {
         ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
-        ck_assert_int_eq(bhxb_layout_set(l, BHXB_FRONT, "mac", "00:16:3e:00:00:%02x", d.devid),
-                         0);
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_FRONT, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
     } else {
-        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "params", "/images/disk%u.img", d.devid),
-                         0);
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "params", "/images/disk%u.img", d.devid), 0);
         ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mode", "w"), 0);
     }
     ck_assert_int_eq(bhxb_layout_write(xs, l), 0);
@@ -422,8 +420,7 @@ static pid_t wait_proc(uid_t uid, const char *comm, pid_t not_pid, bool gone)
             return p;
         if (time(NULL) >= end)
             ck_abort_msg("process %s of uid %u: %s after %d s (pid %d); logs:%s", comm,
-                         (unsigned)uid, gone ? "still there" : "not there", WAIT_S, (int)p,
-                         logs());
+                         (unsigned)uid, gone ? "still there" : "not there", WAIT_S, (int)p, logs());
         nap();
     }
 }
@@ -449,8 +446,8 @@ static void wait_log(const char *logname, const char *needle)
 
     while (!log_has(logname, needle)) {
         if (time(NULL) >= end)
-            ck_abort_msg("no line with '%s' in %s.log after %d s; logs:%s", needle, logname,
-                         WAIT_S, logs());
+            ck_abort_msg("no line with '%s' in %s.log after %d s; logs:%s", needle, logname, WAIT_S,
+                         logs());
         nap();
     }
 }
@@ -696,11 +693,12 @@ START_TEST(test_lying_frontend_loses_only_its_device)
     struct bhxb_dev e3 = dev("vbd", "qdisk", evil.domid, dd.domid, 51728);
     struct bhxb_dev e4 = dev("vbd", "vbd3", evil.domid, dd.domid, 51744);
     static const char *const garbage_ref[] = {"ring-ref", "12abc", "event-channel", "5", NULL};
-    static const char *const bad_port[] = {"tx-ring-ref", "1", "rx-ring-ref", "2", "event-channel",
-                                           "-7", "request-rx-copy", "1", NULL};
+    static const char *const bad_port[] = {
+        "tx-ring-ref",     "1", "rx-ring-ref", "2", "event-channel", "-7",
+        "request-rx-copy", "1", NULL};
     static const char *const unmapped[] = {"ring-ref", "4000", "event-channel", "3", NULL};
     static const char *const huge_order[] = {"ring-page-order", "9", "ring-ref0", "1",
-                                             "event-channel", "3", NULL};
+                                             "event-channel",   "3", NULL};
     char wcomm[16];
     pid_t worker;
 
@@ -792,8 +790,9 @@ START_TEST(test_guest_runs_its_workload_then_closes)
     add_device(a);
     add_device(b);
     /* The workload runs once the devices are Connected, and sees them so. */
-    guest_run(&g, "guest", "echo vbd=$(xenstore-read device/vbd/51712/state) "
-                           "vif=$(xenstore-read device/vif/0/state); exit 7");
+    guest_run(&g, "guest",
+              "echo vbd=$(xenstore-read device/vbd/51712/state) "
+              "vif=$(xenstore-read device/vif/0/state); exit 7");
     helper = bg[nbg - 1];
     ck_assert_int_eq(waitpid(helper, &status, 0), helper);
     bg[--nbg] = 0;
@@ -829,8 +828,7 @@ START_TEST(test_startup_errors_name_the_fix)
     close(p[0]);
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-    ck_assert_msg(strstr(out, "cannot reach XenStore") && strstr(out, "XENSTORED_PATH"), "%s",
-                  out);
+    ck_assert_msg(strstr(out, "cannot reach XenStore") && strstr(out, "XENSTORED_PATH"), "%s", out);
     ck_assert_ptr_eq(strchr(out, '\n'), out + strlen(out) - 1); /* one line */
 }
 END_TEST

@@ -63,7 +63,8 @@ static int blkfront_connect(struct bhfront *f, char *why, size_t len)
     };
 
     if (bhxb_read_keys(f->xs, f->backend, in, 3, &bad) != 0) {
-        snprintf(why, len, "backend key %s: %s", bad, errno == ENOENT ? "missing" : strerror(errno));
+        snprintf(why, len, "backend key %s: %s", bad,
+                 errno == ENOENT ? "missing" : strerror(errno));
         return -1;
     }
     if (sector_size < 512 || (sector_size & (sector_size - 1)) != 0) {

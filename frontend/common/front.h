@@ -37,16 +37,16 @@ struct bhfrontdrv;
 struct bhfront {
     const struct bhfrontdrv *drv;
     struct xs_handle *xs;
-    uint32_t domid;               /* ours */
+    uint32_t domid; /* ours */
     uint32_t backend_domid;
     uint32_t devid;
-    char dir[BHXB_PATH_MAX];      /* our device directory */
-    char backend[BHXB_PATH_MAX];  /* the backend's, as the toolstack wrote it */
+    char dir[BHXB_PATH_MAX];     /* our device directory */
+    char backend[BHXB_PATH_MAX]; /* the backend's, as the toolstack wrote it */
     bhgntshr_handle *gntshr;
     bhevtchn_handle *evtchn;
-    void *priv;                   /* drv->priv_size bytes, zeroed */
+    void *priv; /* drv->priv_size bytes, zeroed */
     struct bhxb_machine machine;
-    int err;                      /* errno for the error node (0: EPROTO) */
+    int err;                           /* errno for the error node (0: EPROTO) */
     uint32_t ports[BHFRONT_MAX_PORTS]; /* ours, allocated through bhfront_evtchn_alloc */
     /* the runtime's */
     struct bhfront *next;
@@ -69,7 +69,8 @@ const struct bhfrontdrv *bhfrontdrv_find(const char *kind);
 
 /* ---- helpers (guest.c) ---- */
 
-void bhfront_log(const struct bhfront *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void bhfront_log(const struct bhfront *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* As bhdev_fail: error node, Closing; the runtime goes on with the other devices. */
 void bhfront_fail(struct bhfront *f, int err, const char *fmt, ...)

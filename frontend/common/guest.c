@@ -31,8 +31,8 @@
 
 #include "front.h"
 
-#define DOMID_MAX     0x7fefu /* DOMID_FIRST_RESERVED - 1 */
-#define CLOSE_GRACE_MS 5000   /* how long the backends get to close with us */
+#define DOMID_MAX      0x7fefu /* DOMID_FIRST_RESERVED - 1 */
+#define CLOSE_GRACE_MS 5000    /* how long the backends get to close with us */
 
 static const char *progname = "bulkhead-guest";
 
@@ -90,8 +90,7 @@ void bhfront_log(const struct bhfront *f, const char *fmt, ...)
 
 /* ---- helpers for frontends ---- */
 
-void *bhfront_share(struct bhfront *f, unsigned int count, uint32_t *refs, char *why,
-                    size_t whylen)
+void *bhfront_share(struct bhfront *f, unsigned int count, uint32_t *refs, char *why, size_t whylen)
 {
     void *p;
 
@@ -173,8 +172,7 @@ static void cb_fatal(void *arg, const char *why)
     struct bhfront *f = arg;
 
     bhfront_log(f, "device failed: %s", why);
-    if (bhxb_dev_fatal(f->xs, f->dir, f->err ? f->err : EPROTO, "%s", why) != 0 &&
-        errno != ENOENT)
+    if (bhxb_dev_fatal(f->xs, f->dir, f->err ? f->err : EPROTO, "%s", why) != 0 && errno != ENOENT)
         bhfront_log(f, "cannot write the error node: %s", strerror(errno));
 }
 
@@ -477,7 +475,8 @@ static int setup(struct guest *g)
              "XenStore's 'domid' answered; run it in a domain made by `bulkhead create`");
         return -1;
     }
-    if ((g->gntshr = bhgntshr_open(NULL, 0)) == NULL || (g->evtchn = bhevtchn_open(NULL, 0)) == NULL) {
+    if ((g->gntshr = bhgntshr_open(NULL, 0)) == NULL ||
+        (g->evtchn = bhevtchn_open(NULL, 0)) == NULL) {
         glog("cannot open the grant table or event channels: %s (set BULKHEAD_HV_SOCKET to "
              "bulkhead-hv's socket)",
              strerror(errno));
@@ -554,9 +553,10 @@ static void run(struct guest *g, long wait_ms)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: %s [--wait SECONDS] [-- PROGRAM [ARG]...]\n"
-               "Runs the frontends of this domain's devices, then PROGRAM.  See "
-               "bulkhead-guest(8).\n",
+    fprintf(f,
+            "usage: %s [--wait SECONDS] [-- PROGRAM [ARG]...]\n"
+            "Runs the frontends of this domain's devices, then PROGRAM.  See "
+            "bulkhead-guest(8).\n",
             progname);
 }
 
