@@ -1,0 +1,129 @@
+/*
+ * drv.h - what a backend driver of bulkhead-drvdom sees: the device it
+ * serves (struct bhdev), the callback table it fills (struct bhdrv), and the
+ * helpers every driver needs (map the frontend's ring, bind its event
+ * channel, read ring references strictly, fail the device).
+ *
+ * One worker process serves one device; a keeper process above it holds
+ * what must outlive the worker (see keeper.c).  A driver therefore keeps
+ * two kinds of state:
+ *   - `kept` (drv->kept_size bytes): lives in the keeper's memory, zeroed
+ *     when the device appears, and seen unchanged by every later worker.
+ *     Only plain values belong there - grant references, ports, ring
+ *     indices (struct bhring_state) - never a pointer: a mapping dies with
+ *     the worker that made it, on Xen as in the simulation.
+ *   - `priv` (drv->priv_size bytes): this worker's own, zeroed at start:
+ *     mapped rings, struct bhring ends, buffers.
+ *
+ * The callbacks run in the worker's single thread, from its event loop:
+ *   probe       read the backend keys the toolstack wrote, publish the
+ *               features, write hotplug-status; runs before InitWait, and
+ *               again when a frontend comes back to reconnect (idempotent);
+ *   connect     read the frontend's keys (bhxb_read_keys: strict), save
+ *               what a restarted worker needs in `kept`, map, bind, and
+ *               write the keys a frontend reads once the backend is
+ *               Connected; runs before Connected;
+ *   resume      a restarted worker under a connected device: map and bind
+ *               again from `kept` alone (the frontend's keys are not read
+ *               again: they were validated once, at connect), with no
+ *               XenStore write, so that the frontend sees nothing;
+ *   kick        the device's event channel fired (the port is unmasked
+ *               again after kick returns);
+ *   disconnect  unbind, unmap, forget; idempotent (called on a device
+ *               never connected too).
+ * probe, connect and resume return 0, or -1 with a one-line reason in why:
+ * the device then fails (error node, Closing), never the process.  A
+ * driver that finds the peer lying at any other time calls bhdev_fail().
+ */
+#ifndef BULKHEAD_DRV_H
+#define BULKHEAD_DRV_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bhplat.h"
+#include "bhxenbus.h"
+
+#define BHDEV_MAX_FDS  8  /* descriptors a keeper holds for its device (the broker's) */
+#define BHDEV_MAX_RING 16 /* pages of one ring: 2^BHRING_MAX_ORDER */
+
+struct bhdrv;
+
+struct bhdev {
+    const struct bhdrv *drv;
+    struct xs_handle *xs;    /* this worker's own connection */
+    struct bhxb_dev id;      /* kind (the frontend's), backend_kind, domids, devid */
+    struct bhxb_paths paths; /* frontend, backend, libxl */
+    bhgnttab_handle *gnttab; /* maps the frontend's grants */
+    bhevtchn_handle *evtchn; /* the worker's ports */
+    void *kept;              /* drv->kept_size bytes held by the keeper */
+    void *priv;              /* drv->priv_size bytes of this worker */
+    const int *fds;          /* descriptors the keeper holds (nfds of them) */
+    unsigned int nfds;
+    unsigned int restarts;        /* workers that ran before this one */
+    struct bhxb_machine *machine; /* the handshake; also kept by the keeper */
+    int err;                      /* the errno reported in the error node (default EPROTO) */
+};
+
+struct bhdrv {
+    const char *name;          /* "blkback-trivial" */
+    const char *kinds[4];      /* backend kinds served, NULL-terminated if fewer */
+    const char *frontend_kind; /* "vbd", "vif" */
+    size_t kept_size;
+    size_t priv_size;
+    int (*probe)(struct bhdev *d, char *why, size_t whylen);
+    int (*connect)(struct bhdev *d, char *why, size_t whylen);
+    int (*resume)(struct bhdev *d, char *why, size_t whylen);
+    void (*kick)(struct bhdev *d);
+    void (*disconnect)(struct bhdev *d);
+};
+
+/* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
+extern const struct bhdrv *const bhdrv_table[];
+const struct bhdrv *bhdrv_find(const char *backend_kind);
+
+/* ---- helpers for drivers (drv.c) ---- */
+
+/* One line on stderr, prefixed with the program and the device. */
+void bhdev_log(const struct bhdev *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * The device is lost: the error node gets "<err> <message>" and the state
+ * goes Closing (through the handshake, so that a later step does not undo
+ * it).  The worker stays up to finish the handshake with the frontend and
+ * the toolstack.  err: a positive errno (0: EPROTO).
+ */
+void bhdev_fail(struct bhdev *d, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The ring references of a blkif-style frontend, read strictly in one
+ * transaction: "ring-page-order" (missing: 0; at most max_order) and then
+ * "ring-ref" for order 0 or "ring-ref0".."ring-ref<2^order - 1>" (Linux's
+ * blkfront writes ring-refN for any order when it saw max-ring-page-order).
+ * prefix is prepended to every key name ("" for blkif).  Returns 0, or -1
+ * with the bad key in why.
+ */
+int bhdev_read_ring_refs(struct bhdev *d, const char *prefix, unsigned int max_order,
+                         uint32_t refs[BHDEV_MAX_RING], unsigned int *order, char *why,
+                         size_t whylen);
+
+/* Maps count (1..16) grant references of the frontend read-write; NULL with why. */
+void *bhdev_map(struct bhdev *d, const uint32_t *refs, unsigned int count, char *why,
+                size_t whylen);
+void bhdev_unmap(struct bhdev *d, void *addr, unsigned int count);
+
+/*
+ * Binds our end of the frontend's unbound port remote_port; returns our
+ * port, or -1 with why.  In a worker after the first (restarts > 0), the
+ * frontend's port may still be bound to the worker that died until the
+ * hypervisor has seen it go: the bind is retried for two seconds then, and
+ * only then.
+ */
+int bhdev_bind(struct bhdev *d, uint32_t remote_port, char *why, size_t whylen);
+void bhdev_unbind(struct bhdev *d, uint32_t port);
+int bhdev_notify(struct bhdev *d, uint32_t port);
+
+#endif

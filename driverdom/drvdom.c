@@ -1,0 +1,367 @@
+/*
+ * drvdom.c - bulkhead-drvdom's main process: the driver domain's device
+ * daemon, like `xl devd` but with no shell, no hotplug script and no exec.
+ *
+ * It learns its own domain id, watches /local/domain/<self>/backend, and
+ * for each device directory <kind>/<frontend-domid>/<devid> of a kind a
+ * built-in driver serves, forks a keeper (keeper.c), which runs the
+ * device's worker.  A keeper ends with its device; this process reaps it.
+ * SIGTERM or SIGINT: every keeper is told to stop (its worker closes the
+ * device), and the process exits once they all have.
+ *
+ * Only directories the toolstack has just made (backend state Initialising,
+ * online) get a keeper: a device left Closed by an earlier keeper is the
+ * toolstack's to remove, not ours to revive.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drvdom.h"
+
+const char *progname = "bulkhead-drvdom";
+
+void vlogline(const char *prefix, const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n;
+
+    n = snprintf(line, sizeof(line), "%s[%d]: %s%s", progname, (int)getpid(), prefix ? prefix : "",
+                 prefix ? ": " : "");
+    if (n < 0 || (size_t)n >= sizeof(line))
+        n = 0;
+    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    for (char *p = line; *p; p++) /* one line, whatever the message held */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(stderr, "%s\n", line);
+}
+
+void logline(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vlogline(NULL, fmt, ap);
+    va_end(ap);
+}
+
+void devref_name(const struct devref *r, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s %u/%u", r->backend_kind, r->frontend_domid, r->devid);
+}
+
+/* ---- the devices we serve ---- */
+
+struct child {
+    struct child *next;
+    struct devref ref;
+    pid_t pid;
+};
+
+struct drvdom {
+    struct xs_handle *xs;
+    bhxb_watches *watches;
+    uint32_t domid;
+    char backend[64]; /* /local/domain/<self>/backend */
+    struct child *children;
+    char ignored[8][33]; /* kinds already logged as ignored, once each */
+    int sigfd;
+    bool stopping;
+    bool rescan;
+};
+
+static struct child *child_find(struct drvdom *dd, const char *kind, uint32_t fe, uint32_t devid)
+{
+    for (struct child *c = dd->children; c != NULL; c = c->next)
+        if (c->ref.frontend_domid == fe && c->ref.devid == devid &&
+            strcmp(c->ref.backend_kind, kind) == 0)
+            return c;
+    return NULL;
+}
+
+static void ignore_kind(struct drvdom *dd, const char *kind)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(dd->ignored) / sizeof(dd->ignored[0]) && dd->ignored[i][0]; i++)
+        if (strcmp(dd->ignored[i], kind) == 0)
+            return;
+    logline("backend kind '%s' has no driver here (vbd, qdisk, vbd3, vif): its devices are "
+            "ignored; place them in a driver domain that serves it",
+            kind);
+    if (i < sizeof(dd->ignored) / sizeof(dd->ignored[0]))
+        snprintf(dd->ignored[i], sizeof(dd->ignored[i]), "%s", kind);
+}
+
+/*
+ * Forks the keeper.  The child inherits a libxenstore handle whose thread
+ * did not come along: it closes every descriptor it has and never touches
+ * that handle (keeper_main starts from nothing).
+ */
+static int spawn(struct drvdom *dd, const struct devref *ref, const struct bhdrv *drv)
+{
+    struct child *c = calloc(1, sizeof(*c));
+    char name[64];
+    pid_t pid;
+
+    if (c == NULL)
+        return -1;
+    devref_name(ref, name, sizeof(name));
+    fflush(stderr);
+    if ((pid = fork()) < 0) {
+        logline("%s: cannot fork its keeper: %s (raise the domain's process limit)", name,
+                strerror(errno));
+        free(c);
+        return -1;
+    }
+    if (pid == 0)
+        keeper_main(ref, drv);
+    c->ref = *ref;
+    c->pid = pid;
+    c->next = dd->children;
+    dd->children = c;
+    logline("%s: keeper %d started (%s)", name, (int)pid, drv->name);
+    return 0;
+}
+
+/* A directory name that must be a number: canonical decimal, or skipped. */
+static bool dir_number(const char *s, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+
+    if (bhxb_parse_u64(s, strlen(s), 0, max, &v) != 0)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* One candidate device: spawn a keeper if it is new and the toolstack has just made it. */
+static void consider(struct drvdom *dd, const char *kind, const struct bhdrv *drv, uint32_t fe,
+                     uint32_t devid)
+{
+    struct devref ref = {.frontend_domid = fe, .devid = devid, .backend_domid = dd->domid};
+    char dir[BHXB_PATH_MAX];
+    int state;
+
+    if (child_find(dd, kind, fe, devid) != NULL)
+        return;
+    snprintf(ref.backend_kind, sizeof(ref.backend_kind), "%s", kind);
+    snprintf(dir, sizeof(dir), "%s/%s/%u/%u", dd->backend, kind, fe, devid);
+    state = bhxb_read_state(dd->xs, dir);
+    if (state != XenbusStateInitialising || !bhxb_read_online(dd->xs, dir))
+        return; /* not written yet, or an old device on its way out */
+    spawn(dd, &ref, drv);
+}
+
+static char **list(struct drvdom *dd, const char *path, unsigned int *n)
+{
+    char **v = xs_directory(dd->xs, XBT_NULL, path, n);
+
+    if (v == NULL)
+        *n = 0;
+    return v;
+}
+
+/* Walks backend/<kind>/<frontend>/<devid>. */
+static void scan(struct drvdom *dd)
+{
+    unsigned int nk, nf, nd;
+    char **kinds = list(dd, dd->backend, &nk), path[BHXB_PATH_MAX];
+
+    for (unsigned int i = 0; i < nk; i++) {
+        const struct bhdrv *drv = bhdrv_find(kinds[i]);
+        char **fes;
+        if (drv == NULL) {
+            ignore_kind(dd, kinds[i]);
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dd->backend, kinds[i]);
+        fes = list(dd, path, &nf);
+        for (unsigned int j = 0; j < nf; j++) {
+            uint32_t fe, devid;
+            char **devs;
+            if (!dir_number(fes[j], DOMID_MAX, &fe))
+                continue;
+            snprintf(path, sizeof(path), "%s/%s/%s", dd->backend, kinds[i], fes[j]);
+            devs = list(dd, path, &nd);
+            for (unsigned int k = 0; k < nd; k++)
+                if (dir_number(devs[k], UINT32_MAX, &devid))
+                    consider(dd, kinds[i], drv, fe, devid);
+            free(devs);
+        }
+        free(fes);
+    }
+    free(kinds);
+}
+
+static void on_backend(void *arg, const char *path)
+{
+    (void)path;
+    ((struct drvdom *)arg)->rescan = true;
+}
+
+static void reap(struct drvdom *dd)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (struct child **pp = &dd->children; *pp != NULL; pp = &(*pp)->next) {
+            struct child *c = *pp;
+            char name[64];
+            if (c->pid != pid)
+                continue;
+            devref_name(&c->ref, name, sizeof(name));
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                logline("%s: keeper %d ended with its device", name, (int)pid);
+            else
+                logline("%s: keeper %d ended with status %d: the device is not served any more",
+                        name, (int)pid, status);
+            *pp = c->next;
+            free(c);
+            break;
+        }
+    }
+    dd->rescan = true; /* a device may have come back under the same name */
+}
+
+static void stop_all(struct drvdom *dd)
+{
+    dd->stopping = true;
+    for (struct child *c = dd->children; c != NULL; c = c->next)
+        kill(c->pid, SIGTERM);
+}
+
+static void on_signal(struct drvdom *dd)
+{
+    struct signalfd_siginfo si;
+
+    while (read(dd->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            reap(dd);
+        else if (!dd->stopping) {
+            logline("signal %u: closing every device", si.ssi_signo);
+            stop_all(dd);
+        }
+    }
+}
+
+/* Our domain id: the hypervisor's HELLO, else XenStore's "domid" of our own home. */
+static int learn_domid(struct xs_handle *xs, uint32_t *domid)
+{
+    unsigned int len;
+    char *v;
+    int id = bhplat_domid();
+
+    if (id >= 0) {
+        *domid = (uint32_t)id;
+        return 0;
+    }
+    if ((v = xs_read(xs, XBT_NULL, "domid", &len)) != NULL) {
+        uint64_t n;
+        int rc = bhxb_parse_u64(v, len, 0, DOMID_MAX, &n);
+        free(v);
+        if (rc == 0) {
+            *domid = (uint32_t)n;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int setup(struct drvdom *dd)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((dd->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        logline("cannot make a signalfd: %s (is /proc mounted?)", strerror(errno));
+        return -1;
+    }
+    if ((dd->xs = xs_open(0)) == NULL) {
+        logline("cannot reach XenStore: %s (start bulkhead-xenstored with `bulkhead up`, or set "
+                "XENSTORED_PATH to its socket)",
+                strerror(errno));
+        return -1;
+    }
+    if (learn_domid(dd->xs, &dd->domid) != 0) {
+        logline("cannot learn this domain's id: neither bulkhead-hv (set BULKHEAD_HV_SOCKET) nor "
+                "XenStore's 'domid' answered; run it in a domain made by `bulkhead create`, or in "
+                "dom0");
+        return -1;
+    }
+    snprintf(dd->backend, sizeof(dd->backend), "/local/domain/%u/backend", dd->domid);
+    if ((dd->watches = bhxb_watches_new(dd->xs)) == NULL ||
+        bhxb_watch_add(dd->watches, dd->backend, on_backend, dd) < 0) {
+        logline("cannot watch %s: %s (does this domain own its home in XenStore?)", dd->backend,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s\n"
+            "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
+            "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
+            progname);
+}
+
+int main(int argc, char **argv)
+{
+    struct drvdom dd = {.sigfd = -1};
+    int rc = 1;
+
+    if (argc > 1) {
+        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        usage(help ? stdout : stderr);
+        if (!help)
+            fprintf(stderr, "%s: unexpected argument '%s': run it without arguments\n", progname,
+                    argv[1]);
+        return help ? 0 : 2;
+    }
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    if (setup(&dd) != 0)
+        goto out;
+    logline("domain %u: serving %s", dd.domid, dd.backend);
+    while (!dd.stopping || dd.children != NULL) {
+        struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},
+                               {.fd = bhxb_watches_fd(dd.watches), .events = POLLIN}};
+        if (poll(pf, 2, -1) < 0 && errno != EINTR) {
+            logline("poll: %s", strerror(errno));
+            goto out;
+        }
+        if (pf[0].revents)
+            on_signal(&dd);
+        if (pf[1].revents)
+            bhxb_watches_dispatch(dd.watches);
+        if (dd.rescan && !dd.stopping) {
+            dd.rescan = false;
+            scan(&dd);
+        }
+    }
+    logline("every device closed: exiting");
+    rc = 0;
+out:
+    bhxb_watches_free(dd.watches);
+    if (dd.xs != NULL)
+        xs_close(dd.xs);
+    return rc;
+}

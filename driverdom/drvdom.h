@@ -1,0 +1,69 @@
+/*
+ * drvdom.h - bulkhead-drvdom's private header, grouped by file.
+ *
+ * Three roles, one program, no exec:
+ *   drvdom.c   the main process: learns its domain id, watches its own
+ *              backend/ subtree, forks a keeper per new device and reaps it;
+ *   keeper.c   one per device: holds the state that must outlive a worker
+ *              (struct keep, in a memfd mapping shared with the worker, and
+ *              the broker's fds) and (re)starts the worker;
+ *   worker.c   one per device at a time: the backend side of the XenBus
+ *              handshake and the driver's callbacks, over its own XenStore
+ *              connection, grant and event-channel handles.
+ */
+#ifndef BULKHEAD_DRVDOM_H
+#define BULKHEAD_DRVDOM_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "drv.h"
+
+/* Which device, as the main process found it in XenStore. */
+struct devref {
+    char backend_kind[33];
+    uint32_t frontend_domid;
+    uint32_t devid;
+    uint32_t backend_domid; /* ourselves */
+};
+
+#define DOMID_MAX 0x7fefu /* DOMID_FIRST_RESERVED - 1: the largest guest domain id */
+
+#define KEEP_MAGIC 0x5045454bu /* "KEEP" */
+
+/*
+ * What the keeper holds for its worker, in a shared memfd mapping: the
+ * handshake machine (so that a restarted worker resumes at the state the
+ * frontend sees), bookkeeping, and the driver's kept bytes after it.
+ */
+struct keep {
+    uint32_t magic;
+    uint32_t restarts; /* workers started after the first */
+    uint32_t started;  /* a worker has initialised the machine: later ones resume */
+    uint32_t serving;  /* the current worker reached its event loop */
+    struct bhxb_machine machine;
+    int fds[BHDEV_MAX_FDS];
+    uint32_t nfds;
+    unsigned char drv[]; /* drv->kept_size bytes, zeroed when the device appears */
+};
+
+/* Exit statuses of a worker, read by its keeper. */
+#define WORKER_DONE   0  /* the device is gone or stopped: the keeper ends too */
+#define WORKER_FAILED 70 /* could not start (logged): restart after a pause */
+
+/* drvdom.c */
+extern const char *progname;
+void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vlogline(const char *prefix, const char *fmt, va_list ap);
+void devref_name(const struct devref *r, char *buf, size_t size); /* "vbd 2/51712" */
+
+/* keeper.c: runs in the forked child; never returns */
+__attribute__((noreturn)) void keeper_main(const struct devref *r, const struct bhdrv *drv);
+
+/* worker.c: runs in the keeper's forked child; returns the exit status */
+int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k);
+
+/* worker.c: a device's machine is stepped again (bhdev_fail, drv.c) */
+void worker_step(struct bhdev *d);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * worker.c - a device's worker: the backend side of the XenBus handshake
+ * (bhxb_machine) driving one driver's callbacks, and the device's event
+ * loop (XenStore watches, the event channel, SIGTERM).
+ *
+ * The machine lives in the keeper's memory (struct keep): the first worker
+ * starts it at Initialising; a later one finds it where the last one left
+ * it, asks the driver to resume if the device is attached (ring mapped,
+ * port bound), and otherwise simply steps on.  Either way it writes nothing
+ * the frontend has not already seen unless the handshake itself moves.
+ *
+ * Inputs of every step are read again from the store, never taken from the
+ * watch event that woke us (events coalesce and repeat): our state node
+ * (gone: the toolstack removed the device), our online key (0: the
+ * toolstack detaches it), and the frontend's state node, parsed strictly
+ * (garbage: the device fails).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drvdom.h"
+
+#define STOP_GRACE_MS 5000 /* on SIGTERM: how long the frontend gets to close with us */
+
+struct worker {
+    struct bhdev dev;
+    struct keep *k;
+    bhxb_watches *watches;
+    struct bhplat_logger logger;
+    int sigfd;
+    bool dirty;    /* something changed: step the machine */
+    bool stopping; /* SIGTERM: close the device and end */
+    bool gone;     /* the device was removed: end */
+};
+
+#define W(d) ((struct worker *)(d))
+
+/* ---- the machine's callbacks ---- */
+
+static int cb_publish(void *arg, char *why, size_t len)
+{
+    struct bhdev *d = arg;
+
+    return d->drv->probe ? d->drv->probe(d, why, len) : 0;
+}
+
+static int cb_connect(void *arg, char *why, size_t len)
+{
+    struct bhdev *d = arg;
+
+    return d->drv->connect ? d->drv->connect(d, why, len) : 0;
+}
+
+static void cb_disconnect(void *arg)
+{
+    struct bhdev *d = arg;
+
+    if (d->drv->disconnect)
+        d->drv->disconnect(d);
+}
+
+static void cb_fatal(void *arg, const char *why)
+{
+    struct bhdev *d = arg;
+    int err = d->err ? d->err : EPROTO;
+
+    bhdev_log(d, "device failed: %s", why);
+    if (bhxb_dev_fatal(d->xs, d->paths.backend, err, "%s", why) != 0 && errno != ENOENT)
+        bhdev_log(d, "cannot write the error node: %s", strerror(errno));
+}
+
+static void cb_remove(void *arg)
+{
+    W(arg)->gone = true;
+}
+
+static int cb_set_state(void *arg, XenbusState state)
+{
+    struct bhdev *d = arg;
+
+    if (bhxb_switch_state(d->xs, d->paths.backend, state) != 0)
+        return -1;
+    bhdev_log(d, "%s -> %s", bhxb_state_name(d->machine->view.ours), bhxb_state_name(state));
+    return 0;
+}
+
+static const struct bhxb_driver machine_ops = {
+    .publish = cb_publish,
+    .connect = cb_connect,
+    .disconnect = cb_disconnect,
+    .fatal = cb_fatal,
+    .remove = cb_remove,
+    .set_state = cb_set_state,
+};
+
+/* ---- stepping ---- */
+
+void worker_step(struct bhdev *d)
+{
+    struct worker *w = W(d);
+    struct bhxb_machine *m = d->machine;
+    int own = bhxb_read_state(d->xs, d->paths.backend);
+    int peer;
+
+    if (own == XenbusStateUnknown) {
+        /* Our directory is gone: the toolstack removed the device under us. */
+        bhdev_log(d, "the device directory was removed: closing");
+        cb_disconnect(d);
+        w->gone = true;
+        return;
+    }
+    if ((peer = bhxb_read_state(d->xs, d->paths.frontend)) == -2 || own == -2) {
+        bhdev_log(d, "cannot read the device's state: %s (is bulkhead-xenstored up?)",
+                  strerror(errno));
+        return;
+    }
+    m->view.online = !w->stopping && bhxb_read_online(d->xs, d->paths.backend);
+    m->view.ready = true;
+    if (bhxb_machine_step(m, peer, &machine_ops, d) < 0) {
+        if (errno == ENOENT) {
+            cb_disconnect(d);
+            w->gone = true;
+        } else {
+            bhdev_log(d, "cannot write our state: %s", strerror(errno));
+        }
+    }
+    if (m->removed)
+        w->gone = true;
+}
+
+void bhdev_fail(struct bhdev *d, int err, const char *fmt, ...)
+{
+    struct bhxb_machine *m = d->machine;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(m->why, sizeof(m->why), fmt, ap);
+    va_end(ap);
+    d->err = err ? err : EPROTO;
+    m->view.error = true;
+    worker_step(d);
+}
+
+static void on_watch(void *arg, const char *path)
+{
+    (void)path;
+    W(arg)->dirty = true;
+}
+
+/* Every port that fired: the driver looks at its rings, then the port is live again. */
+static void on_event(struct worker *w)
+{
+    int port;
+
+    while ((port = bhevtchn_pending(w->dev.evtchn)) >= 0) {
+        if (w->dev.drv->kick && !w->dev.machine->view.error)
+            w->dev.drv->kick(&w->dev);
+        bhevtchn_unmask(w->dev.evtchn, (uint32_t)port);
+    }
+}
+
+static void on_signal(struct worker *w)
+{
+    struct signalfd_siginfo si;
+
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (!w->stopping) {
+            bhdev_log(&w->dev, "stopping: closing the device");
+            w->stopping = true;
+            w->dirty = true;
+        }
+}
+
+/* ---- set-up ---- */
+
+static void plat_log_line(struct bhplat_logger *l, const char *line)
+{
+    struct worker *w = (struct worker *)((char *)l - offsetof(struct worker, logger));
+
+    bhdev_log(&w->dev, "%s", line);
+}
+
+/*
+ * The toolstack's backend directory names its frontend: it must be the one
+ * the layout puts there, or we would serve a device to the wrong domain.
+ */
+static int check_layout(struct bhdev *d)
+{
+    char fe[BHXB_PATH_MAX] = "";
+    const char *bad = NULL;
+    struct bhxb_key k = {"frontend", BHXB_STR, fe, sizeof(fe), true, 0};
+
+    if (bhxb_read_keys(d->xs, d->paths.backend, &k, 1, &bad) != 0) {
+        bhdev_fail(d, errno,
+                   "the backend directory has no usable 'frontend' key (%s): the "
+                   "toolstack must write libxl's device layout",
+                   strerror(errno));
+        return -1;
+    }
+    if (strcmp(fe, d->paths.frontend) != 0) {
+        bhdev_fail(d, EINVAL,
+                   "the backend names frontend %s, not %s: the toolstack must write "
+                   "libxl's device layout",
+                   fe, d->paths.frontend);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_handles(struct worker *w, const struct devref *r)
+{
+    struct bhdev *d = &w->dev;
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    if ((w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        bhdev_log(d, "cannot make a signalfd: %s", strerror(errno));
+        return -1;
+    }
+    if ((d->xs = xs_open(0)) == NULL) {
+        bhdev_log(d,
+                  "cannot reach XenStore: %s (set XENSTORED_PATH to bulkhead-xenstored's "
+                  "socket)",
+                  strerror(errno));
+        return -1;
+    }
+    w->logger.log = plat_log_line;
+    if ((d->gnttab = bhgnttab_open(&w->logger, 0)) == NULL ||
+        (d->evtchn = bhevtchn_open(&w->logger, 0)) == NULL) {
+        bhdev_log(d,
+                  "cannot open the grant table or event channels: %s (set "
+                  "BULKHEAD_HV_SOCKET to bulkhead-hv's socket)",
+                  strerror(errno));
+        return -1;
+    }
+    if ((w->watches = bhxb_watches_new(d->xs)) == NULL ||
+        bhxb_watch_add(w->watches, d->paths.backend, on_watch, w) < 0 ||
+        bhxb_watch_add(w->watches, d->paths.frontend, on_watch, w) < 0) {
+        bhdev_log(d, "cannot watch the device: %s", strerror(errno));
+        return -1;
+    }
+    (void)r;
+    return 0;
+}
+
+static int init_dev(struct worker *w, const struct devref *r, const struct bhdrv *drv,
+                    struct keep *k)
+{
+    struct bhdev *d = &w->dev;
+
+    d->drv = drv;
+    d->id = (struct bhxb_dev){.kind = drv->frontend_kind,
+                              .backend_kind = r->backend_kind,
+                              .domid = r->frontend_domid,
+                              .backend_domid = r->backend_domid,
+                              .devid = r->devid};
+    d->kept = k->drv;
+    d->machine = &k->machine;
+    d->fds = k->fds;
+    d->nfds = k->nfds;
+    d->restarts = k->restarts;
+    w->k = k;
+    w->sigfd = -1;
+    if (bhxb_dev_paths(&d->id, &d->paths) != 0) {
+        logline("%s %u/%u: no paths for this kind: %s", r->backend_kind, r->frontend_domid,
+                r->devid, strerror(errno));
+        return -1;
+    }
+    if (drv->priv_size > 0 && (d->priv = calloc(1, drv->priv_size)) == NULL)
+        return -1;
+    return 0;
+}
+
+/* A worker after the first: reattach what the dead one had attached. */
+static void resume(struct worker *w)
+{
+    struct bhdev *d = &w->dev;
+    XenbusState s = d->machine->view.ours;
+    char why[160] = "";
+
+    if (s != XenbusStateConnected && s != XenbusStateReconfiguring) {
+        bhdev_log(d, "worker %u resumes the handshake at %s", d->restarts + 1, bhxb_state_name(s));
+        return;
+    }
+    if (d->machine->view.error)
+        return;
+    if (d->drv->resume == NULL) {
+        bhdev_fail(d, EIO, "the driver cannot resume a connected device after its worker died");
+        return;
+    }
+    if (d->drv->resume(d, why, sizeof(why)) != 0) {
+        bhdev_fail(d, d->err ? d->err : EIO, "resume failed: %s", why[0] ? why : "no reason");
+        return;
+    }
+    bhdev_log(d, "worker %u resumed at %s from the keeper's state", d->restarts + 1,
+              bhxb_state_name(s));
+}
+
+static int elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int)((now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000);
+}
+
+static void run(struct worker *w)
+{
+    struct bhdev *d = &w->dev;
+    struct timespec stop_at = {0};
+
+    while (!w->gone) {
+        struct pollfd pf[3] = {{.fd = w->sigfd, .events = POLLIN},
+                               {.fd = bhxb_watches_fd(w->watches), .events = POLLIN},
+                               {.fd = bhevtchn_fd(d->evtchn), .events = POLLIN}};
+        int timeout = -1;
+        if (w->stopping) {
+            if (d->machine->view.ours == XenbusStateClosed)
+                break;
+            timeout = STOP_GRACE_MS - elapsed_ms(&stop_at);
+            if (timeout <= 0) {
+                bhdev_log(d, "the frontend did not close in %d ms: closing without it",
+                          STOP_GRACE_MS);
+                cb_disconnect(d);
+                bhxb_switch_state(d->xs, d->paths.backend, XenbusStateClosed);
+                break;
+            }
+        }
+        if (poll(pf, 3, timeout) < 0 && errno != EINTR) {
+            bhdev_log(d, "poll: %s", strerror(errno));
+            break;
+        }
+        if (pf[0].revents) {
+            on_signal(w);
+            clock_gettime(CLOCK_MONOTONIC, &stop_at);
+        }
+        if (pf[1].revents)
+            bhxb_watches_dispatch(w->watches);
+        if (pf[2].revents)
+            on_event(w);
+        if (w->dirty) {
+            w->dirty = false;
+            worker_step(d);
+        }
+    }
+}
+
+int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
+{
+    struct worker w = {0};
+    int rc = WORKER_FAILED;
+
+    if (init_dev(&w, r, drv, k) != 0 || open_handles(&w, r) != 0)
+        goto out;
+    if (!k->started) {
+        bhxb_machine_init(&k->machine, BHXB_BACKEND);
+        k->machine.view.ready = true;
+        k->started = 1;
+        check_layout(&w.dev); /* a wrong layout fails the device, not the worker */
+    } else {
+        resume(&w);
+    }
+    k->serving = 1;
+    run(&w);
+    rc = WORKER_DONE;
+out:
+    bhxb_watches_free(w.watches);
+    if (w.dev.evtchn != NULL)
+        bhevtchn_close(w.dev.evtchn);
+    if (w.dev.gnttab != NULL)
+        bhgnttab_close(w.dev.gnttab);
+    if (w.dev.xs != NULL)
+        xs_close(w.dev.xs);
+    free(w.dev.priv);
+    return rc;
+}

@@ -1,0 +1,198 @@
+/*
+ * fe_trivial.c - the trivial frontends of the guest runtime: the real
+ * handshake of a Linux blkfront (io/blkif.h) and netfront (io/netif.h, one
+ * queue, one event channel), with rings granted and initialised and no
+ * request sent yet: the block and network issues fill kick in.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <xen/io/protocols.h>
+
+#include "bhring.h"
+#include "front.h"
+
+/* ---- vbd ---- */
+
+struct blk_front {
+    void *page;
+    struct bhring ring;
+    uint32_t ref;
+    int port;
+};
+
+static int blkfront_publish(struct bhfront *f, char *why, size_t len)
+{
+    struct blk_front *b = f->priv;
+    unsigned int ref, port;
+    char proto[] = XEN_IO_PROTO_ABI_NATIVE;
+    struct bhxb_key out[] = {
+        {"ring-ref", BHXB_UINT, &ref, 0, false, 0},
+        {"event-channel", BHXB_UINT, &port, 0, false, 0},
+        {"protocol", BHXB_STR, proto, sizeof(proto), false, 0},
+    };
+
+    if ((b->page = bhfront_share(f, 1, &b->ref, why, len)) == NULL)
+        return -1;
+    if (bhring_attach(&b->ring, &bhring_blkif, BHRING_FRONT, b->page, 0, 0, true) != 0) {
+        snprintf(why, len, "cannot initialise the ring: %s", strerror(errno));
+        return -1;
+    }
+    if ((b->port = bhfront_evtchn_alloc(f, why, len)) < 0)
+        return -1;
+    ref = b->ref;
+    port = (unsigned int)b->port;
+    if (bhxb_write_keys(f->xs, f->dir, out, 3) != 0) {
+        snprintf(why, len, "cannot publish the ring: %s", strerror(errno));
+        return -1;
+    }
+    bhfront_log(f, "published ring-ref %u, event-channel %u", ref, port);
+    return 0;
+}
+
+static int blkfront_connect(struct bhfront *f, char *why, size_t len)
+{
+    unsigned long sectors = 0;
+    unsigned int info = 0, sector_size = 512;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {
+        {"sectors", BHXB_ULONG, &sectors, 0, true, 0},
+        {"info", BHXB_UINT, &info, 0, false, 0},
+        {"sector-size", BHXB_UINT, &sector_size, 0, false, 65536},
+    };
+
+    if (bhxb_read_keys(f->xs, f->backend, in, 3, &bad) != 0) {
+        snprintf(why, len, "backend key %s: %s", bad,
+                 errno == ENOENT ? "missing" : strerror(errno));
+        return -1;
+    }
+    if (sector_size < 512 || (sector_size & (sector_size - 1)) != 0) {
+        snprintf(why, len, "backend key sector-size: %u is no power of two from 512", sector_size);
+        return -1;
+    }
+    bhfront_log(f, "connected: %lu sectors of %u bytes, info %#x", sectors, sector_size, info);
+    return 0;
+}
+
+static void blkfront_disconnect(struct bhfront *f)
+{
+    struct blk_front *b = f->priv;
+
+    if (b->port > 0)
+        bhfront_evtchn_close(f, (uint32_t)b->port);
+    bhfront_unshare(f, b->page, 1);
+    memset(b, 0, sizeof(*b));
+}
+
+static void blkfront_kick(struct bhfront *f)
+{
+    (void)f; /* no request is sent yet: nothing can complete */
+}
+
+static const struct bhfrontdrv blkfront_trivial = {
+    .name = "blkfront (handshake only)",
+    .kind = "vbd",
+    .priv_size = sizeof(struct blk_front),
+    .publish = blkfront_publish,
+    .connect = blkfront_connect,
+    .kick = blkfront_kick,
+    .disconnect = blkfront_disconnect,
+};
+
+/* ---- vif ---- */
+
+struct net_front {
+    void *tx_page, *rx_page;
+    struct bhring tx, rx;
+    uint32_t tx_ref, rx_ref;
+    int port;
+};
+
+static int netfront_publish(struct bhfront *f, char *why, size_t len)
+{
+    struct net_front *n = f->priv;
+    unsigned int tx, rx, port;
+    bool yes = true;
+    struct bhxb_key out[] = {
+        {"tx-ring-ref", BHXB_UINT, &tx, 0, false, 0},
+        {"rx-ring-ref", BHXB_UINT, &rx, 0, false, 0},
+        {"event-channel", BHXB_UINT, &port, 0, false, 0},
+        {"request-rx-copy", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-rx-notify", BHXB_BOOL, &yes, 0, false, 0},
+    };
+
+    if ((n->tx_page = bhfront_share(f, 1, &n->tx_ref, why, len)) == NULL ||
+        (n->rx_page = bhfront_share(f, 1, &n->rx_ref, why, len)) == NULL)
+        return -1;
+    if (bhring_attach(&n->tx, &bhring_netif_tx, BHRING_FRONT, n->tx_page, 0, 0, true) != 0 ||
+        bhring_attach(&n->rx, &bhring_netif_rx, BHRING_FRONT, n->rx_page, 0, 0, true) != 0) {
+        snprintf(why, len, "cannot initialise the rings: %s", strerror(errno));
+        return -1;
+    }
+    if ((n->port = bhfront_evtchn_alloc(f, why, len)) < 0)
+        return -1;
+    tx = n->tx_ref;
+    rx = n->rx_ref;
+    port = (unsigned int)n->port;
+    if (bhxb_write_keys(f->xs, f->dir, out, 5) != 0) {
+        snprintf(why, len, "cannot publish the rings: %s", strerror(errno));
+        return -1;
+    }
+    bhfront_log(f, "published tx-ring-ref %u, rx-ring-ref %u, event-channel %u", tx, rx, port);
+    return 0;
+}
+
+static int netfront_connect(struct bhfront *f, char *why, size_t len)
+{
+    bool rx_copy = false;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {{"feature-rx-copy", BHXB_BOOL, &rx_copy, 0, false, 0}};
+
+    if (bhxb_read_keys(f->xs, f->backend, in, 1, &bad) != 0) {
+        snprintf(why, len, "backend key %s: %s", bad, strerror(errno));
+        return -1;
+    }
+    if (!rx_copy) {
+        snprintf(why, len, "the backend offers no feature-rx-copy: it cannot serve this frontend");
+        return -1;
+    }
+    bhfront_log(f, "connected");
+    return 0;
+}
+
+static void netfront_disconnect(struct bhfront *f)
+{
+    struct net_front *n = f->priv;
+
+    if (n->port > 0)
+        bhfront_evtchn_close(f, (uint32_t)n->port);
+    bhfront_unshare(f, n->tx_page, 1);
+    bhfront_unshare(f, n->rx_page, 1);
+    memset(n, 0, sizeof(*n));
+}
+
+static void netfront_kick(struct bhfront *f)
+{
+    (void)f;
+}
+
+static const struct bhfrontdrv netfront_trivial = {
+    .name = "netfront (handshake only)",
+    .kind = "vif",
+    .priv_size = sizeof(struct net_front),
+    .publish = netfront_publish,
+    .connect = netfront_connect,
+    .kick = netfront_kick,
+    .disconnect = netfront_disconnect,
+};
+
+const struct bhfrontdrv *bhfrontdrv_find(const char *kind)
+{
+    static const struct bhfrontdrv *const table[] = {&blkfront_trivial, &netfront_trivial};
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(table[i]->kind, kind) == 0)
+            return table[i];
+    return NULL;
+}

@@ -1,0 +1,859 @@
+/*
+ * check_drvdom.c - bulkhead-drvdom and bulkhead-guest end to end: a
+ * bulkhead-hv and a bulkhead-xenstored of their own per test, a driver
+ * domain running bulkhead-drvdom and guests running bulkhead-guest (both
+ * started inside their domains with dombuild_exec, as `bulkhead exec`
+ * does), and dom0 writing each device's layout as the toolstack will
+ * (bhxb_layout_new/set/write).  Every wait is for a XenStore value through
+ * a watch, or for a process or a log line, with a generous timeout; a
+ * failure says what was seen and shows the programs' logs.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xen/event_channel.h>
+#include <xenstore.h>
+
+#include "bhxenbus.h"
+#include "dombuild.h"
+#include "hvwire.h"
+#include "testutil.h"
+
+#define WAIT_S 60 /* generous: these wait for a handshake, never measure one */
+
+static struct test_hv hv;
+static char xssock[128];
+static pid_t xsd_pid;
+static int hvch = -1;
+static uint32_t hvseq;
+static struct xs_handle *xs;
+static pid_t bg[8]; /* helpers running a program in a domain, or in dom0 */
+static int nbg;
+
+/* ---- the daemons ---- */
+
+static void xsd_launch(void)
+{
+    char bin[1024], ready[16], msg[256] = "";
+    int p[2];
+    ssize_t r;
+
+    snprintf(bin, sizeof(bin), "%s/hv/bulkhead-xenstored", test_builddir());
+    ck_assert_int_eq(pipe(p), 0);
+    if ((xsd_pid = fork()) == 0) {
+        close(p[0]);
+        snprintf(ready, sizeof(ready), "%d", p[1]);
+        execl(bin, "bulkhead-xenstored", "--state-dir", hv.state, "--ready-fd", ready,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    r = read(p[0], msg, sizeof(msg) - 1);
+    close(p[0]);
+    msg[r > 0 ? r : 0] = '\0';
+    ck_assert_msg(strcmp(msg, "ok\n") == 0, "bulkhead-xenstored did not start: %s", msg);
+}
+
+static void setup(void)
+{
+    char err[512];
+
+    if (geteuid() != 0) {
+        printf("SKIP: needs root (namespaces)\n");
+        exit(77);
+    }
+    ck_assert_msg(test_hv_start(&hv, err, sizeof(err)) == 0, "%s", err);
+    /* In the hypervisor's own state directory, so that domains get XenStore bound in. */
+    snprintf(xssock, sizeof(xssock), "%s/xenstored.sock", hv.state);
+    setenv("XENSTORED_PATH", xssock, 1);
+    xsd_launch();
+    ck_assert_ptr_nonnull(xs = xs_open(0));
+    nbg = 0;
+}
+
+static void teardown(void)
+{
+    if (xs != NULL)
+        xs_close(xs);
+    xs = NULL;
+    if (hvch >= 0)
+        close(hvch);
+    hvch = -1;
+    for (int i = 0; i < nbg; i++)
+        kill(bg[i], SIGTERM);
+    if (xsd_pid > 0) {
+        kill(xsd_pid, SIGTERM);
+        waitpid(xsd_pid, NULL, 0);
+    }
+    xsd_pid = 0;
+    test_hv_stop(&hv); /* destroys the domains: what ran in them ends */
+    for (int i = 0; i < nbg; i++)
+        waitpid(bg[i], NULL, 0);
+    nbg = 0;
+}
+
+/* ---- domains ---- */
+
+static int hv_call(uint16_t op, const void *p, size_t len, void *out, size_t cap)
+{
+    static uint8_t buf[HVW_MAX_MSG];
+    struct hvw_hdr h = {.magic = HVW_MAGIC, .op = op, .seq = ++hvseq};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ssize_t n;
+
+    if (hvch < 0) {
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hv.sock", hv.state);
+        hvch = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(connect(hvch, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), p, len);
+    ck_assert_int_eq(send(hvch, buf, sizeof(h) + len, 0), (ssize_t)(sizeof(h) + len));
+    n = recv(hvch, buf, sizeof(buf), 0);
+    ck_assert_int_ge(n, (ssize_t)sizeof(h));
+    memcpy(&h, buf, sizeof(h));
+    if (out != NULL && h.err == 0)
+        memcpy(out, buf + sizeof(h), (size_t)n - sizeof(h) < cap ? (size_t)n - sizeof(h) : cap);
+    return h.err;
+}
+
+/* What `bulkhead create` does: build it (idle), give it its home in XenStore, introduce it. */
+static struct hvw_dominfo dom_up(const char *name)
+{
+    static uint8_t buf[1024];
+    static const char env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+    struct hvw_dom_create_req *r = (struct hvw_dom_create_req *)buf;
+    struct hvw_dominfo d;
+    char home[64], path[96], id[16];
+    struct xs_permissions p[] = {{.id = 0, .perms = XS_PERM_NONE}};
+
+    memset(buf, 0, sizeof(*r));
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    r->envc = 1;
+    r->strings_len = sizeof(env);
+    memcpy(r->strings, env, sizeof(env));
+    ck_assert_int_eq(hv_call(HVW_OP_DOM_CREATE, r, sizeof(*r) + sizeof(env), &d, sizeof(d)), 0);
+    snprintf(home, sizeof(home), "/local/domain/%u", d.domid);
+    p[0].id = d.domid;
+    ck_assert(xs_mkdir(xs, XBT_NULL, home));
+    ck_assert(xs_set_permissions(xs, XBT_NULL, home, p, 1));
+    snprintf(path, sizeof(path), "%s/domid", home);
+    snprintf(id, sizeof(id), "%u", d.domid);
+    ck_assert(xs_write(xs, XBT_NULL, path, id, strlen(id)));
+    ck_assert(xs_introduce_domain(xs, d.domid, 1234, 5));
+    return d;
+}
+
+static void log_path(const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s.log", hv.state, name);
+}
+
+/* The program's stdout and stderr go to <state>/<logname>.log. */
+static void bg_start(const struct hvw_dominfo *d, const char *logname, char *const *argv)
+{
+    char logp[256], sock[256], xsp[256];
+    char *envp_dom[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                        "BULKHEAD_HV_SOCKET=/run/bulkhead/hv.sock",
+                        "XENSTORED_PATH=/run/bulkhead/xenstored.sock", NULL};
+    char *envp_host[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", sock, xsp, NULL};
+    pid_t pid;
+
+    log_path(logname, logp, sizeof(logp));
+    snprintf(sock, sizeof(sock), "BULKHEAD_HV_SOCKET=%s/hv.sock", hv.state);
+    snprintf(xsp, sizeof(xsp), "XENSTORED_PATH=%s", xssock);
+    ck_assert_int_lt(nbg, 8);
+    if ((pid = fork()) == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), status;
+        char err[256];
+        /* Not Check's SIGTERM handler, which would take the test's process group down. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        setpgid(0, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (d == NULL) { /* dom0 */
+            execve(argv[0], argv, envp_host);
+            _exit(127);
+        }
+        if (dombuild_exec((pid_t)d->pid, argv, envp_dom, &status, err, sizeof(err)) != 0) {
+            printf("dombuild_exec: %s\n", err);
+            _exit(126);
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+    bg[nbg++] = pid;
+}
+
+static void drvdom_start(const struct hvw_dominfo *d, const char *logname)
+{
+    char bin[512];
+    char *argv[] = {bin, NULL};
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(d, logname, argv);
+}
+
+/* bulkhead-guest, with a workload (a shell command) or without (NULL). */
+static void guest_run(const struct hvw_dominfo *d, const char *logname, const char *workload)
+{
+    char bin[512];
+    char *argv[] = {bin, "--", "/bin/sh", "-c", (char *)workload, NULL};
+
+    snprintf(bin, sizeof(bin), "%s/frontend/common/bulkhead-guest", test_builddir());
+    if (workload == NULL)
+        argv[1] = NULL;
+    bg_start(d, logname, argv);
+}
+
+static void guest_start(const struct hvw_dominfo *d, const char *logname)
+{
+    guest_run(d, logname, NULL);
+}
+
+/* The logs of every program started, for failure messages. */
+static const char *logs(void)
+{
+    static char out[12000];
+    size_t off = 0;
+    DIR *dir = opendir(hv.state);
+    struct dirent *e;
+
+    out[0] = '\0';
+    while (dir != NULL && (e = readdir(dir)) != NULL && off + 200 < sizeof(out)) {
+        char path[512];
+        FILE *f;
+        size_t n;
+        if (strstr(e->d_name, ".log") == NULL || strcmp(e->d_name, "hv.log") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", hv.state, e->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        off += (size_t)snprintf(out + off, sizeof(out) - off, "\n--- %s ---\n", e->d_name);
+        /* The tail: what happened last matters. */
+        fseek(f, 0, SEEK_END);
+        if (ftell(f) > 3500)
+            fseek(f, -3500, SEEK_END);
+        else
+            fseek(f, 0, SEEK_SET);
+        n = fread(out + off, 1, sizeof(out) - off - 1 < 3500 ? sizeof(out) - off - 1 : 3500, f);
+        off += n;
+        out[off] = '\0';
+        fclose(f);
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return out;
+}
+
+/* ---- XenStore ---- */
+
+static char *rd(const char *path)
+{
+    static char buf[4][512];
+    static int which;
+    char *b = buf[which++ % 4];
+    unsigned int len;
+    char *v = xs_read(xs, XBT_NULL, path, &len);
+
+    snprintf(b, 512, "%s", v ? v : "(none)");
+    free(v);
+    return b;
+}
+
+/* Waits, through a watch, until path reads want ("(none)": until it is gone). */
+static void wait_value(const char *path, const char *want)
+{
+    struct xs_handle *w = xs_open(0);
+    time_t end = time(NULL) + WAIT_S;
+    char last[512];
+
+    ck_assert_ptr_nonnull(w);
+    ck_assert(xs_watch(w, path, "w"));
+    for (;;) {
+        struct pollfd pf = {.fd = xs_fileno(w), .events = POLLIN};
+        unsigned int n;
+        char **ev;
+        snprintf(last, sizeof(last), "%s", rd(path));
+        if (strcmp(last, want) == 0)
+            break;
+        if (time(NULL) >= end)
+            ck_abort_msg("%s is '%s' after %d s, not '%s'; logs:%s", path, last, WAIT_S, want,
+                         logs());
+        if (poll(&pf, 1, 1000) == 1 && (ev = xs_read_watch(w, &n)) != NULL)
+            free(ev);
+    }
+    xs_close(w);
+}
+
+static struct bhxb_dev dev(const char *kind, const char *bkind, uint32_t fe, uint32_t be,
+                           uint32_t devid)
+{
+    return (struct bhxb_dev){
+        .kind = kind, .backend_kind = bkind, .domid = fe, .backend_domid = be, .devid = devid};
+}
+
+/* The toolstack's part: the device's layout, with the keys libxl adds for the kind. */
+static void add_device(struct bhxb_dev d)
+{
+    struct bhxb_layout *l = bhxb_layout_new(&d);
+
+    ck_assert_ptr_nonnull(l);
+    if (strcmp(d.kind, "vif") == 0) {
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_FRONT, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
+    } else {
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "params", "/images/disk%u.img", d.devid), 0);
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mode", "w"), 0);
+    }
+    ck_assert_int_eq(bhxb_layout_write(xs, l), 0);
+    bhxb_layout_free(l);
+}
+
+static struct bhxb_paths paths_of(struct bhxb_dev d)
+{
+    struct bhxb_paths p;
+
+    ck_assert_int_eq(bhxb_dev_paths(&d, &p), 0);
+    return p;
+}
+
+static const char *key(const char *dir, const char *k)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, k);
+    return rd(path);
+}
+
+static void wait_key(const char *dir, const char *k, const char *want)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, k);
+    wait_value(path, want);
+}
+
+/* Both ends Connected, no error node on either. */
+static void wait_connected(struct bhxb_dev d)
+{
+    struct bhxb_paths p = paths_of(d);
+
+    wait_key(p.backend, "state", "4");
+    wait_key(p.frontend, "state", "4");
+    ck_assert_str_eq(key(p.backend, "error"), "(none)");
+    ck_assert_str_eq(key(p.frontend, "error"), "(none)");
+}
+
+/* ---- processes ---- */
+
+/* The host pid of the process named comm running as uid; 0 if there is none. */
+static pid_t find_proc(uid_t uid, const char *comm)
+{
+    DIR *dir = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+
+    ck_assert_ptr_nonnull(dir);
+    while ((e = readdir(dir)) != NULL && found == 0) {
+        char path[300], name[64] = "";
+        struct stat st;
+        FILE *f;
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s", e->d_name);
+        if (stat(path, &st) != 0 || st.st_uid != uid)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        if (fgets(name, sizeof(name), f) != NULL) {
+            name[strcspn(name, "\n")] = '\0';
+            char stat_path[300], st_buf[512];
+            FILE *sf;
+            snprintf(stat_path, sizeof(stat_path), "/proc/%s/stat", e->d_name);
+            /* A zombie is gone for our purposes. */
+            if (strcmp(name, comm) == 0 && (sf = fopen(stat_path, "r")) != NULL) {
+                if (fgets(st_buf, sizeof(st_buf), sf) != NULL) {
+                    char *rp = strrchr(st_buf, ')');
+                    if (rp != NULL && rp[1] == ' ' && rp[2] != 'Z')
+                        found = (pid_t)atoi(e->d_name);
+                }
+                fclose(sf);
+            }
+        }
+        fclose(f);
+    }
+    closedir(dir);
+    return found;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 50 * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for a process named comm (other than not_pid) to be there, or, with gone, not to be. */
+static pid_t wait_proc(uid_t uid, const char *comm, pid_t not_pid, bool gone)
+{
+    time_t end = time(NULL) + WAIT_S;
+
+    for (;;) {
+        pid_t p = find_proc(uid, comm);
+        if (gone ? p == 0 : (p != 0 && p != not_pid))
+            return p;
+        if (time(NULL) >= end)
+            ck_abort_msg("process %s of uid %u: %s after %d s (pid %d); logs:%s", comm,
+                         (unsigned)uid, gone ? "still there" : "not there", WAIT_S, (int)p, logs());
+        nap();
+    }
+}
+
+static bool log_has(const char *logname, const char *needle)
+{
+    char path[256], buf[65536];
+    FILE *f;
+    size_t n;
+
+    log_path(logname, path, sizeof(path));
+    if ((f = fopen(path, "r")) == NULL)
+        return false;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, needle) != NULL;
+}
+
+static void wait_log(const char *logname, const char *needle)
+{
+    time_t end = time(NULL) + WAIT_S;
+
+    while (!log_has(logname, needle)) {
+        if (time(NULL) >= end)
+            ck_abort_msg("no line with '%s' in %s.log after %d s; logs:%s", needle, logname, WAIT_S,
+                         logs());
+        nap();
+    }
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_every_kind_connects)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev devs[] = {
+        dev("vbd", "vbd", g.domid, dd.domid, 51712),
+        dev("vbd", "qdisk", g.domid, dd.domid, 51728),
+        dev("vbd", "vbd3", g.domid, dd.domid, 51744),
+        dev("vif", "vif", g.domid, dd.domid, 0),
+    };
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    for (size_t i = 0; i < 4; i++)
+        add_device(devs[i]);
+    for (size_t i = 0; i < 4; i++)
+        wait_connected(devs[i]);
+    /* What each side published is what the other one read. */
+    struct bhxb_paths b = paths_of(devs[0]), n = paths_of(devs[3]);
+    ck_assert_str_eq(key(b.backend, "hotplug-status"), "connected");
+    ck_assert_str_eq(key(b.backend, "max-ring-page-order"), "4");
+    ck_assert_str_eq(key(b.backend, "sector-size"), "512");
+    ck_assert_str_ne(key(b.frontend, "ring-ref"), "(none)");
+    ck_assert_str_ne(key(b.frontend, "event-channel"), "(none)");
+    ck_assert_str_eq(key(b.frontend, "protocol"), "x86_64-abi");
+    ck_assert_str_eq(key(n.backend, "feature-rx-copy"), "1");
+    ck_assert_str_eq(key(n.frontend, "request-rx-copy"), "1");
+    ck_assert_str_ne(key(n.frontend, "tx-ring-ref"), "(none)");
+    ck_assert_str_ne(key(n.frontend, "rx-ring-ref"), "(none)");
+    /* One keeper and one worker per device, in the driver domain. */
+    char comm[16];
+    snprintf(comm, sizeof(comm), "bhk-%u-51728", g.domid);
+    ck_assert_int_ne(find_proc(dd.uid, comm), 0);
+    snprintf(comm, sizeof(comm), "bhw-%u-0", g.domid);
+    ck_assert_int_ne(find_proc(dd.uid, comm), 0);
+}
+END_TEST
+
+START_TEST(test_second_guest_same_driver_domain)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g1 = dom_up("g1"), g2 = dom_up("g2");
+    struct bhxb_dev a = dev("vbd", "vbd", g1.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vbd", "vbd", g2.domid, dd.domid, 51712);
+    struct bhxb_dev c = dev("vif", "vif", g2.domid, dd.domid, 1);
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g1, "g1");
+    add_device(a);
+    wait_connected(a);
+    guest_start(&g2, "g2");
+    add_device(b);
+    add_device(c);
+    wait_connected(b);
+    wait_connected(c);
+    wait_connected(a);
+    /* Each guest's ring is its own: the backends mapped different grants of different domains. */
+    char id[16];
+    snprintf(id, sizeof(id), "%u", g2.domid);
+    ck_assert_str_eq(key(paths_of(b).backend, "frontend-id"), id);
+    ck_assert_str_ne(key(paths_of(a).frontend, "event-channel"), "(none)");
+}
+END_TEST
+
+START_TEST(test_detach_closes_and_keeper_exits)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vif", "vif", g.domid, dd.domid, 0);
+    struct bhxb_paths p = paths_of(a);
+    char comm[16], path[600];
+    xs_transaction_t t;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(a);
+    add_device(b);
+    wait_connected(a);
+    wait_connected(b);
+    snprintf(comm, sizeof(comm), "bhk-%u-51712", g.domid);
+    ck_assert_int_ne(find_proc(dd.uid, comm), 0);
+    /* As libxl detaches: online=0 and Closing in one transaction. */
+    ck_assert((t = xs_transaction_start(xs)) != XBT_NULL);
+    snprintf(path, sizeof(path), "%s/online", p.backend);
+    ck_assert(xs_write(xs, t, path, "0", 1));
+    snprintf(path, sizeof(path), "%s/state", p.backend);
+    ck_assert(xs_write(xs, t, path, "5", 1));
+    ck_assert(xs_transaction_end(xs, t, false));
+    wait_key(p.backend, "state", "6");
+    wait_key(p.frontend, "state", "6");
+    wait_proc(dd.uid, comm, 0, true);
+    wait_log("drvdom", "keeper");
+    ck_assert(log_has("drvdom", "ended with its device"));
+    ck_assert_str_eq(key(p.backend, "error"), "(none)");
+    /* The toolstack removes the directories; the other device never noticed. */
+    ck_assert(xs_rm(xs, XBT_NULL, p.backend));
+    ck_assert(xs_rm(xs, XBT_NULL, p.frontend));
+    wait_value(p.frontend, "(none)");
+    ck_assert_str_eq(key(paths_of(b).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(b).frontend, "state"), "4");
+    /* The same device attached again gets a new keeper and connects. */
+    add_device(a);
+    wait_connected(a);
+}
+END_TEST
+
+/* Reads watch events until the sentinel's; returns how many others came first. */
+static int events_before_sentinel(struct xs_handle *w, bool first, char *seen, size_t size)
+{
+    time_t end = time(NULL) + WAIT_S;
+    int others = 0;
+
+    seen[0] = '\0';
+    ck_assert(xs_write(w, XBT_NULL, "/test/sentinel", "x", 1));
+    for (;;) {
+        unsigned int n;
+        char **ev = xs_read_watch(w, &n);
+        ck_assert_ptr_nonnull(ev);
+        if (strcmp(ev[XS_WATCH_TOKEN], "s") == 0 &&
+            strcmp(ev[XS_WATCH_PATH], "/test/sentinel") == 0) {
+            free(ev);
+            /* The first time, the sentinel's registration event comes first: skip it. */
+            if (first) {
+                first = false;
+                continue;
+            }
+            return others;
+        }
+        others++;
+        snprintf(seen + strlen(seen), size - strlen(seen), " %s", ev[XS_WATCH_PATH]);
+        free(ev);
+        ck_assert(time(NULL) < end);
+    }
+}
+
+START_TEST(test_worker_killed_comes_back_unseen)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vif", "vif", g.domid, dd.domid, 0);
+    struct bhxb_paths p = paths_of(a);
+    char wcomm[16], kcomm[16], seen[2048], ref[32], port[32], needle[128];
+    struct xs_handle *w;
+    pid_t worker, keeper, again;
+    uint64_t n;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(a);
+    add_device(b);
+    wait_connected(a);
+    wait_connected(b);
+    snprintf(ref, sizeof(ref), "%s", key(p.frontend, "ring-ref"));
+    snprintf(port, sizeof(port), "%s", key(p.frontend, "event-channel"));
+
+    /* Every change under either directory from here on would reach this handle. */
+    ck_assert_ptr_nonnull(w = xs_open(0));
+    ck_assert(xs_watch(w, "/test/sentinel", "s"));
+    ck_assert(xs_watch(w, p.backend, "b"));
+    ck_assert(xs_watch(w, p.frontend, "f"));
+    events_before_sentinel(w, true, seen, sizeof(seen)); /* the registration events */
+
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", g.domid);
+    snprintf(kcomm, sizeof(kcomm), "bhk-%u-51712", g.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    ck_assert_int_ne(keeper = find_proc(dd.uid, kcomm), 0);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    again = wait_proc(dd.uid, wcomm, worker, false);
+    /* The new worker took the ring and the port from the keeper, not from XenStore. */
+    snprintf(needle, sizeof(needle), "resumed: ring-ref %s (order 0), event channel %s", ref, port);
+    wait_log("drvdom", needle);
+    ck_assert(log_has("drvdom", "worker 2 resumed at Connected from the keeper's state"));
+    ck_assert(log_has("drvdom", "killed by signal 9"));
+    ck_assert_int_ne(again, worker);
+    ck_assert_int_eq(find_proc(dd.uid, kcomm), keeper);
+
+    /* Nothing under either directory changed: no watch event at all. */
+    ck_assert_msg(events_before_sentinel(w, false, seen, sizeof(seen)) == 0,
+                  "the restart was seen in XenStore:%s", seen);
+    ck_assert_str_eq(key(p.backend, "state"), "4");
+    ck_assert_str_eq(key(p.frontend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(b).backend, "state"), "4");
+
+    /* The frontend's port is bound to the driver domain again, as before. */
+    struct hvw_evt_status_req sr = {.domid = (uint16_t)g.domid};
+    struct hvw_evt_status_rsp st;
+    ck_assert_int_eq(bhxb_parse_u64(port, strlen(port), 1, 1u << 17, &n), 0);
+    sr.port = (uint32_t)n;
+    ck_assert_int_eq(hv_call(HVW_OP_EVT_STATUS, &sr, sizeof(sr), &st, sizeof(st)), 0);
+    ck_assert_uint_eq(st.status, EVTCHNSTAT_interdomain);
+    ck_assert_uint_eq(st.remote_domid, dd.domid);
+
+    /* And the device still detaches cleanly through the new worker. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/online", p.backend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "0", 1));
+    wait_key(p.backend, "state", "6");
+    wait_proc(dd.uid, kcomm, 0, true);
+    xs_close(w);
+}
+END_TEST
+
+/* Plays a frontend that lies: dom0 writes into the frontend's directory. */
+static void lie(struct bhxb_dev d, const char *const *kv)
+{
+    struct bhxb_paths p = paths_of(d);
+    char path[600];
+    xs_transaction_t t;
+
+    wait_key(p.backend, "state", "2"); /* InitWait: the backend reads our keys next */
+    ck_assert((t = xs_transaction_start(xs)) != XBT_NULL);
+    for (; kv[0] != NULL; kv += 2) {
+        snprintf(path, sizeof(path), "%s/%s", p.frontend, kv[0]);
+        ck_assert(xs_write(xs, t, path, kv[1], strlen(kv[1])));
+    }
+    snprintf(path, sizeof(path), "%s/state", p.frontend);
+    ck_assert(xs_write(xs, t, path, "3", 1));
+    ck_assert(xs_transaction_end(xs, t, false));
+}
+
+static void wait_failed(struct bhxb_dev d, const char *why)
+{
+    struct bhxb_paths p = paths_of(d);
+    char path[600];
+
+    wait_key(p.backend, "state", "5");
+    snprintf(path, sizeof(path), "%s/error", p.backend);
+    ck_assert_msg(strstr(rd(path), why) != NULL, "error node of %s is '%s', not about '%s'",
+                  p.backend, rd(path), why);
+}
+
+START_TEST(test_lying_frontend_loses_only_its_device)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest"), evil = dom_up("evil");
+    struct bhxb_dev good = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev goodnet = dev("vif", "vif", g.domid, dd.domid, 0);
+    struct bhxb_dev e1 = dev("vbd", "vbd", evil.domid, dd.domid, 51712);
+    struct bhxb_dev e2 = dev("vif", "vif", evil.domid, dd.domid, 0);
+    struct bhxb_dev e3 = dev("vbd", "qdisk", evil.domid, dd.domid, 51728);
+    struct bhxb_dev e4 = dev("vbd", "vbd3", evil.domid, dd.domid, 51744);
+    static const char *const garbage_ref[] = {"ring-ref", "12abc", "event-channel", "5", NULL};
+    static const char *const bad_port[] = {
+        "tx-ring-ref",     "1", "rx-ring-ref", "2", "event-channel", "-7",
+        "request-rx-copy", "1", NULL};
+    static const char *const unmapped[] = {"ring-ref", "4000", "event-channel", "3", NULL};
+    static const char *const huge_order[] = {"ring-page-order", "9", "ring-ref0", "1",
+                                             "event-channel",   "3", NULL};
+    char wcomm[16];
+    pid_t worker;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(good);
+    add_device(goodnet);
+    wait_connected(good);
+    wait_connected(goodnet);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", g.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+
+    add_device(e1);
+    add_device(e2);
+    add_device(e3);
+    add_device(e4);
+    lie(e1, garbage_ref);
+    lie(e2, bad_port);
+    lie(e3, unmapped);
+    lie(e4, huge_order);
+    wait_failed(e1, "ring-ref");
+    wait_failed(e2, "event-channel");
+    wait_failed(e3, "cannot map grant reference 4000");
+    wait_failed(e4, "ring-page-order");
+
+    /* Nothing of the other guest moved, and its worker is the same process. */
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(good).frontend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(goodnet).backend, "state"), "4");
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+    /* A lying state node fails the device too. */
+    struct bhxb_dev e5 = dev("vif", "vif", evil.domid, dd.domid, 7);
+    char path[600];
+    add_device(e5);
+    wait_key(paths_of(e5).backend, "state", "2");
+    snprintf(path, sizeof(path), "%s/state", paths_of(e5).frontend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "4x", 2));
+    wait_failed(e5, "XenbusState");
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+}
+END_TEST
+
+START_TEST(test_dom0_serves_a_dom0_device)
+{
+    struct hvw_dominfo g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, 0, 51712);
+    struct bhxb_paths p = paths_of(a);
+    char wcomm[16], kcomm[16];
+    int status;
+    pid_t main_pid;
+
+    drvdom_start(NULL, "dom0-drvdom");
+    main_pid = bg[nbg - 1];
+    guest_start(&g, "guest");
+    add_device(a);
+    wait_connected(a);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", g.domid);
+    snprintf(kcomm, sizeof(kcomm), "bhk-%u-51712", g.domid);
+    ck_assert_int_ne(find_proc(0, wcomm), 0);
+    /* SIGTERM: every device closed, then a clean exit. */
+    ck_assert_int_eq(kill(main_pid, SIGTERM), 0);
+    ck_assert_int_eq(waitpid(main_pid, &status, 0), main_pid);
+    bg[--nbg] = 0;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d; logs:%s", status,
+                  logs());
+    ck_assert_str_eq(key(p.backend, "state"), "6");
+    ck_assert_int_eq(find_proc(0, kcomm), 0);
+    ck_assert(log_has("dom0-drvdom", "every device closed"));
+    /* Its backend closed but still online: the frontend waits to reconnect... */
+    wait_key(p.frontend, "state", "1");
+    /* ...and does, once a backend serves the device again. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/state", p.backend);
+    ck_assert(xs_write(xs, XBT_NULL, path, "1", 1));
+    drvdom_start(NULL, "dom0-drvdom-again");
+    wait_connected(a);
+}
+END_TEST
+
+START_TEST(test_guest_runs_its_workload_then_closes)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vif", "vif", g.domid, dd.domid, 0);
+    int status;
+    pid_t helper;
+
+    drvdom_start(&dd, "drvdom");
+    add_device(a);
+    add_device(b);
+    /* The workload runs once the devices are Connected, and sees them so. */
+    guest_run(&g, "guest",
+              "echo vbd=$(xenstore-read device/vbd/51712/state) "
+              "vif=$(xenstore-read device/vif/0/state); exit 7");
+    helper = bg[nbg - 1];
+    ck_assert_int_eq(waitpid(helper, &status, 0), helper);
+    bg[--nbg] = 0;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %d; logs:%s", status,
+                  logs());
+    ck_assert_msg(log_has("guest", "vbd=4 vif=4"), "logs:%s", logs());
+    /* It closed its devices before it exited, and the backends followed. */
+    ck_assert_str_eq(key(paths_of(a).frontend, "state"), "6");
+    ck_assert_str_eq(key(paths_of(b).frontend, "state"), "6");
+    wait_key(paths_of(a).backend, "state", "6");
+    wait_key(paths_of(b).backend, "state", "6");
+}
+END_TEST
+
+START_TEST(test_startup_errors_name_the_fix)
+{
+    char bin[512], out[1024] = "";
+    int p[2], status;
+    ssize_t n;
+    pid_t pid;
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    ck_assert_int_eq(pipe(p), 0);
+    if ((pid = fork()) == 0) {
+        char *envp[] = {"PATH=/usr/bin:/bin", "XENSTORED_PATH=/nonexistent/xs.sock", NULL};
+        dup2(p[1], 2);
+        execle(bin, bin, (char *)NULL, envp);
+        _exit(127);
+    }
+    close(p[1]);
+    n = read(p[0], out, sizeof(out) - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    ck_assert_msg(strstr(out, "cannot reach XenStore") && strstr(out, "XENSTORED_PATH"), "%s", out);
+    ck_assert_ptr_eq(strchr(out, '\n'), out + strlen(out) - 1); /* one line */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("drvdom");
+    TCase *tc = tcase_create("drvdom");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_every_kind_connects);
+    tcase_add_test(tc, test_second_guest_same_driver_domain);
+    tcase_add_test(tc, test_detach_closes_and_keeper_exits);
+    tcase_add_test(tc, test_worker_killed_comes_back_unseen);
+    tcase_add_test(tc, test_lying_frontend_loses_only_its_device);
+    tcase_add_test(tc, test_dom0_serves_a_dom0_device);
+    tcase_add_test(tc, test_guest_runs_its_workload_then_closes);
+    tcase_add_test(tc, test_startup_errors_name_the_fix);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
