@@ -26,9 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "drvdom.h"
 
+#define BOOT_XS_WAIT_MS 15000 /* for the toolstack to introduce us */
+
 const char *progname = "bulkhead-drvdom";
+static char last_line[1024]; /* for the ready fd: why it could not start */
 
 void vlogline(const char *prefix, const char *fmt, va_list ap)
 {
@@ -44,6 +48,7 @@ void vlogline(const char *prefix, const char *fmt, va_list ap)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
     fprintf(stderr, "%s\n", line);
+    snprintf(last_line, sizeof(last_line), "%s", line);
 }
 
 void logline(const char *fmt, ...)
@@ -293,7 +298,7 @@ static int setup(struct drvdom *dd)
         logline("cannot make a signalfd: %s (is /proc mounted?)", strerror(errno));
         return -1;
     }
-    if ((dd->xs = xs_open(0)) == NULL) {
+    if ((dd->xs = bhxb_open_domain(BOOT_XS_WAIT_MS)) == NULL) {
         logline("cannot reach XenStore: %s (start bulkhead-xenstored with `bulkhead up`, or set "
                 "XENSTORED_PATH to its socket)",
                 strerror(errno));
@@ -318,7 +323,7 @@ static int setup(struct drvdom *dd)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s\n"
+            "usage: %s [--state-dir DIR] [--ready-fd FD]\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
             progname);
@@ -327,20 +332,41 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     struct drvdom dd = {.sigfd = -1};
-    int rc = 1;
+    const char *state = NULL;
+    int rc = 1, ready_fd = -1;
 
-    if (argc > 1) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        usage(help ? stdout : stderr);
-        if (!help)
-            fprintf(stderr, "%s: unexpected argument '%s': run it without arguments\n", progname,
-                    argv[1]);
-        return help ? 0 : 2;
+    for (int i = 1; i < argc; i++) {
+        bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+        if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc) {
+            state = argv[++i];
+        } else if (strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
+            ready_fd = atoi(argv[++i]);
+        } else {
+            usage(help ? stdout : stderr);
+            if (!help)
+                fprintf(stderr, "%s: unexpected argument '%s': see --help\n", progname, argv[i]);
+            return help ? 0 : 2;
+        }
+    }
+    /* In dom0 (bulkhead up): one instance per state directory, as the other daemons. */
+    if (state != NULL) {
+        char err[700], msg[1100];
+        if (daemon_lock(state, "drvdom", progname, err, sizeof(err)) != 0) {
+            logline("%s", err);
+            snprintf(msg, sizeof(msg), "%s\n", last_line);
+            daemon_ready(ready_fd, msg);
+            return 1;
+        }
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
-    if (setup(&dd) != 0)
+    if (setup(&dd) != 0) {
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
         goto out;
+    }
     logline("domain %u: serving %s", dd.domid, dd.backend);
+    daemon_ready(ready_fd, "ok\n");
     while (!dd.stopping || dd.children != NULL) {
         struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},
                                {.fd = bhxb_watches_fd(dd.watches), .events = POLLIN}};

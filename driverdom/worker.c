@@ -356,6 +356,38 @@ static void run(struct worker *w)
     }
 }
 
+/*
+ * Where dom0's block-list and network-list find this worker: a node in the
+ * domain's own data/ (private to it and dom0; nothing a frontend can see),
+ *   /local/domain/<self>/data/bulkhead-worker/<backend-kind>-<frontend>-<devid>
+ * holding the pid as this domain sees it.  One flat node per device, so
+ * that its removal leaves nothing behind.
+ */
+static void worker_pid_path(const struct bhdev *d, char *buf, size_t size)
+{
+    snprintf(buf, size, "/local/domain/%u/data/bulkhead-worker/%s-%u-%u", d->id.backend_domid,
+             d->id.backend_kind, d->id.domid, d->id.devid);
+}
+
+static void worker_pid_publish(const struct bhdev *d)
+{
+    char path[BHXB_PATH_MAX], pid[16];
+    int n = snprintf(pid, sizeof(pid), "%d", (int)getpid());
+
+    worker_pid_path(d, path, sizeof(path));
+    if (!xs_write(d->xs, XBT_NULL, path, pid, (unsigned int)n))
+        bhdev_log(d, "cannot write %s: %s (block-list will not show this worker)", path,
+                  strerror(errno));
+}
+
+static void worker_pid_remove(const struct bhdev *d)
+{
+    char path[BHXB_PATH_MAX];
+
+    worker_pid_path(d, path, sizeof(path));
+    xs_rm(d->xs, XBT_NULL, path);
+}
+
 int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
 {
     struct worker w = {0};
@@ -372,7 +404,9 @@ int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
         resume(&w);
     }
     k->serving = 1;
+    worker_pid_publish(&w.dev);
     run(&w);
+    worker_pid_remove(&w.dev);
     rc = WORKER_DONE;
 out:
     bhxb_watches_free(w.watches);

@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -96,6 +98,29 @@ static char **domain_env(struct hv_dom *d, char **envp, uint32_t envc, char *buf
     return v;
 }
 
+/*
+ * The domain's console, as xenconsoled keeps one per guest: its first
+ * program's stdout and stderr, appended to <state-dir>/console/<name>.log
+ * (dom0's only).  -1 (then /dev/null) if it cannot be opened.
+ */
+static int console_open(struct hv *hv, const struct hv_dom *d)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/console", hv->state_dir);
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(path, sizeof(path), "%s/console/%s.log", hv->state_dir, d->name);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+        hv_log(hv, "domain %u (%s): no console log: %s: %s", d->domid, d->name, path,
+               strerror(errno));
+        return -1;
+    }
+    dprintf(fd, "--- domain %u (%s) created\n", d->domid, d->name);
+    return fd;
+}
+
 static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **envp, uint32_t argc,
                         uint32_t envc)
 {
@@ -125,6 +150,7 @@ static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **env
         rc = errno;
         goto out;
     }
+    spec.console_fd = console_open(hv, d);
     {
         int one = 1;
         setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
@@ -145,6 +171,8 @@ static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **env
     sv[0] = -1;
     rc = 0;
 out:
+    if (spec.console_fd > 2)
+        close(spec.console_fd);
     if (sv[0] >= 0)
         close(sv[0]);
     if (sv[1] >= 0)

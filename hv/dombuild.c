@@ -657,8 +657,13 @@ static void loopback_up(int fd)
     close(s);
 }
 
-/* fd 3 the channel (or nothing), 0-2 /dev/null, everything else closed on exec. */
-static void setup_fds(int fd, int chan)
+static int console_high = -1; /* the helper's copy of spec->console_fd, out of the way */
+
+/*
+ * fd 3 the channel (or nothing), 0 /dev/null, 1-2 the console log or
+ * /dev/null, everything else closed on exec.
+ */
+static void setup_fds(int fd, int chan, int console)
 {
     int null;
 
@@ -666,9 +671,12 @@ static void setup_fds(int fd, int chan)
         child_fail(fd, errno, NULL, "cannot make the channel fd 3");
     if ((null = open("/dev/null", O_RDWR)) < 0)
         child_fail(fd, errno, NULL, "cannot open the domain's /dev/null");
-    for (int i = 0; i < 3; i++)
-        if (null != i && dup2(null, i) != i)
-            child_fail(fd, errno, NULL, "cannot make fd %d /dev/null", i);
+    for (int i = 0; i < 3; i++) {
+        int from = i > 0 && console > 3 ? console : null;
+        if (from != i && dup2(from, i) != i)
+            child_fail(fd, errno, NULL, "cannot make fd %d %s", i,
+                       from == null ? "/dev/null" : "the console log");
+    }
     if (close_range(chan >= 0 ? 4 : 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         child_fail(fd, errno, NULL, "cannot close the builder's fds on exec");
 }
@@ -679,7 +687,7 @@ exec_program(const struct dombuild_spec *s, int fd, int exe, int chan)
     if (sethostname(s->name, strlen(s->name)) != 0)
         child_fail(fd, errno, NULL, "cannot set the domain's hostname");
     loopback_up(fd);
-    setup_fds(fd, chan);
+    setup_fds(fd, chan, console_high);
     reset_signals();
     umask(022); /* the domain's, whatever the builder's */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -711,7 +719,7 @@ init_main(const struct dombuild_spec *s, const struct plan *pl, int fd, int exe,
 
 static void __attribute__((noreturn)) helper_main(const struct dombuild_spec *s, int fd)
 {
-    int keep[] = {0, 1, 2, fd, s->exe_fd, s->channel_fd}, exe, chan = -1;
+    int keep[] = {0, 1, 2, fd, s->exe_fd, s->channel_fd, s->console_fd}, exe, chan = -1;
     struct plan pl; /* init gets a copy, with the fds */
     pid_t init;
 
@@ -721,6 +729,8 @@ static void __attribute__((noreturn)) helper_main(const struct dombuild_spec *s,
     exe = fd_high(fd, s->exe_fd);
     if (s->channel_fd >= 0)
         chan = fd_high(fd, s->channel_fd);
+    if (s->console_fd > 2)
+        console_high = fd_high(fd, s->console_fd);
     memset(&pl, 0, sizeof(pl));
     pl.fd = fd;
     plan_root(&pl, s);

@@ -69,6 +69,8 @@ struct dombuild_spec {
                                of address space */
     unsigned int max_procs; /* RLIMIT_NPROC for the domain's uid; 0 = 512 */
     unsigned int max_files; /* RLIMIT_NOFILE; 0 = 4096 */
+    int console_fd;         /* > 2: the first process's stdout and stderr (its console log);
+                               0 (or any fd <= 2): /dev/null like stdin */
 };
 
 /*

@@ -11,7 +11,7 @@
  *
  *   /libxl/<domid>/device/<kind>/<devid>/{backend,frontend,dev,mac}
  *   <frontend>/state, <backend>/state
- *   /local/domain/<backend-domid>/data/bulkhead/<backend-kind>/<domid>/<devid>/worker-pid
+ *   /local/domain/<backend-domid>/data/bulkhead-worker/<backend-kind>-<domid>-<devid>
  *       the worker serving it, as a pid of the serving domain's own namespace
  *   /local/domain/<domid>/data/bulkhead/vbd/<devid>/uri
  *       the NBD URI under which the guest sees the disk (written by its runtime)
@@ -96,8 +96,8 @@ static long worker_pid(struct xs_handle *xs, struct hvc *h, unsigned int be, con
     uint64_t inner;
     char *v;
 
-    snprintf(path, sizeof(path), "/local/domain/%u/data/bulkhead/%s/%u/%u/worker-pid", be,
-             be_kind, domid, devid);
+    snprintf(path, sizeof(path), "/local/domain/%u/data/bulkhead-worker/%s-%u-%u", be, be_kind,
+             domid, devid);
     v = xs_read(xs, XBT_NULL, path, &len);
     if (v == NULL || bhxb_parse_u64(v, len, 1, 4194304, &inner) != 0) {
         free(v);

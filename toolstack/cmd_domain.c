@@ -13,6 +13,7 @@
 
 #include <xenstore.h>
 
+#include "devices.h"
 #include "devplan.h"
 #include "dombuild.h"
 #include "toolstack.h"
@@ -296,22 +297,105 @@ int cmd_create(int argc, char **argv)
     return rc;
 }
 
+/* How long create waits for its devices; BULKHEAD_CONNECT_TIMEOUT (seconds) overrides. */
+#define DESTROY_DEVICE_GRACE_MS 10000 /* libxl's LIBXL_DESTROY_TIMEOUT */
+
+static int connect_timeout_ms(void)
+{
+    const char *e = getenv("BULKHEAD_CONNECT_TIMEOUT");
+    long s = e != NULL ? strtol(e, NULL, 10) : 0;
+
+    return s > 0 && s <= 3600 ? (int)s * 1000 : 30000;
+}
+
+/*
+ * The domain's first program: a driver domain runs bulkhead-drvdom, a guest
+ * bulkhead-guest (its frontends, then its bulkhead_init).  Appends argv to
+ * r's strings; returns the bytes used, 0 if it does not fit.
+ */
+static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct xlcfg *cfg,
+                       size_t ndevs, char *err, size_t errlen)
+{
+    char prog[4096], top[4096], count[16];
+    const char *argv[XLCFG_INIT_MAX + 8];
+    size_t argc = 0, off = 0;
+
+    if (find_prog(cfg->driver_domain ? "bulkhead-drvdom" : "bulkhead-guest",
+                  cfg->driver_domain ? "BULKHEAD_DRVDOM" : "BULKHEAD_GUEST", prog, sizeof(prog),
+                  top, sizeof(top)) != 0) {
+        snprintf(err, errlen, "cannot find %s: install Bulkhead ('make install') or set %s",
+                 cfg->driver_domain ? "bulkhead-drvdom" : "bulkhead-guest",
+                 cfg->driver_domain ? "BULKHEAD_DRVDOM" : "BULKHEAD_GUEST");
+        return 0;
+    }
+    argv[argc++] = prog;
+    if (!cfg->driver_domain) {
+        snprintf(count, sizeof(count), "%zu", ndevs);
+        argv[argc++] = "--devices";
+        argv[argc++] = count;
+        if (cfg->ninit > 0) {
+            argv[argc++] = "--";
+            for (size_t i = 0; i < cfg->ninit && argc < XLCFG_INIT_MAX + 7; i++)
+                argv[argc++] = cfg->init[i];
+        }
+    }
+    for (size_t i = 0; i < argc; i++) {
+        size_t n = strlen(argv[i]) + 1;
+        if (off + n > room) {
+            snprintf(err, errlen, "bulkhead_init is too long: keep it under %zu bytes", room);
+            return 0;
+        }
+        memcpy(r->strings + off, argv[i], n);
+        off += n;
+    }
+    r->argc = (uint32_t)argc;
+    return off;
+}
+
+/* Plans the devices for domid (HVW_DOMID_MAX before the domain exists: a check). */
+static int plan_devices(const struct xlcfg *cfg, const char *file, uint32_t domid,
+                        struct devices_resolver *res, struct devplan **plan, char *err,
+                        size_t errlen)
+{
+    struct devplan_opts o = {.domid = domid, .resolve = devices_resolve, .arg = res};
+
+    return devplan_build(cfg, file, &o, plan, err, errlen);
+}
+
 static int create_domain(const char *file)
 {
     static uint8_t buf[HVW_MAX_MSG];
     struct hvw_dom_create_req *r = (struct hvw_dom_create_req *)buf;
+    struct hvw_domid_req dr = {0};
+    struct devices_resolver res = {0};
+    struct devplan *plan = NULL;
     struct hvw_dominfo info;
+    struct xs_handle *xs = NULL;
     struct xlcfg cfg;
     struct hvc h;
-    char err[512];
-    size_t room = sizeof(buf) - sizeof(struct hvw_hdr) - sizeof(*r), n;
-    int rc;
+    char err[2048] = "";
+    size_t room = sizeof(buf) - sizeof(struct hvw_hdr) - sizeof(*r), n, m;
+    bool created = false;
+    int rc = 1, hrc;
 
     if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
         errorf("%s", err);
         return 1;
     }
-    xlcfg_free(&cfg); /* the devices are not created yet: create -n shows them */
+    if (hvc_open(&h, false) != 0)
+        goto out_cfg;
+    if ((xs = xsdom_open(false)) == NULL)
+        goto out;
+    res.h = &h;
+    res.xs = xs;
+    /* Every device is checked before anything is made: a bad one changes nothing. */
+    if (plan_devices(&cfg, file, HVW_DOMID_MAX, &res, &plan, err, sizeof(err)) != 0)
+        goto fail;
+    if (cfg.driver_domain && plan->n > 0) {
+        snprintf(err, sizeof(err), "%s: %s is a driver domain: it serves devices, give them to "
+                 "guests (backend=%s)", file, cfg.name, cfg.name);
+        goto fail;
+    }
     memset(r, 0, sizeof(*r));
     snprintf(r->name, sizeof(r->name), "%s", cfg.name);
     r->memory_kb = (uint64_t)cfg.maxmem_mb * 1024;
@@ -319,32 +403,76 @@ static int create_domain(const char *file)
     r->flags = cfg.driver_domain ? HVW_DOM_DRIVER : 0;
     r->max_grant_frames = (uint32_t)cfg.max_grant_frames;
     r->max_evtchn_ports = (uint32_t)cfg.max_event_channels;
+    if ((n = put_argv(r, room, &cfg, plan->n, err, sizeof(err))) == 0 ||
+        (m = put_env(r->strings + n, room - n)) == 0) {
+        if (err[0] == '\0')
+            snprintf(err, sizeof(err), "%s: bulkhead_init is too long", file);
+        goto fail;
+    }
     r->envc = 3;
-    r->strings_len = (uint32_t)(n = put_env(r->strings, room));
-    if (hvc_open(&h, false) != 0)
-        return 1;
-    rc = hvc_call(&h, HVW_OP_DOM_CREATE, r, sizeof(*r) + n, &info, sizeof(info), NULL);
-    if (rc == 0 && xenstore_add(&h, &info, &cfg, file) != 0) {
-        hvc_close(&h);
-        return 1;
+    r->strings_len = (uint32_t)(n + m);
+    devplan_free(plan);
+    plan = NULL;
+    hrc = hvc_call(&h, HVW_OP_DOM_CREATE, r, sizeof(*r) + n + m, &info, sizeof(info), NULL);
+    if (hrc == EEXIST) {
+        snprintf(err, sizeof(err), "%s: a domain named %s exists already: destroy it or rename "
+                 "this one", file, cfg.name);
+        goto fail;
     }
-    hvc_close(&h);
-    if (rc == EEXIST) {
-        errorf("%s: a domain named %s exists already: destroy it or rename this one", file,
-               cfg.name);
-        return 1;
+    if (hrc != 0) {
+        snprintf(err, sizeof(err), "%s: cannot create %s: %s (see %s/hv.log)", file, cfg.name,
+                 strerror(hrc > 0 ? hrc : errno), state_dir);
+        goto fail;
     }
-    if (rc != 0) {
-        errorf("%s: cannot create %s: %s (see %s/hv.log)", file, cfg.name,
-               strerror(rc > 0 ? rc : errno), state_dir);
-        return 1;
+    created = true;
+    dr.domid = info.domid;
+    if (xenstore_add(&h, &info, &cfg, file) != 0) {
+        created = false; /* xenstore_add destroyed it */
+        goto out;
+    }
+    if (cfg.driver_domain) {
+        if (devices_driver_domain(&h, xs, info.domid, &cfg, err, sizeof(err)) != 0)
+            goto fail;
+    } else {
+        unsigned int queues = cfg.vcpus < 1 ? 1 : cfg.vcpus > 8 ? 8 : (unsigned int)cfg.vcpus;
+        if (plan_devices(&cfg, file, info.domid, &res, &plan, err, sizeof(err)) != 0 ||
+            devices_attach(&h, xs, info.domid, plan, queues, err, sizeof(err)) != 0)
+            goto fail;
+        if (plan->n > 0 && devices_wait(xs, plan, connect_timeout_ms(), err, sizeof(err)) != 0) {
+            char why[2048];
+            snprintf(why, sizeof(why), "%s: %s: %s (see %s/hv.log and the driver domain's "
+                     "output)", file, cfg.name, err, state_dir);
+            snprintf(err, sizeof(err), "%s", why);
+            goto fail;
+        }
     }
     if (cfg.noted[0] != '\0')
         fprintf(stderr, "bulkhead: %s: noted and not used (no kernel boots in the simulation): "
                         "%s\n", file, cfg.noted);
-    printf("Created %s%s %s (id %u)\n", cfg.driver_domain ? "driver " : "", "domain", cfg.name,
+    printf("Created %s%s %s (id %u)", cfg.driver_domain ? "driver " : "", "domain", cfg.name,
            info.domid);
-    return 0;
+    if (plan != NULL && plan->n > 0)
+        printf(", %zu device%s connected", plan->n, plan->n == 1 ? "" : "s");
+    printf("\n");
+    rc = 0;
+    goto out;
+fail:
+    errorf("%s", err);
+    if (created) {
+        /* A create that fails leaves nothing behind: devices, domain, nodes. */
+        devices_remove(xs, info.domid, 2000);
+        hvc_call(&h, HVW_OP_DOM_DESTROY, &dr, sizeof(dr), NULL, 0, NULL);
+        xsdom_release(xs, info.domid);
+    }
+out:
+    devplan_free(plan);
+    devices_resolver_fini(&res);
+    if (xs != NULL)
+        xs_close(xs);
+    hvc_close(&h);
+out_cfg:
+    xlcfg_free(&cfg);
+    return rc;
 }
 
 static int pause_or_not(int argc, char **argv, uint16_t op, const char *what)
@@ -415,6 +543,15 @@ int cmd_destroy(int argc, char **argv)
         return 1;
     }
     r.domid = info.domid;
+    /* As libxl: its devices first (backends told, given a grace to close), then the domain. */
+    if ((xs = xsdom_open(true)) != NULL) {
+        int stuck = devices_remove(xs, info.domid, DESTROY_DEVICE_GRACE_MS);
+        if (stuck > 0)
+            fprintf(stderr, "bulkhead: %s: %d backend%s did not close within %d s; removed "
+                            "anyway\n", argv[1], stuck, stuck == 1 ? "" : "s",
+                    DESTROY_DEVICE_GRACE_MS / 1000);
+        xs_close(xs);
+    }
     rc = hvc_call(&h, HVW_OP_DOM_DESTROY, &r, sizeof(r), NULL, 0, NULL);
     hvc_close(&h);
     if (rc != 0) {

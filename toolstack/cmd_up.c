@@ -7,6 +7,8 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +47,11 @@ static int up_already(void)
  * the build tree: top then names the build tree, which domains must see to
  * run its programs), else in the configured sbindir.
  */
-static int find_prog(const char *name, const char *env_name, char *out, size_t outlen, char *top,
+int find_prog(const char *name, const char *env_name, char *out, size_t outlen, char *top,
                      size_t toplen)
 {
-    static const char *const rel[] = {"%s/%s", "%s/../sbin/%s", "%s/../hv/%s"};
+    static const char *const rel[] = {"%s/%s", "%s/../sbin/%s", "%s/../hv/%s",
+                                      "%s/../driverdom/%s", "%s/../frontend/common/%s"};
     char self[PATH_MAX], dir[PATH_MAX];
     const char *env = getenv(env_name);
     ssize_t n;
@@ -140,12 +143,30 @@ static int wait_ready(int fd, pid_t pid, const char *name, const char *out)
     return -1;
 }
 
+/*
+ * dom0's device daemon (bulkhead-drvdom) runs in dom0's network namespace,
+ * with the environment a dom0 program needs to reach the simulation.
+ */
+static bool daemon_in_dom0_net;
+
 /* In the child: stdio to DIR/<out>, a session of its own, then the daemon. */
 static void __attribute__((noreturn)) exec_daemon(const char *path, char **argv, const char *out)
 {
     char file[PATH_MAX];
     int fd;
 
+    if (daemon_in_dom0_net) {
+        dom0_netns_path(file, sizeof(file));
+        if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
+            fprintf(stderr, "bulkhead: cannot enter %s: %s\n", file, strerror(errno));
+            _exit(127);
+        }
+        close(fd);
+        snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
+        setenv("BULKHEAD_HV_SOCKET", file, 1);
+        snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
+        setenv("XENSTORED_PATH", file, 1);
+    }
     snprintf(file, sizeof(file), "%s/%s", state_dir, out);
     if ((fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {
         dup2(fd, 1);
@@ -284,11 +305,24 @@ static int start_xenstore(const char *path)
     return rc;
 }
 
+/* The stock-dom0 placement: devices with no backend= are served from dom0. */
+static int start_drvdom(const char *path)
+{
+    char *argv[8] = {"bulkhead-drvdom", "--state-dir", (char *)state_dir};
+    pid_t pid;
+
+    daemon_in_dom0_net = true;
+    pid = start_daemon(path, argv, 3, "bulkhead-drvdom", "drvdom.out");
+    daemon_in_dom0_net = false;
+    return pid < 0 ? -1 : 0;
+}
+
 /* Undoes a half-done up. */
 static void stop_hv(void)
 {
     struct hvc h;
 
+    stop_by_pidfile("drvdom.pid", "bulkhead-drvdom");
     if (hvc_open(&h, true) == 0) {
         hvc_call(&h, HVW_OP_STOP, NULL, 0, NULL, 0, NULL);
         hvc_close(&h);
@@ -299,7 +333,7 @@ static void stop_hv(void)
 
 int cmd_up(int argc, char **argv)
 {
-    char hv[PATH_MAX], top[PATH_MAX], xs[PATH_MAX], dummy[PATH_MAX], err[700];
+    char hv[PATH_MAX], top[PATH_MAX], xs[PATH_MAX], dd[PATH_MAX], dummy[PATH_MAX], err[700];
     pid_t pid;
 
     (void)argv;
@@ -326,10 +360,18 @@ int cmd_up(int argc, char **argv)
                "BULKHEAD_XENSTORED");
         return 1;
     }
+    if (find_prog("bulkhead-drvdom", "BULKHEAD_DRVDOM", dd, sizeof(dd), dummy, sizeof(dummy)) !=
+        0) {
+        errorf("cannot find bulkhead-drvdom: install Bulkhead ('make install') or set "
+               "BULKHEAD_DRVDOM");
+        return 1;
+    }
     if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
         errorf("cannot create %s: %s", state_dir, strerror(errno));
         return 1;
     }
+    /* A crashed instance's dom0 device daemon outlives it (it is no domain): stop it. */
+    stop_by_pidfile("drvdom.pid", "bulkhead-drvdom");
     if (clear_leftovers() > 0)
         fprintf(stderr, "bulkhead: cleared processes a crashed instance left in %s\n", state_dir);
     if ((pid = start_hv(hv, top)) < 0)
@@ -341,6 +383,11 @@ int cmd_up(int argc, char **argv)
     if (dom0_netns_make(err, sizeof(err)) != 0) {
         errorf("%s", err);
         stop_hv();
+        return 1;
+    }
+    if (start_drvdom(dd) != 0) {
+        stop_hv();
+        dom0_netns_remove();
         return 1;
     }
     printf("bulkhead: up in %s (bulkhead-hv pid %d)\n", state_dir, (int)pid);
@@ -357,6 +404,8 @@ int cmd_down(int argc, char **argv)
         errorf("usage: bulkhead down");
         return 2;
     }
+    /* dom0's backends first, while XenStore still answers their goodbyes. */
+    stop_by_pidfile("drvdom.pid", "bulkhead-drvdom");
     if (hvc_open(&h, true) != 0) {
         stop_by_pidfile("xenstored.pid", "bulkhead-xenstored");
         clear_leftovers();

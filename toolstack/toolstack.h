@@ -56,6 +56,14 @@ int hvc_brk_uplink(struct hvc *h, uint16_t domid, const char *bridge, const char
 int cmd_up(int argc, char **argv);
 int cmd_down(int argc, char **argv);
 int cmd_env(int argc, char **argv);
+/*
+ * Where one of our programs is: $env_name if set, else beside bulkhead
+ * (installed, or in the build tree: top then names the build tree, which
+ * domains must see to run its programs), else the configured sbindir.
+ * 0, or -1 if it is not there.
+ */
+int find_prog(const char *name, const char *env_name, char *out, size_t outlen, char *top,
+              size_t toplen);
 
 /* cmd_devlist.c */
 int cmd_block_list(int argc, char **argv);

@@ -245,6 +245,16 @@ bool bhxb_peer_online(struct xs_handle *xs, const char *backend_dir);
 int bhxb_dev_fatal(struct xs_handle *xs, const char *dir, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * Opens XenStore as a domain does at boot: a domain may run before the
+ * toolstack has introduced it and written its home (bulkhead create
+ * introduces it just after building it), so this retries, for up to
+ * timeout_ms, until the daemon answers a read of "domid" (relative: the
+ * domain's own home) instead of closing the connection.  NULL with errno
+ * when it never did, at once when there is no daemon at all.
+ */
+struct xs_handle *bhxb_open_domain(int timeout_ms);
+
 /* Reads <dir>/error into buf (one line, bounded); ENOENT if there is none. */
 int bhxb_read_error(struct xs_handle *xs, const char *dir, char *buf, size_t size);
 

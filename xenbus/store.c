@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bhxenbus.h"
 
@@ -486,4 +487,34 @@ int bhxb_layout_write(struct xs_handle *xs, const struct bhxb_layout *l)
         return -1;
     }
     return with_txn(xs, layout_txn, (void *)l);
+}
+
+struct xs_handle *bhxb_open_domain(int timeout_ms)
+{
+    struct timespec pause = {0, 20 * 1000000};
+    int waited = 0;
+
+    for (;;) {
+        struct xs_handle *xs = xs_open(0);
+        unsigned int len;
+        char *v = xs != NULL ? xs_read(xs, XBT_NULL, "domid", &len) : NULL;
+        int saved = errno;
+
+        /* An answer, even "no such node", means the daemon took us: we are introduced. */
+        if (v != NULL || (xs != NULL && (saved == ENOENT || saved == EACCES))) {
+            free(v);
+            return xs;
+        }
+        if (xs != NULL)
+            xs_close(xs);
+        else if (saved == ENOENT || saved == ENOTDIR || saved == EACCES)
+            return NULL; /* no daemon there at all: waiting will not help */
+        /* Refused (not introduced yet) or no home yet: the toolstack is still at it. */
+        if (waited >= timeout_ms) {
+            errno = saved ? saved : ETIMEDOUT;
+            return NULL;
+        }
+        nanosleep(&pause, NULL);
+        waited += 20;
+    }
 }

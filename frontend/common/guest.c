@@ -3,7 +3,7 @@
  * frontend half of every device the toolstack gave the domain, then its
  * workload.
  *
- *   bulkhead-guest [--wait SECONDS] [-- PROGRAM [ARG]...]
+ *   bulkhead-guest [--wait SECONDS] [--devices N] [-- PROGRAM [ARG]...]
  *
  * It watches /local/domain/<self>/device, starts a frontend for each
  * <kind>/<devid> of a kind it has a driver for (vbd, vif), and runs the
@@ -34,6 +34,8 @@
 #define DOMID_MAX      0x7fefu /* DOMID_FIRST_RESERVED - 1 */
 #define CLOSE_GRACE_MS 5000    /* how long the backends get to close with us */
 
+#define BOOT_XS_WAIT_MS 15000 /* for the toolstack to introduce us */
+
 static const char *progname = "bulkhead-guest";
 
 struct guest {
@@ -50,6 +52,7 @@ struct guest {
     pid_t workload_pid;
     int workload_status;
     bool workload_done;
+    unsigned int expect; /* --devices: how many the toolstack is writing */
 };
 
 static void vlog(const char *prefix, const char *fmt, va_list ap)
@@ -372,12 +375,18 @@ static void on_event(struct guest *g)
 
 /* ---- the workload ---- */
 
+/*
+ * Every device is Connected or failed - and, with --devices N, at least N
+ * are there: the domain runs before `bulkhead create` has written them.
+ */
 static bool devices_settled(const struct guest *g)
 {
-    for (const struct bhfront *f = g->fronts; f != NULL; f = f->next)
+    unsigned int n = 0;
+
+    for (const struct bhfront *f = g->fronts; f != NULL; f = f->next, n++)
         if (f->machine.view.ours != XenbusStateConnected && !f->machine.view.error)
             return false;
-    return true;
+    return n >= g->expect;
 }
 
 static void start_workload(struct guest *g)
@@ -464,7 +473,7 @@ static int setup(struct guest *g)
         glog("cannot make a signalfd: %s", strerror(errno));
         return -1;
     }
-    if ((g->xs = xs_open(0)) == NULL) {
+    if ((g->xs = bhxb_open_domain(BOOT_XS_WAIT_MS)) == NULL) {
         glog("cannot reach XenStore: %s (set XENSTORED_PATH to bulkhead-xenstored's socket, as "
              "`bulkhead create` does)",
              strerror(errno));
@@ -554,7 +563,7 @@ static void run(struct guest *g, long wait_ms)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--wait SECONDS] [-- PROGRAM [ARG]...]\n"
+            "usage: %s [--wait SECONDS] [--devices N] [-- PROGRAM [ARG]...]\n"
             "Runs the frontends of this domain's devices, then PROGRAM.  See "
             "bulkhead-guest(8).\n",
             progname);
@@ -570,6 +579,14 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--") == 0) {
             g.workload = argv[i + 1] ? argv + i + 1 : NULL;
             break;
+        } else if (strcmp(argv[i], "--devices") == 0 && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || end == argv[i] || n < 0 || n > 4096) {
+                fprintf(stderr, "%s: --devices %s: give a count, 0 to 4096\n", progname, argv[i]);
+                return 2;
+            }
+            g.expect = (unsigned int)n;
         } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
             char *end;
             wait_s = strtol(argv[++i], &end, 10);

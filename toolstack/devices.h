@@ -1,0 +1,60 @@
+/*
+ * devices.h - a domain's devices at create and destroy (devices.c).
+ */
+#ifndef BULKHEAD_DEVICES_H
+#define BULKHEAD_DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "devplan.h"
+#include "toolstack.h"
+#include "xlcfg.h"
+
+struct xs_handle;
+
+/*
+ * A new driver domain: its bulkhead_storage registered with the broker and
+ * kept under /libxl/<domid>/bulkhead, its bulkhead_uplink bridge made and
+ * joined to dom0's network namespace by a veth ("uplink" inside, "up-<name>"
+ * in dom0's).  0, or -1 with a one-line reason in err.
+ */
+int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
+                          const struct xlcfg *cfg, char *err, size_t errlen);
+
+/* A devplan_resolve_fn over the running simulation: hvc for ids, XenStore for storage. */
+struct devices_resolver {
+    struct hvc *h;
+    struct xs_handle *xs;
+    char **storage; /* the last resolved domain's, owned */
+    size_t nstorage;
+};
+int devices_resolve(void *arg, const char *name, struct devplan_backend *out, char *err,
+                    size_t errlen);
+void devices_resolver_fini(struct devices_resolver *r);
+
+/*
+ * Registers every device of p with the broker (targets, vifs; bridges made
+ * in the backend domains), then writes every layout in one transaction.
+ * queues: the TAP queues a vif may use.  0, or -1 with a reason in err.
+ */
+int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const struct devplan *p,
+                   unsigned int queues, char *err, size_t errlen);
+
+/*
+ * Waits until every device of p is Connected on both sides.  0; or -1 with
+ * err naming the device that failed (an error node) or, after timeout_ms,
+ * every device not there with its two states.
+ */
+int devices_wait(struct xs_handle *xs, const struct devplan *p, int timeout_ms, char *err,
+                 size_t errlen);
+
+/*
+ * Removes every device of domain domid as libxl does: each backend is told
+ * (online 0, Closing), all get timeout_ms together to reach Closed, then the
+ * backend, frontend and /libxl directories go (and parents left empty).
+ * Returns how many backends did not close in time.
+ */
+int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms);
+
+#endif
