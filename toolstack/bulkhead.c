@@ -19,6 +19,8 @@ static const struct cmd cmds[] = {
     {"create", cmd_create, "create FILE", "create a domain from an xl config"},
     {"destroy", cmd_destroy, "destroy NAME|ID", "destroy a domain"},
     {"list", cmd_list, "list [--json]", "list the domains"},
+    {"info", cmd_info, "info [--json]",
+     "show the simulated hypervisor's counters (domains, grants, ports, fds, memory)"},
     {"block-list", cmd_block_list, "block-list NAME|ID [--json]",
      "list a domain's virtual block devices and where each stands"},
     {"network-list", cmd_network_list, "network-list NAME|ID [--json]",

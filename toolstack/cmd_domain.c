@@ -440,8 +440,8 @@ static int create_domain(const char *file)
             goto fail;
         if (plan->n > 0 && devices_wait(xs, plan, connect_timeout_ms(), err, sizeof(err)) != 0) {
             char why[2048];
-            snprintf(why, sizeof(why), "%s: %s: %s (see %s/hv.log and the driver domain's "
-                     "output)", file, cfg.name, err, state_dir);
+            snprintf(why, sizeof(why), "%s: %s: %s (the backends' side is in %s/console/)", file,
+                     cfg.name, err, state_dir);
             snprintf(err, sizeof(err), "%s", why);
             goto fail;
         }
@@ -621,6 +621,54 @@ int cmd_list(int argc, char **argv)
     }
     if (json)
         printf("\n]\n");
+    return 0;
+}
+
+/*
+ * info: the simulated hypervisor's own counters, as `xl info` shows Xen's:
+ * what is alive now (domains, channels, grant frames and mappings, ports,
+ * broker registrations) and what it costs (fds, memory).  Leak tests
+ * compare two of them.
+ */
+int cmd_info(int argc, char **argv)
+{
+    struct hvw_stats_rsp st;
+    bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    struct hvc h;
+    size_t n;
+    int rc;
+
+    if (argc > 2 || (argc == 2 && !json)) {
+        errorf("usage: bulkhead info [--json]");
+        return 2;
+    }
+    if (hvc_open(&h, false) != 0)
+        return 1;
+    rc = hvc_call(&h, HVW_OP_STATS, NULL, 0, &st, sizeof(st), &n);
+    hvc_close(&h);
+    if (rc != 0 || n < sizeof(st)) {
+        errorf("cannot read bulkhead-hv's counters: %s", strerror(rc > 0 ? rc : errno));
+        return 1;
+    }
+    if (json)
+        printf("{\"domains\": %u, \"channels\": %u, \"grant_frames\": %u, \"mappings\": %u, "
+               "\"ports\": %u, \"open_fds\": %u, \"stored_frames\": %u, "
+               "\"broker_registrations\": %u, \"rss_kb\": %llu, \"heap_kb\": %llu}\n",
+               st.domains, st.channels, st.frames, st.mappings, st.ports, st.open_fds, st.stored,
+               st.brk_regs, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
+    else
+        printf("domains              : %u\n"
+               "hypercall channels   : %u\n"
+               "grant frames         : %u\n"
+               "grant mappings       : %u\n"
+               "event-channel ports  : %u\n"
+               "open fds             : %u\n"
+               "stored frames        : %u\n"
+               "broker registrations : %u\n"
+               "rss (KiB)            : %llu\n"
+               "heap (KiB)           : %llu\n",
+               st.domains, st.channels, st.frames, st.mappings, st.ports, st.open_fds, st.stored,
+               st.brk_regs, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
     return 0;
 }
 

@@ -1,0 +1,68 @@
+#!/bin/bash
+# cycles.sh - create and destroy a guest with disks and vifs, served by a
+# driver domain and by dom0, many times (BULKHEAD_CYCLES, default 100):
+# afterwards no process, fd, mount, namespace, network link, hypervisor
+# object or XenStore node is left that was not there before.
+set -u
+. "${srcdir:-.}/tests/hv/tap.sh"
+[ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
+B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
+N=${BULKHEAD_CYCLES:-100}
+export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-cyc-XXXXXX)
+W=$(mktemp -d /tmp/bh-cycw-XXXXXX)
+trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+plan 14
+
+mkdir -p "$W/store" "$W/dom0"
+truncate -s 1M "$W/store/a.img" "$W/store/b.img" "$W/dom0/c.img"
+printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\nbulkhead_uplink = "xenbr0"\n' \
+    "$W/store" >"$W/drv.cfg"
+cat >"$W/g.cfg" <<CFG
+name = "g"
+disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
+         "format=raw, vdev=xvdb, access=ro, backend=drv, target=$W/store/b.img",
+         "format=raw, vdev=xvdc, access=rw, target=$W/dom0/c.img" ]
+vif = [ "bridge=xenbr0, backend=drv", "bridge=xenbr1, backend=drv" ]
+CFG
+
+ok "up" "$B" up
+eval "$("$B" env)"
+ok "create the driver domain" "$B" create "$W/drv.cfg"
+dpid=$("$B" list --json | sed -n 's/.*"name": "drv", "state": "running", "pid": \([0-9]*\).*/\1/p')
+duid=$(stat -c %u /proc/"$dpid")
+
+# Everything that a cycle could leave behind, in one line per kind.
+snapshot() {
+    echo "hv: $("$B" info --json | sed 's/, "rss_kb".*//')"
+    echo "driver domain processes: $(ps -u "$duid" -o comm= | sort | tr '\n' ' ')"
+    echo "guest uids: $(ps -e -o uid= | awk -v lo="$((duid + 1))" -v hi="$((duid + 32767))" '$1 >= lo && $1 <= hi' | wc -l)"
+    for d in hv xenstored drvdom; do
+        echo "$d fds: $(ls /proc/"$(cat "$BULKHEAD_STATE_DIR/$d.pid")"/fd | wc -l)"
+    done
+    echo "dom0 drvdom children: $(pgrep -c -P "$(cat "$BULKHEAD_STATE_DIR/drvdom.pid")")"
+    echo "host mounts: $(wc -l </proc/self/mountinfo)"
+    echo "driver domain links: $(nsenter --net=/proc/"$dpid"/ns/net ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
+    echo "dom0 links: $(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
+    echo "xenstore nodes: $(xenstore-ls -f / | grep -v '^/vm/' | sed 's/ = .*//' | sort | md5sum | cut -c1-12) $(xenstore-ls -f / | wc -l)"
+}
+
+# One cycle first, so that what the first device makes for good (the bridge
+# xenbr1, dom0's idle worker slots) is in the baseline.
+"$B" create "$W/g.cfg" >/dev/null && "$B" destroy g
+before=$(snapshot)
+echo "$before" | sed "s/^/# before: /"
+failed=0
+start=$(date +%s)
+for i in $(seq "$N"); do
+    if ! out=$("$B" create "$W/g.cfg" 2>&1); then echo "# cycle $i: create: $out"; failed=$((failed + 1)); fi
+    if ! out=$("$B" destroy g 2>&1); then echo "# cycle $i: destroy: $out"; failed=$((failed + 1)); fi
+done
+echo "# $N cycles in $(( $(date +%s) - start )) s"
+is "$N create/destroy cycles, each with 5 devices, all succeeded" "$failed" "0"
+after=$(snapshot)
+for kind in "hv:" "driver domain processes:" "guest uids:" "hv fds:" "xenstored fds:" \
+            "drvdom fds:" "dom0 drvdom children:" "host mounts:" "driver domain links:" \
+            "dom0 links:" "xenstore nodes:"; do
+    is "no leak: $kind" "$(echo "$after" | grep "^$kind")" "$(echo "$before" | grep "^$kind")"
+done
+exit $tap_failed

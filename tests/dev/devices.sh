@@ -1,0 +1,103 @@
+#!/bin/bash
+# devices.sh - a driver domain and a guest with disks and vifs, made from xl
+# configs as a user makes them: both sides Connected, block-list and
+# network-list, libxl's layout and permissions, dom0's network, bad
+# configs refused in one line with nothing left, destroy cleaning up.
+set -u
+. "${srcdir:-.}/tests/hv/tap.sh"
+[ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
+B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
+export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-dev-XXXXXX)
+W=$(mktemp -d /tmp/bh-devw-XXXXXX)
+trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+plan 35
+
+mkdir -p "$W/store" "$W/other"
+truncate -s 16M "$W/store/a.img" "$W/store/b.img" "$W/other/x.img"
+cat >"$W/drv.cfg" <<CFG
+name = "drv"
+driver_domain = 1
+memory = 256
+bulkhead_storage = [ "$W/store" ]
+bulkhead_uplink = "xenbr0"
+CFG
+cat >"$W/g.cfg" <<CFG
+name = "g"
+memory = 256
+vcpus = 2
+disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
+         "format=raw, vdev=xvdb, access=ro, backend=drv, target=$W/store/b.img",
+         "format=raw, vdev=xvdc, access=rw, target=$W/other/x.img" ]
+vif = [ "mac=00:16:3e:00:00:01, bridge=xenbr0, backend=drv" ]
+bulkhead_init = "sleep 100000"
+CFG
+sed -e 's/^name = "g"/name = "bad"/' -e "s|$W/store/a.img|$W/other/x.img|" "$W/g.cfg" >"$W/outside.cfg"
+sed -e 's/^name = "g"/name = "lost"/' -e 's/backend=drv/backend=nosuch/' "$W/g.cfg" >"$W/nosuch.cfg"
+
+ok "up" "$B" up
+eval "$("$B" env)"
+ok "create the driver domain" "$B" create "$W/drv.cfg"
+out=$("$B" create "$W/g.cfg" 2>&1)
+is "create returns with every device connected" "$(echo "$out" | tail -1 | sed 's/(id [0-9]*)/(id N)/')" "Created domain g (id N), 4 devices connected"
+gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
+did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
+dpid=$("$B" list --json | sed -n 's/.*"name": "drv", "state": "running", "pid": \([0-9]*\).*/\1/p')
+
+bl=$("$B" block-list g --json)
+is "block-list --json: three disks, Connected on both sides" \
+   "$(echo "$bl" | grep -o '"vdev": "[a-z]*", "devid": [0-9]*, "backend": "[^"]*", "state": [0-9], "backend_state": [0-9]' | tr '\n' ';')" \
+   '"vdev": "xvda", "devid": 51712, "backend": "drv", "state": 4, "backend_state": 4;"vdev": "xvdb", "devid": 51728, "backend": "drv", "state": 4, "backend_state": 4;"vdev": "xvdc", "devid": 51744, "backend": "Domain-0", "state": 4, "backend_state": 4;'
+wpid=$(echo "$bl" | sed -n 's/.*"vdev": "xvda".*"worker_pid": \([0-9-]*\).*/\1/p')
+is "... worker_pid is the serving worker, as dom0 sees it" "$(cat /proc/"$wpid"/comm 2>&1)" "bhw-$gid-51712"
+wpid0=$(echo "$bl" | sed -n 's/.*"vdev": "xvdc".*"worker_pid": \([0-9-]*\).*/\1/p')
+is "... also for a disk dom0 serves" "$(cat /proc/"$wpid0"/comm 2>&1)" "bhw-$gid-51744"
+is "network-list --json: the vif, Connected, with its mac" \
+   "$("$B" network-list g --json | grep -o '"backend": "drv", "state": 4, "backend_state": 4, "worker_pid": [0-9]*, "mac": "00:16:3e:00:00:01"' | sed 's/"worker_pid": [0-9]*/W/')" \
+   '"backend": "drv", "state": 4, "backend_state": 4, W, "mac": "00:16:3e:00:00:01"'
+is "block-list's table names the backends" "$("$B" block-list g | awk 'NR>1{print $1, $2, $3, $4}' | tr '\n' ';')" "xvda drv 4 4;xvdb drv 4 4;xvdc Domain-0 4 4;"
+
+# The layout, as libxl writes it, and ours on top.
+be=/local/domain/$did/backend/vbd/$gid/51712
+fe=/local/domain/$gid/device/vbd/51712
+is "backend params is the target" "$(xenstore-read $be/params)" "$W/store/a.img"
+is "a read-only disk's mode is r" "$(xenstore-read /local/domain/$did/backend/vbd/$gid/51728/mode)" "r"
+is "the backend directory: the driver domain's, readable by the guest" "$(xenstore-ls -p $be | grep '^params ' | sed 's/.*(//')" "n$did,r$gid)"
+is "the frontend directory: the guest's, readable by the driver domain" "$(xenstore-ls -p $fe | grep '^virtual-device ' | sed 's/.*(//')" "n$gid,r$did)"
+is "trusted=0 when a driver domain serves" "$(xenstore-read $fe/trusted)" "0"
+is "trusted=1 when dom0 serves" "$(xenstore-read /local/domain/$gid/device/vbd/51744/trusted)" "1"
+is "the toolstack keeps its own copy" "$(xenstore-read /libxl/$gid/device/vbd/51712/backend)" "$be"
+is "hotplug-status written by the driver domain itself" "$(xenstore-read $be/hotplug-status)" "connected"
+fails "the guest cannot write its backend's state" "$B" exec g -- xenstore-write $be/state 1
+fails "the guest cannot read the toolstack's copy" "$B" exec g -- xenstore-read /libxl/$gid/device/vbd/51712/backend
+
+# The network: the uplink bridge in the driver domain, its other end in dom0's namespace.
+is "the driver domain's bridge holds the uplink" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//')" "uplink"
+is "dom0's end is up, in dom0's namespace" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -br link show up-drv | awk '{print $2}')" "UP"
+fails "... and not in the host's" ip link show up-drv
+
+# Bad configs: one line naming the fix, nothing made.
+out=$("$B" create "$W/outside.cfg" 2>&1)
+is "a target outside the driver domain's storage is refused in one line" "$(echo "$out" | wc -l) $(echo "$out" | grep -c 'bulkhead_storage')" "1 1"
+out=$("$B" create "$W/nosuch.cfg" 2>&1)
+is "an unknown backend domain is refused in one line naming the fix" "$(echo "$out" | wc -l) $(echo "$out" | grep -c 'no domain nosuch: create the driver domain first')" "1 1"
+is "... and neither left a domain" "$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')" "Domain-0 drv g "
+
+# A backend that never answers: create gives up, naming the device and its states.
+printf 'name = "mute"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/store" >"$W/mute-drv.cfg"
+sed -e 's/^name = "g"/name = "mute-guest"/' -e 's/backend=drv/backend=mute/g' "$W/g.cfg" >"$W/mute.cfg"
+BULKHEAD_DRVDOM=${abs_top_builddir:-$PWD}/frontend/common/bulkhead-guest \
+    ok "a driver domain whose program serves nothing" "$B" create "$W/mute-drv.cfg"
+out=$(BULKHEAD_CONNECT_TIMEOUT=2 "$B" create "$W/mute.cfg" 2>&1)
+is "a backend that never answers: create fails after its timeout, in one line" "$(echo "$out" | wc -l)" "1"
+is "... naming each device and its states" "$(echo "$out" | grep -o 'xvda (vbd 51712, backend mute): frontend [A-Za-z]*, backend [A-Za-z]*')" "xvda (vbd 51712, backend mute): frontend Initialising, backend Initialising"
+is "... and leaves no domain behind" "$("$B" list | awk 'NR>1{print $1}' | grep -c '^mute-guest\|^mute$' )" "1"
+
+# destroy: devices closed and gone, workers gone.
+ok "destroy the guest" "$B" destroy g
+is "the backends are gone" "$(xenstore-list /local/domain/$did/backend 2>/dev/null | tr '\n' ' ')" ""
+fails "the frontends are gone" xenstore-read /local/domain/$gid/name
+fails "the toolstack's copy is gone" xenstore-read /libxl/$gid/device/vbd/51712/backend
+is "no worker or keeper is left" "$(ps -e -o comm= | grep -c "^bh[kw]-$gid-")" "0"
+ok "destroy the driver domain" "$B" destroy drv
+ok "down" "$B" down
+exit $tap_failed
