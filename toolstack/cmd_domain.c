@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -391,6 +392,17 @@ static int create_domain(const char *file)
     /* Every device is checked before anything is made: a bad one changes nothing. */
     if (plan_devices(&cfg, file, HVW_DOMID_MAX, &res, &plan, err, sizeof(err)) != 0)
         goto fail;
+    for (size_t i = 0; cfg.driver_domain && i < cfg.nstorage; i++) {
+        struct stat st;
+        const char *why = stat(cfg.storage[i], &st) != 0 ? strerror(errno)
+                          : !S_ISDIR(st.st_mode)          ? "not a directory"
+                                                          : NULL;
+        if (why != NULL) {
+            snprintf(err, sizeof(err), "%s: bulkhead_storage %s: %s: create it (mkdir -p %s) or "
+                     "name another directory", file, cfg.storage[i], why, cfg.storage[i]);
+            goto fail;
+        }
+    }
     if (cfg.driver_domain && plan->n > 0) {
         snprintf(err, sizeof(err), "%s: %s is a driver domain: it serves devices, give them to "
                  "guests (backend=%s)", file, cfg.name, cfg.name);

@@ -8,13 +8,18 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-ts-XXXXXX)
 ex=${srcdir:-.}/examples
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR"' EXIT
-plan 53
+plan 54
 
 ok "up starts the simulation" "$B" up
 is "up again is a no-op" "$("$B" up)" "bulkhead: already up in $BULKHEAD_STATE_DIR"
 is "env prints the socket" "$("$B" env | grep -c BULKHEAD_HV_SOCKET)" "1"
 ok "create a guest from an xl config" "$B" create "$ex/guest1.cfg"
-ok "create a driver domain" "$B" create "$ex/drvdom.cfg"
+sed "s|/var/lib/bulkhead/images|$BULKHEAD_STATE_DIR/missing|" "$ex/drvdom.cfg" >"$BULKHEAD_STATE_DIR/nostore.cfg"
+out=$("$B" create "$BULKHEAD_STATE_DIR/nostore.cfg" 2>&1)
+is "a driver domain whose storage is missing is refused in one line naming the fix" "$(echo "$out" | wc -l) $(echo "$out" | grep -c "bulkhead_storage $BULKHEAD_STATE_DIR/missing: No such file or directory: create it")" "1 1"
+mkdir -p "$BULKHEAD_STATE_DIR/images"
+sed "s|/var/lib/bulkhead/images|$BULKHEAD_STATE_DIR/images|" "$ex/drvdom.cfg" >"$BULKHEAD_STATE_DIR/drvdom.cfg"
+ok "create a driver domain" "$B" create "$BULKHEAD_STATE_DIR/drvdom.cfg"
 out=$("$B" create "$ex/guest1.cfg" 2>&1)
 is "a duplicate name is refused in one line naming the fix" "$(echo "$out" | wc -l) $(echo "$out" | grep -c 'destroy it or rename')" "1 1"
 is "list shows both" "$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')" "Domain-0 drvdom guest1 "
@@ -27,7 +32,7 @@ gid=$(echo "$json" | sed -n 's/.*"domid": \([0-9]*\), "name": "guest1".*/\1/p')
 eval "$("$B" env)"
 is "env gives XENSTORED_PATH" "$XENSTORED_PATH" "$BULKHEAD_STATE_DIR/xenstored.sock"
 is "dom0's network is a namespace of its own" "$(stat -f -c %T "$BULKHEAD_DOM0_NETNS") $([ "$(stat -L -c %i "$BULKHEAD_DOM0_NETNS")" != "$(stat -L -c %i /proc/self/ns/net)" ] && echo not-the-hosts)" "nsfs not-the-hosts"
-is "... holding only its loopback, up" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{print $2, ($3 ~ /UP/ ? "up" : "down")}')" "lo: up"
+is "... holding its loopback and the driver domain's uplink, up" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{sub(/@.*/, ":", $2); print $2, ($3 ~ /UP/ ? "up" : "down")}' | tr '\n' ';')" "lo: up;up-drvdom: up;"
 is "dom0 reads the guest's name" "$(xenstore-read /local/domain/$gid/name)" "guest1"
 is "the guest's root is dom0's, readable by it" "$(xenstore-ls -p /local/domain/$gid | grep '^name ' | sed 's/.*(//')" "n0,r$gid)"
 is "the guest reads its own name, relatively" "$("$B" exec guest1 -- xenstore-read name)" "guest1"
