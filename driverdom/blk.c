@@ -10,8 +10,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
 
+#include "bhbroker.h"
 #include "bhring.h"
 #include "drv.h"
 
@@ -20,6 +24,8 @@
 
 /* What a restarted worker needs, validated once at connect. */
 struct blk_kept {
+    uint64_t size;     /* bytes of the medium (probe) */
+    uint32_t readonly; /* probe: mode r, or a read-only fd */
     uint32_t refs[BHDEV_MAX_RING];
     uint32_t order;
     uint32_t remote_port;
@@ -33,6 +39,57 @@ struct blk_priv {
     struct bhring ring;
     uint32_t port;
 };
+
+/* The disk's fd from dom0's broker, opened beneath this domain's storage. */
+static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
+{
+    int ro = 0, fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
+
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0; /* nothing registered: an empty cdrom drive (probe decides) */
+        a->err = errno;
+        snprintf(a->why, sizeof(a->why), "disk %u/%u: %s", id->domid, id->devid, strerror(errno));
+        return -1;
+    }
+    a->fds[0] = fd;
+    a->nfds = 1;
+    a->readonly = ro != 0;
+    return 0;
+}
+
+/*
+ * The disk's size and whether it is read-only: from the broker's fd in a
+ * driver domain, from the target itself in dom0 (which needs no broker).
+ * -1 with why when there is no disk to serve.
+ */
+static int blk_medium(struct bhdev *d, const char *params, const char *mode, uint64_t *size,
+                      bool *ro, char *why, size_t len)
+{
+    struct stat st;
+
+    *ro = strcmp(mode, "r") == 0;
+    if (d->acq != NULL && d->acq->nfds > 0) {
+        *size = d->acq->size;
+        *ro = *ro || d->acq->readonly;
+        return 0;
+    }
+    if (params[0] == '\0') {
+        *size = 0; /* a drive with no medium */
+        return 0;
+    }
+    if (d->id.backend_domid != 0) {
+        snprintf(why, len, "no fd for %s from dom0's broker: was it registered (bulkhead create)?",
+                 params);
+        return -1;
+    }
+    if (stat(params, &st) != 0) {
+        snprintf(why, len, "target %s: %s", params, strerror(errno));
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
 
 static int blk_probe(struct bhdev *d, char *why, size_t len)
 {
@@ -61,7 +118,23 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
-    bhdev_log(d, "probed: params '%s', mode %s", params, mode);
+    {
+        struct blk_kept *k = d->kept;
+        const char *target = params;
+        uint64_t size;
+        bool ro;
+        /* qdisk's and vbd3's "<format>:<target>" (libxl's "aio:" for raw) */
+        if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0 ||
+            strncmp(params, "vhd:", 4) == 0 || strncmp(params, "qcow2:", 6) == 0)
+            target = strchr(params, ':') + 1;
+        if (blk_medium(d, target, mode, &size, &ro, why, len) != 0)
+            return -1;
+        k->size = size;
+        k->readonly = ro;
+    }
+    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes%s", params, mode,
+              (unsigned long long)((struct blk_kept *)d->kept)->size,
+              ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "");
     return 0;
 }
 
@@ -126,7 +199,15 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
                  XEN_IO_PROTO_ABI_NATIVE);
         return -1;
     }
-    memset(k, 0, sizeof(*k));
+    sectors = (unsigned long)(k->size / 512);
+    info = k->readonly ? VDISK_READONLY : 0;
+    {
+        uint64_t size = k->size;
+        uint32_t ro = k->readonly;
+        memset(k, 0, sizeof(*k));
+        k->size = size;
+        k->readonly = ro;
+    }
     memcpy(k->refs, refs, sizeof(refs));
     k->order = order;
     k->remote_port = port;
@@ -188,6 +269,7 @@ const struct bhdrv blkback_trivial = {
     .frontend_kind = "vbd",
     .kept_size = sizeof(struct blk_kept),
     .priv_size = sizeof(struct blk_priv),
+    .acquire = blk_acquire,
     .probe = blk_probe,
     .connect = blk_connect,
     .resume = blk_resume,

@@ -51,6 +51,19 @@
 
 struct bhdrv;
 
+/*
+ * What the keeper got from dom0's broker for the device, once, before the
+ * first worker (struct bhdrv's acquire), and holds for every worker.
+ */
+struct bhacquired {
+    int fds[BHDEV_MAX_FDS];
+    unsigned int nfds;
+    uint64_t size; /* a disk's bytes */
+    bool readonly; /* a disk the broker opened read-only */
+    int err;       /* 0, or why acquire failed: the first worker fails the device */
+    char why[160];
+};
+
 struct bhdev {
     const struct bhdrv *drv;
     struct xs_handle *xs;    /* this worker's own connection */
@@ -62,6 +75,7 @@ struct bhdev {
     void *priv;              /* drv->priv_size bytes of this worker */
     const int *fds;          /* descriptors the keeper holds (nfds of them) */
     unsigned int nfds;
+    const struct bhacquired *acq; /* all the keeper got from the broker */
     unsigned int restarts;        /* workers that ran before this one */
     struct bhxb_machine *machine; /* the handshake; also kept by the keeper */
     int err;                      /* the errno reported in the error node (default EPROTO) */
@@ -73,6 +87,14 @@ struct bhdrv {
     const char *frontend_kind; /* "vbd", "vif" */
     size_t kept_size;
     size_t priv_size;
+    /*
+     * In the keeper, once, before the first worker, for a device served by a
+     * driver domain (not dom0, which opens what it needs with its own
+     * rights): what the device needs from dom0's broker (a disk's fd, a
+     * vif's TAP queues), into a.  Returns 0, or -1 with a.err and a.why set:
+     * the first worker then fails the device.  NULL: nothing to get.
+     */
+    int (*acquire)(const struct bhxb_dev *id, struct bhacquired *a);
     int (*probe)(struct bhdev *d, char *why, size_t whylen);
     int (*connect)(struct bhdev *d, char *why, size_t whylen);
     int (*resume)(struct bhdev *d, char *why, size_t whylen);

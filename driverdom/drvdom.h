@@ -42,8 +42,7 @@ struct keep {
     uint32_t started;  /* a worker has initialised the machine: later ones resume */
     uint32_t serving;  /* the current worker reached its event loop */
     struct bhxb_machine machine;
-    int fds[BHDEV_MAX_FDS];
-    uint32_t nfds;
+    struct bhacquired acq; /* from the broker, before the first worker */
     unsigned char drv[]; /* drv->kept_size bytes, zeroed when the device appears */
 };
 

@@ -175,6 +175,18 @@ void keeper_main(const struct devref *r, const struct bhdrv *drv)
              strerror(errno));
         _exit(1);
     }
+    for (unsigned int i = 0; i < BHDEV_MAX_FDS; i++)
+        k->acq.fds[i] = -1;
+    if (drv->acquire != NULL && r->backend_domid != 0) {
+        struct bhxb_dev id = {.kind = drv->frontend_kind, .backend_kind = r->backend_kind,
+                              .domid = r->frontend_domid, .backend_domid = r->backend_domid,
+                              .devid = r->devid};
+        if (drv->acquire(&id, &k->acq) != 0)
+            klog(r, "keeper: the broker did not give the device: %s", k->acq.why);
+        else if (k->acq.nfds > 0)
+            klog(r, "keeper: holds %u fd%s from the broker", k->acq.nfds,
+                 k->acq.nfds == 1 ? "" : "s");
+    }
     while (!stop_asked) {
         pid_t pid = start_worker(r, drv, k);
         int status;

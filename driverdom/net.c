@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bhring.h"
+#include "bhbroker.h"
 #include "drv.h"
 
 #define EVTCHN_MAX ((1u << 17) - 1)
@@ -29,6 +30,27 @@ struct net_priv {
     struct bhring tx, rx;
     uint32_t port_tx, port_rx;
 };
+
+/*
+ * The vif's TAP from dom0's broker: vif<frontend>.<devid> in this domain's
+ * network namespace, on the vif's bridge, one fd per queue, offloads on.
+ */
+static int net_acquire(const struct bhxb_dev *id, struct bhacquired *a)
+{
+    unsigned int nq = 0;
+
+    if (bhbroker_tap(id->domid, id->devid,
+                     BHBROKER_TAP_CSUM | BHBROKER_TAP_TSO4 | BHBROKER_TAP_TSO6, a->fds, &nq) != 0) {
+        if (errno == ENOENT)
+            return 0; /* not registered: no TAP (a vif plumbed by hand) */
+        a->err = errno;
+        snprintf(a->why, sizeof(a->why), "vif %u/%u's TAP: %s", id->domid, id->devid,
+                 strerror(errno));
+        return -1;
+    }
+    a->nfds = nq;
+    return 0;
+}
 
 static int net_probe(struct bhdev *d, char *why, size_t len)
 {
@@ -185,6 +207,7 @@ const struct bhdrv netback_trivial = {
     .frontend_kind = "vif",
     .kept_size = sizeof(struct net_kept),
     .priv_size = sizeof(struct net_priv),
+    .acquire = net_acquire,
     .probe = net_probe,
     .connect = net_connect,
     .resume = net_resume,

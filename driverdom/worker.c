@@ -267,8 +267,9 @@ static int init_dev(struct worker *w, const struct devref *r, const struct bhdrv
                               .devid = r->devid};
     d->kept = k->drv;
     d->machine = &k->machine;
-    d->fds = k->fds;
-    d->nfds = k->nfds;
+    d->fds = k->acq.fds;
+    d->nfds = k->acq.nfds;
+    d->acq = &k->acq;
     d->restarts = k->restarts;
     w->k = k;
     w->sigfd = -1;
@@ -400,6 +401,9 @@ int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
         k->machine.view.ready = true;
         k->started = 1;
         check_layout(&w.dev); /* a wrong layout fails the device, not the worker */
+        if (k->acq.err != 0)
+            bhdev_fail(&w.dev, k->acq.err, "dom0's broker did not give this device: %s",
+                       k->acq.why);
     } else {
         resume(&w);
     }

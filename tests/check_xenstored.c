@@ -954,9 +954,9 @@ START_TEST(test_memory_quota_hard_and_soft)
     q = xs_control_command(xs, "quota", NULL, 0);
     ck_assert_ptr_nonnull(strstr(q, "memory           :  2621440"));
     free(q);
-    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota-soft", "set\0memory\0" "20000", 18));
+    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota-soft", "set\0memory\0" "20000", 17));
     free(q);
-    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota", "set\0memory\0" "40000", 18));
+    ck_assert_ptr_nonnull(q = xs_control_command(xs, "quota", "set\0memory\0" "40000", 17));
     free(q);
     ck_assert_ptr_null(xs_control_command(xs, "quota-soft", "set\0nodes\0" "5", 12));
     ck_assert_int_eq(errno, EINVAL);

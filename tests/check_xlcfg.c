@@ -132,9 +132,19 @@ START_TEST(test_examples_parse)
     snprintf(path, sizeof(path), "%s/examples/guest1.cfg", srcdir ? srcdir : ".");
     ck_assert_msg(xlcfg_read(&c, path, NULL, 0, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(c.name, "guest1");
+    xlcfg_free(&c);
     snprintf(path, sizeof(path), "%s/examples/drvdom.cfg", srcdir ? srcdir : ".");
     ck_assert_msg(xlcfg_read(&c, path, NULL, 0, err, sizeof(err)) == 0, "%s", err);
     ck_assert(c.driver_domain);
+    ck_assert_uint_eq(c.nstorage, 1);
+    ck_assert_str_eq(c.storage[0], "/var/lib/bulkhead/images");
+    ck_assert_str_eq(c.uplink, "xenbr0");
+    xlcfg_free(&c);
+    snprintf(path, sizeof(path), "%s/examples/guest-drv.cfg", srcdir ? srcdir : ".");
+    ck_assert_msg(xlcfg_read(&c, path, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.ndisks, 2);
+    ck_assert_uint_eq(c.nvifs, 1);
+    xlcfg_free(&c);
 }
 END_TEST
 

@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,11 +64,32 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
     xs_transaction_t t;
     int rc;
 
-    if (cfg->nstorage > 0 &&
-        (rc = hvc_brk_storage(h, domid, (const char *const *)cfg->storage,
-                              (unsigned int)cfg->nstorage)) != 0) {
-        snprintf(err, errlen, "cannot give %s its bulkhead_storage: %s", cfg->name,
-                 strerror(rc > 0 ? rc : errno));
+    /* The broker takes real paths only: what a symlink points at today is what is given. */
+    char (*real)[PATH_MAX] = cfg->nstorage ? calloc(cfg->nstorage, sizeof(*real)) : NULL;
+    const char **dirs = cfg->nstorage ? calloc(cfg->nstorage, sizeof(*dirs)) : NULL;
+
+    if (cfg->nstorage > 0 && (real == NULL || dirs == NULL)) {
+        snprintf(err, errlen, "out of memory");
+        free(real);
+        free(dirs);
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nstorage; i++) {
+        if (realpath(cfg->storage[i], real[i]) == NULL) {
+            snprintf(err, errlen, "bulkhead_storage %s: %s: create it (mkdir -p %s)",
+                     cfg->storage[i], strerror(errno), cfg->storage[i]);
+            free(real);
+            free(dirs);
+            return -1;
+        }
+        dirs[i] = real[i];
+    }
+    rc = cfg->nstorage > 0 ? hvc_brk_storage(h, domid, dirs, (unsigned int)cfg->nstorage) : 0;
+    free(dirs);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot give %s its bulkhead_storage: %s (see %s/hv.log)",
+                 cfg->name, strerror(rc > 0 ? rc : errno), state_dir);
+        free(real);
         return -1;
     }
     if (cfg->uplink[0] != '\0') {
@@ -78,6 +100,7 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
             snprintf(err, errlen,
                      "cannot join %s's bridge %s to dom0's network (%s): %s (see %s/hv.log)",
                      cfg->name, cfg->uplink, peer, strerror(rc > 0 ? rc : errno), state_dir);
+            free(real);
             return -1;
         }
     }
@@ -87,7 +110,7 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
             break;
         for (size_t i = 0; ok && i < cfg->nstorage; i++) {
             snprintf(path, sizeof(path), "/libxl/%u/bulkhead/storage/%zu", domid, i);
-            ok = xs_write(xs, t, path, cfg->storage[i], (unsigned int)strlen(cfg->storage[i]));
+            ok = xs_write(xs, t, path, real[i], (unsigned int)strlen(real[i]));
         }
         snprintf(path, sizeof(path), "/libxl/%u/bulkhead/uplink", domid);
         ok = ok && xs_write(xs, t, path, cfg->uplink, (unsigned int)strlen(cfg->uplink));
@@ -95,13 +118,16 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
             xs_transaction_end(xs, t, true);
             break;
         }
-        if (xs_transaction_end(xs, t, false))
+        if (xs_transaction_end(xs, t, false)) {
+            free(real);
             return 0;
+        }
         if (errno != EAGAIN)
             break;
     }
     snprintf(err, errlen, "cannot record %s's storage in XenStore: %s", cfg->name,
              strerror(errno));
+    free(real);
     return -1;
 }
 

@@ -10,7 +10,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-dev-XXXXXX)
 W=$(mktemp -d /tmp/bh-devw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 35
+plan 42
 
 mkdir -p "$W/store" "$W/other"
 truncate -s 16M "$W/store/a.img" "$W/store/b.img" "$W/other/x.img"
@@ -42,6 +42,7 @@ is "create returns with every device connected" "$(echo "$out" | tail -1 | sed '
 gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
 did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
 dpid=$("$B" list --json | sed -n 's/.*"name": "drv", "state": "running", "pid": \([0-9]*\).*/\1/p')
+duid=$(stat -c %u /proc/"$dpid")
 
 bl=$("$B" block-list g --json)
 is "block-list --json: three disks, Connected on both sides" \
@@ -66,12 +67,18 @@ is "the frontend directory: the guest's, readable by the driver domain" "$(xenst
 is "trusted=0 when a driver domain serves" "$(xenstore-read $fe/trusted)" "0"
 is "trusted=1 when dom0 serves" "$(xenstore-read /local/domain/$gid/device/vbd/51744/trusted)" "1"
 is "the toolstack keeps its own copy" "$(xenstore-read /libxl/$gid/device/vbd/51712/backend)" "$be"
+is "the disk's size, from the fd dom0's broker handed the driver domain" "$(xenstore-read $be/sectors)" "32768"
+is "a read-only disk says so (VDISK_READONLY)" "$(xenstore-read /local/domain/$did/backend/vbd/$gid/51728/info)" "4"
+is "a file dom0 serves is a qdisk, as libxl makes it: aio:TARGET" "$(xenstore-read /local/domain/0/backend/qdisk/$gid/51744/params)" "aio:$W/other/x.img"
+is "a disk dom0 serves: its size too" "$(xenstore-read /local/domain/0/backend/qdisk/$gid/51744/sectors)" "32768"
 is "hotplug-status written by the driver domain itself" "$(xenstore-read $be/hotplug-status)" "connected"
 fails "the guest cannot write its backend's state" "$B" exec g -- xenstore-write $be/state 1
 fails "the guest cannot read the toolstack's copy" "$B" exec g -- xenstore-read /libxl/$gid/device/vbd/51712/backend
 
 # The network: the uplink bridge in the driver domain, its other end in dom0's namespace.
-is "the driver domain's bridge holds the uplink" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//')" "uplink"
+is "the driver domain's bridge holds the uplink" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//' | grep -c '^uplink$')" "1"
+is "the vif's TAP, made by the broker in the driver domain, is on its bridge" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//; s/:$//' | sort | tr '\n' ' ')" "uplink vif$gid.0 "
+is "... with vnet headers and a queue per guest vcpu" "$(nsenter --net=/proc/$dpid/ns/net ip -d link show vif$gid.0 | grep -o 'vnet_hdr on multi_queue numqueues [0-9]*')" "vnet_hdr on multi_queue numqueues 2"
 is "dom0's end is up, in dom0's namespace" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -br link show up-drv | awk '{print $2}')" "UP"
 fails "... and not in the host's" ip link show up-drv
 
@@ -97,7 +104,8 @@ ok "destroy the guest" "$B" destroy g
 is "the backends are gone" "$(xenstore-list /local/domain/$did/backend 2>/dev/null | tr '\n' ' ')" ""
 fails "the frontends are gone" xenstore-read /local/domain/$gid/name
 fails "the toolstack's copy is gone" xenstore-read /libxl/$gid/device/vbd/51712/backend
-is "no worker or keeper is left" "$(ps -e -o comm= | grep -c "^bh[kw]-$gid-")" "0"
+is "no worker or keeper is left" "$( (ps -u "$duid" -o comm=; ps --ppid "$(cat "$BULKHEAD_STATE_DIR/drvdom.pid")" -o comm=) | grep -c "^bh[kw]-$gid-")" "0"
+is "the vif's TAP went with its device" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//' | tr '\n' ' ')" "uplink "
 ok "destroy the driver domain" "$B" destroy drv
 ok "down" "$B" down
 exit $tap_failed

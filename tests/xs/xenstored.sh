@@ -27,7 +27,7 @@ start_xsd() {
     xspid=$!
     for i in $(seq 100); do [ -s "$S/ready" ] && break; sleep 0.05; done
 }
-plan 24
+plan 26
 
 start_xsd
 is "without bulkhead-hv it refuses to start, naming the fix" \
