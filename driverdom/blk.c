@@ -43,8 +43,11 @@ struct blk_priv {
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
 static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
-    int ro = 0, fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
+    int ro = 0, fd;
 
+    if (id->backend_domid == 0)
+        return 0; /* dom0 opens its disks with its own rights */
+    fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
     if (fd < 0) {
         if (errno == ENOENT)
             return 0; /* nothing registered: an empty cdrom drive (probe decides) */

@@ -88,10 +88,9 @@ struct bhdrv {
     size_t kept_size;
     size_t priv_size;
     /*
-     * In the keeper, once, before the first worker, for a device served by a
-     * driver domain (not dom0, which opens what it needs with its own
-     * rights): what the device needs from dom0's broker (a disk's fd, a
-     * vif's TAP queues), into a.  Returns 0, or -1 with a.err and a.why set:
+     * In the keeper, once, before the first worker: what the device needs
+     * from dom0's broker (a disk's fd, a vif's TAP queues), into a.  In dom0
+     * a driver may open what it needs with its own rights instead.  Returns 0, or -1 with a.err and a.why set:
      * the first worker then fails the device.  NULL: nothing to get.
      */
     int (*acquire)(const struct bhxb_dev *id, struct bhacquired *a);

@@ -177,7 +177,7 @@ void keeper_main(const struct devref *r, const struct bhdrv *drv)
     }
     for (unsigned int i = 0; i < BHDEV_MAX_FDS; i++)
         k->acq.fds[i] = -1;
-    if (drv->acquire != NULL && r->backend_domid != 0) {
+    if (drv->acquire != NULL) {
         struct bhxb_dev id = {.kind = drv->frontend_kind, .backend_kind = r->backend_kind,
                               .domid = r->frontend_domid, .backend_domid = r->backend_domid,
                               .devid = r->devid};

@@ -109,10 +109,16 @@ int brk_parse_storage(const uint8_t *p, size_t len, struct hvw_brk_storage_req *
     return 0;
 }
 
-static int ends_ok(uint16_t backend, uint16_t frontend, const char **why)
+/*
+ * dom0 gets no device, and serves disks with its own rights; but a vif it
+ * serves still needs the guest's eth TAP, made in the guest's namespace,
+ * and its own end, made in dom0's (never the host's).
+ */
+static int ends_ok(uint16_t backend, uint16_t frontend, bool dom0_backend_ok, const char **why)
 {
-    if (backend == 0 || frontend == 0)
-        return bad(why, "dom0 serves and gets no device through the broker");
+    if (frontend == 0 || (backend == 0 && !dom0_backend_ok))
+        return bad(why, "dom0 serves disks with its own rights and gets no device through the "
+                        "broker");
     if (backend > HVW_DOMID_MAX || frontend > HVW_DOMID_MAX)
         return bad(why, "reserved domid");
     if (backend == frontend)
@@ -126,7 +132,7 @@ int brk_parse_disk_reg(const uint8_t *p, size_t len, struct hvw_brk_disk_reg *r,
         return EINVAL;
     if (r->pad != 0)
         return bad(why, "pad not zero");
-    if (ends_ok(r->backend, r->frontend, why) != 0)
+    if (ends_ok(r->backend, r->frontend, false, why) != 0)
         return EINVAL;
     if ((r->flags & ~(HVW_BRK_RO | HVW_BRK_NBD)) != 0)
         return bad(why, "unknown disk flags");
@@ -150,7 +156,7 @@ int brk_parse_vif_reg(const uint8_t *p, size_t len, struct hvw_brk_vif_reg *r, c
         return EINVAL;
     if (r->pad != 0 || r->pad2 != 0)
         return bad(why, "pad not zero");
-    if (ends_ok(r->backend, r->frontend, why) != 0)
+    if (ends_ok(r->backend, r->frontend, true, why) != 0)
         return EINVAL;
     if (r->devid > 65535)
         return bad(why, "vif devid above 65535");

@@ -332,7 +332,8 @@ _Static_assert(sizeof(struct hvw_brk_storage_req) == 2056, "hvw_brk_storage_req 
 
 /*
  * BRK_REG_DISK and BRK_REG_VIF: a device of guest `frontend` served by
- * driver domain `backend`; both must exist (ESRCH), neither be dom0, nor
+ * driver domain `backend`; both must exist (ESRCH), the frontend not be
+ * dom0 nor the backend dom0 for a disk (dom0 opens its own), nor
  * the same domain (EINVAL).  A device is known by (kind, frontend, devid):
  * registering it again replaces it.  ENOSPC past HVW_BRK_MAX_DEVICES for
  * one backend.  Registrations naming a domain go when it is destroyed.

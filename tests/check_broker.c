@@ -599,7 +599,8 @@ START_TEST(test_malformed_registrations)
     ck_assert_int_eq(hvc_brk_vif(&h, d.domid, g.domid, 0, 1, 1500, guest_mac, "a/b"), EINVAL);
     ck_assert_int_eq(hvc_brk_vif(&h, d.domid, g.domid, 70000, 1, 1500, guest_mac, "br"), EINVAL);
     ck_assert_int_eq(hvc_brk_vif(&h, d.domid, d.domid, 0, 1, 1500, guest_mac, "br"), EINVAL);
-    ck_assert_int_eq(hvc_brk_vif(&h, 0, g.domid, 0, 1, 1500, guest_mac, "br"), EINVAL);
+    ck_assert_int_eq(hvc_brk_vif(&h, d.domid, 0, 0, 1, 1500, guest_mac, "br"), EINVAL);
+    ck_assert_int_eq(hvc_brk_disk(&h, 0, g.domid, 1, 0, "/srv/x"), EINVAL);
     ck_assert_int_eq(hvc_brk_vif(&h, d.domid, 999, 0, 1, 1500, guest_mac, "br"), ESRCH);
     ck_assert_int_eq(hvc_brk_disk(&h, d.domid, g.domid, 1, 0x80, "/srv/x"), EINVAL);
     ck_assert_int_eq(hvc_brk_disk(&h, d.domid, g.domid, 1, 0, "/srv/x/"), EINVAL);

@@ -212,8 +212,8 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
     for (size_t i = 0; i < p->n; i++) {
         const struct devplan_dev *d = &p->devs[i];
         ls[i] = d->layout;
-        if (d->backend_domid == 0)
-            continue; /* dom0 serves it with its own rights: nothing to hand over */
+        if (d->backend_domid == 0 && d->kind == DEVPLAN_DISK)
+            continue; /* dom0 opens its disks with its own rights */
         if (d->kind == DEVPLAN_DISK) {
             if (d->target[0] == '\0')
                 continue; /* an empty cdrom drive */
@@ -226,7 +226,8 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
                 free(ls);
                 return -1;
             }
-            rc = d->bridge[0] == '\0'
+            /* dom0's bridges are dom0's to make, in its own namespace (not the broker's). */
+            rc = d->bridge[0] == '\0' || d->backend_domid == 0
                      ? 0
                      : hvc_brk_bridge(h, (uint16_t)d->backend_domid, d->bridge, 0);
             if (rc == 0)

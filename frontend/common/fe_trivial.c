@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <xen/io/protocols.h>
 
 #include "bhring.h"
+#include "bhbroker.h"
 #include "front.h"
 
 /* ---- vbd ---- */
@@ -107,7 +109,38 @@ struct net_front {
     struct bhring tx, rx;
     uint32_t tx_ref, rx_ref;
     int port;
+    /* The guest's eth<devid>, from dom0's broker: kept across reconnects, so that
+     * the interface (and what the guest's stack holds on it) outlives a backend. */
+    int tap[BHBROKER_MAX_QUEUES];
+    unsigned int ntap;
 };
+
+/* eth<devid> in this guest's network namespace, once per device. */
+static int netfront_tap(struct bhfront *f, struct net_front *n, char *why, size_t len)
+{
+    if (n->ntap > 0)
+        return 0;
+    if (bhbroker_tap(f->domid, f->devid, BHBROKER_TAP_CSUM | BHBROKER_TAP_TSO4 | BHBROKER_TAP_TSO6,
+                     n->tap, &n->ntap) != 0) {
+        if (errno == ENOENT) {
+            bhfront_log(f, "no eth%u: the toolstack registered no TAP for this vif", f->devid);
+            return 0;
+        }
+        snprintf(why, len, "cannot get eth%u from dom0's broker: %s", f->devid, strerror(errno));
+        return -1;
+    }
+    bhfront_log(f, "eth%u: %u queue%s", f->devid, n->ntap, n->ntap == 1 ? "" : "s");
+    return 0;
+}
+
+static void netfront_release(struct bhfront *f)
+{
+    struct net_front *n = f->priv;
+
+    for (unsigned int i = 0; i < n->ntap; i++)
+        close(n->tap[i]);
+    n->ntap = 0;
+}
 
 static int netfront_publish(struct bhfront *f, char *why, size_t len)
 {
@@ -122,6 +155,8 @@ static int netfront_publish(struct bhfront *f, char *why, size_t len)
         {"feature-rx-notify", BHXB_BOOL, &yes, 0, false, 0},
     };
 
+    if (netfront_tap(f, n, why, len) != 0)
+        return -1;
     if ((n->tx_page = bhfront_share(f, 1, &n->tx_ref, why, len)) == NULL ||
         (n->rx_page = bhfront_share(f, 1, &n->rx_ref, why, len)) == NULL)
         return -1;
@@ -169,7 +204,8 @@ static void netfront_disconnect(struct bhfront *f)
         bhfront_evtchn_close(f, (uint32_t)n->port);
     bhfront_unshare(f, n->tx_page, 1);
     bhfront_unshare(f, n->rx_page, 1);
-    memset(n, 0, sizeof(*n));
+    n->tx_page = n->rx_page = NULL;
+    n->port = 0;
 }
 
 static void netfront_kick(struct bhfront *f)
@@ -185,6 +221,7 @@ static const struct bhfrontdrv netfront_trivial = {
     .connect = netfront_connect,
     .kick = netfront_kick,
     .disconnect = netfront_disconnect,
+    .release = netfront_release,
 };
 
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind)

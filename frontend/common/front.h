@@ -62,6 +62,8 @@ struct bhfrontdrv {
     int (*connect)(struct bhfront *f, char *why, size_t whylen);
     void (*kick)(struct bhfront *f);
     void (*disconnect)(struct bhfront *f);
+    /* The device is gone: free what outlives reconnects (a vif's eth TAP).  May be NULL. */
+    void (*release)(struct bhfront *f);
 };
 
 /* fe_trivial.c: the built-in frontends; the one for a kind, or NULL. */

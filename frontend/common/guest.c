@@ -301,6 +301,8 @@ static void front_add(struct guest *g, const struct bhfrontdrv *drv, uint32_t de
 static void front_free(struct guest *g, struct bhfront *f)
 {
     f->drv->disconnect(f);
+    if (f->drv->release != NULL)
+        f->drv->release(f);
     if (f->watch_id >= 0)
         bhxb_watch_remove(g->watches, f->watch_id);
     bhfront_log(f, "removed");

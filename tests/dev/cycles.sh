@@ -40,7 +40,8 @@ snapshot() {
         echo "$d fds: $(ls /proc/"$(cat "$BULKHEAD_STATE_DIR/$d.pid")"/fd | wc -l)"
     done
     echo "dom0 drvdom children: $(pgrep -c -P "$(cat "$BULKHEAD_STATE_DIR/drvdom.pid")")"
-    echo "host mounts: $(wc -l </proc/self/mountinfo)"
+    # (only this simulation's: other tests may mount and unmount beside us)
+    echo "host mounts: $(grep -c -e "$BULKHEAD_STATE_DIR" -e "$W" /proc/self/mountinfo)"
     echo "driver domain links: $(nsenter --net=/proc/"$dpid"/ns/net ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
     echo "dom0 links: $(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
     echo "xenstore nodes: $(xenstore-ls -f / | grep -v '^/vm/' | sed 's/ = .*//' | sort | md5sum | cut -c1-12) $(xenstore-ls -f / | wc -l)"

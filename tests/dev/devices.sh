@@ -10,7 +10,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-dev-XXXXXX)
 W=$(mktemp -d /tmp/bh-devw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 42
+plan 45
 
 mkdir -p "$W/store" "$W/other"
 truncate -s 16M "$W/store/a.img" "$W/store/b.img" "$W/other/x.img"
@@ -28,7 +28,7 @@ vcpus = 2
 disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
          "format=raw, vdev=xvdb, access=ro, backend=drv, target=$W/store/b.img",
          "format=raw, vdev=xvdc, access=rw, target=$W/other/x.img" ]
-vif = [ "mac=00:16:3e:00:00:01, bridge=xenbr0, backend=drv" ]
+vif = [ "mac=00:16:3e:00:00:01, bridge=xenbr0, backend=drv", "mac=00:16:3e:00:00:02, bridge=br0" ]
 bulkhead_init = "sleep 100000"
 CFG
 sed -e 's/^name = "g"/name = "bad"/' -e "s|$W/store/a.img|$W/other/x.img|" "$W/g.cfg" >"$W/outside.cfg"
@@ -38,7 +38,7 @@ ok "up" "$B" up
 eval "$("$B" env)"
 ok "create the driver domain" "$B" create "$W/drv.cfg"
 out=$("$B" create "$W/g.cfg" 2>&1)
-is "create returns with every device connected" "$(echo "$out" | tail -1 | sed 's/(id [0-9]*)/(id N)/')" "Created domain g (id N), 4 devices connected"
+is "create returns with every device connected" "$(echo "$out" | tail -1 | sed 's/(id [0-9]*)/(id N)/')" "Created domain g (id N), 5 devices connected"
 gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
 did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
 dpid=$("$B" list --json | sed -n 's/.*"name": "drv", "state": "running", "pid": \([0-9]*\).*/\1/p')
@@ -79,6 +79,9 @@ fails "the guest cannot read the toolstack's copy" "$B" exec g -- xenstore-read 
 is "the driver domain's bridge holds the uplink" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//' | grep -c '^uplink$')" "1"
 is "the vif's TAP, made by the broker in the driver domain, is on its bridge" "$(nsenter --net=/proc/$dpid/ns/net ip -o link show master xenbr0 | awk '{print $2}' | sed 's/@.*//; s/:$//' | sort | tr '\n' ' ')" "uplink vif$gid.0 "
 is "... with vnet headers and a queue per guest vcpu" "$(nsenter --net=/proc/$dpid/ns/net ip -d link show vif$gid.0 | grep -o 'vnet_hdr on multi_queue numqueues [0-9]*')" "vnet_hdr on multi_queue numqueues 2"
+is "the guest's eth0 and eth1, made by the broker in the guest's namespace" "$("$B" exec g -- ip -o link | awk '{print $2}' | sed 's/@.*//; s/:$//' | sort | tr '\n' ' ')" "eth0 eth1 lo "
+is "... with the macs of its vifs" "$("$B" exec g -- ip -o link | grep -o 'eth[01]: .*link/ether [0-9a-f:]*' | sed 's/: .*link\/ether / /' | sort | tr '\n' ' ')" "eth0 00:16:3e:00:00:01 eth1 00:16:3e:00:00:02 "
+is "a vif dom0 serves: its TAP on its bridge in dom0's namespace" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link show master br0 | awk '{print $2}' | sed 's/@.*//; s/:$//')" "vif$gid.1"
 is "dom0's end is up, in dom0's namespace" "$(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -br link show up-drv | awk '{print $2}')" "UP"
 fails "... and not in the host's" ip link show up-drv
 
