@@ -36,8 +36,6 @@
 static struct test_hv hv;
 static char xsdir[512], xssock[600];
 static pid_t xsd_pid;
-static int hvch = -1;
-static uint32_t hvseq;
 static struct xs_handle *xs;
 
 /* ---- the daemons ---- */
@@ -111,9 +109,6 @@ static void xsd_stop(void)
         xs_close(xs);
     xs = NULL;
     xsd_kill();
-    if (hvch >= 0)
-        close(hvch);
-    hvch = -1;
     test_hv_stop(&hv);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", xsdir);
     if (system(cmd) != 0) {
@@ -125,25 +120,10 @@ static void xsd_stop(void)
 
 static int hv_call(uint16_t op, const void *p, size_t len, void *out, size_t cap)
 {
-    static uint8_t buf[HVW_MAX_MSG];
-    struct hvw_hdr h = {.magic = HVW_MAGIC, .op = op, .seq = ++hvseq};
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    ssize_t n;
+    int rc = test_hv_call(&hv, op, p, len, out, cap);
 
-    if (hvch < 0) {
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hv.sock", hv.state);
-        hvch = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        ck_assert_int_eq(connect(hvch, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    }
-    memcpy(buf, &h, sizeof(h));
-    memcpy(buf + sizeof(h), p, len);
-    ck_assert_int_eq(send(hvch, buf, sizeof(h) + len, 0), (ssize_t)(sizeof(h) + len));
-    n = recv(hvch, buf, sizeof(buf), 0);
-    ck_assert_int_ge(n, (ssize_t)sizeof(h));
-    memcpy(&h, buf, sizeof(h));
-    if (out != NULL && h.err == 0)
-        memcpy(out, buf + sizeof(h), (size_t)n - sizeof(h) < cap ? (size_t)n - sizeof(h) : cap);
-    return h.err;
+    ck_assert_msg(rc >= 0, "bulkhead-hv's channel broke: %s", strerror(errno));
+    return rc;
 }
 
 static struct hvw_dominfo dom_create(const char *name)

@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hvwire.h"
 #include "testutil.h"
 
 const char *test_builddir(void)
@@ -22,6 +25,8 @@ const char *test_builddir(void)
 
 int test_hv_start(struct test_hv *t, char *err, size_t errlen)
 {
+    t->ch = -1;
+    t->seq = 0;
     char hv[1024], ready[16], msg[256] = "", sock[128];
     int p[2];
     ssize_t n;
@@ -62,8 +67,45 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return 0;
 }
 
+int test_hv_call(struct test_hv *t, uint16_t op, const void *p, size_t len, void *out,
+                 size_t cap)
+{
+    static uint8_t buf[HVW_MAX_MSG];
+    struct hvw_hdr h = {.magic = HVW_MAGIC, .op = op, .seq = ++t->seq};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ssize_t n;
+
+    if (len > sizeof(buf) - sizeof(h)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    if (t->ch < 0) {
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hv.sock", t->state);
+        if ((t->ch = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) < 0)
+            return -1;
+        if (connect(t->ch, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(t->ch);
+            t->ch = -1;
+            return -1;
+        }
+    }
+    memcpy(buf, &h, sizeof(h));
+    if (len > 0)
+        memcpy(buf + sizeof(h), p, len);
+    if (send(t->ch, buf, sizeof(h) + len, 0) != (ssize_t)(sizeof(h) + len) ||
+        (n = recv(t->ch, buf, sizeof(buf), 0)) < (ssize_t)sizeof(h))
+        return -1;
+    memcpy(&h, buf, sizeof(h));
+    if (out != NULL && h.err == 0)
+        memcpy(out, buf + sizeof(h), (size_t)n - sizeof(h) < cap ? (size_t)n - sizeof(h) : cap);
+    return h.err;
+}
+
 void test_hv_stop(struct test_hv *t)
 {
+    if (t->ch >= 0)
+        close(t->ch);
+    t->ch = -1;
     if (t->pid > 0) {
         kill(t->pid, SIGTERM);
         waitpid(t->pid, NULL, 0);

@@ -143,19 +143,6 @@ static int parse_backend_path(const char *p, unsigned int *be, char *kind, size_
     return 0;
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    putchar('"');
-}
-
 static int devlist(int argc, char **argv, const char *kind)
 {
     bool json = argc == 3 && strcmp(argv[2], "--json") == 0;
@@ -230,13 +217,13 @@ static int devlist(int argc, char **argv, const char *kind)
         }
         if (json) {
             printf("%s\n  {\"vdev\": ", i ? "," : "");
-            json_str(r.vdev);
+            print_json_string(r.vdev);
             printf(", \"devid\": %u, \"backend\": ", r.devid);
-            json_str(r.backend);
+            print_json_string(r.backend);
             printf(", \"state\": %d, \"backend_state\": %d, \"worker_pid\": %ld, ", r.state,
                    r.backend_state, r.worker_pid);
             printf(vbd ? "\"uri\": " : "\"mac\": ");
-            json_str(vbd ? r.uri : r.mac);
+            print_json_string(vbd ? r.uri : r.mac);
             printf("}");
         } else {
             char pid[24];

@@ -578,7 +578,7 @@ int cmd_destroy(int argc, char **argv)
     return 0;
 }
 
-static void print_json_string(const char *s)
+void print_json_string(const char *s)
 {
     putchar('"');
     for (; *s; s++) {

@@ -78,6 +78,7 @@ void dom0_netns_remove(void);
 int cmd_create(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+void print_json_string(const char *s); /* quoted and escaped, to stdout */
 int cmd_info(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
