@@ -217,8 +217,11 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
         if (d->kind == DEVPLAN_DISK) {
             if (d->target[0] == '\0')
                 continue; /* an empty cdrom drive */
+            /* The broker compares real paths with the storage's (registered real too). */
+            char real[PATH_MAX];
             rc = hvc_brk_disk(h, (uint16_t)d->backend_domid, domid, d->devid,
-                              d->readwrite ? 0 : HVW_BRK_RO, d->target);
+                              d->readwrite ? 0 : HVW_BRK_RO,
+                              realpath(d->target, real) != NULL ? real : d->target);
         } else {
             uint8_t mac[6];
             unsigned int mtu = layout_uint(d->layout, d->layout->paths.backend, "mtu", 1500);

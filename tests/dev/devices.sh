@@ -10,7 +10,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-dev-XXXXXX)
 W=$(mktemp -d /tmp/bh-devw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 45
+plan 48
 
 mkdir -p "$W/store" "$W/other"
 truncate -s 16M "$W/store/a.img" "$W/store/b.img" "$W/other/x.img"
@@ -101,6 +101,14 @@ out=$(BULKHEAD_CONNECT_TIMEOUT=2 "$B" create "$W/mute.cfg" 2>&1)
 is "a backend that never answers: create fails after its timeout, in one line" "$(echo "$out" | wc -l)" "1"
 is "... naming each device and its states" "$(echo "$out" | grep -o 'xvda (vbd 51712, backend mute): frontend [A-Za-z]*, backend [A-Za-z]*')" "xvda (vbd 51712, backend mute): frontend Initialising, backend Initialising"
 is "... and leaves no domain behind" "$("$B" list | awk 'NR>1{print $1}' | grep -c '^mute-guest\|^mute$' )" "1"
+
+# Storage and targets named through a symlink: what reaches the broker is the real path.
+mkdir -p "$W/real" && ln -s "$W/real" "$W/via" && truncate -s 1M "$W/real/s.img"
+printf 'name = "drv2"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/via" >"$W/drv2.cfg"
+printf 'name = "g2"\ndisk = [ "format=raw, vdev=xvda, backend=drv2, target=%s" ]\n' "$W/via/s.img" >"$W/g2.cfg"
+ok "a driver domain whose storage is a symlink" "$B" create "$W/drv2.cfg"
+ok "... serves a disk named through it" "$B" create "$W/g2.cfg"
+ok "destroy them" sh -c '"$1" destroy g2 && "$1" destroy drv2' sh "$B"
 
 # destroy: devices closed and gone, workers gone.
 ok "destroy the guest" "$B" destroy g
