@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
 
@@ -553,6 +554,76 @@ START_TEST(test_bogus_backend_keys)
 }
 END_TEST
 
+/*
+ * The plugin loaded by real nbdkit inside the guest, against the fake
+ * backend served from here: nbdinfo sees the size, nbdcopy writes the whole
+ * disk and reads it back identical; the fake's disk holds what was written.
+ */
+START_TEST(test_nbdkit_plugin_serves_the_vbd)
+{
+    char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    int fd, status = -1;
+    ssize_t n;
+    pid_t pid;
+
+    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
+    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
+    snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
+             test_builddir());
+    snprintf(script, sizeof(script),
+             "set -e; cd /tmp; head -c %u /dev/urandom > in; "
+             "nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
+             "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME' "
+             "%s vbd=%u timeout=20000; cat in",
+             DISK_SECTORS * 512, plugin, dev.devid);
+    ck_assert_int_ge(fd = mkstemp(outpath), 0);
+    unlink(outpath);
+    pid = hst_sim_spawn(&guest, argv, fd);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(hst_wait(did.xs, fk->end.peer_dir, HST_STATE(XenbusStateInitialised), true,
+                              HST_TIMEOUT_MS, out, sizeof(out)),
+                     XenbusStateInitialised);
+    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
+    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
+                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
+                     0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateConnected), 0);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        struct pollfd p = {.fd = bhevtchn_fd(did.ev), .events = POLLIN};
+
+        poll(&p, 1, 20);
+        serve(fk, HONEST);
+    }
+    n = pread(fd, out, sizeof(out) - 1, 0);
+    ck_assert_int_ge(n, 0);
+    out[n < 1024 ? n : 1024] = '\0';
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+    ck_assert_msg(strncmp(out, "1048576\n", 8) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "can_multi_conn: true") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "can_flush: true") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "SAME\n") != NULL, "%s", out);
+    /* What the guest wrote (cat in, after the run) is on the fake's disk. */
+    n = pread(fd, out, sizeof(out), 0);
+    {
+        static uint8_t in[DISK_SECTORS * 512 + 4096];
+        off_t size = lseek(fd, 0, SEEK_END);
+
+        ck_assert_int_ge(size, (off_t)sizeof(fk->disk));
+        ck_assert_int_eq(pread(fd, in, sizeof(fk->disk), size - (off_t)sizeof(fk->disk)),
+                         (ssize_t)sizeof(fk->disk));
+        ck_assert_mem_eq(in, fk->disk, sizeof(fk->disk));
+    }
+    ck_assert_uint_gt(fk->indirect, 0);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("blkfront");
@@ -574,6 +645,7 @@ int main(void)
     tcase_add_test(tc, test_event_storm_is_harmless);
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
     tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
+    tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
