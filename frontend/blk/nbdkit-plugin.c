@@ -42,7 +42,7 @@
 
 static uint32_t vbd = UINT32_MAX;
 static uint32_t timeout_ms = 30000;
-static struct bhblkfront_cfg opts = {.ring_order = 4};
+static struct bhblkfront_cfg opts = {.ring_order = 0}; /* one page unless asked, as Linux */
 static bhblkfront_dev *dev;
 static bhblkfront *blk;
 static struct bhblkfront_info info;
