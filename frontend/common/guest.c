@@ -12,10 +12,11 @@
  * and Initialising again when it comes back (a reconnect).  A vbd is run
  * by a process of its own instead (fe_vbd.c: nbdkit with the blkfront
  * plugin, which owns its handshake since it maps the ring); the runtime
- * supervises that process.  Once every device present at start is Connected or failed (or after --wait seconds,
- * 60 by default), it runs PROGRAM, and exits with PROGRAM's status after
- * closing its devices; without PROGRAM it serves until SIGTERM or SIGINT,
- * then closes its devices and exits 0.
+ * supervises that process.  Once every device present at start is
+ * Connected or failed (or after --wait seconds, 60 by default), it runs
+ * PROGRAM, and exits with PROGRAM's status after closing its devices;
+ * without PROGRAM it serves until SIGTERM or SIGINT, then closes its
+ * devices and exits 0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
