@@ -484,7 +484,7 @@ static void build_rw(bhblkfront *b, struct blk_chunk *c, union blk_req *r)
 }
 
 /* The next chunk to put on the ring, or NULL (lock held). */
-static struct blk_chunk *next_chunk(bhblkfront *b, struct blk_io **done)
+static struct blk_chunk *next_chunk(bhblkfront *b)
 {
     uint64_t cap = (uint64_t)b->info.max_segments * BLK_PAGE;
     struct blk_chunk *c;
@@ -511,7 +511,7 @@ static struct blk_chunk *next_chunk(bhblkfront *b, struct blk_io **done)
             b->reissue_tail = NULL;
         return c;
     }
-    while ((io = b->qhead) != NULL && b->freech != NULL) {
+    if ((io = b->qhead) != NULL && b->freech != NULL) {
         uint64_t n = io->len - io->issued;
 
         if (io->op == BHBLKFRONT_FLUSH) {
@@ -533,7 +533,6 @@ static struct blk_chunk *next_chunk(bhblkfront *b, struct blk_io **done)
         }
         return c;
     }
-    (void)done;
     return NULL;
 }
 
@@ -567,7 +566,7 @@ static int pump(bhblkfront *b, struct blk_io **done)
 
     if (!b->connected || b->broken)
         return 0;
-    while (bhring_front_free(&b->ring) > 0 && (c = next_chunk(b, done)) != NULL) {
+    while (bhring_front_free(&b->ring) > 0 && (c = next_chunk(b)) != NULL) {
         union blk_req r;
         unsigned int need = 0, nseg = 0, nind = 0;
         uint64_t id;
