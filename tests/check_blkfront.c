@@ -555,6 +555,42 @@ START_TEST(test_bogus_backend_keys)
 END_TEST
 
 /*
+ * Runs argv in the guest (it starts nbdkit with the plugin) against the
+ * fake backend, which plays the backend's handshake and then serves (or
+ * lies) until argv exits; returns its wait status.
+ */
+static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
+{
+    char why[1024];
+    int status = -1;
+    pid_t pid;
+
+    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
+    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
+    pid = hst_sim_spawn(&guest, argv, out_fd);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_msg(hst_wait(did.xs, fk->end.peer_dir, HST_STATE(XenbusStateInitialised), true,
+                           HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateInitialised,
+                  "%s", why);
+    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
+    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
+                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
+                     0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateConnected), 0);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        struct pollfd p = {.fd = bhevtchn_fd(did.ev), .events = POLLIN};
+
+        poll(&p, 1, 20);
+        serve(fk, lie);
+    }
+    return status;
+}
+
+/*
  * The plugin loaded by real nbdkit inside the guest, against the fake
  * backend served from here: nbdinfo sees the size, nbdcopy writes the whole
  * disk and reads it back identical; the fake's disk holds what was written.
@@ -565,14 +601,7 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
     char *argv[] = {"/bin/sh", "-c", script, NULL};
     int fd, status = -1;
     ssize_t n;
-    pid_t pid;
 
-    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
-    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
-    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
-    ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
-    ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
-    ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
     snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
              test_builddir());
     snprintf(script, sizeof(script),
@@ -584,22 +613,7 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
              DISK_SECTORS * 512, plugin, dev.devid);
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
-    pid = hst_sim_spawn(&guest, argv, fd);
-    ck_assert_int_gt(pid, 0);
-    ck_assert_int_eq(hst_wait(did.xs, fk->end.peer_dir, HST_STATE(XenbusStateInitialised), true,
-                              HST_TIMEOUT_MS, out, sizeof(out)),
-                     XenbusStateInitialised);
-    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
-    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
-                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
-                     0);
-    ck_assert_int_eq(hst_state(&fk->end, XenbusStateConnected), 0);
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        struct pollfd p = {.fd = bhevtchn_fd(did.ev), .events = POLLIN};
-
-        poll(&p, 1, 20);
-        serve(fk, HONEST);
-    }
+    status = guest_nbdkit(argv, fd, HONEST);
     n = pread(fd, out, sizeof(out) - 1, 0);
     ck_assert_int_ge(n, 0);
     out[n < 1024 ? n : 1024] = '\0';
@@ -621,6 +635,40 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
     }
     ck_assert_uint_gt(fk->indirect, 0);
     close(fd);
+}
+END_TEST
+
+/*
+ * A backend that lies to the plugin: the guest's reads fail with EIO, the
+ * device gets its error node and goes Closing, and nbdkit lives on.
+ */
+START_TEST(test_nbdkit_plugin_survives_a_lying_backend)
+{
+    char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    int fd, status, state;
+    ssize_t n;
+
+    snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
+             test_builddir());
+    snprintf(script, sizeof(script),
+             "cd /tmp; nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "if nbdcopy \"$uri\" back 2>/dev/null; then echo READ-OK; else echo READ-FAILED; fi; "
+             "nbdinfo --size \"$uri\" && echo ALIVE' %s vbd=%u timeout=20000",
+             plugin, dev.devid);
+    ck_assert_int_ge(fd = mkstemp(outpath), 0);
+    unlink(outpath);
+    status = guest_nbdkit(argv, fd, BAD_STATUS);
+    n = pread(fd, out, sizeof(out) - 1, 0);
+    ck_assert_int_ge(n, 0);
+    out[n] = '\0';
+    close(fd);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+    ck_assert_msg(strstr(out, "READ-FAILED\n1048576\nALIVE\n") != NULL, "%s", out);
+    ck_assert_int_eq(hst_read_error(sim.xs, fk->end.peer_dir, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "status 7") != NULL, "%s", out);
+    state = hst_read_state(sim.xs, fk->end.peer_dir);
+    ck_assert_msg(state == XenbusStateClosing || state == XenbusStateClosed, "state %d", state);
 }
 END_TEST
 
@@ -646,6 +694,7 @@ int main(void)
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
     tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
     tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
+    tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
