@@ -1,8 +1,9 @@
 /*
- * fe_trivial.c - the trivial frontends of the guest runtime: the real
- * handshake of a Linux blkfront (io/blkif.h) and netfront (io/netif.h, one
- * queue, one event channel), with rings granted and initialised and no
- * request sent yet: the block and network issues fill kick in.
+ * fe_trivial.c - the frontend table of the guest runtime, and its trivial
+ * netfront: the real handshake of a Linux netfront (io/netif.h, one queue,
+ * one event channel), with rings granted and initialised and no packet
+ * sent yet: the network issue fills kick in.  The vbd frontend is
+ * fe_vbd.c (nbdkit with the blkfront plugin).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,93 +15,6 @@
 #include "bhring.h"
 #include "bhbroker.h"
 #include "front.h"
-
-/* ---- vbd ---- */
-
-struct blk_front {
-    void *page;
-    struct bhring ring;
-    uint32_t ref;
-    int port;
-};
-
-static int blkfront_publish(struct bhfront *f, char *why, size_t len)
-{
-    struct blk_front *b = f->priv;
-    unsigned int ref, port;
-    char proto[] = XEN_IO_PROTO_ABI_NATIVE;
-    struct bhxb_key out[] = {
-        {"ring-ref", BHXB_UINT, &ref, 0, false, 0},
-        {"event-channel", BHXB_UINT, &port, 0, false, 0},
-        {"protocol", BHXB_STR, proto, sizeof(proto), false, 0},
-    };
-
-    if ((b->page = bhfront_share(f, 1, &b->ref, why, len)) == NULL)
-        return -1;
-    if (bhring_attach(&b->ring, &bhring_blkif, BHRING_FRONT, b->page, 0, 0, true) != 0) {
-        snprintf(why, len, "cannot initialise the ring: %s", strerror(errno));
-        return -1;
-    }
-    if ((b->port = bhfront_evtchn_alloc(f, why, len)) < 0)
-        return -1;
-    ref = b->ref;
-    port = (unsigned int)b->port;
-    if (bhxb_write_keys(f->xs, f->dir, out, 3) != 0) {
-        snprintf(why, len, "cannot publish the ring: %s", strerror(errno));
-        return -1;
-    }
-    bhfront_log(f, "published ring-ref %u, event-channel %u", ref, port);
-    return 0;
-}
-
-static int blkfront_connect(struct bhfront *f, char *why, size_t len)
-{
-    unsigned long sectors = 0;
-    unsigned int info = 0, sector_size = 512;
-    const char *bad = NULL;
-    struct bhxb_key in[] = {
-        {"sectors", BHXB_ULONG, &sectors, 0, true, 0},
-        {"info", BHXB_UINT, &info, 0, false, 0},
-        {"sector-size", BHXB_UINT, &sector_size, 0, false, 65536},
-    };
-
-    if (bhxb_read_keys(f->xs, f->backend, in, 3, &bad) != 0) {
-        snprintf(why, len, "backend key %s: %s", bad,
-                 errno == ENOENT ? "missing" : strerror(errno));
-        return -1;
-    }
-    if (sector_size < 512 || (sector_size & (sector_size - 1)) != 0) {
-        snprintf(why, len, "backend key sector-size: %u is no power of two from 512", sector_size);
-        return -1;
-    }
-    bhfront_log(f, "connected: %lu sectors of %u bytes, info %#x", sectors, sector_size, info);
-    return 0;
-}
-
-static void blkfront_disconnect(struct bhfront *f)
-{
-    struct blk_front *b = f->priv;
-
-    if (b->port > 0)
-        bhfront_evtchn_close(f, (uint32_t)b->port);
-    bhfront_unshare(f, b->page, 1);
-    memset(b, 0, sizeof(*b));
-}
-
-static void blkfront_kick(struct bhfront *f)
-{
-    (void)f; /* no request is sent yet: nothing can complete */
-}
-
-static const struct bhfrontdrv blkfront_trivial = {
-    .name = "blkfront (handshake only)",
-    .kind = "vbd",
-    .priv_size = sizeof(struct blk_front),
-    .publish = blkfront_publish,
-    .connect = blkfront_connect,
-    .kick = blkfront_kick,
-    .disconnect = blkfront_disconnect,
-};
 
 /* ---- vif ---- */
 
@@ -226,7 +140,7 @@ static const struct bhfrontdrv netfront_trivial = {
 
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind)
 {
-    static const struct bhfrontdrv *const table[] = {&blkfront_trivial, &netfront_trivial};
+    static const struct bhfrontdrv *const table[] = {&blkfront_nbdkit, &netfront_trivial};
 
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(table[i]->kind, kind) == 0)

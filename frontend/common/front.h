@@ -15,6 +15,7 @@
  *               Connected;
  *   kick        one of the device's ports fired (it is unmasked after);
  *   disconnect  end the grants and close the ports; idempotent.
+ * (or, for a device run by a process of its own, supervise: see below).
  * publish and connect return 0, or -1 with a one-line reason in why: the
  * device then fails (error node, Closing), never the runtime.  A backend
  * is hostile unless trusted (XSA-403): every key read from it is parsed.
@@ -64,7 +65,20 @@ struct bhfrontdrv {
     void (*disconnect)(struct bhfront *f);
     /* The device is gone: free what outlives reconnects (a vif's eth TAP).  May be NULL. */
     void (*release)(struct bhfront *f);
+    /*
+     * A driver whose device is run by a process of its own (vbd: nbdkit with
+     * the blkfront plugin, which owns the handshake because it maps the
+     * ring) sets supervise instead of publish/connect/kick: the runtime runs
+     * no machine for it, calls supervise on every step (start, reap, or with
+     * stopping, ask the process to close the device) and reads the device's
+     * state from the store; disconnect stops the process.  -1 with why: the
+     * device fails (error node, Closing).
+     */
+    int (*supervise)(struct bhfront *f, bool stopping, char *why, size_t whylen);
 };
+
+/* fe_vbd.c: the vbd frontend, nbdkit with the blkfront plugin. */
+extern const struct bhfrontdrv blkfront_nbdkit;
 
 /* fe_trivial.c: the built-in frontends; the one for a kind, or NULL. */
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind);

@@ -9,11 +9,14 @@
  * <kind>/<devid> of a kind it has a driver for (vbd, vif), and runs the
  * frontend side of the handshake for it (bhxb_machine): Initialised once
  * the backend waits, Connected once it connected, Closed when it closes,
- * and Initialising again when it comes back (a reconnect).  Once every
- * device present at start is Connected or failed (or after --wait seconds,
- * 60 by default), it runs PROGRAM, and exits with PROGRAM's status after
- * closing its devices; without PROGRAM it serves until SIGTERM or SIGINT,
- * then closes its devices and exits 0.
+ * and Initialising again when it comes back (a reconnect).  A vbd is run
+ * by a process of its own instead (fe_vbd.c: nbdkit with the blkfront
+ * plugin, which owns its handshake since it maps the ring); the runtime
+ * supervises that process.  Once every device present at start is
+ * Connected or failed (or after --wait seconds, 60 by default), it runs
+ * PROGRAM, and exits with PROGRAM's status after closing its devices;
+ * without PROGRAM it serves until SIGTERM or SIGINT, then closes its
+ * devices and exits 0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -197,12 +200,45 @@ static const struct bhxb_driver machine_ops = {
     .set_state = cb_set_state,
 };
 
+/*
+ * A device run by a process of its own: supervise it, and follow its
+ * state in the store (the process writes it) for settling and shutdown.
+ */
+static bool front_supervise(struct guest *g, struct bhfront *f)
+{
+    char why[200];
+    int state = bhxb_read_state(g->xs, f->dir);
+
+    if (state == XenbusStateUnknown)
+        return false;
+    if (!f->machine.view.error && f->drv->supervise(f, g->stopping, why, sizeof(why)) != 0) {
+        bhfront_log(f, "device failed: %s", why);
+        f->machine.view.error = true;
+        if (bhxb_dev_fatal(g->xs, f->dir, EPROTO, "%s", why) != 0 && errno != ENOENT)
+            bhfront_log(f, "cannot write the error node: %s", strerror(errno));
+        state = bhxb_read_state(g->xs, f->dir);
+    }
+    if (state >= 0 && state != (int)f->machine.view.ours)
+        bhfront_log(f, "%s -> %s", bhxb_state_name(f->machine.view.ours), bhxb_state_name(state));
+    f->machine.view.ours = state >= 0 ? (XenbusState)state : f->machine.view.ours;
+    /* An error node written by the process counts as failed, as our own does. */
+    if (!f->machine.view.error && state >= XenbusStateClosing && g->stopping == false) {
+        char err[8];
+
+        f->machine.view.error = bhxb_read_error(g->xs, f->dir, err, sizeof(err)) == 0;
+    }
+    return true;
+}
+
 /* Returns false when our directory is gone: the device was removed. */
 static bool front_step(struct guest *g, struct bhfront *f)
 {
     /* A device whose backend could not be named fails at once: no peer to wait for. */
-    int peer = f->backend[0] ? bhxb_read_state(g->xs, f->backend) : XenbusStateUnknown;
+    int peer;
 
+    if (f->drv->supervise != NULL)
+        return front_supervise(g, f);
+    peer = f->backend[0] ? bhxb_read_state(g->xs, f->backend) : XenbusStateUnknown;
     if (bhxb_read_state(g->xs, f->dir) == XenbusStateUnknown)
         return false;
     if (peer == -2) {
@@ -423,6 +459,8 @@ static void on_signal(struct guest *g)
     int status;
 
     while (read(g->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            g->dirty = true; /* a device's own process may have died: its driver reaps it */
         if (si.ssi_signo != SIGCHLD) {
             if (!g->stopping)
                 glog("signal %u: closing every device", si.ssi_signo);

@@ -1,0 +1,347 @@
+/*
+ * nbdkit-plugin.c - nbdkit-bulkhead-plugin: a vbd of this guest exported
+ * over NBD, so that fio (nbd engine), nbdcopy, nbdinfo and qemu-img reach
+ * the disk.
+ *
+ *   nbdkit --unix SOCK -t N nbdkit-bulkhead-plugin.so vbd=DEVID \
+ *          [timeout=MS] [ring-order=0..4] [pool-pages=N] [persistent=BOOL] [indirect=BOOL]
+ *
+ * Design: the plugin process owns the device, XenStore handshake included
+ * (bhblkfront_open), because it is the process that maps the ring and the
+ * bounce pool; bulkhead-guest only starts one nbdkit per vbd and publishes
+ * its URI.  nbdkit forks into the background after .get_ready, so the
+ * device (and its event thread) is opened in .after_fork.  The PARALLEL
+ * thread model: every nbdkit worker submits to the one ring (all
+ * connections share it, so multi-conn is safe: a flush covers every
+ * connection's writes).  A worker waits for its own completion by polling
+ * the ring itself for a few microseconds - the common case at depth 1,
+ * where the response arrives while the submitter is still on its CPU, so
+ * no wake-up crosses CPUs - and only then sleeps on a condition variable,
+ * which the thread that consumed its response signals.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "bhblkfront.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+#define SPIN_NS    50000L /* how long a submitter polls before it sleeps */
+#define ZERO_CHUNK (1u << 20)
+
+static uint32_t vbd = UINT32_MAX;
+static uint32_t timeout_ms = 30000;
+static struct bhblkfront_cfg opts = {.ring_order = 0}; /* one page unless asked, as Linux */
+static bhblkfront_dev *dev;
+static bhblkfront *blk;
+static struct bhblkfront_info info;
+static const uint8_t zeroes[ZERO_CHUNK];
+
+static int bh_config(const char *key, const char *value)
+{
+    uint32_t v;
+    int b;
+
+    if (strcmp(key, "vbd") == 0)
+        return nbdkit_parse_uint32_t("vbd", value, &vbd);
+    if (strcmp(key, "timeout") == 0)
+        return nbdkit_parse_uint32_t("timeout", value, &timeout_ms);
+    if (strcmp(key, "ring-order") == 0) {
+        if (nbdkit_parse_uint32_t("ring-order", value, &v) == -1)
+            return -1;
+        if (v > 4) {
+            nbdkit_error("ring-order=%u: give 0..4", v);
+            return -1;
+        }
+        opts.ring_order = v;
+        return 0;
+    }
+    if (strcmp(key, "pool-pages") == 0) {
+        if (nbdkit_parse_uint32_t("pool-pages", value, &v) == -1)
+            return -1;
+        opts.pool_pages = v;
+        return 0;
+    }
+    if (strcmp(key, "persistent") == 0 || strcmp(key, "indirect") == 0) {
+        if ((b = nbdkit_parse_bool(value)) == -1)
+            return -1;
+        if (key[0] == 'p')
+            opts.no_persistent = !b;
+        else
+            opts.no_indirect = !b;
+        return 0;
+    }
+    nbdkit_error("unknown parameter '%s': give vbd=, timeout=, ring-order=, pool-pages=, "
+                 "persistent= or indirect=",
+                 key);
+    return -1;
+}
+
+static int bh_config_complete(void)
+{
+    if (vbd == UINT32_MAX) {
+        nbdkit_error("no vbd: give vbd=DEVID (the vbd's number, e.g. 51712 for xvda)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Threads only after fork: nbdkit daemonises between get_ready and after_fork. */
+static int bh_after_fork(void)
+{
+    char why[256];
+
+    if ((dev = bhblkfront_open(vbd, &opts, (int)timeout_ms, why, sizeof(why))) == NULL) {
+        nbdkit_error("%s", why);
+        return -1;
+    }
+    blk = bhblkfront_dev_blk(dev);
+    if (bhblkfront_get_info(blk, &info) != 0) {
+        nbdkit_error("vbd %u connected without its keys", vbd);
+        return -1;
+    }
+    nbdkit_debug("vbd %u: %llu sectors of %u bytes, ring order %u, %u segments, persistent %d, "
+                 "flush %d, discard %d, trusted %d",
+                 vbd, (unsigned long long)info.sectors, info.sector_size, info.ring_order,
+                 info.max_segments, info.persistent, info.flush, info.discard, info.trusted);
+    return 0;
+}
+
+static void bh_unload(void)
+{
+    bhblkfront_close(dev);
+    dev = NULL;
+}
+
+static void *bh_open(int readonly)
+{
+    (void)readonly;
+    return &vbd; /* one device for every connection */
+}
+
+static int64_t bh_get_size(void *h)
+{
+    (void)h;
+    return (int64_t)(info.sectors * info.sector_size);
+}
+
+static int bh_block_size(void *h, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+    (void)h;
+    *minimum = info.sector_size;
+    *preferred = info.sector_size > 4096 ? info.sector_size : 4096;
+    *maximum = 0xffffffff;
+    return 0;
+}
+
+static int bh_can_write(void *h)
+{
+    (void)h;
+    return (info.info & 4) == 0; /* VDISK_READONLY */
+}
+
+static int bh_can_flush(void *h)
+{
+    (void)h;
+    return info.flush;
+}
+
+static int bh_can_fua(void *h)
+{
+    (void)h;
+    return info.flush ? NBDKIT_FUA_EMULATE : NBDKIT_FUA_NONE;
+}
+
+static int bh_can_trim(void *h)
+{
+    (void)h;
+    return info.discard;
+}
+
+static int bh_can_zero(void *h)
+{
+    (void)h;
+    return 1;
+}
+
+static int bh_can_fast_zero(void *h)
+{
+    (void)h;
+    return info.discard;
+}
+
+static int bh_can_multi_conn(void *h)
+{
+    (void)h;
+    return 1;
+}
+
+static int bh_is_rotational(void *h)
+{
+    (void)h;
+    return 0;
+}
+
+/* ---- waiting for one's own completion ---- */
+
+struct waiter {
+    atomic_int done;
+    atomic_bool sleeping;
+    int err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void on_done(void *arg, int err)
+{
+    struct waiter *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    w->err = err;
+    atomic_store(&w->done, 1);
+    if (atomic_load(&w->sleeping))
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static long elapsed_ns(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+static int run(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
+{
+    struct waiter w = {.err = 0};
+    struct timespec t0;
+    int err;
+
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if (bhblkfront_submit(blk, op, off, len, buf, on_done, &w) != 0) {
+        err = errno;
+        goto out;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!atomic_load(&w.done) && elapsed_ns(&t0) < SPIN_NS)
+        bhblkfront_poll(blk);
+    pthread_mutex_lock(&w.mu);
+    atomic_store(&w.sleeping, true);
+    while (!atomic_load(&w.done))
+        pthread_cond_wait(&w.cv, &w.mu);
+    err = w.err; /* the completion has let go of w: it held mu until done */
+    pthread_mutex_unlock(&w.mu);
+out:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    if (err != 0) {
+        nbdkit_error("vbd %u: %s of %llu bytes at %llu: %s", vbd,
+                     op == BHBLKFRONT_READ    ? "read"
+                     : op == BHBLKFRONT_WRITE ? "write"
+                     : op == BHBLKFRONT_FLUSH ? "flush"
+                                              : "discard",
+                     (unsigned long long)len, (unsigned long long)off, strerror(err));
+        nbdkit_set_error(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int bh_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    (void)h;
+    (void)flags;
+    return run(BHBLKFRONT_READ, offset, count, buf);
+}
+
+static int bh_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    (void)h;
+    (void)flags; /* FUA is emulated by nbdkit with a flush */
+    return run(BHBLKFRONT_WRITE, offset, count, (void *)buf);
+}
+
+static int bh_flush(void *h, uint32_t flags)
+{
+    (void)h;
+    (void)flags;
+    return run(BHBLKFRONT_FLUSH, 0, 0, NULL);
+}
+
+static int bh_trim(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    (void)h;
+    (void)flags;
+    return run(BHBLKFRONT_DISCARD, offset, count, NULL);
+}
+
+/*
+ * Write-zeroes: a discard when the client allows holes and asks for speed
+ * (the backend punches holes, which read back as zeroes), writes of zero
+ * pages otherwise.  A fast zero we cannot do fast is ENOTSUP, as NBD says.
+ */
+static int bh_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+    (void)h;
+    if (flags & NBDKIT_FLAG_FAST_ZERO) {
+        if (!info.discard || !(flags & NBDKIT_FLAG_MAY_TRIM)) {
+            nbdkit_set_error(ENOTSUP);
+            return -1;
+        }
+        return run(BHBLKFRONT_DISCARD, offset, count, NULL);
+    }
+    while (count > 0) {
+        uint32_t n = count < ZERO_CHUNK ? count : ZERO_CHUNK;
+
+        if (run(BHBLKFRONT_WRITE, offset, n, (void *)zeroes) != 0)
+            return -1;
+        offset += n;
+        count -= n;
+    }
+    return 0;
+}
+
+static struct nbdkit_plugin plugin = {
+    .name = "bulkhead",
+    .longname = "Bulkhead blkfront: a PV block device of this guest",
+    .version = PACKAGE_VERSION,
+    .config = bh_config,
+    .config_complete = bh_config_complete,
+    .config_help = "vbd=DEVID (required) timeout=MS ring-order=0..4 pool-pages=N "
+                   "persistent=BOOL indirect=BOOL",
+    .magic_config_key = "vbd",
+    .after_fork = bh_after_fork,
+    .unload = bh_unload,
+    .open = bh_open,
+    .get_size = bh_get_size,
+    .block_size = bh_block_size,
+    .can_write = bh_can_write,
+    .can_flush = bh_can_flush,
+    .can_fua = bh_can_fua,
+    .can_trim = bh_can_trim,
+    .can_zero = bh_can_zero,
+    .can_fast_zero = bh_can_fast_zero,
+    .can_multi_conn = bh_can_multi_conn,
+    .is_rotational = bh_is_rotational,
+    .pread = bh_pread,
+    .pwrite = bh_pwrite,
+    .flush = bh_flush,
+    .trim = bh_trim,
+    .zero = bh_zero,
+    .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN(plugin)

@@ -1,0 +1,710 @@
+/*
+ * check_blkfront.c - libbhblkfront against a fake backend written here
+ * with libbhring and the hostile harness (tests/hostile.h): the test plays
+ * the driver domain (its grants mapped with its own identity) and serves
+ * an in-memory disk, honestly or not.  Everything runs in this thread, in
+ * lock step: the frontend submits, the fake backend serves what is on the
+ * ring, the frontend consumes - so every assertion is exact.  Covered:
+ * negotiation against a backend offering only the basics and one offering
+ * everything; splitting into 11-segment and indirect requests; flush,
+ * discard; trusted=0 bouncing; reissue after a reconnect; lying responses
+ * (duplicate and unknown ids, impossible status and operation, rsp_prod
+ * overflow) that break the device and not the process; an event storm.
+ * Needs root (the simulation).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xen/io/blkif.h>
+
+#include "bhblkfront.h"
+#include "hostile.h"
+
+#define DISK_SECTORS 2048u /* 1 MiB of 512-byte sectors */
+
+static struct hst_sim sim;
+static struct hst_domain guest, drv;
+static struct hst_id gid, did;
+static struct bhxb_dev dev;
+static struct bhxb_layout *lay;
+
+/* ---- the fake backend ---- */
+
+enum lie { HONEST, DUP_ID, UNKNOWN_ID, BAD_STATUS, BAD_OP, RSP_PROD_OVERFLOW, LIES };
+
+struct fake {
+    struct hst_end end;
+    struct bhring ring;
+    uint8_t disk[DISK_SECTORS * 512];
+    unsigned int sector_size;
+    unsigned int requests, max_segs, indirect, flushes, discards;
+    uint8_t last_page[4096]; /* the last data page a write granted, as mapped */
+    bool hold;               /* take requests, answer none */
+};
+
+static struct fake *fk;
+static bhblkfront *fb;
+static char broken_why[256];
+/* Keys a test writes over the backend's offer. */
+static const char *const (*extra)[2];
+static size_t nextra;
+
+static void on_broken(void *arg, const char *why)
+{
+    (void)arg;
+    snprintf(broken_why, sizeof(broken_why), "%s", why);
+}
+
+static void setup(void)
+{
+    char err[512];
+
+    ck_assert_msg(hst_sim_start(&sim, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(hst_sim_domain(&sim, "guest", 0, &guest), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "drv", HST_DOM_DRIVER, &drv), 0);
+    ck_assert_int_eq(hst_id_open(&gid, guest.uid), 0);
+    ck_assert_int_eq(hst_id_open(&did, drv.uid), 0);
+    dev = (struct bhxb_dev){"vbd", NULL, guest.domid, drv.domid, 51712};
+    lay = hst_layout(sim.xs, &dev);
+    ck_assert_ptr_nonnull(lay);
+    fk = calloc(1, sizeof(*fk));
+    ck_assert_ptr_nonnull(fk);
+    broken_why[0] = '\0';
+    extra = NULL;
+    nextra = 0;
+}
+
+static void teardown(void)
+{
+    bhblkfront_free(fb);
+    fb = NULL;
+    hst_end_close(&fk->end);
+    free(fk);
+    bhxb_layout_free(lay);
+    hst_id_close(&did);
+    hst_id_close(&gid);
+    hst_sim_stop(&sim);
+}
+
+/* Copies one segment between the disk and a granted page of the guest. */
+static void seg_io(struct fake *f, bool write, uint32_t gref, unsigned int first, unsigned int last,
+                   uint64_t *sector)
+{
+    uint8_t *pg = bhgnttab_map_grant_ref(did.gt, guest.domid, gref, PROT_READ | PROT_WRITE);
+    size_t n = (size_t)(last - first + 1) * 512;
+
+    ck_assert_msg(pg != NULL, "mapping grant %u: %s", gref, strerror(errno));
+    ck_assert_uint_le(first, last);
+    ck_assert_uint_le(last, 7);
+    ck_assert_uint_le((*sector + (last - first + 1)) * 512, sizeof(f->disk));
+    if (write) {
+        memcpy(f->disk + *sector * 512, pg + first * 512, n);
+        memcpy(f->last_page, pg, 4096);
+    } else {
+        memcpy(pg + first * 512, f->disk + *sector * 512, n);
+    }
+    *sector += last - first + 1;
+    ck_assert_int_eq(bhgnttab_unmap(did.gt, pg, 1), 0);
+}
+
+/* Serves one request copy; returns the status to answer. */
+static int16_t serve_one(
+    struct fake *f, const union {
+        blkif_request_t rw;
+        blkif_request_discard_t d;
+        blkif_request_indirect_t ind;
+        uint8_t raw[112];
+    } * r)
+{
+    uint64_t sector;
+
+    f->requests++;
+    switch (r->rw.operation) {
+    case BLKIF_OP_READ:
+    case BLKIF_OP_WRITE:
+        ck_assert_uint_le(r->rw.nr_segments, BLKIF_MAX_SEGMENTS_PER_REQUEST);
+        f->max_segs = r->rw.nr_segments > f->max_segs ? r->rw.nr_segments : f->max_segs;
+        sector = r->rw.sector_number;
+        for (unsigned int i = 0; i < r->rw.nr_segments; i++)
+            seg_io(f, r->rw.operation == BLKIF_OP_WRITE, r->rw.seg[i].gref, r->rw.seg[i].first_sect,
+                   r->rw.seg[i].last_sect, &sector);
+        return BLKIF_RSP_OKAY;
+    case BLKIF_OP_INDIRECT: {
+        unsigned int n = r->ind.nr_segments, np = (n + 511) / 512;
+        struct blkif_request_segment *segs;
+
+        f->indirect++;
+        ck_assert_uint_le(np, BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
+        segs = bhgnttab_map_domain_grant_refs(did.gt, np, guest.domid,
+                                              (uint32_t *)r->ind.indirect_grefs, PROT_READ);
+        ck_assert_ptr_nonnull(segs);
+        f->max_segs = n > f->max_segs ? n : f->max_segs;
+        sector = r->ind.sector_number;
+        for (unsigned int i = 0; i < n; i++)
+            seg_io(f, r->ind.indirect_op == BLKIF_OP_WRITE, segs[i].gref, segs[i].first_sect,
+                   segs[i].last_sect, &sector);
+        bhgnttab_unmap(did.gt, segs, np);
+        return BLKIF_RSP_OKAY;
+    }
+    case BLKIF_OP_FLUSH_DISKCACHE:
+    case BLKIF_OP_WRITE_BARRIER:
+        f->flushes++;
+        return BLKIF_RSP_OKAY;
+    case BLKIF_OP_DISCARD:
+        f->discards++;
+        ck_assert_uint_le((r->d.sector_number + r->d.nr_sectors) * 512, sizeof(f->disk));
+        memset(f->disk + r->d.sector_number * 512, 0, r->d.nr_sectors * 512);
+        return BLKIF_RSP_OKAY;
+    default:
+        return BLKIF_RSP_EOPNOTSUPP;
+    }
+}
+
+/*
+ * The backend's turn: takes every request on the ring, answers each
+ * (honestly, or with one lie on the first), pushes and notifies.
+ */
+static unsigned int serve(struct fake *f, enum lie lie)
+{
+    union {
+        blkif_request_t rw;
+        blkif_request_discard_t d;
+        blkif_request_indirect_t ind;
+        uint8_t raw[112];
+    } r;
+    blkif_response_t rsp;
+    unsigned int n = 0;
+
+    hst_events(&f->end);
+    while (bhring_back_get(&f->ring, &r) == 1) {
+        n++;
+        if (f->hold)
+            continue;
+        memset(&rsp, 0, sizeof(rsp));
+        rsp.id = r.rw.id;
+        rsp.operation = r.rw.operation;
+        rsp.status = serve_one(f, (void *)&r);
+        if (lie != HONEST && n == 1) {
+            if (lie == UNKNOWN_ID)
+                rsp.id ^= 0x5a5a0000u;
+            if (lie == BAD_STATUS)
+                rsp.status = 7;
+            if (lie == BAD_OP)
+                rsp.operation = BLKIF_OP_DISCARD;
+            if (lie == DUP_ID) {
+                ck_assert_int_eq(bhring_back_put(&f->ring, &rsp), 0);
+                /* the second request: answered with the first one's id */
+                n += (unsigned int)bhring_back_get(&f->ring, &r);
+            }
+        }
+        ck_assert_int_eq(bhring_back_put(&f->ring, &rsp), 0);
+    }
+    if (bhring_back_push(&f->ring) == 1)
+        ck_assert_int_eq(hst_notify(&f->end), 0);
+    if (lie == RSP_PROD_OVERFLOW)
+        hst_idx_set(&f->end.ring[0], HST_RSP_PROD,
+                    hst_idx_get(&f->end.ring[0], HST_RSP_PROD) + f->end.ring[0].nr_ents + 1);
+    return n;
+}
+
+/* The guest's turn: events on its port, then consume. */
+static void guest_turn(void)
+{
+    int p;
+
+    while ((p = bhevtchn_pending(gid.ev)) >= 0)
+        bhevtchn_unmask(gid.ev, (uint32_t)p);
+    bhblkfront_kick(fb);
+}
+
+/* ---- attaching ---- */
+
+enum offer { BASIC, EVERYTHING };
+
+static void attach(enum offer offer, unsigned int want_order, int trusted)
+{
+    struct bhblkfront_cfg cfg = {0};
+    char why[256], path[300];
+
+    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
+    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
+    if (offer == BASIC) {
+        ck_assert_int_eq(hst_rm(&fk->end, "max-ring-page-order"), 0);
+        ck_assert_int_eq(hst_rm(&fk->end, "feature-persistent"), 0);
+        ck_assert_int_eq(hst_rm(&fk->end, "multi-queue-max-queues"), 0);
+    } else {
+        ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "256"), 0);
+        ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
+        ck_assert_int_eq(hst_set(&fk->end, "feature-barrier", "1"), 0);
+        ck_assert_int_eq(hst_set(&fk->end, "feature-discard", "1"), 0);
+        ck_assert_int_eq(hst_set(&fk->end, "discard-granularity", "4096"), 0);
+        ck_assert_int_eq(hst_set(&fk->end, "multi-queue-max-queues", "4"), 0);
+    }
+    for (size_t i = 0; i < nextra; i++)
+        ck_assert_int_eq(hst_set(&fk->end, extra[i][0], "%s", extra[i][1]), 0);
+    if (trusted >= 0) {
+        snprintf(path, sizeof(path), "%s/trusted", fk->end.peer_dir);
+        ck_assert(xs_write(sim.xs, XBT_NULL, path, trusted ? "1" : "0", 1));
+    }
+    cfg.xs = gid.xs;
+    cfg.gntshr = gid.gs;
+    cfg.evtchn = gid.ev;
+    cfg.dir = fk->end.peer_dir;
+    cfg.backend = fk->end.dir;
+    cfg.backend_domid = drv.domid;
+    cfg.ring_order = want_order;
+    cfg.broken = on_broken;
+    fb = bhblkfront_new(&cfg);
+    ck_assert_ptr_nonnull(fb);
+    ck_assert_msg(bhblkfront_publish(fb, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
+    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
+                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
+                     0);
+    ck_assert_msg(bhblkfront_connect(fb, why, sizeof(why)) == 0, "%s", why);
+}
+
+/* Re-attaches after the backend went away: a new mapping of the new ring. */
+static void reattach(void)
+{
+    char why[256];
+
+    hst_end_close(&fk->end);
+    ck_assert_msg(bhblkfront_publish(fb, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
+    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
+                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
+                     0);
+    ck_assert_msg(bhblkfront_connect(fb, why, sizeof(why)) == 0, "%s", why);
+}
+
+struct waiter {
+    int done;
+    int err;
+};
+
+static void on_done(void *arg, int err)
+{
+    struct waiter *w = arg;
+
+    w->done++;
+    w->err = err;
+}
+
+/* Submits one I/O and runs both ends until it completes; returns its error. */
+static int io(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
+{
+    struct waiter w = {0, -1};
+
+    if (bhblkfront_submit(fb, op, off, len, buf, on_done, &w) != 0)
+        return -errno;
+    for (int i = 0; i < 1000 && w.done == 0; i++) {
+        serve(fk, HONEST);
+        guest_turn();
+    }
+    ck_assert_int_eq(w.done, 1);
+    return w.err;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned int seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + seed + i / 4096);
+}
+
+/* ---- tests ---- */
+
+/* A backend offering only the basics: one page, 11 segments, no flush or discard. */
+START_TEST(test_basic_backend_falls_back)
+{
+    struct bhblkfront_info in;
+    static uint8_t out[1 << 20], back[1 << 20];
+    char v[16];
+    unsigned int len;
+    char path[300], *s;
+
+    attach(BASIC, 4, -1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.ring_order, 0);
+    ck_assert_uint_eq(in.ring_slots, 32);
+    ck_assert(!in.persistent);
+    ck_assert(!in.indirect);
+    ck_assert_uint_eq(in.max_segments, 11);
+    ck_assert(!in.flush && !in.discard);
+    ck_assert(in.trusted); /* no trusted key: trusted, as Linux */
+    ck_assert_uint_eq(in.sectors, DISK_SECTORS);
+    /* The frontend offered persistent grants and used ring-ref (order 0). */
+    snprintf(path, sizeof(path), "%s/feature-persistent", fk->end.peer_dir);
+    s = xs_read(sim.xs, XBT_NULL, path, &len);
+    ck_assert_ptr_nonnull(s);
+    snprintf(v, sizeof(v), "%s", s);
+    free(s);
+    ck_assert_str_eq(v, "1");
+
+    fill(out, sizeof(out), 3);
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, sizeof(out), out), 0);
+    ck_assert_uint_eq(fk->max_segs, 11);
+    ck_assert_uint_eq(fk->indirect, 0);
+    ck_assert_uint_eq(fk->requests, (256 + 10) / 11);
+    ck_assert_mem_eq(fk->disk, out, sizeof(out));
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 0, sizeof(back), back), 0);
+    ck_assert_mem_eq(back, out, sizeof(out));
+    /* What the backend did not offer is refused at once. */
+    ck_assert_int_eq(io(BHBLKFRONT_FLUSH, 0, 0, NULL), -ENOTSUP);
+    ck_assert_int_eq(io(BHBLKFRONT_DISCARD, 0, 4096, NULL), -ENOTSUP);
+    /* Unaligned, out of range. */
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 100, 512, back), -EINVAL);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, sizeof(out) - 512, 1024, back), -EINVAL);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, UINT64_MAX - 511, 512, back), -EINVAL);
+    ck_assert_int_eq(bhblkfront_in_flight(fb), 0);
+}
+END_TEST
+
+/* Everything offered: order 4, indirect, persistent, flush, discard. */
+START_TEST(test_everything_offered_is_used)
+{
+    struct bhblkfront_info in;
+    static uint8_t out[1 << 20], back[1 << 20];
+
+    attach(EVERYTHING, 4, 1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.ring_order, 4);
+    ck_assert_uint_eq(in.ring_slots, 512);
+    ck_assert(in.persistent && in.indirect && in.flush && !in.barrier && in.discard);
+    ck_assert_uint_eq(in.max_segments, BHBLKFRONT_MAX_INDIRECT);
+    ck_assert_uint_eq(in.discard_granularity, 4096);
+    ck_assert_uint_eq(in.backend_max_queues, 4);
+
+    fill(out, sizeof(out), 9);
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, sizeof(out), out), 0);
+    ck_assert_uint_eq(fk->max_segs, BHBLKFRONT_MAX_INDIRECT);
+    ck_assert_uint_eq(fk->indirect, 256 / BHBLKFRONT_MAX_INDIRECT);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 0, sizeof(back), back), 0);
+    ck_assert_mem_eq(back, out, sizeof(out));
+    /* A small odd-sized read: one plain request. */
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 512 * 3, 512 * 5, back), 0);
+    ck_assert_mem_eq(back, out + 512 * 3, 512 * 5);
+    ck_assert_int_eq(io(BHBLKFRONT_FLUSH, 0, 0, NULL), 0);
+    ck_assert_uint_eq(fk->flushes, 1);
+    ck_assert_int_eq(io(BHBLKFRONT_DISCARD, 8192, 8192, NULL), 0);
+    ck_assert_uint_eq(fk->discards, 1);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 8192, 8192, back), 0);
+    for (int i = 0; i < 8192; i++)
+        ck_assert_uint_eq(back[i], 0);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 16384, 4096, back), 0);
+    ck_assert_mem_eq(back, out + 16384, 4096);
+}
+END_TEST
+
+/* Barrier only: flush goes as WRITE_BARRIER; 4 KiB sectors; read-only refuses writes. */
+START_TEST(test_barrier_and_read_only)
+{
+    struct bhblkfront_info in;
+    static uint8_t buf[4096];
+    static const char *const keys[][2] = {
+        {"feature-barrier", "1"}, {"info", "4"}, {"sector-size", "4096"}, {"sectors", "256"}};
+
+    extra = keys;
+    nextra = 4;
+    attach(BASIC, 0, -1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert(in.flush && in.barrier);
+    ck_assert_uint_eq(in.sector_size, 4096);
+    ck_assert_uint_eq(in.info, 4);
+    ck_assert_int_eq(io(BHBLKFRONT_FLUSH, 0, 0, NULL), 0);
+    ck_assert_uint_eq(fk->flushes, 1);
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, 4096, buf), -EROFS);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 512, 4096, buf), -EINVAL); /* 4 KiB sectors */
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 4096, 4096, buf), 0);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 255 * 4096, 8192, buf), -EINVAL);
+}
+END_TEST
+
+/*
+ * trusted=0: the unused part of a bounce page is cleared before the
+ * backend sees it; trusted=1 leaves the previous request's bytes there.
+ * The pool hands the page just freed out first, so the second write
+ * lands on the first one's page.
+ */
+START_TEST(test_untrusted_pages_hold_only_the_request)
+{
+    static uint8_t full[4096], small[512];
+    struct bhblkfront_info in;
+
+    attach(EVERYTHING, 0, _i);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_int_eq(in.trusted, _i);
+    memset(full, 0xaa, sizeof(full));
+    memset(small, 0x55, sizeof(small));
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, sizeof(full), full), 0);
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 8192, sizeof(small), small), 0);
+    ck_assert_mem_eq(fk->last_page, small, sizeof(small));
+    for (size_t i = 512; i < 4096; i++)
+        ck_assert_uint_eq(fk->last_page[i], _i ? 0xaa : 0);
+}
+END_TEST
+
+/* A backend that lies loses its device; callbacks see EIO; the process lives. */
+START_TEST(test_lying_backend_breaks_the_device)
+{
+    static uint8_t buf[2][4096];
+    struct waiter w[2] = {{0, -1}, {0, -1}};
+    char err[256];
+
+    attach(BASIC, 0, 0);
+    ck_assert_int_eq(bhblkfront_submit(fb, BHBLKFRONT_READ, 0, 4096, buf[0], on_done, &w[0]), 0);
+    ck_assert_int_eq(bhblkfront_submit(fb, BHBLKFRONT_READ, 4096, 4096, buf[1], on_done, &w[1]), 0);
+    ck_assert_uint_eq(serve(fk, (enum lie)_i), 2);
+    guest_turn();
+    ck_assert(bhblkfront_broken(fb));
+    bhblkfront_error(fb, err, sizeof(err));
+    ck_assert_str_ne(err, "");
+    ck_assert_str_eq(broken_why, err);
+    ck_assert_int_eq(w[0].done + w[1].done, 2);
+    ck_assert(w[0].err == EIO || w[1].err == EIO);
+    ck_assert_int_eq(bhblkfront_in_flight(fb), 0);
+    /* Broken stays broken. */
+    ck_assert_int_eq(bhblkfront_submit(fb, BHBLKFRONT_READ, 0, 4096, buf[0], on_done, &w[0]), -1);
+    ck_assert_int_eq(errno, EIO);
+    guest_turn();
+    ck_assert_int_eq(w[0].done, 1);
+}
+END_TEST
+
+/* An honest response that breaks nothing: the storm is survived, I/O goes on. */
+START_TEST(test_event_storm_is_harmless)
+{
+    static uint8_t out[8192], back[8192];
+
+    attach(BASIC, 0, 0);
+    ck_assert_int_eq(hst_storm(&fk->end, 20000), 20000);
+    for (int i = 0; i < 100; i++)
+        guest_turn();
+    ck_assert(!bhblkfront_broken(fb));
+    fill(out, sizeof(out), 1);
+    ck_assert_int_eq(io(BHBLKFRONT_WRITE, 4096, sizeof(out), out), 0);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 4096, sizeof(back), back), 0);
+    ck_assert_mem_eq(back, out, sizeof(out));
+}
+END_TEST
+
+/*
+ * The backend took requests and went away: after the reconnect (to a
+ * backend that now offers less) they are reissued, split to fit.
+ */
+START_TEST(test_reconnect_reissues_in_flight)
+{
+    static uint8_t out[1 << 19], back[1 << 19];
+    struct waiter w = {0, -1};
+
+    attach(EVERYTHING, 2, 1);
+    fill(out, sizeof(out), 5);
+    fk->hold = true;
+    ck_assert_int_eq(bhblkfront_submit(fb, BHBLKFRONT_WRITE, 0, sizeof(out), out, on_done, &w), 0);
+    ck_assert_uint_ge(serve(fk, HONEST), 1);
+    guest_turn();
+    ck_assert_int_eq(w.done, 0);
+    bhblkfront_disconnect(fb);
+    fk->hold = false;
+    ck_assert_int_eq(hst_rm(&fk->end, "feature-max-indirect-segments"), 0);
+    ck_assert_int_eq(hst_rm(&fk->end, "max-ring-page-order"), 0);
+    reattach();
+    for (int i = 0; i < 1000 && w.done == 0; i++) {
+        serve(fk, HONEST);
+        guest_turn();
+    }
+    ck_assert_int_eq(w.done, 1);
+    ck_assert_int_eq(w.err, 0);
+    ck_assert_uint_eq(fk->max_segs, 11);
+    ck_assert_mem_eq(fk->disk, out, sizeof(out));
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 0, sizeof(back), back), 0);
+    ck_assert_mem_eq(back, out, sizeof(out));
+}
+END_TEST
+
+/* Bogus backend keys fail publish or connect with a reason, never the process. */
+START_TEST(test_bogus_backend_keys)
+{
+    struct bhblkfront_cfg cfg = {0};
+    char why[256];
+    static const char *const keys[][2] = {
+        {"sectors", "-1"}, {"sector-size", "1000"}, {"feature-discard", "yes"}, {"info", "0x4"}};
+
+    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
+    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
+    ck_assert_int_eq(hst_set(&fk->end, keys[_i][0], "%s", keys[_i][1]), 0);
+    cfg = (struct bhblkfront_cfg){.xs = gid.xs,
+                                  .gntshr = gid.gs,
+                                  .evtchn = gid.ev,
+                                  .dir = fk->end.peer_dir,
+                                  .backend = fk->end.dir,
+                                  .backend_domid = drv.domid};
+    fb = bhblkfront_new(&cfg);
+    ck_assert_ptr_nonnull(fb);
+    ck_assert_msg(bhblkfront_publish(fb, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_int_eq(bhblkfront_connect(fb, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, keys[_i][0]) != NULL, "%s", why);
+}
+END_TEST
+
+/*
+ * Runs argv in the guest (it starts nbdkit with the plugin) against the
+ * fake backend, which plays the backend's handshake and then serves (or
+ * lies) until argv exits; returns its wait status.
+ */
+static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
+{
+    char why[1024];
+    int status = -1;
+    pid_t pid;
+
+    ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
+    ck_assert_int_eq(hst_back_publish(&fk->end), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
+    pid = hst_sim_spawn(&guest, argv, out_fd);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_msg(hst_wait(did.xs, fk->end.peer_dir, HST_STATE(XenbusStateInitialised), true,
+                           HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateInitialised,
+                  "%s", why);
+    ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
+    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
+                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
+                     0);
+    ck_assert_int_eq(hst_state(&fk->end, XenbusStateConnected), 0);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        struct pollfd p = {.fd = bhevtchn_fd(did.ev), .events = POLLIN};
+
+        poll(&p, 1, 20);
+        serve(fk, lie);
+    }
+    return status;
+}
+
+/*
+ * The plugin loaded by real nbdkit inside the guest, against the fake
+ * backend served from here: nbdinfo sees the size, nbdcopy writes the whole
+ * disk and reads it back identical; the fake's disk holds what was written.
+ */
+START_TEST(test_nbdkit_plugin_serves_the_vbd)
+{
+    char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    int fd, status = -1;
+    ssize_t n;
+
+    snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
+             test_builddir());
+    snprintf(script, sizeof(script),
+             "set -e; cd /tmp; head -c %u /dev/urandom > in; "
+             "nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
+             "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME' "
+             "%s vbd=%u timeout=20000; cat in",
+             DISK_SECTORS * 512, plugin, dev.devid);
+    ck_assert_int_ge(fd = mkstemp(outpath), 0);
+    unlink(outpath);
+    status = guest_nbdkit(argv, fd, HONEST);
+    n = pread(fd, out, sizeof(out) - 1, 0);
+    ck_assert_int_ge(n, 0);
+    out[n < 1024 ? n : 1024] = '\0';
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+    ck_assert_msg(strncmp(out, "1048576\n", 8) == 0 || strstr(out, "\n1048576\n") != NULL, "%s",
+                  out);
+    ck_assert_msg(strstr(out, "can_multi_conn: true") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "can_flush: true") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "SAME\n") != NULL, "%s", out);
+    /* What the guest wrote (cat in, after the run) is on the fake's disk. */
+    n = pread(fd, out, sizeof(out), 0);
+    {
+        static uint8_t in[DISK_SECTORS * 512 + 4096];
+        off_t size = lseek(fd, 0, SEEK_END);
+
+        ck_assert_int_ge(size, (off_t)sizeof(fk->disk));
+        ck_assert_int_eq(pread(fd, in, sizeof(fk->disk), size - (off_t)sizeof(fk->disk)),
+                         (ssize_t)sizeof(fk->disk));
+        ck_assert_mem_eq(in, fk->disk, sizeof(fk->disk));
+    }
+    ck_assert_uint_gt(fk->indirect, 0);
+    close(fd);
+}
+END_TEST
+
+/*
+ * A backend that lies to the plugin: the guest's reads fail with EIO, the
+ * device gets its error node and goes Closing, and nbdkit lives on.
+ */
+START_TEST(test_nbdkit_plugin_survives_a_lying_backend)
+{
+    char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    int fd, status, state;
+    const char *p;
+    ssize_t n;
+
+    snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
+             test_builddir());
+    snprintf(script, sizeof(script),
+             "cd /tmp; nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "if nbdcopy \"$uri\" back 2>/dev/null; then echo READ-OK; else echo READ-FAILED; fi; "
+             "nbdinfo --size \"$uri\" && echo ALIVE' %s vbd=%u timeout=20000",
+             plugin, dev.devid);
+    ck_assert_int_ge(fd = mkstemp(outpath), 0);
+    unlink(outpath);
+    status = guest_nbdkit(argv, fd, BAD_STATUS);
+    n = pread(fd, out, sizeof(out) - 1, 0);
+    ck_assert_int_ge(n, 0);
+    out[n] = '\0';
+    close(fd);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+    /* nbdkit's own error lines go to the same output, between ours. */
+    ck_assert_msg((p = strstr(out, "READ-FAILED\n")) != NULL, "%s", out);
+    ck_assert_msg((p = strstr(p, "\n1048576\n")) != NULL, "%s", out);
+    ck_assert_msg(strstr(p, "\nALIVE\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "READ-OK") == NULL, "%s", out);
+    ck_assert_int_eq(hst_read_error(sim.xs, fk->end.peer_dir, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "status 7") != NULL, "%s", out);
+    state = hst_read_state(sim.xs, fk->end.peer_dir);
+    ck_assert_msg(state == XenbusStateClosing || state == XenbusStateClosed, "state %d", state);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("blkfront");
+    TCase *tc = tcase_create("blkfront");
+    SRunner *sr;
+    int failed;
+
+    if (geteuid() != 0) {
+        printf("SKIP: needs root (namespaces): run make check as root\n");
+        return 77;
+    }
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_basic_backend_falls_back);
+    tcase_add_test(tc, test_everything_offered_is_used);
+    tcase_add_test(tc, test_barrier_and_read_only);
+    tcase_add_loop_test(tc, test_untrusted_pages_hold_only_the_request, 0, 2);
+    tcase_add_loop_test(tc, test_lying_backend_breaks_the_device, DUP_ID, LIES);
+    tcase_add_test(tc, test_event_storm_is_harmless);
+    tcase_add_test(tc, test_reconnect_reissues_in_flight);
+    tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
+    tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
+    tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
