@@ -1,20 +1,25 @@
 /*
- * blk.c - the trivial block backend (kinds vbd, qdisk, vbd3): the real
- * handshake of io/blkif.h and nothing more yet.  It publishes what it can
- * honour (multi-page rings), reads the keys a Linux blkfront writes
- * (ring-ref or ring-page-order + ring-refN, event-channel, protocol)
- * strictly, maps the ring, binds the event channel, and answers no
- * request: the block issue fills kick in.
+ * blk.c - the block backend (kinds vbd, qdisk, vbd3): the handshake of
+ * io/blkif.h, and the data path of backend/blk (libbhblkback: requests
+ * validated, served with io_uring straight into the granted pages).  It
+ * publishes what it honours (multi-page rings, indirect segments, flush,
+ * barrier, discard), reads the keys a Linux blkfront writes (ring-ref or
+ * ring-page-order + ring-refN, event-channel, protocol) strictly, maps the
+ * ring, binds the event channel, and serves the ring from the worker's
+ * event loop (the event channel and the io_uring's fd).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
 
+#include "bhblkback.h"
 #include "bhbroker.h"
 #include "bhring.h"
 #include "drv.h"
@@ -30,14 +35,18 @@ struct blk_kept {
     uint32_t order;
     uint32_t remote_port;
     uint32_t connected;
-    struct bhring_state ring; /* the consumer's private indices */
+    uint32_t discard; /* feature-discard offered */
+    uint32_t cdrom;   /* device-type cdrom */
+    char target[256]; /* dom0: the file it opens itself */
     uint64_t kicks;
+    struct bhblk_kept eng; /* the ring's indices and the requests in flight */
 };
 
 struct blk_priv {
     void *pages;
-    struct bhring ring;
+    struct bhblk *eng;
     uint32_t port;
+    int fd1; /* dom0's own open of the target, plus one; 0: none (a driver domain uses the keeper's) */
 };
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
@@ -102,23 +111,34 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"params", BHXB_STR, params, sizeof(params), false, 0},
         {"mode", BHXB_STR, mode, sizeof(mode), false, 0},
     };
-    unsigned int order = BLK_MAX_ORDER;
+    char devtype[16] = "disk";
+    unsigned int discard_enable = 1;
+    struct bhxb_key opt[] = {
+        {"device-type", BHXB_STR, devtype, sizeof(devtype), false, 0},
+        {"discard-enable", BHXB_UINT, &discard_enable, 0, false, 1},
+    };
+    unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
+    unsigned int discard = 0;
     char hotplug[] = "connected";
     struct bhxb_key out[] = {
         {"max-ring-page-order", BHXB_UINT, &order, 0, false, 0},
+        {"feature-flush-cache", BHXB_UINT, &one, 0, false, 0},
+        {"feature-barrier", BHXB_UINT, &one, 0, false, 0},
+        {"feature-max-indirect-segments", BHXB_UINT, &maxind, 0, false, 0},
+        {"feature-discard", BHXB_UINT, &discard, 0, false, 0},
+        {"discard-granularity", BHXB_UINT, &gran, 0, false, 0},
+        {"discard-alignment", BHXB_UINT, &zero, 0, false, 0},
+        {"discard-secure", BHXB_UINT, &zero, 0, false, 0},
         {"hotplug-status", BHXB_STR, hotplug, sizeof(hotplug), false, 0},
     };
 
-    if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0) {
+    if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0 ||
+        bhxb_read_keys(d->xs, d->paths.backend, opt, 2, &bad) != 0) {
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
     if (strcmp(mode, "r") != 0 && strcmp(mode, "w") != 0) {
         snprintf(why, len, "backend key mode is '%s': the toolstack must write r or w", mode);
-        return -1;
-    }
-    if (bhxb_write_keys(d->xs, d->paths.backend, out, 2) != 0) {
-        snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
     {
@@ -134,6 +154,13 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
             return -1;
         k->size = size;
         k->readonly = ro;
+        k->discard = discard = discard_enable && !ro && strcmp(devtype, "cdrom") != 0;
+        k->cdrom = strcmp(devtype, "cdrom") == 0;
+        snprintf(k->target, sizeof(k->target), "%s", target);
+    }
+    if (bhxb_write_keys(d->xs, d->paths.backend, out, 9) != 0) {
+        snprintf(why, len, "cannot publish the features: %s", strerror(errno));
+        return -1;
     }
     bhdev_log(d, "probed: params '%s', mode %s, %llu bytes%s", params, mode,
               (unsigned long long)((struct blk_kept *)d->kept)->size,
@@ -141,27 +168,49 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
-/* Maps the ring and binds the port the kept state names; restore: the ring's saved indices. */
-static int blk_attach(struct bhdev *d, bool restore, char *why, size_t len)
+/* The disk's fd: the keeper's (from the broker), or dom0's own open of the target. */
+static int blk_disk_fd(struct bhdev *d, char *why, size_t len)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+
+    if (d->nfds > 0)
+        return d->fds[0];
+    if (p->fd1 == 0 && k->target[0] != '\0')
+        p->fd1 = open(k->target, (k->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC) + 1;
+    if (p->fd1 == 0)
+        snprintf(why, len, "cannot open %s: %s", k->target[0] ? k->target : "(no medium)",
+                 k->target[0] ? strerror(errno) : "insert one first");
+    return p->fd1 - 1;
+}
+
+/* Maps the ring, starts the engine (from the kept state) and binds the port it names. */
+static int blk_attach(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
     unsigned int n = 1u << k->order;
+    struct bhblk_opts o = {.domid = d->id.domid, .gt = d->gnttab, .order = k->order,
+                           .kept = &k->eng};
     int port;
 
+    if ((o.fd = blk_disk_fd(d, why, len)) < 0)
+        return -1;
     if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL)
         return -1;
-    if (bhring_attach(&p->ring, &bhring_blkif, BHRING_BACK, p->pages, k->order, 0, false) != 0 ||
-        (restore && bhring_restore(&p->ring, &k->ring) != 0)) {
-        snprintf(why, len, "cannot attach the ring: %s", strerror(errno));
+    o.ring = p->pages;
+    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
+                                 .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT};
+    if ((p->eng = bhblk_open(&o, why, len)) == NULL)
         goto fail;
-    }
     if ((port = bhdev_bind(d, k->remote_port, why, len)) < 0)
         goto fail;
     p->port = (uint32_t)port;
     k->connected = 1;
     return 0;
 fail:
+    bhblk_close(p->eng);
+    p->eng = NULL;
     bhdev_unmap(d, p->pages, n);
     p->pages = NULL;
     return -1;
@@ -203,18 +252,15 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
         return -1;
     }
     sectors = (unsigned long)(k->size / 512);
-    info = k->readonly ? VDISK_READONLY : 0;
-    {
-        uint64_t size = k->size;
-        uint32_t ro = k->readonly;
-        memset(k, 0, sizeof(*k));
-        k->size = size;
-        k->readonly = ro;
-    }
+    info = (k->readonly ? VDISK_READONLY : 0) | (k->cdrom ? VDISK_CDROM | VDISK_REMOVABLE : 0);
+    memset(&k->eng, 0, sizeof(k->eng));
+    memset(k->refs, 0, sizeof(k->refs));
+    k->connected = 0;
+    k->kicks = 0;
     memcpy(k->refs, refs, sizeof(refs));
     k->order = order;
     k->remote_port = port;
-    if (blk_attach(d, false, why, len) != 0)
+    if (blk_attach(d, why, len) != 0)
         return -1;
     if (bhxb_write_keys(d->xs, d->paths.backend, out, 3) != 0) {
         snprintf(why, len, "cannot publish the disk's size: %s", strerror(errno));
@@ -233,25 +279,68 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
         snprintf(why, len, "the keeper holds no ring for a connected device");
         return -1;
     }
-    if (blk_attach(d, true, why, len) != 0)
+    if (blk_attach(d, why, len) != 0)
         return -1;
     bhdev_log(d,
               "resumed: ring-ref %u (order %u), event channel %u -> port %u, ring at %u, "
               "%llu kicks before",
               k->refs[0], k->order, k->remote_port, ((struct blk_priv *)d->priv)->port,
-              k->ring.cons, (unsigned long long)k->kicks);
+              k->eng.ring.cons, (unsigned long long)k->kicks);
     return 0;
 }
 
-/* No request is answered yet: the kick is counted, and the ring's indices kept. */
-static void blk_kick(struct bhdev *d)
+/* Online resize: a medium that grew or shrank is published, and checked against from now on. */
+static void blk_resize(struct bhdev *d)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
+    struct stat st;
+    char why[160];
+    unsigned long sectors;
+    struct bhxb_key out[] = {{"sectors", BHXB_ULONG, &sectors, 0, false, 0}};
+    int fd = blk_disk_fd(d, why, sizeof(why));
 
-    k->kicks++;
-    if (p->pages != NULL)
-        bhring_save(&p->ring, &k->ring);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size == k->size)
+        return;
+    k->size = (uint64_t)st.st_size;
+    sectors = (unsigned long)(k->size / BHBLK_SECTOR);
+    bhblk_set_sectors(p->eng, sectors);
+    if (bhxb_write_keys(d->xs, d->paths.backend, out, 1) != 0)
+        bhdev_log(d, "cannot publish the new size: %s", strerror(errno));
+    else
+        bhdev_log(d, "resized: %lu sectors", sectors);
+}
+
+/* The ring and the completions: served until nothing is left, then the frontend told. */
+static void blk_serve(struct bhdev *d)
+{
+    struct blk_priv *p = d->priv;
+    char why[200];
+    int rc;
+
+    if (p->eng == NULL)
+        return;
+    blk_resize(d);
+    rc = bhblk_run(p->eng, why, sizeof(why));
+    if (rc < 0) {
+        bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
+        return;
+    }
+    if (rc > 0)
+        bhdev_notify(d, p->port);
+}
+
+static void blk_kick(struct bhdev *d)
+{
+    ((struct blk_kept *)d->kept)->kicks++;
+    blk_serve(d);
+}
+
+static int blk_pollfd(struct bhdev *d)
+{
+    struct blk_priv *p = d->priv;
+
+    return p->eng != NULL ? bhblk_fd(p->eng) : -1;
 }
 
 static void blk_disconnect(struct bhdev *d)
@@ -259,15 +348,20 @@ static void blk_disconnect(struct bhdev *d)
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
 
+    bhblk_close(p->eng);
+    p->eng = NULL;
     bhdev_unbind(d, p->port);
     bhdev_unmap(d, p->pages, 1u << k->order);
+    if (p->fd1 > 0)
+        close(p->fd1 - 1);
+    p->fd1 = 0;
     p->port = 0;
     p->pages = NULL;
     k->connected = 0;
 }
 
-const struct bhdrv blkback_trivial = {
-    .name = "blkback (handshake only)",
+const struct bhdrv blkback = {
+    .name = "blkback",
     .kinds = {"vbd", "qdisk", "vbd3", NULL},
     .frontend_kind = "vbd",
     .kept_size = sizeof(struct blk_kept),
@@ -278,4 +372,6 @@ const struct bhdrv blkback_trivial = {
     .resume = blk_resume,
     .kick = blk_kick,
     .disconnect = blk_disconnect,
+    .pollfd = blk_pollfd,
+    .ready = blk_serve,
 };

@@ -99,6 +99,13 @@ struct bhdrv {
     int (*resume)(struct bhdev *d, char *why, size_t whylen);
     void (*kick)(struct bhdev *d);
     void (*disconnect)(struct bhdev *d);
+    /*
+     * Optional: a descriptor of the driver's own (an io_uring) that the
+     * worker polls beside the event channel, -1 for none now; ready runs
+     * when it is readable.
+     */
+    int (*pollfd)(struct bhdev *d);
+    void (*ready)(struct bhdev *d);
 };
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */

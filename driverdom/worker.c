@@ -322,9 +322,10 @@ static void run(struct worker *w)
     struct timespec stop_at = {0};
 
     while (!w->gone) {
-        struct pollfd pf[3] = {{.fd = w->sigfd, .events = POLLIN},
+        struct pollfd pf[4] = {{.fd = w->sigfd, .events = POLLIN},
                                {.fd = bhxb_watches_fd(w->watches), .events = POLLIN},
-                               {.fd = bhevtchn_fd(d->evtchn), .events = POLLIN}};
+                               {.fd = bhevtchn_fd(d->evtchn), .events = POLLIN},
+                               {.fd = -1, .events = POLLIN}};
         int timeout = -1;
         if (w->stopping) {
             if (d->machine->view.ours == XenbusStateClosed)
@@ -338,7 +339,9 @@ static void run(struct worker *w)
                 break;
             }
         }
-        if (poll(pf, 3, timeout) < 0 && errno != EINTR) {
+        if (d->drv->pollfd != NULL && !d->machine->view.error)
+            pf[3].fd = d->drv->pollfd(d);
+        if (poll(pf, 4, timeout) < 0 && errno != EINTR) {
             bhdev_log(d, "poll: %s", strerror(errno));
             break;
         }
@@ -350,6 +353,8 @@ static void run(struct worker *w)
             bhxb_watches_dispatch(w->watches);
         if (pf[2].revents)
             on_event(w);
+        if (pf[3].fd >= 0 && pf[3].revents && d->drv->ready && !d->machine->view.error)
+            d->drv->ready(d);
         if (w->dirty) {
             w->dirty = false;
             worker_step(d);

@@ -1,0 +1,136 @@
+/*
+ * bhblkback.h - blkback's data path: the request validator (a pure
+ * function over a request copied out of the ring and the device's
+ * geometry) and the engine that serves one blkif ring from a disk's fd
+ * with io_uring, reading and writing straight into the frontend's mapped
+ * granted pages.
+ *
+ * The engine owns no XenStore and no event channel: the caller (the driver
+ * domain's block driver, or a test) maps the ring, runs bhblk_run() when
+ * the frontend's port fires or bhblk_fd() is readable, and notifies the
+ * frontend when bhblk_run() says so.  One thread, no per-request thread.
+ *
+ * Functions return 0 (or a count) on success and -1 with errno set, unless
+ * their comment says otherwise.  Nothing logs.
+ */
+#ifndef BULKHEAD_BHBLKBACK_H
+#define BULKHEAD_BHBLKBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/io/blkif.h>
+
+#include "bhplat.h"
+#include "bhring.h"
+
+#define BHBLK_SECTOR       512u  /* the ring's sector, whatever the disk's */
+#define BHBLK_MAX_INDIRECT 256u  /* feature-max-indirect-segments we offer */
+#define BHBLK_SEGS_PER_PAGE (4096u / sizeof(struct blkif_request_segment)) /* 512 */
+#define BHBLK_MAX_SLOTS    512u  /* requests in flight: a blkif ring of 16 pages */
+
+/* What a request is checked against. */
+struct bhblk_geom {
+    uint64_t sectors;          /* the disk's size in 512-byte sectors */
+    bool readonly;             /* writes, barriers and discards are refused */
+    bool discard;              /* feature-discard offered */
+    unsigned int max_indirect; /* 0: no indirect requests accepted */
+};
+
+struct bhblk_seg {
+    uint32_t gref;
+    uint8_t first, last; /* 512-byte sectors within the page, first <= last <= 7 */
+};
+
+/* A request as validated: only this copy is ever acted upon. */
+struct bhblk_req {
+    uint64_t id;
+    uint8_t operation;  /* as on the ring (echoed in the response) */
+    uint8_t op;         /* what to do: READ, WRITE, WRITE_BARRIER, FLUSH_DISKCACHE, DISCARD */
+    uint64_t sector;    /* first 512-byte sector */
+    uint64_t nr_sectors;
+    unsigned int nseg;  /* segments (direct, or announced by an indirect request) */
+    unsigned int nind;  /* indirect pages, 0 for a direct request */
+    uint32_t ind_grefs[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+    struct bhblk_seg seg[BLKIF_MAX_SEGMENTS_PER_REQUEST]; /* direct segments */
+    int16_t status;     /* with BHBLK_REFUSE: the status to answer with */
+};
+
+enum bhblk_verdict {
+    BHBLK_LIE = -1,   /* the frontend lied: it loses its device; why says how */
+    BHBLK_GO = 0,     /* valid: carry it out */
+    BHBLK_REFUSE = 1, /* valid but not served: answer with req->status */
+};
+
+/*
+ * Validates one request copied out of the ring: operation, segment count
+ * (1..11 direct; 0 allowed for a flush or barrier), segment bounds, the
+ * sector range against the disk (wrap-around included), indirect page
+ * counts against g->max_indirect, read-only disks.  The segments of an
+ * indirect request are checked with bhblk_check_segs once their pages are
+ * copied.  Returns a verdict; out is filled for GO and REFUSE.
+ */
+enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhblk_geom *g,
+                               struct bhblk_req *out, char *why, size_t whylen);
+
+/*
+ * Checks n segments (copied into private memory) of a request starting at
+ * sector against the disk; on success *nr_sectors is their total.  Returns
+ * BHBLK_GO or BHBLK_LIE.
+ */
+enum bhblk_verdict bhblk_check_segs(const struct blkif_request_segment *segs, unsigned int n,
+                                    uint64_t sector, const struct bhblk_geom *g,
+                                    uint64_t *nr_sectors, char *why, size_t whylen);
+
+/*
+ * What outlives the engine's process (a driver keeps it in its keeper's
+ * memory): the ring's private indices and every request consumed and not
+ * yet answered, so that a restarted engine answers each exactly once, by
+ * issuing it again.  Plain values only; zeroed for a new ring.
+ */
+struct bhblk_kept {
+    struct bhring_state ring;
+    uint32_t valid;   /* nonzero once the engine has saved into it */
+    uint8_t busy[BHBLK_MAX_SLOTS];
+    struct blkif_request req[BHBLK_MAX_SLOTS];
+};
+
+struct bhblk_opts {
+    int fd;                 /* the disk, opened read-write (or read-only with geom.readonly) */
+    uint32_t domid;         /* the frontend's domain */
+    bhgnttab_handle *gt;    /* maps its grants */
+    void *ring;             /* the mapped ring pages (2^order) */
+    unsigned int order;
+    struct bhblk_geom geom;
+    struct bhblk_kept *kept; /* maintained by the engine; restored from when kept->valid */
+};
+
+struct bhblk;
+
+/* An engine over a mapped ring; NULL with why (EINVAL, ENOMEM, or io_uring's errno). */
+struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t whylen);
+/* Waits for the I/O in flight, unmaps what it mapped, frees; the kept state stays. */
+void bhblk_close(struct bhblk *b);
+
+/* The io_uring's fd: readable when completions wait for bhblk_run(). */
+int bhblk_fd(const struct bhblk *b);
+
+/*
+ * Does all there is to do: completions become responses, new requests are
+ * consumed, validated and submitted, responses are pushed.  Returns 1 when
+ * the frontend must be notified, 0 when not, -1 with why when it lied (the
+ * ring is then broken and every later call fails).
+ */
+int bhblk_run(struct bhblk *b, char *why, size_t whylen);
+
+/* A new size (online resize): later requests are checked against it. */
+void bhblk_set_sectors(struct bhblk *b, uint64_t sectors);
+
+/* Requests submitted and not yet answered. */
+unsigned int bhblk_in_flight(const struct bhblk *b);
+
+/* Whether reads and writes go through O_DIRECT (an fd that allows it). */
+bool bhblk_direct(const struct bhblk *b);
+
+#endif

@@ -1,0 +1,452 @@
+/*
+ * engine.c - blkback's engine: one blkif ring served from a disk's fd with
+ * io_uring.  Each request is copied out of the ring once, validated
+ * (parse.c), its granted pages mapped, and read or written with one
+ * readv/writev straight into them; flush and barrier are fsync, discard
+ * punches a hole.  Completions become responses, pushed with Xen's
+ * notification hold-off.  Every request consumed and not yet answered is
+ * also written to the kept state, so that a restarted engine issues it
+ * again instead of losing it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "bhblkback.h"
+
+#define PAGE 4096u
+
+struct slot {
+    struct bhblk_req r;
+    struct blkif_request_segment *segs; /* the request's segments, private */
+    struct iovec *iov;
+    void *map; /* the data pages, contiguous */
+    unsigned int nmap;
+    unsigned int pending; /* SQEs not yet completed */
+    uint64_t expect;      /* bytes the read or write must move */
+    int16_t status;
+    bool retried; /* an O_DIRECT read or write sent again buffered */
+    bool used;
+};
+
+struct bhblk {
+    struct bhring ring;
+    struct io_uring uring;
+    bool uring_up;
+    int fd, dfd; /* buffered, and O_DIRECT (-1 when the fd does not allow it) */
+    uint32_t domid;
+    bhgnttab_handle *gt;
+    struct bhblk_geom geom;
+    struct bhblk_kept *kept;
+    unsigned int nslots, maxseg, inflight;
+    unsigned long sqes; /* submitted and not yet completed */
+    struct slot *slots;
+    unsigned int *freel, nfree;
+    unsigned int *done, ndone; /* answered since the last push */
+    bool broken;
+    char why[200];
+};
+
+static int fail(struct bhblk *b, char *why, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct bhblk *b, char *why, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!b->broken) {
+        va_start(ap, fmt);
+        vsnprintf(b->why, sizeof(b->why), fmt, ap);
+        va_end(ap);
+        bhring_break(&b->ring, "%s", b->why);
+        b->broken = true;
+    }
+    snprintf(why, len, "%s", b->why);
+    errno = EPROTO;
+    return -1;
+}
+
+/* A second open file description with O_DIRECT, when the file allows it. */
+static int open_direct(int fd, bool ro)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    return open(path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+}
+
+static void unmap_slot(struct bhblk *b, struct slot *s)
+{
+    if (s->map != NULL)
+        bhgnttab_unmap(b->gt, s->map, s->nmap);
+    s->map = NULL;
+    s->nmap = 0;
+}
+
+static void answer(struct bhblk *b, unsigned int i, int16_t status)
+{
+    struct slot *s = &b->slots[i];
+    struct blkif_response rsp = {.id = s->r.id, .operation = s->r.operation, .status = status};
+
+    unmap_slot(b, s);
+    if (bhring_back_put(&b->ring, &rsp) != 0) {
+        b->broken = true; /* cannot happen: every slot answers a consumed request */
+        snprintf(b->why, sizeof(b->why), "response lost: %s", strerror(errno));
+    }
+    s->used = false;
+    b->freel[b->nfree++] = i;
+    b->done[b->ndone++] = i;
+    b->inflight--;
+}
+
+static uint64_t tag(unsigned int i, unsigned int k)
+{
+    return ((uint64_t)i << 2) | k;
+}
+
+static struct io_uring_sqe *sqe(struct bhblk *b, unsigned int i, unsigned int k)
+{
+    struct io_uring_sqe *q = io_uring_get_sqe(&b->uring);
+
+    if (q == NULL) { /* the queue holds two per slot: flush what is there and retry */
+        io_uring_submit(&b->uring);
+        q = io_uring_get_sqe(&b->uring);
+    }
+    if (q != NULL) {
+        io_uring_sqe_set_data64(q, tag(i, k));
+        b->slots[i].pending++;
+        b->sqes++;
+    }
+    return q;
+}
+
+/* Issues a validated, mapped request; 0, or -1 when no SQE could be had. */
+static int issue(struct bhblk *b, unsigned int i)
+{
+    struct slot *s = &b->slots[i];
+    struct io_uring_sqe *q;
+    off_t off = (off_t)(s->r.sector * BHBLK_SECTOR);
+    bool direct = b->dfd >= 0 && !s->retried;
+
+    switch (s->r.op) {
+    case BLKIF_OP_READ:
+    case BLKIF_OP_WRITE:
+        if ((q = sqe(b, i, 0)) == NULL)
+            return -1;
+        if (s->r.op == BLKIF_OP_READ)
+            io_uring_prep_readv(q, direct ? b->dfd : b->fd, s->iov, s->nmap, off);
+        else
+            io_uring_prep_writev(q, direct ? b->dfd : b->fd, s->iov, s->nmap, off);
+        return 0;
+    case BLKIF_OP_WRITE_BARRIER:
+    case BLKIF_OP_FLUSH_DISKCACHE:
+        /* After everything before it; data first, then the cache to the disk. */
+        if (s->nmap > 0) {
+            if ((q = sqe(b, i, 1)) == NULL)
+                return -1;
+            io_uring_prep_writev(q, b->fd, s->iov, s->nmap, off);
+            q->flags |= IOSQE_IO_DRAIN | IOSQE_IO_LINK;
+        }
+        if ((q = sqe(b, i, 2)) == NULL)
+            return -1;
+        io_uring_prep_fsync(q, b->fd, 0);
+        if (s->nmap == 0)
+            q->flags |= IOSQE_IO_DRAIN;
+        return 0;
+    case BLKIF_OP_DISCARD:
+        if ((q = sqe(b, i, 3)) == NULL)
+            return -1;
+        io_uring_prep_fallocate(q, b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+                                (off_t)(s->r.nr_sectors * BHBLK_SECTOR));
+        return 0;
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+/* Maps the segments of slot i and lays the iovecs over them; BHBLK_LIE with why. */
+static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
+{
+    struct slot *s = &b->slots[i];
+    uint32_t refs[BHBLK_MAX_INDIRECT > BLKIF_MAX_SEGMENTS_PER_REQUEST ? BHBLK_MAX_INDIRECT
+                                                                      : BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    int prot = s->r.op == BLKIF_OP_READ ? PROT_READ | PROT_WRITE : PROT_READ;
+    unsigned int n = s->r.nseg;
+
+    if (n == 0)
+        return 0;
+    for (unsigned int k = 0; k < n; k++)
+        refs[k] = s->segs[k].gref;
+    s->map = bhgnttab_map_domain_grant_refs(b->gt, n, b->domid, refs, prot);
+    if (s->map == NULL)
+        return fail(b, why, len, "request %llu: cannot map its %u grants (first %u): %s",
+                    (unsigned long long)s->r.id, n, refs[0], strerror(errno));
+    s->nmap = n;
+    s->expect = 0;
+    for (unsigned int k = 0; k < n; k++) {
+        s->iov[k].iov_base = (uint8_t *)s->map + (size_t)k * PAGE +
+                             (size_t)s->segs[k].first_sect * BHBLK_SECTOR;
+        s->iov[k].iov_len = (size_t)(s->segs[k].last_sect - s->segs[k].first_sect + 1) *
+                            BHBLK_SECTOR;
+        s->expect += s->iov[k].iov_len;
+    }
+    return 0;
+}
+
+/* An indirect request's segments: copied once out of their pages, then checked. */
+static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
+{
+    struct slot *s = &b->slots[i];
+    void *pages = bhgnttab_map_domain_grant_refs(b->gt, s->r.nind, b->domid, s->r.ind_grefs,
+                                                 PROT_READ);
+    char w[160];
+
+    if (pages == NULL)
+        return fail(b, why, len, "request %llu: cannot map its %u indirect pages: %s",
+                    (unsigned long long)s->r.id, s->r.nind, strerror(errno));
+    memcpy(s->segs, pages, s->r.nseg * sizeof(s->segs[0]));
+    bhgnttab_unmap(b->gt, pages, s->r.nind);
+    if (bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w,
+                         sizeof(w)) != BHBLK_GO)
+        return fail(b, why, len, "indirect request %llu: %s", (unsigned long long)s->r.id, w);
+    return 0;
+}
+
+/* Takes a request (fresh from the ring, or kept from a dead engine) into slot i. */
+static int start(struct bhblk *b, unsigned int i, const struct blkif_request *raw, char *why,
+                 size_t len)
+{
+    struct slot *s = &b->slots[i];
+    char w[160];
+    enum bhblk_verdict v = bhblk_parse(raw, &b->geom, &s->r, w, sizeof(w));
+
+    s->used = true;
+    s->pending = 0;
+    s->status = BLKIF_RSP_OKAY;
+    s->retried = false;
+    s->map = NULL;
+    s->nmap = 0;
+    b->inflight++;
+    if (v == BHBLK_LIE)
+        return fail(b, why, len, "request %llu: %s", (unsigned long long)raw->id, w);
+    if (v == BHBLK_REFUSE) {
+        answer(b, i, s->r.status);
+        return 0;
+    }
+    if (s->r.nind > 0) {
+        if (read_indirect(b, i, why, len) != 0)
+            return -1;
+    } else {
+        for (unsigned int k = 0; k < s->r.nseg; k++)
+            s->segs[k] = (struct blkif_request_segment){
+                .gref = s->r.seg[k].gref, .first_sect = s->r.seg[k].first, .last_sect = s->r.seg[k].last};
+    }
+    if (map_data(b, i, why, len) != 0)
+        return -1;
+    if (issue(b, i) != 0) {
+        answer(b, i, BLKIF_RSP_ERROR);
+        return 0;
+    }
+    return 0;
+}
+
+static void complete(struct bhblk *b, struct io_uring_cqe *c)
+{
+    unsigned int i = (unsigned int)(c->user_data >> 2), k = (unsigned int)(c->user_data & 3);
+    struct slot *s;
+
+    b->sqes--;
+    if (i >= b->nslots || !b->slots[i].used)
+        return;
+    s = &b->slots[i];
+    s->pending--;
+    if (k == 0 && c->res == -EINVAL && b->dfd >= 0 && !s->retried) {
+        s->retried = true; /* O_DIRECT refused this alignment: buffered instead */
+        if (issue(b, i) == 0)
+            return;
+        s->status = BLKIF_RSP_ERROR;
+    } else if (c->res < 0 || ((k == 0 || k == 1) && (uint64_t)c->res != s->expect)) {
+        s->status = c->res == -EOPNOTSUPP && k == 3 ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR;
+    }
+    if (s->pending == 0)
+        answer(b, i, s->status);
+}
+
+static int push(struct bhblk *b)
+{
+    int n = bhring_back_push(&b->ring);
+
+    for (unsigned int k = 0; k < b->ndone; k++)
+        b->kept->busy[b->done[k]] = 0;
+    b->ndone = 0;
+    bhring_save(&b->ring, &b->kept->ring);
+    b->kept->valid = 1;
+    return n;
+}
+
+int bhblk_run(struct bhblk *b, char *why, size_t len)
+{
+    int notify = 0;
+
+    if (b->broken)
+        return fail(b, why, len, "%s", b->why);
+    for (;;) {
+        struct io_uring_cqe *c;
+        unsigned int progress = 0;
+        struct blkif_request raw;
+        int more, got = 0;
+
+        while (io_uring_peek_cqe(&b->uring, &c) == 0) {
+            complete(b, c);
+            io_uring_cqe_seen(&b->uring, c);
+            progress++;
+        }
+        if (b->ndone > 0 && push(b) > 0)
+            notify = 1;
+        while (b->nfree > 0 && (got = bhring_back_get(&b->ring, &raw)) == 1) {
+            unsigned int i = b->freel[--b->nfree];
+            b->kept->req[i] = raw;
+            b->kept->busy[i] = 1;
+            bhring_save(&b->ring, &b->kept->ring);
+            if (start(b, i, &raw, why, len) != 0)
+                return -1;
+            progress++;
+        }
+        if (got < 0)
+            return fail(b, why, len, "%s", bhring_error(&b->ring));
+        io_uring_submit(&b->uring);
+        if (b->ndone > 0 && push(b) > 0)
+            notify = 1;
+        if (b->broken)
+            return fail(b, why, len, "%s", b->why);
+        more = bhring_back_final_check(&b->ring);
+        if (more < 0)
+            return fail(b, why, len, "%s", bhring_error(&b->ring));
+        if ((more == 1 && b->nfree > 0) || (progress > 0 && io_uring_cq_ready(&b->uring) > 0))
+            continue;
+        return notify;
+    }
+}
+
+struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
+{
+    struct bhblk *b;
+    unsigned int n;
+    int rc;
+
+    if (o->ring == NULL || o->order > BHRING_MAX_ORDER || o->kept == NULL || o->fd < 0 ||
+        o->gt == NULL || o->geom.max_indirect > BHBLK_MAX_INDIRECT) {
+        snprintf(why, len, "bhblk_open: bad options");
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((b = calloc(1, sizeof(*b))) == NULL)
+        goto nomem;
+    b->fd = o->fd;
+    b->dfd = open_direct(o->fd, o->geom.readonly);
+    b->domid = o->domid;
+    b->gt = o->gt;
+    b->geom = o->geom;
+    b->kept = o->kept;
+    if (bhring_attach(&b->ring, &bhring_blkif, BHRING_BACK, o->ring, o->order, 0, false) != 0 ||
+        (o->kept->valid && bhring_restore(&b->ring, &o->kept->ring) != 0)) {
+        snprintf(why, len, "cannot attach the ring: %s", strerror(errno));
+        goto out;
+    }
+    if (!o->kept->valid)
+        memset(o->kept, 0, sizeof(*o->kept));
+    n = bhring_size(&b->ring);
+    b->nslots = n;
+    b->maxseg = o->geom.max_indirect > BLKIF_MAX_SEGMENTS_PER_REQUEST
+                    ? o->geom.max_indirect
+                    : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    if ((b->slots = calloc(n, sizeof(*b->slots))) == NULL ||
+        (b->freel = calloc(n, sizeof(*b->freel))) == NULL ||
+        (b->done = calloc(n, sizeof(*b->done))) == NULL)
+        goto nomem;
+    for (unsigned int i = 0; i < n; i++) {
+        b->slots[i].segs = calloc(b->maxseg, sizeof(*b->slots[i].segs));
+        b->slots[i].iov = calloc(b->maxseg, sizeof(*b->slots[i].iov));
+        if (b->slots[i].segs == NULL || b->slots[i].iov == NULL)
+            goto nomem;
+    }
+    if ((rc = io_uring_queue_init(2 * n, &b->uring, 0)) < 0) {
+        errno = -rc;
+        snprintf(why, len, "io_uring: %s (a kernel with io_uring enabled is needed)",
+                 strerror(errno));
+        goto out;
+    }
+    b->uring_up = true;
+    for (unsigned int i = n; i-- > 0;)
+        if (!o->kept->busy[i])
+            b->freel[b->nfree++] = i;
+    /* Requests a dead engine consumed and never answered: issued once more. */
+    for (unsigned int i = 0; i < n; i++)
+        if (o->kept->busy[i] && start(b, i, &o->kept->req[i], why, len) != 0)
+            break; /* the ring is broken: bhblk_run says so */
+    io_uring_submit(&b->uring);
+    return b;
+nomem:
+    snprintf(why, len, "out of memory");
+    errno = ENOMEM;
+out:
+    rc = errno;
+    bhblk_close(b);
+    errno = rc;
+    return NULL;
+}
+
+void bhblk_close(struct bhblk *b)
+{
+    if (b == NULL)
+        return;
+    if (b->uring_up) {
+        struct io_uring_cqe *c;
+        /* the kernel may still be writing into mapped pages: wait before unmapping */
+        io_uring_submit(&b->uring);
+        while (b->sqes > 0 && io_uring_wait_cqe(&b->uring, &c) == 0) {
+            b->sqes--;
+            io_uring_cqe_seen(&b->uring, c);
+        }
+        io_uring_queue_exit(&b->uring);
+    }
+    for (unsigned int i = 0; b->slots != NULL && i < b->nslots; i++) {
+        unmap_slot(b, &b->slots[i]);
+        free(b->slots[i].segs);
+        free(b->slots[i].iov);
+    }
+    if (b->dfd >= 0)
+        close(b->dfd);
+    free(b->slots);
+    free(b->freel);
+    free(b->done);
+    free(b);
+}
+
+int bhblk_fd(const struct bhblk *b)
+{
+    return b->uring.ring_fd;
+}
+
+void bhblk_set_sectors(struct bhblk *b, uint64_t sectors)
+{
+    b->geom.sectors = sectors;
+}
+
+unsigned int bhblk_in_flight(const struct bhblk *b)
+{
+    return b->inflight;
+}
+
+bool bhblk_direct(const struct bhblk *b)
+{
+    return b->dfd >= 0;
+}

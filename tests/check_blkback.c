@@ -1,0 +1,393 @@
+/*
+ * check_blkback.c - blkback's engine (backend/blk) served for real through
+ * the simulation: a frontend in a guest (tests/hostile.h) grants its ring
+ * and data pages, the engine maps them as the driver domain and reads and
+ * writes a temporary image with io_uring.  Data are compared byte for byte
+ * with the image; lies fail the lying ring only, while a second guest's
+ * ring keeps being served.  Needs root (namespaces).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bhblkback.h"
+#include "hostile.h"
+
+#define IMG_SECTORS 4096u /* 2 MiB */
+
+static struct hst_sim sim;
+static struct hst_domain guest, guest2, drv;
+static struct hst_id gid, gid2, did;
+static struct bhxb_layout *lay, *lay2;
+
+struct pair {
+    struct hst_end f, b;
+    struct bhring fr;
+    struct bhblk *eng;
+    struct bhblk_kept kept;
+    int img;
+    char path[64];
+};
+
+static struct pair p1, p2;
+
+static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsigned int order,
+                      bool ro)
+{
+    struct bhxb_dev dev = {"vbd", NULL, fdomid, drv.domid, 51712};
+    struct bhblk_opts o = {0};
+    char why[256];
+    uint8_t buf[4096];
+
+    ck_assert_msg(hst_front_init(&p->f, fid, HST_BLKIF, &dev, order) == 0, "%s", p->f.why);
+    ck_assert_int_eq(hst_front_publish(&p->f), 0);
+    ck_assert_int_eq(hst_back_init(&p->b, &did, HST_BLKIF, &dev), 0);
+    ck_assert_msg(hst_back_connect(&p->b) == 0, "%s", p->b.why);
+    ck_assert_int_eq(bhring_attach(&p->fr, &bhring_blkif, BHRING_FRONT, (void *)p->f.ring[0].sh,
+                                   order, 0, false),
+                     0);
+    snprintf(p->path, sizeof(p->path), "/tmp/check_blkback.XXXXXX");
+    p->img = mkstemp(p->path);
+    ck_assert_int_ge(p->img, 0);
+    unlink(p->path);
+    for (unsigned int i = 0; i < IMG_SECTORS * 512 / sizeof(buf); i++) {
+        for (size_t k = 0; k < sizeof(buf); k++)
+            buf[k] = (uint8_t)rand();
+        ck_assert_int_eq(write(p->img, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    }
+    memset(&p->kept, 0, sizeof(p->kept));
+    o.fd = p->img;
+    o.domid = fdomid;
+    o.gt = did.gt;
+    o.ring = (void *)p->b.ring[0].sh;
+    o.order = order;
+    o.geom = (struct bhblk_geom){IMG_SECTORS, ro, true, BHBLK_MAX_INDIRECT};
+    o.kept = &p->kept;
+    p->eng = bhblk_open(&o, why, sizeof(why));
+    ck_assert_msg(p->eng != NULL, "%s", why);
+}
+
+static void pair_close(struct pair *p)
+{
+    bhblk_close(p->eng);
+    p->eng = NULL;
+    hst_end_close(&p->b);
+    hst_end_close(&p->f);
+    close(p->img);
+}
+
+static void setup(void)
+{
+    char err[512];
+    struct bhxb_dev d1, d2;
+
+    srand(1);
+    ck_assert_msg(hst_sim_start(&sim, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(hst_sim_domain(&sim, "guest", 0, &guest), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "guest2", 0, &guest2), 0);
+    ck_assert_int_eq(hst_sim_domain(&sim, "drv", HST_DOM_DRIVER, &drv), 0);
+    ck_assert_int_eq(hst_id_open(&gid, guest.uid), 0);
+    ck_assert_int_eq(hst_id_open(&gid2, guest2.uid), 0);
+    ck_assert_int_eq(hst_id_open(&did, drv.uid), 0);
+    d1 = (struct bhxb_dev){"vbd", NULL, guest.domid, drv.domid, 51712};
+    d2 = (struct bhxb_dev){"vbd", NULL, guest2.domid, drv.domid, 51712};
+    ck_assert_ptr_nonnull(lay = hst_layout(sim.xs, &d1));
+    ck_assert_ptr_nonnull(lay2 = hst_layout(sim.xs, &d2));
+}
+
+static void teardown(void)
+{
+    bhxb_layout_free(lay);
+    bhxb_layout_free(lay2);
+    hst_id_close(&did);
+    hst_id_close(&gid2);
+    hst_id_close(&gid);
+    hst_sim_stop(&sim);
+}
+
+/* Publishes the request, serves until its response comes; returns the status (or -100: lie). */
+static int roundtrip(struct pair *p, const void *req)
+{
+    struct blkif_response rsp;
+    const struct blkif_request *r = req;
+    char why[256];
+    int got;
+
+    ck_assert_int_eq(bhring_front_put(&p->fr, req), 0);
+    ck_assert_int_ge(bhring_front_push(&p->fr), 0);
+    for (;;) {
+        struct pollfd pf = {.fd = bhblk_fd(p->eng), .events = POLLIN};
+        if (bhblk_run(p->eng, why, sizeof(why)) < 0)
+            return -100;
+        if ((got = bhring_front_get(&p->fr, &rsp)) == 1)
+            break;
+        ck_assert_int_eq(got, 0);
+        ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0); /* a hang fails, never a speed */
+    }
+    ck_assert_uint_eq(rsp.id, r->id);
+    ck_assert_uint_eq(rsp.operation, r->operation);
+    return rsp.status;
+}
+
+/* A read or write of the segments (first[i]..last[i]) at sector, through direct or indirect. */
+static void rw(struct pair *p, uint8_t op, uint64_t sector, unsigned int n, const uint8_t *first,
+               const uint8_t *last, bool indirect, int want)
+{
+    uint32_t refs[BHBLK_MAX_INDIRECT], iref;
+    uint8_t *pages = hst_grant(&p->f, n, op == BLKIF_OP_READ, refs);
+    struct blkif_request_segment *isegs = NULL;
+    struct blkif_request req = {0};
+    uint8_t *expect = malloc((size_t)n * 4096);
+    uint64_t off = sector * 512;
+    static uint64_t id = 1;
+
+    ck_assert_ptr_nonnull(pages);
+    for (unsigned int i = 0; i < n * 4096u; i++)
+        pages[i] = (uint8_t)rand();
+    if (indirect) {
+        struct blkif_request_indirect *ind = (void *)&req;
+        isegs = hst_grant(&p->f, 1, false, &iref);
+        ck_assert_ptr_nonnull(isegs);
+        for (unsigned int i = 0; i < n; i++)
+            isegs[i] = (struct blkif_request_segment){refs[i], first[i], last[i]};
+        ind->operation = BLKIF_OP_INDIRECT;
+        ind->indirect_op = op;
+        ind->nr_segments = (uint16_t)n;
+        ind->id = id++;
+        ind->sector_number = sector;
+        ind->indirect_grefs[0] = iref;
+    } else {
+        req.operation = op;
+        req.nr_segments = (uint8_t)n;
+        req.id = id++;
+        req.sector_number = sector;
+        for (unsigned int i = 0; i < n; i++)
+            req.seg[i] = (struct blkif_request_segment){refs[i], first[i], last[i]};
+    }
+    ck_assert_int_eq(roundtrip(p, &req), want);
+    for (unsigned int i = 0; want == 0 && i < n; i++) {
+        size_t len = (size_t)(last[i] - first[i] + 1) * 512;
+        ck_assert_int_eq(pread(p->img, expect, len, (off_t)off), (ssize_t)len);
+        ck_assert_msg(memcmp(expect, pages + (size_t)i * 4096 + first[i] * 512u, len) == 0,
+                      "segment %u of %u (sector %llu, %u..%u, %s) differs", i, n,
+                      (unsigned long long)sector, first[i], last[i], indirect ? "indirect" : "direct");
+        off += len;
+    }
+    if (isegs)
+        hst_ungrant(&p->f, isegs, 1);
+    hst_ungrant(&p->f, pages, n);
+    free(expect);
+}
+
+/* Reads and writes of every segment count, size and alignment, direct and indirect. */
+START_TEST(test_rw_sizes)
+{
+    uint8_t first[BHBLK_MAX_INDIRECT], last[BHBLK_MAX_INDIRECT];
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    for (unsigned int n = 1; n <= BLKIF_MAX_SEGMENTS_PER_REQUEST; n++)
+        for (unsigned int shape = 0; shape < 4; shape++) {
+            for (unsigned int i = 0; i < n; i++) {
+                first[i] = (uint8_t)(shape == 0 ? 0 : (i + shape) % 8);
+                last[i] = (uint8_t)(shape == 0 ? 7 : first[i] + (7 - first[i]) * (shape & 1));
+            }
+            uint64_t sector = (n * 37 + shape * 13) % (IMG_SECTORS - 100);
+            rw(&p1, BLKIF_OP_WRITE, sector, n, first, last, false, 0);
+            rw(&p1, BLKIF_OP_READ, sector + shape, n, first, last, false, 0);
+        }
+    for (unsigned int n = 1; n <= BHBLK_MAX_INDIRECT; n = n * 2 + 3) {
+        for (unsigned int i = 0; i < n; i++) {
+            first[i] = (uint8_t)(i % 3);
+            last[i] = (uint8_t)(7 - i % 2);
+        }
+        rw(&p1, BLKIF_OP_WRITE, 7, n, first, last, true, 0);
+        rw(&p1, BLKIF_OP_READ, 3, n, first, last, true, 0);
+    }
+    for (unsigned int i = 0; i < BHBLK_MAX_INDIRECT; i++)
+        first[i] = 0, last[i] = 7;
+    rw(&p1, BLKIF_OP_WRITE, IMG_SECTORS - 8 * BHBLK_MAX_INDIRECT, BHBLK_MAX_INDIRECT, first, last,
+       true, 0);
+    rw(&p1, BLKIF_OP_READ, IMG_SECTORS - 8, 1, first, last, false, 0); /* the last page */
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
+    pair_close(&p1);
+}
+END_TEST
+
+/* Flush and barrier answer OK; discard punches a hole (fewer blocks, zeroes read back). */
+START_TEST(test_flush_discard)
+{
+    struct blkif_request req = {.operation = BLKIF_OP_FLUSH_DISKCACHE, .id = 77};
+    struct blkif_request_discard dis = {.operation = BLKIF_OP_DISCARD, .id = 78,
+                                        .sector_number = 256, .nr_sectors = 1024};
+    uint8_t first[1] = {0}, last[1] = {7}, buf[512 * 1024];
+    struct stat before, after;
+
+    pair_open(&p1, &gid, guest.domid, 2, false);
+    ck_assert_int_eq(roundtrip(&p1, &req), BLKIF_RSP_OKAY);
+    req.operation = BLKIF_OP_WRITE_BARRIER;
+    ck_assert_int_eq(roundtrip(&p1, &req), BLKIF_RSP_OKAY);
+    ck_assert_int_eq(fstat(p1.img, &before), 0);
+    ck_assert_int_eq(roundtrip(&p1, &dis), BLKIF_RSP_OKAY);
+    ck_assert_int_eq(fstat(p1.img, &after), 0);
+    ck_assert_int_lt(after.st_blocks, before.st_blocks);
+    ck_assert_int_eq(after.st_size, before.st_size);
+    ck_assert_int_eq(pread(p1.img, buf, sizeof(buf), 256 * 512), (ssize_t)sizeof(buf));
+    for (size_t i = 0; i < sizeof(buf); i++)
+        ck_assert_uint_eq(buf[i], 0);
+    rw(&p1, BLKIF_OP_READ, 300, 1, first, last, false, 0); /* the hole reads as zeroes */
+    pair_close(&p1);
+}
+END_TEST
+
+/* A read-only disk reads, and refuses writes, barriers with data and discards. */
+START_TEST(test_readonly)
+{
+    uint8_t first[2] = {0, 0}, last[2] = {7, 7};
+    struct blkif_request_discard dis = {.operation = BLKIF_OP_DISCARD, .id = 9,
+                                        .sector_number = 0, .nr_sectors = 8};
+    uint8_t before[8192], now[8192];
+
+    pair_open(&p1, &gid, guest.domid, 0, true);
+    ck_assert_int_eq(pread(p1.img, before, sizeof(before), 0), (ssize_t)sizeof(before));
+    rw(&p1, BLKIF_OP_WRITE, 0, 2, first, last, false, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_WRITE, 0, 2, first, last, true, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_READ, 0, 2, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_int_eq(roundtrip(&p1, &dis), BLKIF_RSP_ERROR);
+    ck_assert_int_eq(pread(p1.img, now, sizeof(now), 0), (ssize_t)sizeof(now));
+    ck_assert_mem_eq(before, now, sizeof(now));
+    pair_close(&p1);
+}
+END_TEST
+
+enum { LIE_RANGE, LIE_WRAP, LIE_BOUNDS, LIE_GREF, LIE_NSEG, LIE_IND_NSEG, LIE_IND_GREF, LIE_OP,
+       LIE_PROD, LIE_CASES };
+
+/* Each lie breaks the liar's ring only: the other guest's keeps being served. */
+START_TEST(test_lies)
+{
+    struct blkif_request req = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = 5};
+    struct blkif_request_indirect *ind = (void *)&req;
+    uint8_t first[1] = {0}, last[1] = {7};
+    uint32_t ref;
+    void *page;
+    char why[256];
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    pair_open(&p2, &gid2, guest2.domid, 0, false);
+    page = hst_grant(&p1.f, 1, true, &ref);
+    req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+    switch (_i) {
+    case LIE_RANGE: req.sector_number = IMG_SECTORS - 7; break;
+    case LIE_WRAP: req.sector_number = UINT64_MAX - 3; break;
+    case LIE_BOUNDS: req.seg[0].first_sect = 6, req.seg[0].last_sect = 2; break;
+    case LIE_GREF: req.seg[0].gref = 0xfffff; break;
+    case LIE_NSEG: req.nr_segments = 12; break;
+    case LIE_IND_NSEG:
+        ind->operation = BLKIF_OP_INDIRECT, ind->indirect_op = BLKIF_OP_READ;
+        ind->nr_segments = BHBLK_MAX_INDIRECT + 1, ind->indirect_grefs[0] = ref;
+        break;
+    case LIE_IND_GREF:
+        ind->operation = BLKIF_OP_INDIRECT, ind->indirect_op = BLKIF_OP_READ;
+        ind->nr_segments = 4, ind->indirect_grefs[0] = 0xfffff;
+        break;
+    case LIE_OP: req.operation = BLKIF_OP_RESERVED_1; break;
+    case LIE_PROD: break;
+    }
+    if (_i == LIE_PROD) {
+        hst_idx_set(&p1.f.ring[0], HST_REQ_PROD, p1.f.ring[0].nr_ents + 1);
+        ck_assert_int_eq(bhblk_run(p1.eng, why, sizeof(why)), -1);
+    } else {
+        ck_assert_int_eq(roundtrip(&p1, &req), -100);
+    }
+    ck_assert_int_eq(bhblk_run(p1.eng, why, sizeof(why)), -1); /* and stays broken */
+    ck_assert_int_gt(strlen(why), 10);
+    rw(&p2, BLKIF_OP_WRITE, 8, 1, first, last, false, 0);
+    rw(&p2, BLKIF_OP_READ, 8, 1, first, last, false, 0);
+    hst_ungrant(&p1.f, page, 1);
+    pair_close(&p2);
+    pair_close(&p1);
+}
+END_TEST
+
+/* A request consumed by an engine that died is answered once by the next one. */
+START_TEST(test_restart_reissues)
+{
+    struct blkif_request req = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = 42};
+    struct blkif_response rsp;
+    struct bhblk_opts o = {0};
+    uint32_t ref;
+    uint8_t *page, want[4096];
+    char why[256];
+    int got = 0;
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    page = hst_grant(&p1.f, 1, true, &ref);
+    req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+    req.sector_number = 64;
+    ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+    ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+    bhblk_close(p1.eng); /* dies with the request taken: its answer is never pushed */
+    while (bhring_front_get(&p1.fr, &rsp) == 1)
+        got++;
+    if (got == 0) {
+        ck_assert_int_eq(p1.kept.busy[0] + p1.kept.busy[1] + p1.kept.busy[2], 1);
+        o = (struct bhblk_opts){.fd = p1.img, .domid = guest.domid, .gt = did.gt,
+                                .ring = (void *)p1.b.ring[0].sh, .order = 0,
+                                .geom = {IMG_SECTORS, false, true, BHBLK_MAX_INDIRECT},
+                                .kept = &p1.kept};
+        ck_assert_ptr_nonnull(p1.eng = bhblk_open(&o, why, sizeof(why)));
+        while (got == 0) {
+            struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+            ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+            while (bhring_front_get(&p1.fr, &rsp) == 1)
+                got++;
+            if (got == 0)
+                ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+        }
+    } else {
+        p1.eng = NULL; /* answered before the close: nothing to re-issue */
+        ck_assert_int_eq(p1.kept.busy[0], 0);
+    }
+    ck_assert_int_eq(got, 1);
+    ck_assert_uint_eq(rsp.id, 42);
+    ck_assert_int_eq(rsp.status, 0);
+    ck_assert_int_eq(pread(p1.img, want, sizeof(want), 64 * 512), (ssize_t)sizeof(want));
+    ck_assert_mem_eq(want, page, sizeof(want));
+    hst_ungrant(&p1.f, page, 1);
+    pair_close(&p1);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("blkback");
+    TCase *tc = tcase_create("blkback");
+    SRunner *sr;
+    int failed;
+
+    if (geteuid() != 0) {
+        printf("SKIP: needs root (namespaces): run make check as root\n");
+        return 77;
+    }
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_rw_sizes);
+    tcase_add_test(tc, test_flush_discard);
+    tcase_add_test(tc, test_readonly);
+    tcase_add_loop_test(tc, test_lies, 0, LIE_CASES);
+    tcase_add_test(tc, test_restart_reissues);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
