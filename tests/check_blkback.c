@@ -112,15 +112,23 @@ static void teardown(void)
     hst_sim_stop(&sim);
 }
 
-/* Publishes the request, serves until its response comes; returns the status (or -100: lie). */
-static int roundtrip(struct pair *p, const void *req)
+/*
+ * Publishes the request (len bytes of a blkif_request or one of its
+ * variants, the rest of the slot zero), serves until its response comes;
+ * returns the status (or -100: lie).
+ */
+#define roundtrip(p, req) roundtrip_n((p), (req), sizeof(*(req)))
+static int roundtrip_n(struct pair *p, const void *in, size_t len)
 {
     struct blkif_response rsp;
-    const struct blkif_request *r = req;
+    struct blkif_request slot, *r = &slot;
     char why[256];
     int got;
 
-    ck_assert_int_eq(bhring_front_put(&p->fr, req), 0);
+    ck_assert_uint_le(len, sizeof(slot));
+    memset(&slot, 0, sizeof(slot));
+    memcpy(&slot, in, len);
+    ck_assert_int_eq(bhring_front_put(&p->fr, &slot), 0);
     ck_assert_int_ge(bhring_front_push(&p->fr), 0);
     for (;;) {
         struct pollfd pf = {.fd = bhblk_fd(p->eng), .events = POLLIN};

@@ -13,6 +13,8 @@
  * Needs root (the simulation).
  */
 #define _GNU_SOURCE
+#include "config.h"
+
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
@@ -595,6 +597,35 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
  * backend served from here: nbdinfo sees the size, nbdcopy writes the whole
  * disk and reads it back identical; the fake's disk holds what was written.
  */
+/*
+ * How nbdkit is started: in the background, with the plugin (%s) on the
+ * vbd (%u); the script waits for its socket, talks to it, and stops it.
+ * Not with --run: nbdkit forks that command once the plugin's event thread
+ * runs, and a sanitizer runtime can deadlock in such a child.  In a
+ * sanitizer build the plugin carries AddressSanitizer and nbdkit does not,
+ * so its runtime is preloaded into nbdkit alone (with its leak check, which
+ * would judge nbdkit's own exit, left off).
+ */
+#ifdef BH_ASAN_RUNTIME
+#define NBDKIT_ENV "LD_PRELOAD=" BH_ASAN_RUNTIME " ASAN_OPTIONS=detect_leaks=0 "
+#else
+#define NBDKIT_ENV ""
+#endif
+#define NBDKIT_START                                                                               \
+    "rm -f /tmp/vbd.sock; " NBDKIT_ENV "nbdkit -U /tmp/vbd.sock -t 4 -f %s vbd=%u timeout=20000 "  \
+    "& nbd=$!; for i in $(seq 600); do [ -S /tmp/vbd.sock ] && break; sleep 0.1; done; "          \
+    "uri='nbd+unix:///?socket=/tmp/vbd.sock'; "
+#define NBDKIT_STOP "kill $nbd; wait $nbd || true; "
+/*
+ * After a lying backend broke the device: SIGTERM, then SIGKILL a few
+ * seconds later.  Known issue (issue 6): under AddressSanitizer such an
+ * nbdkit has been seen hanging in its shutdown (a futex, after SIGTERM);
+ * bulkhead-guest kills an nbdkit that does not stop within its grace too.
+ */
+#define NBDKIT_STOP_BROKEN                                                                         \
+    "kill $nbd; for i in $(seq 50); do kill -0 $nbd 2>/dev/null || break; sleep 0.1; done; "     \
+    "kill -9 $nbd 2>/dev/null; wait $nbd || true; "
+
 START_TEST(test_nbdkit_plugin_serves_the_vbd)
 {
     char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
@@ -605,11 +636,10 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
     snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
              test_builddir());
     snprintf(script, sizeof(script),
-             "set -e; cd /tmp; head -c %u /dev/urandom > in; "
-             "nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "set -e; cd /tmp; head -c %u /dev/urandom > in; " NBDKIT_START
              "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
-             "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME' "
-             "%s vbd=%u timeout=20000; cat in",
+             "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME; "
+             NBDKIT_STOP "cat in",
              DISK_SECTORS * 512, plugin, dev.devid);
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
@@ -654,9 +684,9 @@ START_TEST(test_nbdkit_plugin_survives_a_lying_backend)
     snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
              test_builddir());
     snprintf(script, sizeof(script),
-             "cd /tmp; nbdkit -U /tmp/vbd.sock -t 4 -f --run '"
+             "cd /tmp; " NBDKIT_START
              "if nbdcopy \"$uri\" back 2>/dev/null; then echo READ-OK; else echo READ-FAILED; fi; "
-             "nbdinfo --size \"$uri\" && echo ALIVE' %s vbd=%u timeout=20000",
+             "nbdinfo --size \"$uri\" && echo ALIVE; " NBDKIT_STOP_BROKEN,
              plugin, dev.devid);
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);

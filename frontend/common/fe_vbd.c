@@ -107,6 +107,11 @@ static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t l
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         close_range(3, ~0u, 0);
+#ifdef BH_ASAN_RUNTIME
+        /* A sanitizer build's plugin carries AddressSanitizer and nbdkit does not:
+         * the runtime must be loaded first, or nbdkit refuses to load the plugin. */
+        setenv("LD_PRELOAD", BH_ASAN_RUNTIME, 1);
+#endif
         execvp(argv[0], argv);
         fprintf(stderr, "bulkhead-guest: cannot run nbdkit: %s (apt-get install nbdkit)\n",
                 strerror(errno));
