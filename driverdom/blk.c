@@ -37,6 +37,7 @@ struct blk_kept {
     uint32_t connected;
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
+    uint32_t persistent; /* the frontend said feature-persistent too */
     char target[256]; /* dom0: the file it opens itself */
     uint64_t kicks;
     struct bhblk_kept eng; /* the ring's indices and the requests in flight */
@@ -125,6 +126,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"feature-flush-cache", BHXB_UINT, &one, 0, false, 0},
         {"feature-barrier", BHXB_UINT, &one, 0, false, 0},
         {"feature-max-indirect-segments", BHXB_UINT, &maxind, 0, false, 0},
+        {"feature-persistent", BHXB_UINT, &one, 0, false, 0},
         {"feature-discard", BHXB_UINT, &discard, 0, false, 0},
         {"discard-granularity", BHXB_UINT, &gran, 0, false, 0},
         {"discard-alignment", BHXB_UINT, &zero, 0, false, 0},
@@ -158,7 +160,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         k->cdrom = strcmp(devtype, "cdrom") == 0;
         snprintf(k->target, sizeof(k->target), "%s", target);
     }
-    if (bhxb_write_keys(d->xs, d->paths.backend, out, 9) != 0) {
+    if (bhxb_write_keys(d->xs, d->paths.backend, out, sizeof(out) / sizeof(out[0])) != 0) {
         snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
@@ -191,7 +193,7 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
     struct blk_priv *p = d->priv;
     unsigned int n = 1u << k->order;
     struct bhblk_opts o = {.domid = d->id.domid, .gt = d->gnttab, .order = k->order,
-                           .kept = &k->eng};
+                           .kept = &k->eng, .persistent = k->persistent != 0};
     int port;
 
     if ((o.fd = blk_disk_fd(d, why, len)) < 0)
@@ -223,9 +225,11 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     unsigned int port = 0, order;
     uint32_t refs[BHDEV_MAX_RING];
     const char *bad = NULL;
+    bool persistent = false;
     struct bhxb_key in[] = {
         {"event-channel", BHXB_UINT, &port, 0, true, EVTCHN_MAX},
         {"protocol", BHXB_STR, proto, sizeof(proto), false, 0},
+        {"feature-persistent", BHXB_BOOL, &persistent, 0, false, 0},
     };
     unsigned long sectors = 0;
     unsigned int info = 0, sector_size = 512;
@@ -237,7 +241,7 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
 
     if (bhdev_read_ring_refs(d, "", BLK_MAX_ORDER, refs, &order, why, len) != 0)
         return -1;
-    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 2, &bad) != 0) {
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 3, &bad) != 0) {
         snprintf(why, len, "frontend key %s: %s", bad,
                  errno == ENOENT ? "missing" : strerror(errno));
         return -1;
@@ -260,6 +264,7 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     memcpy(k->refs, refs, sizeof(refs));
     k->order = order;
     k->remote_port = port;
+    k->persistent = persistent;
     if (blk_attach(d, why, len) != 0)
         return -1;
     if (bhxb_write_keys(d->xs, d->paths.backend, out, 3) != 0) {

@@ -38,6 +38,9 @@ struct pair {
 
 static struct pair p1, p2;
 
+/* Engines opened with feature-persistent negotiated (the _persistent variants). */
+static bool use_persistent;
+
 static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsigned int order,
                       bool ro)
 {
@@ -70,6 +73,7 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.order = order;
     o.geom = (struct bhblk_geom){IMG_SECTORS, ro, true, BHBLK_MAX_INDIRECT};
     o.kept = &p->kept;
+    o.persistent = use_persistent;
     p->eng = bhblk_open(&o, why, sizeof(why));
     ck_assert_msg(p->eng != NULL, "%s", why);
 }
@@ -225,6 +229,19 @@ START_TEST(test_rw_sizes)
     rw(&p1, BLKIF_OP_READ, IMG_SECTORS - 8, 1, first, last, false, 0); /* the last page */
     ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
     pair_close(&p1);
+}
+END_TEST
+
+/*
+ * The same with persistent grants: pages granted read-write stay mapped in
+ * the engine and serve later requests from there; read-only ones (the pages
+ * of writes, here) are mapped per request.  Byte for byte as without.
+ */
+START_TEST(test_rw_sizes_persistent)
+{
+    use_persistent = true;
+    test_rw_sizes_fn(_i);
+    use_persistent = false;
 }
 END_TEST
 
@@ -388,6 +405,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_rw_sizes);
+    tcase_add_test(tc, test_rw_sizes_persistent);
     tcase_add_test(tc, test_flush_discard);
     tcase_add_test(tc, test_readonly);
     tcase_add_loop_test(tc, test_lies, 0, LIE_CASES);

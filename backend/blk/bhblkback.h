@@ -104,7 +104,16 @@ struct bhblk_opts {
     unsigned int order;
     struct bhblk_geom geom;
     struct bhblk_kept *kept; /* maintained by the engine; restored from when kept->valid */
+    bool persistent;         /* both ends said feature-persistent: keep data pages mapped */
 };
+
+/*
+ * Persistent grants (io/blkif.h feature-persistent): a data page the
+ * frontend grants is mapped once and kept, up to this many per ring (as
+ * Linux's max_persistent_grants); past it, or for a page granted read-only,
+ * a request maps its pages for its own time as without the feature.
+ */
+#define BHBLK_MAX_PERSISTENT 1056u
 
 struct bhblk;
 

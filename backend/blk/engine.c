@@ -37,8 +37,20 @@ struct slot {
     bool used;
 };
 
+/* A persistently mapped data page, found by its grant reference. */
+struct pgrant {
+    uint32_t gref;
+    bool used;
+    void *page;
+};
+
+#define PGRANT_BUCKETS 2048u /* open addressing, twice BHBLK_MAX_PERSISTENT */
+
 struct bhblk {
     struct bhring ring;
+    bool persistent;
+    struct pgrant *pg; /* PGRANT_BUCKETS, when persistent */
+    unsigned int npg;
     struct io_uring uring;
     bool uring_up;
     int fd, dfd; /* buffered, and O_DIRECT (-1 when the fd does not allow it) */
@@ -89,6 +101,17 @@ static void unmap_slot(struct bhblk *b, struct slot *s)
         bhgnttab_unmap(b->gt, s->map, s->nmap);
     s->map = NULL;
     s->nmap = 0;
+}
+
+/* The persistent mappings go with the ring (a disconnect, a worker's end). */
+static void pg_unmap_all(struct bhblk *b)
+{
+    for (unsigned int h = 0; b->pg != NULL && h < PGRANT_BUCKETS; h++)
+        if (b->pg[h].used)
+            bhgnttab_unmap(b->gt, b->pg[h].page, 1);
+    free(b->pg);
+    b->pg = NULL;
+    b->npg = 0;
 }
 
 static void answer(struct bhblk *b, unsigned int i, int16_t status)
@@ -172,6 +195,55 @@ static int issue(struct bhblk *b, unsigned int i)
     return -1;
 }
 
+/* The bucket of gref: its own, or the empty one where it would go. */
+static struct pgrant *pg_slot(struct bhblk *b, uint32_t gref)
+{
+    unsigned int h = (gref * 2654435761u) & (PGRANT_BUCKETS - 1);
+
+    while (b->pg[h].used && b->pg[h].gref != gref)
+        h = (h + 1) & (PGRANT_BUCKETS - 1);
+    return &b->pg[h];
+}
+
+/*
+ * The persistent mapping of gref, made (read-write, once) if there is room;
+ * NULL when there is none or the frontend granted the page read-only: the
+ * request then maps its pages for its own time.
+ */
+static void *pg_get(struct bhblk *b, uint32_t gref)
+{
+    struct pgrant *g = pg_slot(b, gref);
+    void *page;
+
+    if (g->used)
+        return g->page;
+    if (b->npg >= BHBLK_MAX_PERSISTENT)
+        return NULL;
+    page = bhgnttab_map_domain_grant_refs(b->gt, 1, b->domid, &gref, PROT_READ | PROT_WRITE);
+    if (page == NULL)
+        return NULL;
+    *g = (struct pgrant){.gref = gref, .used = true, .page = page};
+    b->npg++;
+    return page;
+}
+
+/* Every segment's page from the persistent map; false if one is not to be had. */
+static bool map_persistent(struct bhblk *b, struct slot *s)
+{
+    s->expect = 0;
+    for (unsigned int k = 0; k < s->r.nseg; k++) {
+        uint8_t *page = pg_get(b, s->segs[k].gref);
+        if (page == NULL)
+            return false;
+        s->iov[k].iov_base = page + (size_t)s->segs[k].first_sect * BHBLK_SECTOR;
+        s->iov[k].iov_len = (size_t)(s->segs[k].last_sect - s->segs[k].first_sect + 1) *
+                            BHBLK_SECTOR;
+        s->expect += s->iov[k].iov_len;
+    }
+    s->nmap = s->r.nseg; /* iovecs in use; s->map stays NULL: nothing to unmap per request */
+    return true;
+}
+
 /* Maps the segments of slot i and lays the iovecs over them; BHBLK_LIE with why. */
 static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
 {
@@ -182,6 +254,8 @@ static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
     unsigned int n = s->r.nseg;
 
     if (n == 0)
+        return 0;
+    if (b->persistent && map_persistent(b, s))
         return 0;
     for (unsigned int k = 0; k < n; k++)
         refs[k] = s->segs[k].gref;
@@ -354,6 +428,9 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     b->dfd = open_direct(o->fd, o->geom.readonly);
     b->domid = o->domid;
     b->gt = o->gt;
+    b->persistent = o->persistent;
+    if (b->persistent && (b->pg = calloc(PGRANT_BUCKETS, sizeof(*b->pg))) == NULL)
+        goto nomem;
     b->geom = o->geom;
     b->kept = o->kept;
     if (bhring_attach(&b->ring, &bhring_blkif, BHRING_BACK, o->ring, o->order, 0, false) != 0 ||
@@ -423,6 +500,7 @@ void bhblk_close(struct bhblk *b)
         free(b->slots[i].segs);
         free(b->slots[i].iov);
     }
+    pg_unmap_all(b);
     if (b->dfd >= 0)
         close(b->dfd);
     free(b->slots);
