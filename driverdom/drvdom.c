@@ -195,7 +195,7 @@ static void scan(struct drvdom *dd)
         for (unsigned int j = 0; j < nf; j++) {
             uint32_t fe, devid;
             char **devs;
-            if (!dir_number(fes[j], DOMID_MAX, &fe))
+            if (!dir_number(fes[j], BHXB_DOMID_MAX, &fe))
                 continue;
             snprintf(path, sizeof(path), "%s/%s/%s", dd->backend, kinds[i], fes[j]);
             devs = list(dd, path, &nd);
@@ -262,26 +262,16 @@ static void on_signal(struct drvdom *dd)
 }
 
 /* Our domain id: the hypervisor's HELLO, else XenStore's "domid" of our own home. */
+/* From the hypervisor, or else from XenStore (a domain that cannot ask it). */
 static int learn_domid(struct xs_handle *xs, uint32_t *domid)
 {
-    unsigned int len;
-    char *v;
     int id = bhplat_domid();
 
     if (id >= 0) {
         *domid = (uint32_t)id;
         return 0;
     }
-    if ((v = xs_read(xs, XBT_NULL, "domid", &len)) != NULL) {
-        uint64_t n;
-        int rc = bhxb_parse_u64(v, len, 0, DOMID_MAX, &n);
-        free(v);
-        if (rc == 0) {
-            *domid = (uint32_t)n;
-            return 0;
-        }
-    }
-    return -1;
+    return bhxb_read_domid(xs, domid);
 }
 
 static int setup(struct drvdom *dd)

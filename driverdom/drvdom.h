@@ -27,7 +27,6 @@ struct devref {
     uint32_t backend_domid; /* ourselves */
 };
 
-#define DOMID_MAX 0x7fefu /* DOMID_FIRST_RESERVED - 1: the largest guest domain id */
 
 #define KEEP_MAGIC 0x5045454bu /* "KEEP" */
 

@@ -255,6 +255,15 @@ int bhxb_dev_fatal(struct xs_handle *xs, const char *dir, int err, const char *f
  */
 struct xs_handle *bhxb_open_domain(int timeout_ms);
 
+#define BHXB_DOMID_MAX 0x7fefu /* DOMID_FIRST_RESERVED - 1: the largest domain id */
+
+/*
+ * This domain's id from its own home's "domid" (read relative), strictly
+ * parsed; for a program that cannot ask its hypervisor.  0, or -1 with
+ * errno (the store's, or EPROTO/ERANGE for a value that does not parse).
+ */
+int bhxb_read_domid(struct xs_handle *xs, uint32_t *domid);
+
 /* Reads <dir>/error into buf (one line, bounded); ENOENT if there is none. */
 int bhxb_read_error(struct xs_handle *xs, const char *dir, char *buf, size_t size);
 

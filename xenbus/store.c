@@ -518,3 +518,19 @@ struct xs_handle *bhxb_open_domain(int timeout_ms)
         waited += 20;
     }
 }
+
+int bhxb_read_domid(struct xs_handle *xs, uint32_t *domid)
+{
+    unsigned int len;
+    uint64_t n;
+    char *v = xs_read(xs, XBT_NULL, "domid", &len);
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = bhxb_parse_u64(v, len, 0, BHXB_DOMID_MAX, &n);
+    free(v);
+    if (rc == 0)
+        *domid = (uint32_t)n;
+    return rc;
+}

@@ -34,7 +34,6 @@
 
 #include "front.h"
 
-#define DOMID_MAX      0x7fefu /* DOMID_FIRST_RESERVED - 1 */
 #define CLOSE_GRACE_MS 5000    /* how long the backends get to close with us */
 
 #define BOOT_XS_WAIT_MS 15000 /* for the toolstack to introduce us */
@@ -284,7 +283,7 @@ static int front_backend(struct guest *g, struct bhfront *f)
     const char *bad = NULL;
     struct bhxb_key k[] = {
         {"backend", BHXB_STR, path, sizeof(path), true, 0},
-        {"backend-id", BHXB_UINT, &bid, 0, true, DOMID_MAX},
+        {"backend-id", BHXB_UINT, &bid, 0, true, BHXB_DOMID_MAX},
     };
     int n = 0;
 
@@ -480,23 +479,16 @@ static void on_signal(struct guest *g)
 
 /* ---- set-up and main loop ---- */
 
+/* From the hypervisor, or else from XenStore (a domain that cannot ask it). */
 static int learn_domid(struct xs_handle *xs, uint32_t *domid)
 {
     int id = bhplat_domid();
-    unsigned int len;
-    uint64_t n;
-    char *v;
 
     if (id >= 0) {
         *domid = (uint32_t)id;
         return 0;
     }
-    if ((v = xs_read(xs, XBT_NULL, "domid", &len)) == NULL)
-        return -1;
-    id = bhxb_parse_u64(v, len, 0, DOMID_MAX, &n);
-    free(v);
-    *domid = (uint32_t)n;
-    return id;
+    return bhxb_read_domid(xs, domid);
 }
 
 static int setup(struct guest *g)
