@@ -16,8 +16,11 @@
  * connection's writes).  A worker waits for its own completion by polling
  * the ring itself for a few microseconds - the common case at depth 1,
  * where the response arrives while the submitter is still on its CPU, so
- * no wake-up crosses CPUs - and only then sleeps on a condition variable,
- * which the thread that consumed its response signals.
+ * no wake-up crosses CPUs - and only then sleeps on a futex, which the
+ * thread that consumed its response wakes.  Only one worker
+ * polls, and only while its request is the only one in flight: at depth
+ * 32 spinning workers would take the CPUs that the backend and the NBD
+ * client need, and the event thread completes responses in batches there.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -29,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -40,6 +46,8 @@
 #define SPIN_NS    50000L /* how long a submitter polls before it sleeps */
 #define ZERO_CHUNK (1u << 20)
 
+static atomic_bool polling;   /* one worker polls the ring at a time */
+static atomic_uint in_flight; /* requests of all workers, submitted and not done */
 static uint32_t vbd = UINT32_MAX;
 static uint32_t timeout_ms = 30000;
 static struct bhblkfront_cfg opts = {.ring_order = 0}; /* one page unless asked, as Linux */
@@ -195,24 +203,32 @@ static int bh_is_rotational(void *h)
 
 /* ---- waiting for one's own completion ---- */
 
+/*
+ * A worker's wait for its request: one futex word, so that a completion
+ * costs one atomic exchange and (only when the worker sleeps) one wake, with
+ * no mutex for the two to contend on.
+ */
+enum { W_PENDING, W_SLEEPING, W_DONE };
+
 struct waiter {
-    atomic_int done;
-    atomic_bool sleeping;
+    atomic_int state;
     int err;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
 };
+
+static void futex_op(atomic_int *word, int op, int val)
+{
+    syscall(SYS_futex, word, op, val, NULL, NULL, 0);
+}
 
 static void on_done(void *arg, int err)
 {
     struct waiter *w = arg;
 
-    pthread_mutex_lock(&w->mu);
-    w->err = err;
-    atomic_store(&w->done, 1);
-    if (atomic_load(&w->sleeping))
-        pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    w->err = err; /* published by the exchange */
+    /* After the exchange the worker may return and w be gone: the wake
+     * uses its address only, and every futex wait here loops on its word. */
+    if (atomic_exchange(&w->state, W_DONE) == W_SLEEPING)
+        futex_op(&w->state, FUTEX_WAKE_PRIVATE, 1);
 }
 
 static long elapsed_ns(const struct timespec *t0)
@@ -225,28 +241,29 @@ static long elapsed_ns(const struct timespec *t0)
 
 static int run(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
 {
-    struct waiter w = {.err = 0};
+    struct waiter w = {.state = W_PENDING, .err = 0};
     struct timespec t0;
-    int err;
+    int err, s;
 
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
+    atomic_fetch_add(&in_flight, 1);
     if (bhblkfront_submit(blk, op, off, len, buf, on_done, &w) != 0) {
         err = errno;
+        atomic_fetch_sub(&in_flight, 1);
         goto out;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (!atomic_load(&w.done) && elapsed_ns(&t0) < SPIN_NS)
-        bhblkfront_poll(blk);
-    pthread_mutex_lock(&w.mu);
-    atomic_store(&w.sleeping, true);
-    while (!atomic_load(&w.done))
-        pthread_cond_wait(&w.cv, &w.mu);
-    err = w.err; /* the completion has let go of w: it held mu until done */
-    pthread_mutex_unlock(&w.mu);
+    if (atomic_load(&in_flight) == 1 && !atomic_exchange(&polling, true)) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (atomic_load(&w.state) != W_DONE && elapsed_ns(&t0) < SPIN_NS)
+            bhblkfront_poll(blk);
+        atomic_store(&polling, false);
+    }
+    s = W_PENDING;
+    if (atomic_compare_exchange_strong(&w.state, &s, W_SLEEPING))
+        while (atomic_load(&w.state) != W_DONE)
+            futex_op(&w.state, FUTEX_WAIT_PRIVATE, W_SLEEPING);
+    err = w.err;
+    atomic_fetch_sub(&in_flight, 1);
 out:
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
     if (err != 0) {
         nbdkit_error("vbd %u: %s of %llu bytes at %llu: %s", vbd,
                      op == BHBLKFRONT_READ    ? "read"

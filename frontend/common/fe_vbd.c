@@ -35,7 +35,7 @@
 #include "front.h"
 
 #define VBD_RUNDIR       "/run/bulkhead-guest"
-#define VBD_THREADS      "16"
+#define VBD_THREADS      "32"
 #define VBD_STOP_WAIT_MS 8000 /* the plugin closes with its backend (3 s at most) */
 
 struct vbd_front {
