@@ -7,7 +7,8 @@
  * the same driver domain honestly and then lies on each: a garbage
  * operation, a sector past the end, a grant reference that does not
  * exist, a request producer a ring and one ahead, an indirect request
- * with more segments than any indirect page count allows.  Each lie must
+ * with more segments than any indirect page count allows, and one whose
+ * indirect page holds a segment past its page.  Each lie must
  * cost the liar that one device (an error node naming the lie, Closing)
  * and nothing else: bulkhead-drvdom and the honest guest's worker are the
  * same processes afterwards, its vbd stays Connected without an error,
@@ -214,7 +215,15 @@ static unsigned long wait_runs(unsigned long above)
 
 /* ---- the lies ---- */
 
-enum lie { GARBAGE_OP, PAST_THE_END, BAD_GREF, REQ_PROD_OVERFLOW, INDIRECT_TOO_MANY, LIES };
+enum lie {
+    GARBAGE_OP,
+    PAST_THE_END,
+    BAD_GREF,
+    REQ_PROD_OVERFLOW,
+    INDIRECT_TOO_MANY,
+    INDIRECT_BAD_SEGMENT,
+    LIES
+};
 
 static const struct {
     const char *name;
@@ -225,6 +234,8 @@ static const struct {
     [BAD_GREF] = {"a grant reference that does not exist", "cannot map its 1 grants"},
     [REQ_PROD_OVERFLOW] = {"req_prod a ring and one ahead", "request producer"},
     [INDIRECT_TOO_MANY] = {"an indirect request of 4096 segments", "with 4096 segments"},
+    [INDIRECT_BAD_SEGMENT] = {"an indirect page whose last segment ends past its page",
+                              "segment 199: sectors 0..9 are not within one page"},
 };
 
 /* Sets up vbd devid of the evil guest honestly to Connected, then tells one lie. */
@@ -278,6 +289,23 @@ static void tell(struct hst_end *f, uint32_t devid, enum lie lie)
         for (unsigned int i = 0; i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; i++)
             r.ind.indirect_grefs[i] = ref;
         break;
+    case INDIRECT_BAD_SEGMENT: {
+        /* 200 segments, within what was offered, in one indirect page: the last one lies. */
+        uint32_t pref;
+        struct blkif_request_segment *segs = hst_grant(f, 1, false, &pref);
+
+        ck_assert_ptr_nonnull(segs);
+        for (unsigned int i = 0; i < 200; i++)
+            segs[i] = (struct blkif_request_segment){.gref = ref, .first_sect = 0, .last_sect = 7};
+        segs[199].last_sect = 9;
+        memset(&r, 0, sizeof(r));
+        r.ind.operation = BLKIF_OP_INDIRECT;
+        r.ind.indirect_op = BLKIF_OP_READ;
+        r.ind.nr_segments = 200;
+        r.ind.id = 1;
+        r.ind.indirect_grefs[0] = pref;
+        break;
+    }
     default:
         ck_abort();
     }
