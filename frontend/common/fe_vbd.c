@@ -113,13 +113,15 @@ static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t l
          * not: the runtime must be loaded first, or nbdkit refuses to load the
          * plugin.  Preloaded alone, it starts late: p11-kit's constructor
          * (nbdkit links gnutls) runs first and calls newlocale(), whose malloc
-         * then starts the sanitizer inside glibc's locale lock; the runtime's
-         * failed dlsym() translates its dlerror() under that same lock and
-         * unlocks it, and newlocale's own unlock leaves the lock's reader
-         * count at -1.  Nothing shows until an error message (strerror, as a
-         * broken device's failed I/O logs) flips the lock to reading: then
-         * exit's freelocale() waits on it forever, and nbdkit hangs after
-         * SIGTERM.  With p11-kit preloaded after the runtime, the runtime's
+         * then starts the sanitizer inside glibc's locale lock, held for
+         * writing.  The runtime's init has a dlsym() fail, and dlerror()
+         * translates its message: dcgettext's read lock of the same lock
+         * fails (EDEADLK, unchecked), its unlock releases newlocale's write
+         * lock, and newlocale's own unlock takes the reader count to -1.
+         * Nothing shows until an error message (strerror, as a broken
+         * device's failed I/O logs) flips the lock to reading: then exit's
+         * freelocale() waits on it forever - nbdkit hangs after SIGTERM.
+         * With p11-kit preloaded after the runtime, the runtime's
          * constructor runs before p11-kit's and the lock stays sound.
          */
         setenv("LD_PRELOAD", BH_ASAN_RUNTIME " libp11-kit.so.0", 1);
