@@ -743,14 +743,14 @@ END_TEST
  * uncovered pairs), and rows may be added by hand the same way.
  */
 enum factor {
-    F_FE_PERSISTENT,  /* frontend asks for persistent grants: no, yes */
-    F_FE_INDIRECT,    /* frontend uses indirect requests: no, yes */
-    F_FE_ORDER,       /* frontend's wanted ring order: fe_orders[] */
-    F_TRUSTED,        /* the toolstack's trusted key: 0, 1 */
-    F_BE_PERSISTENT,  /* backend offers feature-persistent: no, yes */
-    F_BE_INDIRECT,    /* backend's feature-max-indirect-segments: be_indirect[] */
-    F_BE_MAX_ORDER,   /* backend's max-ring-page-order: be_max_order[] */
-    F_BE_FLUSH_TRIM,  /* backend offers flush and discard: no, yes */
+    F_FE_PERSISTENT, /* frontend asks for persistent grants: no, yes */
+    F_FE_INDIRECT,   /* frontend uses indirect requests: no, yes */
+    F_FE_ORDER,      /* frontend's wanted ring order: fe_orders[] */
+    F_TRUSTED,       /* the toolstack's trusted key: 0, 1 */
+    F_BE_PERSISTENT, /* backend offers feature-persistent: no, yes */
+    F_BE_INDIRECT,   /* backend's feature-max-indirect-segments: be_indirect[] */
+    F_BE_MAX_ORDER,  /* backend's max-ring-page-order: be_max_order[] */
+    F_BE_FLUSH_TRIM, /* backend offers flush and discard: no, yes */
     NFACTORS
 };
 

@@ -63,9 +63,8 @@ static const char *tail(const char *name)
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return b;
     size = lseek(fd, 0, SEEK_END);
-    n = pread(fd, b, sizeof(out[0]) - 1, size > (off_t)sizeof(out[0]) - 1
-                                             ? size - (off_t)sizeof(out[0]) + 1
-                                             : 0);
+    n = pread(fd, b, sizeof(out[0]) - 1,
+              size > (off_t)sizeof(out[0]) - 1 ? size - (off_t)sizeof(out[0]) + 1 : 0);
     b[n > 0 ? n : 0] = '\0';
     close(fd);
     return b;
@@ -320,8 +319,8 @@ static void check_lost(const struct hst_end *f, enum lie lie)
 
     st = hst_wait(sim.xs, f->peer_dir, HST_STATE(XenbusStateClosing) | HST_STATE(XenbusStateClosed),
                   false, HST_TIMEOUT_MS, why, sizeof(why));
-    ck_assert_msg(st == XenbusStateClosing || st == XenbusStateClosed,
-                  "%s: %s; drvdom log:\n%s", lies[lie].name, why, tail("drvdom"));
+    ck_assert_msg(st == XenbusStateClosing || st == XenbusStateClosed, "%s: %s; drvdom log:\n%s",
+                  lies[lie].name, why, tail("drvdom"));
     ck_assert_msg(hst_read_error(sim.xs, f->peer_dir, err, sizeof(err)) == 0,
                   "%s: no error node in %s", lies[lie].name, f->peer_dir);
     ck_assert_msg(strstr(err, lies[lie].error) != NULL, "%s: the error node says '%s', not '%s'",
