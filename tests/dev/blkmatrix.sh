@@ -51,12 +51,14 @@ jobs() {
         done
     done
 }
-# fio in the guest over $1; every job must report no error (terse field 5).
+# fio in the guest over $1; each of the twelve jobs must report no error
+# (terse field 5) and have read its whole region back (field 6, KiB).
 matrix() {
     local out
     out=$("$B" exec g -- fio --ioengine=nbd --uri="$1" --verify=crc32c --verify_fatal=1 \
         --output-format=terse --terse-version=3 "${@:2}" $(jobs) 2>&1) || { echo "$out"; return 1; }
-    echo "$out" | awk -F';' 'NF > 5 { n++; if ($5 != 0) bad++ } END { exit !(n == 12 && !bad) }' ||
+    echo "$out" | awk -F';' -v kib=$((JOB_MB * 1024)) \
+        'NF > 5 { n++; if ($5 != 0 || $6 < kib) bad++ } END { exit !(n == 12 && !bad) }' ||
         { echo "$out"; return 1; }
 }
 for place in "driver domain:$ua" "dom0:$uc"; do
