@@ -108,9 +108,23 @@ static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t l
         sigprocmask(SIG_SETMASK, &none, NULL);
         close_range(3, ~0u, 0);
 #ifdef BH_ASAN_RUNTIME
-        /* A sanitizer build's plugin carries AddressSanitizer and nbdkit does not:
-         * the runtime must be loaded first, or nbdkit refuses to load the plugin. */
-        setenv("LD_PRELOAD", BH_ASAN_RUNTIME, 1);
+        /*
+         * A sanitizer build's plugin carries AddressSanitizer and nbdkit does
+         * not: the runtime must be loaded first, or nbdkit refuses to load the
+         * plugin.  Preloaded alone, it starts late: p11-kit's constructor
+         * (nbdkit links gnutls) runs first and calls newlocale(), whose malloc
+         * then starts the sanitizer inside glibc's locale lock, held for
+         * writing.  The runtime's init has a dlsym() fail, and dlerror()
+         * translates its message: dcgettext's read lock of the same lock
+         * fails (EDEADLK, unchecked), its unlock releases newlocale's write
+         * lock, and newlocale's own unlock takes the reader count to -1.
+         * Nothing shows until an error message (strerror, as a broken
+         * device's failed I/O logs) flips the lock to reading: then exit's
+         * freelocale() waits on it forever - nbdkit hangs after SIGTERM.
+         * With p11-kit preloaded after the runtime, the runtime's
+         * constructor runs before p11-kit's and the lock stays sound.
+         */
+        setenv("LD_PRELOAD", BH_ASAN_RUNTIME " libp11-kit.so.0", 1);
 #endif
         execvp(argv[0], argv);
         fprintf(stderr, "bulkhead-guest: cannot run nbdkit: %s (apt-get install nbdkit)\n",
