@@ -106,6 +106,12 @@ struct bhdrv {
      */
     int (*pollfd)(struct bhdev *d);
     void (*ready)(struct bhdev *d);
+    /*
+     * Optional: run from the worker's loop every tick_ms milliseconds (or
+     * a little later) while the device is connected and healthy.
+     */
+    void (*tick)(struct bhdev *d);
+    unsigned int tick_ms;
 };
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
