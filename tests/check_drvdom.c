@@ -325,8 +325,11 @@ static void register_device(struct bhxb_dev d, char *image, size_t size)
     }
 }
 
-/* The toolstack's part: the device's layout, with the keys libxl adds for the kind. */
-static void add_device(struct bhxb_dev d)
+/*
+ * The toolstack's part: the device's layout, with the keys libxl adds for
+ * the kind (and a disk's logical-block-size when lbs is not 0).
+ */
+static void add_device_lbs(struct bhxb_dev d, unsigned int lbs)
 {
     struct bhxb_layout *l = bhxb_layout_new(&d);
     char image[700];
@@ -339,9 +342,16 @@ static void add_device(struct bhxb_dev d)
     } else {
         ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "params", "%s", image), 0);
         ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mode", "w"), 0);
+        if (lbs != 0)
+            ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "logical-block-size", "%u", lbs), 0);
     }
     ck_assert_int_eq(bhxb_layout_write(xs, l), 0);
     bhxb_layout_free(l);
+}
+
+static void add_device(struct bhxb_dev d)
+{
+    add_device_lbs(d, 0);
 }
 
 static struct bhxb_paths paths_of(struct bhxb_dev d)
@@ -902,6 +912,77 @@ START_TEST(test_guest_runs_its_workload_then_closes)
 }
 END_TEST
 
+/*
+ * sector-size and physical-sector-size as the storage says (a file: 512,
+ * and its st_blksize up to 4096) or as the toolstack forces; a disk grown
+ * or shrunk in dom0 is published by the driver by itself, with no request
+ * (the guest does no I/O), and its state is rewritten in the same
+ * transaction so that the frontend's watch fires.
+ */
+START_TEST(test_geometry_and_resize_without_a_request)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev b = dev("vbd", "vbd", g.domid, dd.domid, 51728);
+    struct bhxb_paths p = paths_of(a), q = paths_of(b);
+    struct xs_handle *w = xs_open(0);
+    char image[700], path[600], want[16];
+    unsigned int n, events = 0;
+    struct stat st;
+    char **ev;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(a);
+    add_device_lbs(b, 4096);
+    wait_connected(a);
+    wait_connected(b);
+    snprintf(image, sizeof(image), "%s/images/disk%u-%u.img", hv.state, a.domid, a.devid);
+    ck_assert_int_eq(stat(image, &st), 0);
+    snprintf(want, sizeof(want), "%u",
+             st.st_blksize < 512 || (st.st_blksize & (st.st_blksize - 1)) ? 512u
+             : st.st_blksize > 4096                                        ? 4096u
+                                                                           : (unsigned int)st.st_blksize);
+    ck_assert_str_eq(key(p.backend, "sector-size"), "512");
+    ck_assert_str_eq(key(p.backend, "physical-sector-size"), want);
+    ck_assert_str_eq(key(p.backend, "sectors"), "2048"); /* 512-byte units, whatever sector-size */
+    ck_assert_str_eq(key(q.backend, "sector-size"), "4096");
+    ck_assert_str_eq(key(q.backend, "physical-sector-size"), "4096");
+    ck_assert_str_eq(key(q.backend, "sectors"), "2048");
+    /* the state watch: its first event is the registration's */
+    snprintf(path, sizeof(path), "%s/state", p.backend);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(xs_watch(w, path, "st"));
+    ck_assert_ptr_nonnull(ev = xs_read_watch(w, &n));
+    free(ev);
+    ck_assert_int_eq(truncate(image, 2 << 20), 0);
+    wait_key(p.backend, "sectors", "4096");
+    /* committed with sectors: its event is there by now (the bound guards a hang only) */
+    for (;;) {
+        struct pollfd pf = {.fd = xs_fileno(w), .events = POLLIN};
+        ck_assert_msg(poll(&pf, 1, WAIT_S * 1000) == 1, "no state event after the resize; logs:%s",
+                      logs());
+        ck_assert_ptr_nonnull(ev = xs_read_watch(w, &n));
+        events += strcmp(ev[XS_WATCH_PATH], path) == 0;
+        free(ev);
+        if (events > 0)
+            break;
+    }
+    ck_assert_str_eq(key(p.backend, "state"), "4");
+    wait_log("drvdom", "resized: 4096 sectors");
+    /* shrunk: published too, rounded down to whole logical sectors */
+    ck_assert_int_eq(truncate(image, (1 << 19) + 100), 0);
+    wait_key(p.backend, "sectors", "1024");
+    /* the 4096-byte disk: 4 KiB blocks only */
+    snprintf(image, sizeof(image), "%s/images/disk%u-%u.img", hv.state, b.domid, b.devid);
+    ck_assert_int_eq(truncate(image, (3 << 20) + 2048), 0);
+    wait_key(q.backend, "sectors", "6144");
+    wait_connected(a);
+    wait_connected(b);
+    xs_close(w);
+}
+END_TEST
+
 START_TEST(test_startup_errors_name_the_fix)
 {
     char bin[512], out[1024] = "";
@@ -945,6 +1026,7 @@ int main(void)
     tcase_add_test(tc, test_dom0_serves_a_dom0_device);
     tcase_add_test(tc, test_guest_runs_its_workload_then_closes);
     tcase_add_test(tc, test_startup_errors_name_the_fix);
+    tcase_add_test(tc, test_geometry_and_resize_without_a_request);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
