@@ -41,6 +41,7 @@ struct blk_kept {
     uint32_t cdrom;   /* device-type cdrom */
     uint32_t persistent; /* the frontend said feature-persistent too */
     uint32_t lbs, pbs;   /* logical and physical block sizes (probe) */
+    uint64_t ever_size;  /* the largest size this ring had, when it shrank since */
     char target[256]; /* dom0: the file it opens itself */
     uint64_t kicks;
     struct bhblk_kept eng; /* the ring's indices and the requests in flight */
@@ -276,7 +277,7 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
     o.ring = p->pages;
     o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
                                  .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT,
-                                 .sector_size = k->lbs};
+                                 .sector_size = k->lbs, .ever_sectors = k->ever_size / BHBLK_SECTOR};
     if ((p->eng = bhblk_open(&o, why, len)) == NULL)
         goto fail;
     if ((port = bhdev_bind(d, k->remote_port, why, len)) < 0)
@@ -347,6 +348,7 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     k->order = order;
     k->remote_port = port;
     k->persistent = persistent;
+    k->ever_size = 0; /* a new ring: the frontend reads the size afresh */
     if (blk_attach(d, why, len) != 0)
         return -1;
     if (bhxb_write_keys(d->xs, d->paths.backend, out, 4) != 0) {
@@ -399,6 +401,8 @@ static void blk_resize(struct bhdev *d)
     size -= size % (k->lbs ? k->lbs : 512);
     if (size == k->size)
         return;
+    if (k->size > k->ever_size)
+        k->ever_size = k->size;
     k->size = size;
     sectors = (unsigned long)(k->size / BHBLK_SECTOR);
     bhblk_set_sectors(p->eng, sectors);
