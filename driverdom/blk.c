@@ -275,9 +275,12 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
     if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL)
         return -1;
     o.ring = p->pages;
-    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
-                                 .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT,
-                                 .sector_size = k->lbs, .ever_sectors = k->ever_size / BHBLK_SECTOR};
+    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR,
+                                 .readonly = k->readonly,
+                                 .discard = k->discard,
+                                 .max_indirect = BHBLK_MAX_INDIRECT,
+                                 .sector_size = k->lbs,
+                                 .ever_sectors = k->ever_size / BHBLK_SECTOR};
     if ((p->eng = bhblk_open(&o, why, len)) == NULL)
         goto fail;
     if ((port = bhdev_bind(d, k->remote_port, why, len)) < 0)

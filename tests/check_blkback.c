@@ -408,8 +408,8 @@ END_TEST
 static void sector_4096(void)
 {
     uint8_t first[BHBLK_MAX_INDIRECT], last[BHBLK_MAX_INDIRECT];
-    struct blkif_request_discard dis = {.operation = BLKIF_OP_DISCARD, .id = 90,
-                                        .sector_number = 64, .nr_sectors = 12};
+    struct blkif_request_discard dis = {
+        .operation = BLKIF_OP_DISCARD, .id = 90, .sector_number = 64, .nr_sectors = 12};
 
     use_sector_size = 4096;
     pair_open(&p1, &gid, guest.domid, 0, false);
@@ -487,8 +487,8 @@ END_TEST
 START_TEST(test_shrink)
 {
     uint8_t first[1] = {0}, last[1] = {7};
-    struct blkif_request_discard dis = {.operation = BLKIF_OP_DISCARD, .id = 91,
-                                        .sector_number = IMG_SECTORS / 2, .nr_sectors = 8};
+    struct blkif_request_discard dis = {
+        .operation = BLKIF_OP_DISCARD, .id = 91, .sector_number = IMG_SECTORS / 2, .nr_sectors = 8};
     char why[256];
 
     pair_open(&p1, &gid, guest.domid, 0, false);
@@ -509,8 +509,8 @@ END_TEST
 /* Puts a one-page read of sector on the ring and serves it as far as the engine can. */
 static void read_start(struct pair *p, uint32_t ref, uint64_t sector, uint64_t id)
 {
-    struct blkif_request req = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = id,
-                                .sector_number = sector};
+    struct blkif_request req = {
+        .operation = BLKIF_OP_READ, .nr_segments = 1, .id = id, .sector_number = sector};
     char why[256];
 
     req.seg[0] = (struct blkif_request_segment){ref, 0, 7};

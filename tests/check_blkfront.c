@@ -413,8 +413,10 @@ START_TEST(test_barrier_and_read_only)
 {
     struct bhblkfront_info in;
     static uint8_t buf[4096];
-    static const char *const keys[][2] = {{"feature-barrier", "1"},     {"info", "4"},
-                                          {"sector-size", "4096"},      {"sectors", "2048"},
+    static const char *const keys[][2] = {{"feature-barrier", "1"},
+                                          {"info", "4"},
+                                          {"sector-size", "4096"},
+                                          {"sectors", "2048"},
                                           {"physical-sector-size", "8192"}};
 
     extra = keys;

@@ -927,7 +927,7 @@ START_TEST(test_geometry_and_resize_without_a_request)
     struct bhxb_paths p = paths_of(a), q = paths_of(b);
     struct xs_handle *w = xs_open(0);
     char image[700], path[600], want[16];
-    unsigned int n, events = 0;
+    unsigned int n, events = 0, pbs;
     struct stat st;
     char **ev;
 
@@ -939,10 +939,10 @@ START_TEST(test_geometry_and_resize_without_a_request)
     wait_connected(b);
     snprintf(image, sizeof(image), "%s/images/disk%u-%u.img", hv.state, a.domid, a.devid);
     ck_assert_int_eq(stat(image, &st), 0);
-    snprintf(want, sizeof(want), "%u",
-             st.st_blksize < 512 || (st.st_blksize & (st.st_blksize - 1)) ? 512u
-             : st.st_blksize > 4096                                        ? 4096u
-                                                                           : (unsigned int)st.st_blksize);
+    pbs = st.st_blksize > 4096 ? 4096u : (unsigned int)st.st_blksize;
+    if (st.st_blksize < 512 || (st.st_blksize & (st.st_blksize - 1)) != 0)
+        pbs = 512;
+    snprintf(want, sizeof(want), "%u", pbs);
     ck_assert_str_eq(key(p.backend, "sector-size"), "512");
     ck_assert_str_eq(key(p.backend, "physical-sector-size"), want);
     ck_assert_str_eq(key(p.backend, "sectors"), "2048"); /* 512-byte units, whatever sector-size */

@@ -369,8 +369,7 @@ static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
 
     memcpy(s->segs, pages, s->r.nseg * sizeof(s->segs[0]));
     bhgnttab_unmap(b->gt, pages, s->r.nind);
-    v = bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w,
-                         sizeof(w));
+    v = bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w, sizeof(w));
     if (v == BHBLK_LIE)
         return fail(b, why, len, "indirect request %llu: %s", (unsigned long long)s->r.id, w);
     return v == BHBLK_REFUSE ? 1 : 0; /* misaligned, or past a disk that shrank */

@@ -111,8 +111,8 @@ static int bh_after_fork(void)
         nbdkit_error("vbd %u connected without its keys", vbd);
         return -1;
     }
-    nbdkit_debug("vbd %u: %llu 512-byte sectors, %u-byte logical ones, ring order %u, %u segments, persistent %d, "
-                 "flush %d, discard %d, trusted %d",
+    nbdkit_debug("vbd %u: %llu 512-byte sectors, %u-byte logical ones, ring order %u, "
+                 "%u segments, persistent %d, flush %d, discard %d, trusted %d",
                  vbd, (unsigned long long)info.sectors, info.sector_size, info.ring_order,
                  info.max_segments, info.persistent, info.flush, info.discard, info.trusted);
     return 0;
@@ -155,8 +155,8 @@ static int64_t bh_get_size(void *h)
  */
 static int bh_block_size(void *h, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
 {
-    unsigned int pref = info.physical_sector_size > info.sector_size ? info.physical_sector_size
-                                                                      : info.sector_size;
+    unsigned int pref =
+        info.physical_sector_size > info.sector_size ? info.physical_sector_size : info.sector_size;
 
     (void)h;
     *minimum = info.sector_size;

@@ -92,8 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     /* An empty range (a barrier or flush with no data) touches no sector: its number is moot. */
-    if (nr > 0 && (r.sector + nr < r.sector || r.sector + nr > g.sectors ||
-                   ((r.sector | nr) & mask) != 0))
+    if (nr > 0 &&
+        (r.sector + nr < r.sector || r.sector + nr > g.sectors || ((r.sector | nr) & mask) != 0))
         abort();
     return 0;
 }
