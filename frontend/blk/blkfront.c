@@ -399,6 +399,11 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
     in->max_segments = BLKIF_MAX_SEGMENTS_PER_REQUEST;
     if (in->indirect)
         in->max_segments = indirect < BHBLKFRONT_MAX_INDIRECT ? indirect : BHBLKFRONT_MAX_INDIRECT;
+    if ((uint64_t)in->max_segments * BLK_PAGE < in->sector_size) {
+        snprintf(why, len, "backend key sector-size: %u bytes do not fit in a request of %u pages",
+                 in->sector_size, in->max_segments);
+        return -1;
+    }
     in->flush = flush || barrier;
     in->barrier = !flush && barrier;
     in->discard = discard;
@@ -525,6 +530,8 @@ static struct blk_chunk *next_chunk(bhblkfront *b)
     uint64_t cap = (uint64_t)b->info.max_segments * BLK_PAGE;
     struct blk_chunk *c;
     struct blk_io *io;
+
+    cap -= cap % b->info.sector_size; /* every request in whole logical sectors (connect: >= 1) */
 
     if (b->reissue != NULL) {
         c = b->reissue;
