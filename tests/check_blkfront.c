@@ -578,7 +578,9 @@ START_TEST(test_bogus_backend_keys)
     struct bhblkfront_cfg cfg = {0};
     char why[256];
     static const char *const keys[][2] = {
-        {"sectors", "-1"}, {"sector-size", "1000"}, {"feature-discard", "yes"}, {"info", "0x4"}};
+        {"sectors", "-1"},           {"sector-size", "1000"},
+        {"feature-discard", "yes"},  {"info", "0x4"},
+        {"physical-sector-size", "768"}};
 
     ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
     ck_assert_int_eq(hst_back_publish(&fk->end), 0);
@@ -770,7 +772,7 @@ int main(void)
     tcase_add_loop_test(tc, test_lying_backend_breaks_the_device, DUP_ID, LIES);
     tcase_add_test(tc, test_event_storm_is_harmless);
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
-    tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
+    tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 5);
     tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
     tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
     suite_add_tcase(s, tc);
