@@ -10,7 +10,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +82,10 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.gt = did.gt;
     o.ring = (void *)p->b.ring[0].sh;
     o.order = order;
-    o.geom = (struct bhblk_geom){IMG_SECTORS, ro, true, BHBLK_MAX_INDIRECT};
+    o.geom = (struct bhblk_geom){.sectors = IMG_SECTORS,
+                                 .readonly = ro,
+                                 .discard = true,
+                                 .max_indirect = BHBLK_MAX_INDIRECT};
     o.geom.sector_size = use_sector_size;
     o.kept = &p->kept;
     o.persistent = use_persistent;
@@ -377,10 +379,14 @@ START_TEST(test_restart_reissues)
         got++;
     if (got == 0) {
         ck_assert_int_eq(p1.kept.busy[0] + p1.kept.busy[1] + p1.kept.busy[2], 1);
-        o = (struct bhblk_opts){.fd = p1.img, .domid = guest.domid, .gt = did.gt,
-                                .ring = (void *)p1.b.ring[0].sh, .order = 0,
-                                .geom = {IMG_SECTORS, false, true, BHBLK_MAX_INDIRECT},
-                                .kept = &p1.kept};
+        o = (struct bhblk_opts){
+            .fd = p1.img,
+            .domid = guest.domid,
+            .gt = did.gt,
+            .ring = (void *)p1.b.ring[0].sh,
+            .order = 0,
+            .geom = {.sectors = IMG_SECTORS, .discard = true, .max_indirect = BHBLK_MAX_INDIRECT},
+            .kept = &p1.kept};
         ck_assert_ptr_nonnull(p1.eng = bhblk_open(&o, why, sizeof(why)));
         while (got == 0) {
             struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
@@ -578,18 +584,18 @@ END_TEST
  */
 START_TEST(test_idle_unmap_busy)
 {
-    char fifo[] = "/tmp/check_blkback.fifo.XXXXXX";
+    char dir[] = "/tmp/check_blkback.fifo.XXXXXX", fifo[64];
     uint8_t data[4096], *pa, *pb;
     uint32_t ra, rb;
     int fd;
 
-    ck_assert_ptr_nonnull(mkdtemp(fifo));
-    strcat(fifo, "/disk");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/disk", dir);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     fd = open(fifo, O_RDWR | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
     unlink(fifo);
-    rmdir(dirname(fifo));
+    rmdir(dir);
     use_persistent = true;
     use_fd = fd;
     pair_open(&p1, &gid, guest.domid, 0, false);

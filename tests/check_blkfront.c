@@ -577,10 +577,11 @@ START_TEST(test_bogus_backend_keys)
 {
     struct bhblkfront_cfg cfg = {0};
     char why[256];
-    static const char *const keys[][2] = {
-        {"sectors", "-1"},           {"sector-size", "1000"},
-        {"feature-discard", "yes"},  {"info", "0x4"},
-        {"physical-sector-size", "768"}};
+    static const char *const keys[][2] = {{"sectors", "-1"},
+                                          {"sector-size", "1000"},
+                                          {"feature-discard", "yes"},
+                                          {"info", "0x4"},
+                                          {"physical-sector-size", "768"}};
 
     ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
     ck_assert_int_eq(hst_back_publish(&fk->end), 0);
