@@ -27,6 +27,8 @@
 #include "drv.h"
 
 #define BLK_MAX_ORDER BHRING_MAX_ORDER
+
+unsigned int blkback_grant_idle_ms = BHBLK_IDLE_MS;
 #define EVTCHN_MAX    ((1u << 17) - 1) /* the FIFO ABI's last port */
 
 /* What a restarted worker needs, validated once at connect. */
@@ -438,16 +440,20 @@ static void blk_serve(struct bhdev *d)
  * Now and then from the worker's loop, as Linux's blkback thread rechecks
  * its device: a size the storage changed by itself (truncate, lvextend)
  * is seen without waiting for a request, and persistent grants idle for
- * BHBLK_IDLE_MS are unmapped.
+ * blkback_grant_idle_ms (BHBLK_IDLE_MS unless bulkhead-drvdom was told) are
+ * unmapped.
  */
 static void blk_tick(struct bhdev *d)
 {
     struct blk_priv *p = d->priv;
+    unsigned int n;
 
     if (p->eng == NULL)
         return;
     blk_resize(d);
-    bhblk_tick(p->eng, BHBLK_IDLE_MS);
+    if ((n = bhblk_tick(p->eng, blkback_grant_idle_ms)) > 0)
+        bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
+                  blkback_grant_idle_ms);
 }
 
 static void blk_kick(struct bhdev *d)

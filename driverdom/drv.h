@@ -114,6 +114,9 @@ struct bhdrv {
     unsigned int tick_ms;
 };
 
+/* blkback: persistent grants unused this long are unmapped (--grant-idle-ms). */
+extern unsigned int blkback_grant_idle_ms;
+
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];
 const struct bhdrv *bhdrv_find(const char *backend_kind);
