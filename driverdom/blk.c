@@ -14,6 +14,8 @@
 #include <string.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
@@ -25,6 +27,8 @@
 #include "drv.h"
 
 #define BLK_MAX_ORDER BHRING_MAX_ORDER
+
+unsigned int blkback_grant_idle_ms = BHBLK_IDLE_MS;
 #define EVTCHN_MAX    ((1u << 17) - 1) /* the FIFO ABI's last port */
 
 /* What a restarted worker needs, validated once at connect. */
@@ -38,6 +42,8 @@ struct blk_kept {
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
     uint32_t persistent; /* the frontend said feature-persistent too */
+    uint32_t lbs, pbs;   /* logical and physical block sizes (probe) */
+    uint64_t ever_size;  /* the largest size this ring had, when it shrank since */
     char target[256]; /* dom0: the file it opens itself */
     uint64_t kicks;
     struct bhblk_kept eng; /* the ring's indices and the requests in flight */
@@ -71,21 +77,71 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
     return 0;
 }
 
-/*
- * The disk's size and whether it is read-only: from the broker's fd in a
- * driver domain, from the target itself in dom0 (which needs no broker).
- * -1 with why when there is no disk to serve.
- */
-static int blk_medium(struct bhdev *d, const char *params, const char *mode, uint64_t *size,
-                      bool *ro, char *why, size_t len)
+/* The disk's bytes now: a block device's size, or a file's. */
+static int fd_size(int fd, uint64_t *size)
 {
     struct stat st;
 
+    if (fstat(fd, &st) != 0)
+        return -1;
+    if (S_ISBLK(st.st_mode))
+        return ioctl(fd, BLKGETSIZE64, size);
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/*
+ * The disk's logical and physical block sizes (io/blkif.h sector-size and
+ * physical-sector-size).  A block device says them (BLKSSZGET, BLKPBSZGET,
+ * what Linux's blkback publishes).  A file has 512-byte logical sectors;
+ * its physical one is its st_blksize bounded to 512..4096: the page cache
+ * writes a file in st_blksize units, so a guest writing less pays a
+ * read-modify-write, which is what physical-sector-size tells it (Linux's
+ * loop device says its logical size instead; ours is more useful and
+ * never smaller).  Sizes the engine cannot serve (past a page) are refused.
+ */
+static int fd_blocks(int fd, unsigned int *lbs, unsigned int *pbs, char *why, size_t len)
+{
+    struct stat st;
+    int l = 512, p = 512;
+
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, len, "the disk's fd: %s", strerror(errno));
+        return -1;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        if (ioctl(fd, BLKSSZGET, &l) != 0 || ioctl(fd, BLKPBSZGET, &p) != 0) {
+            snprintf(why, len, "the disk's block sizes (BLKSSZGET): %s", strerror(errno));
+            return -1;
+        }
+    } else if (st.st_blksize >= 512 && (st.st_blksize & (st.st_blksize - 1)) == 0) {
+        p = st.st_blksize > 4096 ? 4096 : (int)st.st_blksize;
+    }
+    if (l < 512 || l > 4096 || (l & (l - 1)) != 0) {
+        snprintf(why, len, "the disk's logical block size is %d: only 512..4096 are served", l);
+        return -1;
+    }
+    *lbs = (unsigned int)l;
+    *pbs = p >= l && (p & (p - 1)) == 0 ? (unsigned int)p : (unsigned int)l;
+    return 0;
+}
+
+/*
+ * The disk's size, block sizes and whether it is read-only: from the
+ * broker's fd in a driver domain, from the target itself in dom0 (which
+ * needs no broker).  -1 with why when there is no disk to serve.
+ */
+static int blk_medium(struct bhdev *d, const char *params, const char *mode, uint64_t *size,
+                      bool *ro, unsigned int *lbs, unsigned int *pbs, char *why, size_t len)
+{
+    int fd, rc;
+
     *ro = strcmp(mode, "r") == 0;
+    *lbs = *pbs = 512;
     if (d->acq != NULL && d->acq->nfds > 0) {
         *size = d->acq->size;
         *ro = *ro || d->acq->readonly;
-        return 0;
+        return fd_blocks(d->acq->fds[0], lbs, pbs, why, len);
     }
     if (params[0] == '\0') {
         *size = 0; /* a drive with no medium */
@@ -96,12 +152,15 @@ static int blk_medium(struct bhdev *d, const char *params, const char *mode, uin
                  params);
         return -1;
     }
-    if (stat(params, &st) != 0) {
+    if ((fd = open(params, O_RDONLY | O_CLOEXEC)) < 0 || fd_size(fd, size) != 0) {
         snprintf(why, len, "target %s: %s", params, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    *size = (uint64_t)st.st_size;
-    return 0;
+    rc = fd_blocks(fd, lbs, pbs, why, len);
+    close(fd);
+    return rc;
 }
 
 static int blk_probe(struct bhdev *d, char *why, size_t len)
@@ -113,10 +172,11 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"mode", BHXB_STR, mode, sizeof(mode), false, 0},
     };
     char devtype[16] = "disk";
-    unsigned int discard_enable = 1;
+    unsigned int discard_enable = 1, force_lbs = 0;
     struct bhxb_key opt[] = {
         {"device-type", BHXB_STR, devtype, sizeof(devtype), false, 0},
         {"discard-enable", BHXB_UINT, &discard_enable, 0, false, 1},
+        {"logical-block-size", BHXB_UINT, &force_lbs, 0, false, 4096},
     };
     unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
     unsigned int discard = 0;
@@ -135,7 +195,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0 ||
-        bhxb_read_keys(d->xs, d->paths.backend, opt, 2, &bad) != 0) {
+        bhxb_read_keys(d->xs, d->paths.backend, opt, 3, &bad) != 0) {
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
@@ -147,14 +207,29 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         struct blk_kept *k = d->kept;
         const char *target = params;
         uint64_t size;
+        unsigned int lbs, pbs;
         bool ro;
         /* qdisk's and vbd3's "<format>:<target>" (libxl's "aio:" for raw) */
         if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0 ||
             strncmp(params, "vhd:", 4) == 0 || strncmp(params, "qcow2:", 6) == 0)
             target = strchr(params, ':') + 1;
-        if (blk_medium(d, target, mode, &size, &ro, why, len) != 0)
+        if (blk_medium(d, target, mode, &size, &ro, &lbs, &pbs, why, len) != 0)
             return -1;
-        k->size = size;
+        if (force_lbs != 0) {
+            /* the toolstack's logical-block-size: a larger sector than the storage's */
+            if (force_lbs < lbs || (force_lbs & (force_lbs - 1)) != 0) {
+                snprintf(why, len,
+                         "backend key logical-block-size is %u: write a power of two from the "
+                         "storage's own %u up to 4096",
+                         force_lbs, lbs);
+                return -1;
+            }
+            lbs = force_lbs;
+            pbs = pbs > lbs ? pbs : lbs;
+        }
+        k->lbs = lbs;
+        k->pbs = pbs;
+        k->size = size - size % lbs; /* whole logical blocks only */
         k->readonly = ro;
         k->discard = discard = discard_enable && !ro && strcmp(devtype, "cdrom") != 0;
         k->cdrom = strcmp(devtype, "cdrom") == 0;
@@ -164,8 +239,9 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
-    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes%s", params, mode,
-              (unsigned long long)((struct blk_kept *)d->kept)->size,
+    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes, %u-byte sectors (physical %u)%s",
+              params, mode, (unsigned long long)((struct blk_kept *)d->kept)->size,
+              ((struct blk_kept *)d->kept)->lbs, ((struct blk_kept *)d->kept)->pbs,
               ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "");
     return 0;
 }
@@ -201,8 +277,12 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
     if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL)
         return -1;
     o.ring = p->pages;
-    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
-                                 .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT};
+    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR,
+                                 .readonly = k->readonly,
+                                 .discard = k->discard,
+                                 .max_indirect = BHBLK_MAX_INDIRECT,
+                                 .sector_size = k->lbs,
+                                 .ever_sectors = k->ever_size / BHBLK_SECTOR};
     if ((p->eng = bhblk_open(&o, why, len)) == NULL)
         goto fail;
     if ((port = bhdev_bind(d, k->remote_port, why, len)) < 0)
@@ -232,11 +312,19 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
         {"feature-persistent", BHXB_BOOL, &persistent, 0, false, 0},
     };
     unsigned long sectors = 0;
-    unsigned int info = 0, sector_size = 512;
+    unsigned int info = 0, sector_size = k->lbs ? k->lbs : 512, phys = k->pbs ? k->pbs : 512;
+    /*
+     * sectors counts 512-byte units whatever sector-size says, as Linux's
+     * blkback and blkfront do and as io/blkif.h says since its 2024
+     * "reconcile protocol specification with in-use implementations"
+     * (older headers, Debian 12's too, said sector-size units, which no
+     * implementation followed).
+     */
     struct bhxb_key out[] = {
         {"sectors", BHXB_ULONG, &sectors, 0, false, 0},
         {"info", BHXB_UINT, &info, 0, false, 0},
         {"sector-size", BHXB_UINT, &sector_size, 0, false, 0},
+        {"physical-sector-size", BHXB_UINT, &phys, 0, false, 0},
     };
 
     if (bhdev_read_ring_refs(d, "", BLK_MAX_ORDER, refs, &order, why, len) != 0)
@@ -265,9 +353,10 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     k->order = order;
     k->remote_port = port;
     k->persistent = persistent;
+    k->ever_size = 0; /* a new ring: the frontend reads the size afresh */
     if (blk_attach(d, why, len) != 0)
         return -1;
-    if (bhxb_write_keys(d->xs, d->paths.backend, out, 3) != 0) {
+    if (bhxb_write_keys(d->xs, d->paths.backend, out, 4) != 0) {
         snprintf(why, len, "cannot publish the disk's size: %s", strerror(errno));
         return -1;
     }
@@ -294,23 +383,35 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
-/* Online resize: a medium that grew or shrank is published, and checked against from now on. */
+/*
+ * Online resize: a medium that grew or shrank is published, and checked
+ * against from now on.  sectors is written with state rewritten as it is,
+ * in one transaction, so that a frontend watching the state reads the new
+ * size (Linux's xen_vbd_resize; its blkfront re-reads sectors on a
+ * Connected it sees again).  A shrink is published too, as Linux does:
+ * requests past the new end are then answered with an error.
+ */
 static void blk_resize(struct bhdev *d)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
-    struct stat st;
     char why[160];
     unsigned long sectors;
     struct bhxb_key out[] = {{"sectors", BHXB_ULONG, &sectors, 0, false, 0}};
     int fd = blk_disk_fd(d, why, sizeof(why));
+    uint64_t size;
 
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size == k->size)
+    if (fd < 0 || fd_size(fd, &size) != 0)
         return;
-    k->size = (uint64_t)st.st_size;
+    size -= size % (k->lbs ? k->lbs : 512);
+    if (size == k->size)
+        return;
+    if (k->size > k->ever_size)
+        k->ever_size = k->size;
+    k->size = size;
     sectors = (unsigned long)(k->size / BHBLK_SECTOR);
     bhblk_set_sectors(p->eng, sectors);
-    if (bhxb_write_keys(d->xs, d->paths.backend, out, 1) != 0)
+    if (bhxb_write_keys_restate(d->xs, d->paths.backend, out, 1) != 0)
         bhdev_log(d, "cannot publish the new size: %s", strerror(errno));
     else
         bhdev_log(d, "resized: %lu sectors", sectors);
@@ -333,6 +434,26 @@ static void blk_serve(struct bhdev *d)
     }
     if (rc > 0)
         bhdev_notify(d, p->port);
+}
+
+/*
+ * Now and then from the worker's loop, as Linux's blkback thread rechecks
+ * its device: a size the storage changed by itself (truncate, lvextend)
+ * is seen without waiting for a request, and persistent grants idle for
+ * blkback_grant_idle_ms (BHBLK_IDLE_MS unless bulkhead-drvdom was told) are
+ * unmapped.
+ */
+static void blk_tick(struct bhdev *d)
+{
+    struct blk_priv *p = d->priv;
+    unsigned int n;
+
+    if (p->eng == NULL)
+        return;
+    blk_resize(d);
+    if ((n = bhblk_tick(p->eng, blkback_grant_idle_ms)) > 0)
+        bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
+                  blkback_grant_idle_ms);
 }
 
 static void blk_kick(struct bhdev *d)
@@ -379,4 +500,6 @@ const struct bhdrv blkback = {
     .disconnect = blk_disconnect,
     .pollfd = blk_pollfd,
     .ready = blk_serve,
+    .tick = blk_tick,
+    .tick_ms = 1000,
 };

@@ -106,7 +106,16 @@ struct bhdrv {
      */
     int (*pollfd)(struct bhdev *d);
     void (*ready)(struct bhdev *d);
+    /*
+     * Optional: run from the worker's loop every tick_ms milliseconds (or
+     * a little later) while the device is connected and healthy.
+     */
+    void (*tick)(struct bhdev *d);
+    unsigned int tick_ms;
 };
+
+/* blkback: persistent grants unused this long are unmapped (--grant-idle-ms). */
+extern unsigned int blkback_grant_idle_ms;
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];

@@ -313,7 +313,7 @@ static int setup(struct drvdom *dd)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--state-dir DIR] [--ready-fd FD]\n"
+            "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS]\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
             progname);
@@ -331,6 +331,18 @@ int main(int argc, char **argv)
             state = argv[++i];
         } else if (strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--grant-idle-ms") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long ms;
+            errno = 0;
+            ms = strtoul(argv[++i], &end, 10);
+            if (errno != 0 || end == argv[i] || *end != '\0' || argv[i][0] == '-' ||
+                ms > 86400000ul) {
+                fprintf(stderr, "%s: --grant-idle-ms '%s': give milliseconds, 0 to 86400000\n",
+                        progname, argv[i]);
+                return 2;
+            }
+            blkback_grant_idle_ms = (unsigned int)ms;
         } else {
             usage(help ? stdout : stderr);
             if (!help)

@@ -319,7 +319,10 @@ static int elapsed_ms(const struct timespec *since)
 static void run(struct worker *w)
 {
     struct bhdev *d = &w->dev;
-    struct timespec stop_at = {0};
+    struct timespec stop_at = {0}, ticked;
+    bool ticking = d->drv->tick != NULL && d->drv->tick_ms > 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &ticked);
 
     while (!w->gone) {
         struct pollfd pf[4] = {{.fd = w->sigfd, .events = POLLIN},
@@ -338,6 +341,16 @@ static void run(struct worker *w)
                 bhxb_switch_state(d->xs, d->paths.backend, XenbusStateClosed);
                 break;
             }
+        }
+        if (ticking && !d->machine->view.error) {
+            int left = (int)d->drv->tick_ms - elapsed_ms(&ticked);
+            if (left <= 0) {
+                d->drv->tick(d);
+                clock_gettime(CLOCK_MONOTONIC, &ticked);
+                left = (int)d->drv->tick_ms;
+            }
+            if (timeout < 0 || left < timeout)
+                timeout = left;
         }
         if (d->drv->pollfd != NULL && !d->machine->view.error)
             pf[3].fd = d->drv->pollfd(d);

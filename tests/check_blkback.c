@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bhblkback.h"
@@ -40,6 +43,10 @@ static struct pair p1, p2;
 
 /* Engines opened with feature-persistent negotiated (the _persistent variants). */
 static bool use_persistent;
+/* The disk's logical block size for the engines opened (0: 512). */
+static unsigned int use_sector_size;
+/* A disk to serve instead of a fresh temporary image (-1: none), filled as pair_open's. */
+static int use_fd = -1;
 
 static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsigned int order,
                       bool ro)
@@ -57,10 +64,14 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
                                    order, 0, false),
                      0);
     snprintf(p->path, sizeof(p->path), "/tmp/check_blkback.XXXXXX");
-    p->img = mkstemp(p->path);
+    if (use_fd >= 0) {
+        p->img = dup(use_fd);
+    } else {
+        p->img = mkstemp(p->path);
+        unlink(p->path);
+    }
     ck_assert_int_ge(p->img, 0);
-    unlink(p->path);
-    for (unsigned int i = 0; i < IMG_SECTORS * 512 / sizeof(buf); i++) {
+    for (unsigned int i = 0; use_fd < 0 && i < IMG_SECTORS * 512 / sizeof(buf); i++) {
         for (size_t k = 0; k < sizeof(buf); k++)
             buf[k] = (uint8_t)rand();
         ck_assert_int_eq(write(p->img, buf, sizeof(buf)), (ssize_t)sizeof(buf));
@@ -71,7 +82,11 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.gt = did.gt;
     o.ring = (void *)p->b.ring[0].sh;
     o.order = order;
-    o.geom = (struct bhblk_geom){IMG_SECTORS, ro, true, BHBLK_MAX_INDIRECT};
+    o.geom = (struct bhblk_geom){.sectors = IMG_SECTORS,
+                                 .readonly = ro,
+                                 .discard = true,
+                                 .max_indirect = BHBLK_MAX_INDIRECT};
+    o.geom.sector_size = use_sector_size;
     o.kept = &p->kept;
     o.persistent = use_persistent;
     p->eng = bhblk_open(&o, why, sizeof(why));
@@ -364,10 +379,14 @@ START_TEST(test_restart_reissues)
         got++;
     if (got == 0) {
         ck_assert_int_eq(p1.kept.busy[0] + p1.kept.busy[1] + p1.kept.busy[2], 1);
-        o = (struct bhblk_opts){.fd = p1.img, .domid = guest.domid, .gt = did.gt,
-                                .ring = (void *)p1.b.ring[0].sh, .order = 0,
-                                .geom = {IMG_SECTORS, false, true, BHBLK_MAX_INDIRECT},
-                                .kept = &p1.kept};
+        o = (struct bhblk_opts){
+            .fd = p1.img,
+            .domid = guest.domid,
+            .gt = did.gt,
+            .ring = (void *)p1.b.ring[0].sh,
+            .order = 0,
+            .geom = {.sectors = IMG_SECTORS, .discard = true, .max_indirect = BHBLK_MAX_INDIRECT},
+            .kept = &p1.kept};
         ck_assert_ptr_nonnull(p1.eng = bhblk_open(&o, why, sizeof(why)));
         while (got == 0) {
             struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
@@ -391,6 +410,228 @@ START_TEST(test_restart_reissues)
 }
 END_TEST
 
+/* A 4096-byte-sector disk: a request not in whole 4 KiB blocks is an error, not a lie. */
+static void sector_4096(void)
+{
+    uint8_t first[BHBLK_MAX_INDIRECT], last[BHBLK_MAX_INDIRECT];
+    struct blkif_request_discard dis = {
+        .operation = BLKIF_OP_DISCARD, .id = 90, .sector_number = 64, .nr_sectors = 12};
+
+    use_sector_size = 4096;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    use_sector_size = 0;
+    for (unsigned int i = 0; i < BHBLK_MAX_INDIRECT; i++)
+        first[i] = 0, last[i] = 7;
+    for (unsigned int n = 1; n <= BLKIF_MAX_SEGMENTS_PER_REQUEST; n += 5) {
+        rw(&p1, BLKIF_OP_WRITE, 8 * n, n, first, last, false, BLKIF_RSP_OKAY);
+        rw(&p1, BLKIF_OP_READ, 8 * n + 8, n, first, last, false, BLKIF_RSP_OKAY);
+    }
+    rw(&p1, BLKIF_OP_WRITE, 800, 40, first, last, true, BLKIF_RSP_OKAY);
+    rw(&p1, BLKIF_OP_READ, 808, 40, first, last, true, BLKIF_RSP_OKAY);
+    /* misaligned: the start, a segment's first sector, a segment's length */
+    rw(&p1, BLKIF_OP_READ, 4, 1, first, last, false, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_WRITE, 12, 3, first, last, true, BLKIF_RSP_ERROR);
+    first[1] = 4;
+    rw(&p1, BLKIF_OP_READ, 8, 2, first, last, false, BLKIF_RSP_ERROR);
+    first[1] = 0, last[2] = 3;
+    rw(&p1, BLKIF_OP_WRITE, 8, 3, first, last, true, BLKIF_RSP_ERROR);
+    last[2] = 7;
+    ck_assert_int_eq(roundtrip(&p1, &dis), BLKIF_RSP_ERROR);
+    dis.nr_sectors = 16;
+    ck_assert_int_eq(roundtrip(&p1, &dis), BLKIF_RSP_OKAY);
+    /* the ring is still served */
+    rw(&p1, BLKIF_OP_READ, 0, 2, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
+    pair_close(&p1);
+}
+
+START_TEST(test_sector_4096)
+{
+    sector_4096();
+}
+END_TEST
+
+/* The same on a real 4 KiB-sector block device: a loop device (losetup -b 4096). */
+START_TEST(test_sector_4096_loop)
+{
+    char file[] = "/tmp/check_blkback.loop.XXXXXX", dev[64] = "", cmd[256];
+    int fd = mkstemp(file), lfd;
+    unsigned int lbs = 0;
+    FILE *f;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)IMG_SECTORS * 512), 0);
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "losetup -b 4096 --show -f %s 2>/dev/null", file);
+    if ((f = popen(cmd, "r")) == NULL || fgets(dev, sizeof(dev), f) == NULL) {
+        if (f != NULL)
+            pclose(f);
+        unlink(file);
+        if (access("/dev/loop-control", F_OK) != 0) {
+            printf("SKIP test_sector_4096_loop: no loop devices (/dev/loop-control)\n");
+            return;
+        }
+        ck_abort_msg("losetup -b 4096 failed although /dev/loop-control exists");
+    }
+    pclose(f);
+    dev[strcspn(dev, "\n")] = '\0';
+    unlink(file);
+    lfd = open(dev, O_RDWR | O_CLOEXEC);
+    snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
+    ck_assert_int_eq(system(cmd), 0); /* autoclear: goes when the last fd closes */
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_eq(ioctl(lfd, BLKSSZGET, &lbs), 0);
+    ck_assert_uint_eq(lbs, 4096);
+    use_fd = lfd;
+    sector_4096();
+    use_fd = -1;
+    close(lfd);
+}
+END_TEST
+
+/* After a shrink, a request past the new end but within the old is an error; past both, a lie. */
+START_TEST(test_shrink)
+{
+    uint8_t first[1] = {0}, last[1] = {7};
+    struct blkif_request_discard dis = {
+        .operation = BLKIF_OP_DISCARD, .id = 91, .sector_number = IMG_SECTORS / 2, .nr_sectors = 8};
+    char why[256];
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    bhblk_set_sectors(p1.eng, IMG_SECTORS / 2);
+    rw(&p1, BLKIF_OP_READ, IMG_SECTORS / 2 - 8, 1, first, last, false, BLKIF_RSP_OKAY);
+    rw(&p1, BLKIF_OP_READ, IMG_SECTORS / 2, 1, first, last, false, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_WRITE, IMG_SECTORS - 8, 1, first, last, true, BLKIF_RSP_ERROR);
+    ck_assert_int_eq(roundtrip(&p1, &dis), BLKIF_RSP_ERROR);
+    bhblk_set_sectors(p1.eng, IMG_SECTORS); /* grown back: served again */
+    rw(&p1, BLKIF_OP_READ, IMG_SECTORS - 8, 1, first, last, false, BLKIF_RSP_OKAY);
+    bhblk_set_sectors(p1.eng, IMG_SECTORS / 4);
+    rw(&p1, BLKIF_OP_READ, IMG_SECTORS, 1, first, last, false, -100);
+    ck_assert_int_eq(bhblk_run(p1.eng, why, sizeof(why)), -1);
+    pair_close(&p1);
+}
+END_TEST
+
+/* Puts a one-page read of sector on the ring and serves it as far as the engine can. */
+static void read_start(struct pair *p, uint32_t ref, uint64_t sector, uint64_t id)
+{
+    struct blkif_request req = {
+        .operation = BLKIF_OP_READ, .nr_segments = 1, .id = id, .sector_number = sector};
+    char why[256];
+
+    req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+    ck_assert_int_eq(bhring_front_put(&p->fr, &req), 0);
+    ck_assert_int_ge(bhring_front_push(&p->fr), 0);
+    ck_assert_int_ge(bhblk_run(p->eng, why, sizeof(why)), 0);
+}
+
+/* Serves until the response to id comes; returns its status. */
+static int read_finish(struct pair *p, uint64_t id)
+{
+    struct blkif_response rsp;
+    char why[256];
+
+    for (;;) {
+        struct pollfd pf = {.fd = bhblk_fd(p->eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_run(p->eng, why, sizeof(why)), 0);
+        if (bhring_front_get(&p->fr, &rsp) == 1)
+            break;
+        ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    ck_assert_uint_eq(rsp.id, id);
+    return rsp.status;
+}
+
+/*
+ * Idle persistent grants are unmapped by bhblk_tick, never one a request
+ * in flight uses; a later request maps its page again and reads right.
+ */
+START_TEST(test_idle_unmap)
+{
+    uint8_t first[BLKIF_MAX_SEGMENTS_PER_REQUEST], last[BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    unsigned int mapped;
+
+    for (unsigned int i = 0; i < BLKIF_MAX_SEGMENTS_PER_REQUEST; i++)
+        first[i] = 0, last[i] = 7;
+    use_persistent = true;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    use_persistent = false;
+    rw(&p1, BLKIF_OP_READ, 16, BLKIF_MAX_SEGMENTS_PER_REQUEST, first, last, false, 0);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    ck_assert_uint_eq(bhblk_persistent_busy(p1.eng), 0);
+    /* none has been idle for an hour; every one has been for 0 ms */
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 3600u * 1000u), 0);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 0);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), 0);
+    /* mapped again on demand, byte for byte right */
+    rw(&p1, BLKIF_OP_READ, 40, 3, first, last, false, 0);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 3);
+    rw(&p1, BLKIF_OP_WRITE, 48, 2, first, last, false, 0); /* read-only grants: not kept */
+    rw(&p1, BLKIF_OP_READ, 48, 2, first, last, true, 0);
+    mapped = bhblk_persistent_mapped(p1.eng);
+    ck_assert_uint_ge(mapped, 3);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), mapped);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 0);
+    pair_close(&p1);
+}
+END_TEST
+
+/*
+ * A page a request in flight uses stays mapped through any tick: the disk
+ * is a FIFO, so a read waits until the test writes its data.
+ */
+START_TEST(test_idle_unmap_busy)
+{
+    char dir[] = "/tmp/check_blkback.fifo.XXXXXX", fifo[64];
+    uint8_t data[4096], *pa, *pb;
+    uint32_t ra, rb;
+    int fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/disk", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    fd = open(fifo, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    unlink(fifo);
+    rmdir(dir);
+    use_persistent = true;
+    use_fd = fd;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    use_fd = -1;
+    use_persistent = false;
+    pa = hst_grant(&p1.f, 1, true, &ra);
+    pb = hst_grant(&p1.f, 1, true, &rb);
+    ck_assert_ptr_nonnull(pa);
+    ck_assert_ptr_nonnull(pb);
+    /* a: served and done; b: waits on the FIFO */
+    memset(data, 0xa5, sizeof(data));
+    ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+    read_start(&p1, ra, 0, 1);
+    ck_assert_int_eq(read_finish(&p1, 1), BLKIF_RSP_OKAY);
+    ck_assert_mem_eq(pa, data, sizeof(data));
+    read_start(&p1, rb, 8, 2);
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 1);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 2);
+    ck_assert_uint_eq(bhblk_persistent_busy(p1.eng), 1);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), 1); /* a's page only */
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 1);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), 0);
+    memset(data, 0x5a, sizeof(data));
+    ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+    ck_assert_int_eq(read_finish(&p1, 2), BLKIF_RSP_OKAY);
+    ck_assert_mem_eq(pb, data, sizeof(data)); /* read into the page kept mapped */
+    ck_assert_uint_eq(bhblk_persistent_busy(p1.eng), 0);
+    ck_assert_uint_eq(bhblk_tick(p1.eng, 0), 1);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 0);
+    hst_ungrant(&p1.f, pa, 1);
+    hst_ungrant(&p1.f, pb, 1);
+    pair_close(&p1);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("blkback");
@@ -410,6 +651,11 @@ int main(void)
     tcase_add_test(tc, test_readonly);
     tcase_add_loop_test(tc, test_lies, 0, LIE_CASES);
     tcase_add_test(tc, test_restart_reissues);
+    tcase_add_test(tc, test_sector_4096);
+    tcase_add_test(tc, test_sector_4096_loop);
+    tcase_add_test(tc, test_shrink);
+    tcase_add_test(tc, test_idle_unmap);
+    tcase_add_test(tc, test_idle_unmap_busy);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

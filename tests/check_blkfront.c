@@ -420,27 +420,68 @@ START_TEST(test_everything_offered_is_used)
 }
 END_TEST
 
-/* Barrier only: flush goes as WRITE_BARRIER; 4 KiB sectors; read-only refuses writes. */
+/*
+ * Barrier only: flush goes as WRITE_BARRIER; 4 KiB sectors (sectors still
+ * counts 512-byte units, as Linux); read-only refuses writes.
+ */
 START_TEST(test_barrier_and_read_only)
 {
     struct bhblkfront_info in;
     static uint8_t buf[4096];
-    static const char *const keys[][2] = {
-        {"feature-barrier", "1"}, {"info", "4"}, {"sector-size", "4096"}, {"sectors", "256"}};
+    static const char *const keys[][2] = {{"feature-barrier", "1"},
+                                          {"info", "4"},
+                                          {"sector-size", "4096"},
+                                          {"sectors", "2048"},
+                                          {"physical-sector-size", "8192"}};
 
     extra = keys;
-    nextra = 4;
+    nextra = 5;
     attach(BASIC, 0, -1);
     ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
     ck_assert(in.flush && in.barrier);
     ck_assert_uint_eq(in.sector_size, 4096);
+    ck_assert_uint_eq(in.physical_sector_size, 8192);
+    ck_assert_uint_eq(in.sectors, 2048);
     ck_assert_uint_eq(in.info, 4);
     ck_assert_int_eq(io(BHBLKFRONT_FLUSH, 0, 0, NULL), 0);
     ck_assert_uint_eq(fk->flushes, 1);
     ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, 4096, buf), -EROFS);
     ck_assert_int_eq(io(BHBLKFRONT_READ, 512, 4096, buf), -EINVAL); /* 4 KiB sectors */
     ck_assert_int_eq(io(BHBLKFRONT_READ, 4096, 4096, buf), 0);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 255 * 4096, 4096, buf), 0); /* the last block */
     ck_assert_int_eq(io(BHBLKFRONT_READ, 255 * 4096, 8192, buf), -EINVAL);
+}
+END_TEST
+
+/*
+ * Online resize: the backend wrote a new sectors (and its state again);
+ * bhblkfront_refresh reads it, and I/O is checked against it from then on.
+ * A bogus one is an error for the caller to break the device with.
+ */
+START_TEST(test_resize_refresh)
+{
+    struct bhblkfront_info in;
+    static uint8_t buf[4096];
+    char why[256];
+
+    attach(BASIC, 0, -1);
+    ck_assert_int_eq(bhblkfront_refresh(fb, why, sizeof(why)), 0); /* unchanged */
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS / 2), 0);
+    ck_assert_int_eq(bhblkfront_refresh(fb, why, sizeof(why)), 1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.sectors, DISK_SECTORS / 2);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, DISK_SECTORS / 2 * 512, 4096, buf), -EINVAL);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, DISK_SECTORS / 2 * 512 - 4096, 4096, buf), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
+    ck_assert_int_eq(bhblkfront_refresh(fb, why, sizeof(why)), 1);
+    ck_assert_int_eq(io(BHBLKFRONT_READ, DISK_SECTORS / 2 * 512, 4096, buf), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sectors", "lots"), 0);
+    ck_assert_int_eq(bhblkfront_refresh(fb, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, "sectors") != NULL, "%s", why);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.sectors, DISK_SECTORS); /* the last good size stays */
+    bhblkfront_disconnect(fb);
+    ck_assert_int_eq(bhblkfront_refresh(fb, why, sizeof(why)), -1); /* not connected */
 }
 END_TEST
 
@@ -551,8 +592,11 @@ START_TEST(test_bogus_backend_keys)
 {
     struct bhblkfront_cfg cfg = {0};
     char why[256];
-    static const char *const keys[][2] = {
-        {"sectors", "-1"}, {"sector-size", "1000"}, {"feature-discard", "yes"}, {"info", "0x4"}};
+    static const char *const keys[][2] = {{"sectors", "-1"},
+                                          {"sector-size", "1000"},
+                                          {"feature-discard", "yes"},
+                                          {"info", "0x4"},
+                                          {"physical-sector-size", "768"}};
 
     ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
     ck_assert_int_eq(hst_back_publish(&fk->end), 0);
@@ -889,11 +933,12 @@ int main(void)
     tcase_add_test(tc, test_basic_backend_falls_back);
     tcase_add_test(tc, test_everything_offered_is_used);
     tcase_add_test(tc, test_barrier_and_read_only);
+    tcase_add_test(tc, test_resize_refresh);
     tcase_add_loop_test(tc, test_untrusted_pages_hold_only_the_request, 0, 2);
     tcase_add_loop_test(tc, test_lying_backend_breaks_the_device, DUP_ID, LIES);
     tcase_add_test(tc, test_event_storm_is_harmless);
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
-    tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
+    tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 5);
     tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
     tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
     tcase_add_loop_test(tc, test_pairwise_handshake, 0, NROWS);

@@ -201,6 +201,15 @@ struct bhxb_key {
 int bhxb_write_keys(struct xs_handle *xs, const char *dir, const struct bhxb_key *keys, size_t n);
 
 /*
+ * The same, and <dir>/state rewritten with its current value in the same
+ * transaction: a peer watching the state sees a change of the keys while
+ * the state stays (a backend's online resize, as Linux's xen_vbd_resize).
+ * ENOENT if <dir>/state is gone (never recreated).
+ */
+int bhxb_write_keys_restate(struct xs_handle *xs, const char *dir, const struct bhxb_key *keys,
+                            size_t n);
+
+/*
  * Reads every key under dir in one transaction (a consistent snapshot of the
  * peer's keys), parsing each strictly.  On failure nothing is stored, errno
  * is ENOENT (a required key is missing), EPROTO/ERANGE (a value is bogus:

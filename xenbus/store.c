@@ -135,6 +135,39 @@ int bhxb_write_keys(struct xs_handle *xs, const char *dir, const struct bhxb_key
     return with_txn(xs, write_keys_txn, &c);
 }
 
+/* The keys, then <dir>/state rewritten with what it holds (never recreated). */
+static int restate_txn(struct xs_handle *xs, xs_transaction_t t, void *arg)
+{
+    char path[PATH_LEN], *state;
+    unsigned int len;
+    bool ok;
+
+    if (write_keys_txn(xs, t, arg) != 0 || join(path, ((struct keys_ctx *)arg)->dir, "state") != 0)
+        return -1;
+    if ((state = xs_read(xs, t, path, &len)) == NULL)
+        return -1;
+    ok = xs_write(xs, t, path, state, len);
+    free(state);
+    return ok ? 0 : -1;
+}
+
+int bhxb_write_keys_restate(struct xs_handle *xs, const char *dir, const struct bhxb_key *keys,
+                            size_t n)
+{
+    struct keys_ctx c = {dir, keys, n, NULL, NULL};
+
+    if (xs == NULL || dir == NULL || keys == NULL || n == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].name == NULL || keys[i].ptr == NULL) {
+            errno = EINVAL;
+            return -1;
+        }
+    return with_txn(xs, restate_txn, &c);
+}
+
 /* One parsed value, held until the transaction commits. */
 struct parsed {
     bool present;

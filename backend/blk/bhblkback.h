@@ -36,6 +36,21 @@ struct bhblk_geom {
     bool readonly;             /* writes, barriers and discards are refused */
     bool discard;              /* feature-discard offered */
     unsigned int max_indirect; /* 0: no indirect requests accepted */
+    /*
+     * The largest size this ring ever had (0: sectors).  After a shrink a
+     * request between sectors and this one may have been issued before the
+     * frontend saw the new size: it is answered BLKIF_RSP_ERROR, as Linux
+     * does; only one past every size ever published is a lie.
+     */
+    uint64_t ever_sectors;
+    /*
+     * The disk's logical block size (io/blkif.h sector-size): 512 (or 0)
+     * up to 4096, a power of two.  Requests still count 512-byte sectors;
+     * one whose start, segments or discard range are not whole logical
+     * blocks is answered BLKIF_RSP_ERROR (as Linux's blkback answers a
+     * misaligned request: a frontend's bug, not a hostile one).
+     */
+    unsigned int sector_size;
 };
 
 struct bhblk_seg {
@@ -77,7 +92,8 @@ enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhb
 /*
  * Checks n segments (copied into private memory) of a request starting at
  * sector against the disk; on success *nr_sectors is their total.  Returns
- * BHBLK_GO or BHBLK_LIE.
+ * BHBLK_GO, BHBLK_LIE, or BHBLK_REFUSE (status BLKIF_RSP_ERROR) for a
+ * range not aligned to g->sector_size or past a disk that shrank.
  */
 enum bhblk_verdict bhblk_check_segs(const struct blkif_request_segment *segs, unsigned int n,
                                     uint64_t sector, const struct bhblk_geom *g,
@@ -135,6 +151,20 @@ int bhblk_run(struct bhblk *b, char *why, size_t whylen);
 
 /* A new size (online resize): later requests are checked against it. */
 void bhblk_set_sectors(struct bhblk *b, uint64_t sectors);
+
+/*
+ * Idle persistent grants (as Linux's blkback purges its LRU): unmaps every
+ * persistently mapped page no request in flight uses and none used for
+ * idle_ms milliseconds or more (0: every one not in use now).  A later
+ * request maps it again.  The caller runs it from its loop now and then
+ * (BHBLK_IDLE_MS apart, or sooner).  Returns the pages unmapped.
+ */
+#define BHBLK_IDLE_MS 60000u /* Linux's persistent grant timeout, 60 s */
+unsigned int bhblk_tick(struct bhblk *b, uint64_t idle_ms);
+
+/* Pages persistently mapped now, and those of them a request in flight uses. */
+unsigned int bhblk_persistent_mapped(const struct bhblk *b);
+unsigned int bhblk_persistent_busy(const struct bhblk *b);
 
 /* Requests submitted and not yet answered. */
 unsigned int bhblk_in_flight(const struct bhblk *b);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bhblkback.h"
@@ -34,13 +35,20 @@ struct slot {
     uint64_t expect;      /* bytes the read or write must move */
     int16_t status;
     bool retried; /* an O_DIRECT read or write sent again buffered */
+    bool pinned;  /* its segments hold persistent pages (one pin each) */
     bool used;
 };
 
-/* A persistently mapped data page, found by its grant reference. */
+/*
+ * A persistently mapped data page, found by its grant reference.  pins:
+ * segments of requests in flight on it (never unmapped while nonzero);
+ * last: when it was last let go, for the idle purge.
+ */
 struct pgrant {
     uint32_t gref;
     bool used;
+    unsigned int pins;
+    uint64_t last; /* CLOCK_MONOTONIC, ms */
     void *page;
 };
 
@@ -58,6 +66,7 @@ struct bhblk {
     bhgnttab_handle *gt;
     struct bhblk_geom geom;
     struct bhblk_kept *kept;
+    unsigned int npinned; /* persistent pages with pins > 0 */
     unsigned int nslots, maxseg, inflight;
     unsigned long sqes; /* submitted and not yet completed */
     struct slot *slots;
@@ -114,12 +123,40 @@ static void pg_unmap_all(struct bhblk *b)
     b->npg = 0;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static struct pgrant *pg_slot(struct bhblk *b, uint32_t gref);
+
+/* Lets go of the first n segments' persistent pages (a request done, or a partial pin). */
+static void pg_unpin(struct bhblk *b, const struct slot *s, unsigned int n)
+{
+    uint64_t t = now_ms();
+
+    for (unsigned int k = 0; k < n; k++) {
+        struct pgrant *g = pg_slot(b, s->segs[k].gref);
+        if (!g->used || g->pins == 0)
+            continue; /* cannot happen: every pin is on a mapped page */
+        g->last = t;
+        if (--g->pins == 0)
+            b->npinned--;
+    }
+}
+
 static void answer(struct bhblk *b, unsigned int i, int16_t status)
 {
     struct slot *s = &b->slots[i];
     struct blkif_response rsp = {.id = s->r.id, .operation = s->r.operation, .status = status};
 
     unmap_slot(b, s);
+    if (s->pinned)
+        pg_unpin(b, s, s->r.nseg);
+    s->pinned = false;
     if (bhring_back_put(&b->ring, &rsp) != 0) {
         b->broken = true; /* cannot happen: every slot answers a consumed request */
         snprintf(b->why, sizeof(b->why), "response lost: %s", strerror(errno));
@@ -227,20 +264,62 @@ static void *pg_get(struct bhblk *b, uint32_t gref)
     return page;
 }
 
+/* gref's page, pinned for a request; NULL as pg_get. */
+static void *pg_pin(struct bhblk *b, uint32_t gref)
+{
+    void *page = pg_get(b, gref);
+    struct pgrant *g;
+
+    if (page == NULL)
+        return NULL;
+    g = pg_slot(b, gref);
+    if (g->pins++ == 0)
+        b->npinned++;
+    return page;
+}
+
+/*
+ * Unmaps the page in bucket h and closes the gap it leaves, so that every
+ * gref after it in its probe run is still found (deletion from linear
+ * probing without tombstones).
+ */
+static void pg_drop(struct bhblk *b, unsigned int h)
+{
+    unsigned int gap = h;
+
+    bhgnttab_unmap(b->gt, b->pg[h].page, 1);
+    b->pg[h] = (struct pgrant){0};
+    b->npg--;
+    for (unsigned int j = (h + 1) & (PGRANT_BUCKETS - 1); b->pg[j].used;
+         j = (j + 1) & (PGRANT_BUCKETS - 1)) {
+        unsigned int home = (b->pg[j].gref * 2654435761u) & (PGRANT_BUCKETS - 1);
+        /* j may move into the gap unless its home lies cyclically in (gap, j] */
+        bool stays = gap <= j ? (home > gap && home <= j) : (home > gap || home <= j);
+        if (!stays) {
+            b->pg[gap] = b->pg[j];
+            b->pg[j] = (struct pgrant){0};
+            gap = j;
+        }
+    }
+}
+
 /* Every segment's page from the persistent map; false if one is not to be had. */
 static bool map_persistent(struct bhblk *b, struct slot *s)
 {
     s->expect = 0;
     for (unsigned int k = 0; k < s->r.nseg; k++) {
-        uint8_t *page = pg_get(b, s->segs[k].gref);
-        if (page == NULL)
+        uint8_t *page = pg_pin(b, s->segs[k].gref);
+        if (page == NULL) {
+            pg_unpin(b, s, k);
             return false;
+        }
         s->iov[k].iov_base = page + (size_t)s->segs[k].first_sect * BHBLK_SECTOR;
         s->iov[k].iov_len = (size_t)(s->segs[k].last_sect - s->segs[k].first_sect + 1) *
                             BHBLK_SECTOR;
         s->expect += s->iov[k].iov_len;
     }
     s->nmap = s->r.nseg; /* iovecs in use; s->map stays NULL: nothing to unmap per request */
+    s->pinned = true;
     return true;
 }
 
@@ -275,7 +354,7 @@ static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
     return 0;
 }
 
-/* An indirect request's segments: copied once out of their pages, then checked. */
+/* An indirect request's segments: copied once out of their pages, then checked; 1: refused. */
 static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
 {
     struct slot *s = &b->slots[i];
@@ -286,12 +365,14 @@ static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
     if (pages == NULL)
         return fail(b, why, len, "request %llu: cannot map its %u indirect pages: %s",
                     (unsigned long long)s->r.id, s->r.nind, strerror(errno));
+    enum bhblk_verdict v;
+
     memcpy(s->segs, pages, s->r.nseg * sizeof(s->segs[0]));
     bhgnttab_unmap(b->gt, pages, s->r.nind);
-    if (bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w,
-                         sizeof(w)) != BHBLK_GO)
+    v = bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w, sizeof(w));
+    if (v == BHBLK_LIE)
         return fail(b, why, len, "indirect request %llu: %s", (unsigned long long)s->r.id, w);
-    return 0;
+    return v == BHBLK_REFUSE ? 1 : 0; /* misaligned, or past a disk that shrank */
 }
 
 /* Takes a request (fresh from the ring, or kept from a dead engine) into slot i. */
@@ -306,6 +387,7 @@ static int start(struct bhblk *b, unsigned int i, const struct blkif_request *ra
     s->pending = 0;
     s->status = BLKIF_RSP_OKAY;
     s->retried = false;
+    s->pinned = false;
     s->map = NULL;
     s->nmap = 0;
     b->inflight++;
@@ -316,8 +398,13 @@ static int start(struct bhblk *b, unsigned int i, const struct blkif_request *ra
         return 0;
     }
     if (s->r.nind > 0) {
-        if (read_indirect(b, i, why, len) != 0)
+        int rc = read_indirect(b, i, why, len);
+        if (rc < 0)
             return -1;
+        if (rc > 0) {
+            answer(b, i, BLKIF_RSP_ERROR);
+            return 0;
+        }
     } else {
         for (unsigned int k = 0; k < s->r.nseg; k++)
             s->segs[k] = (struct blkif_request_segment){
@@ -416,8 +503,11 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     unsigned int n;
     int rc;
 
+    unsigned int ss = o->geom.sector_size;
+
     if (o->ring == NULL || o->order > BHRING_MAX_ORDER || o->kept == NULL || o->fd < 0 ||
-        o->gt == NULL || o->geom.max_indirect > BHBLK_MAX_INDIRECT) {
+        o->gt == NULL || o->geom.max_indirect > BHBLK_MAX_INDIRECT ||
+        (ss != 0 && (ss < BHBLK_SECTOR || ss > PAGE || (ss & (ss - 1)) != 0))) {
         snprintf(why, len, "bhblk_open: bad options");
         errno = EINVAL;
         return NULL;
@@ -432,6 +522,8 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     if (b->persistent && (b->pg = calloc(PGRANT_BUCKETS, sizeof(*b->pg))) == NULL)
         goto nomem;
     b->geom = o->geom;
+    if (b->geom.sector_size == 0)
+        b->geom.sector_size = BHBLK_SECTOR;
     b->kept = o->kept;
     if (bhring_attach(&b->ring, &bhring_blkif, BHRING_BACK, o->ring, o->order, 0, false) != 0 ||
         (o->kept->valid && bhring_restore(&b->ring, &o->kept->ring) != 0)) {
@@ -516,7 +608,36 @@ int bhblk_fd(const struct bhblk *b)
 
 void bhblk_set_sectors(struct bhblk *b, uint64_t sectors)
 {
+    if (b->geom.sectors > b->geom.ever_sectors)
+        b->geom.ever_sectors = b->geom.sectors;
     b->geom.sectors = sectors;
+}
+
+unsigned int bhblk_tick(struct bhblk *b, uint64_t idle_ms)
+{
+    uint64_t t = now_ms();
+    unsigned int n = 0;
+
+    if (b->pg == NULL)
+        return 0;
+    for (unsigned int h = 0; h < PGRANT_BUCKETS; h++) {
+        /* pg_drop may shift a later entry into h: look at h again then */
+        while (b->pg[h].used && b->pg[h].pins == 0 && t - b->pg[h].last >= idle_ms) {
+            pg_drop(b, h);
+            n++;
+        }
+    }
+    return n;
+}
+
+unsigned int bhblk_persistent_mapped(const struct bhblk *b)
+{
+    return b->npg;
+}
+
+unsigned int bhblk_persistent_busy(const struct bhblk *b)
+{
+    return b->npinned;
 }
 
 unsigned int bhblk_in_flight(const struct bhblk *b)

@@ -22,11 +22,23 @@ static enum bhblk_verdict lie(char *why, size_t len, const char *fmt, ...)
     return BHBLK_LIE;
 }
 
+/* Every size the ring ever had: beyond it a request can only be a lie. */
+static uint64_t limit(const struct bhblk_geom *g)
+{
+    return g->ever_sectors > g->sectors ? g->ever_sectors : g->sectors;
+}
+
+/* 512-byte sectors per logical block, minus one: what must be clear in an aligned count. */
+static uint64_t lmask(const struct bhblk_geom *g)
+{
+    return g->sector_size > BHBLK_SECTOR ? g->sector_size / BHBLK_SECTOR - 1 : 0;
+}
+
 enum bhblk_verdict bhblk_check_segs(const struct blkif_request_segment *segs, unsigned int n,
                                     uint64_t sector, const struct bhblk_geom *g,
                                     uint64_t *nr_sectors, char *why, size_t whylen)
 {
-    uint64_t total = 0, end;
+    uint64_t total = 0, end, mask = lmask(g), odd = sector & mask;
 
     for (unsigned int i = 0; i < n; i++) {
         uint8_t first = segs[i].first_sect, last = segs[i].last_sect;
@@ -34,14 +46,16 @@ enum bhblk_verdict bhblk_check_segs(const struct blkif_request_segment *segs, un
             return lie(why, whylen, "segment %u: sectors %u..%u are not within one page (0 <= first <= last <= 7)",
                        i, first, last);
         total += (uint64_t)(last - first + 1);
+        odd |= (first | (uint64_t)(last - first + 1)) & mask;
     }
     end = sector + total;
-    if (end < sector || end > g->sectors)
+    if (end < sector || end > limit(g))
         return lie(why, whylen, "sectors %llu..+%llu are past the end of the disk (%llu sectors)",
                    (unsigned long long)sector, (unsigned long long)total,
-                   (unsigned long long)g->sectors);
+                   (unsigned long long)limit(g));
     *nr_sectors = total;
-    return BHBLK_GO;
+    /* past a disk that shrank under it, or not whole logical blocks: an error, not a lie */
+    return end > g->sectors || odd != 0 ? BHBLK_REFUSE : BHBLK_GO;
 }
 
 static enum bhblk_verdict refuse(struct bhblk_req *out, int16_t status)
@@ -76,11 +90,13 @@ enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhb
             struct blkif_request_segment segs[BLKIF_MAX_SEGMENTS_PER_REQUEST];
             memcpy(segs, raw->seg, n * sizeof(segs[0]));
             v = bhblk_check_segs(segs, n, out->sector, g, &out->nr_sectors, why, whylen);
-            if (v != BHBLK_GO)
+            if (v == BHBLK_LIE)
                 return v;
             for (unsigned int i = 0; i < n; i++)
                 out->seg[i] = (struct bhblk_seg){segs[i].gref, segs[i].first_sect,
                                                  segs[i].last_sect};
+            if (v == BHBLK_REFUSE)
+                return refuse(out, BLKIF_RSP_ERROR);
         }
         if (g->readonly && raw->operation != BLKIF_OP_READ &&
             (raw->operation == BLKIF_OP_WRITE || n > 0 || raw->operation == BLKIF_OP_WRITE_BARRIER))
@@ -96,11 +112,13 @@ enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhb
         out->sector = d.sector_number;
         out->nr_sectors = d.nr_sectors;
         end = d.sector_number + d.nr_sectors;
-        if (d.nr_sectors == 0 || end < d.sector_number || end > g->sectors)
+        if (d.nr_sectors == 0 || end < d.sector_number || end > limit(g))
             return lie(why, whylen, "discard of sectors %llu..+%llu: not within the disk",
                        (unsigned long long)d.sector_number, (unsigned long long)d.nr_sectors);
         if (!g->discard)
             return refuse(out, BLKIF_RSP_EOPNOTSUPP);
+        if (end > g->sectors || ((d.sector_number | d.nr_sectors) & lmask(g)) != 0)
+            return refuse(out, BLKIF_RSP_ERROR);
         if (g->readonly)
             return refuse(out, BLKIF_RSP_ERROR);
         return BHBLK_GO;
@@ -127,9 +145,9 @@ enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhb
         out->nseg = ind.nr_segments;
         out->nind = pages;
         out->sector = ind.sector_number;
-        if (out->sector >= g->sectors)
+        if (out->sector >= limit(g))
             return lie(why, whylen, "indirect request at sector %llu: the disk has %llu",
-                       (unsigned long long)out->sector, (unsigned long long)g->sectors);
+                       (unsigned long long)out->sector, (unsigned long long)limit(g));
         memcpy(out->ind_grefs, ind.indirect_grefs, pages * sizeof(uint32_t));
         if (g->readonly && ind.indirect_op == BLKIF_OP_WRITE)
             return refuse(out, BLKIF_RSP_ERROR);

@@ -91,15 +91,26 @@ static const struct bhxb_driver ops = {
     .set_state = cb_set_state,
 };
 
+static void on_broken(void *arg, const char *why);
+
 /* Feeds the machine the backend's state as it is now (event thread). */
 static void step(bhblkfront_dev *d)
 {
     int peer = bhxb_read_state(d->xs, d->backend);
-    bool stop, broken;
+    bool stop, broken, resize;
     char why[sizeof(d->m.why)];
 
     if (peer == -2)
         return;
+    /*
+     * Connected seen again while connected: the backend rewrote its state
+     * with a new size (online resize).  A bogus one breaks the device.
+     */
+    pthread_mutex_lock(&d->mu);
+    resize = peer == XenbusStateConnected && d->ours == XenbusStateConnected && !d->broken;
+    pthread_mutex_unlock(&d->mu);
+    if (resize && bhblkfront_refresh(d->blk, why, sizeof(why)) < 0)
+        on_broken(d, why);
     pthread_mutex_lock(&d->mu);
     stop = d->stop;
     broken = d->broken;

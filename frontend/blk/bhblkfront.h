@@ -70,8 +70,14 @@ enum bhblkfront_op {
 
 /* What was negotiated, as of the last connect. */
 struct bhblkfront_info {
-    uint64_t sectors;         /* in sector_size units */
-    unsigned int sector_size; /* 512 .. 65536, a power of two */
+    /*
+     * The size in 512-byte units whatever sector_size is (as Linux reads
+     * "sectors", and io/blkif.h since 2024); I/O covers whole sectors of
+     * sector_size within sectors * 512 bytes.
+     */
+    uint64_t sectors;
+    unsigned int sector_size; /* logical: 512 .. 65536, a power of two */
+    unsigned int physical_sector_size; /* a power of two >= sector_size (default: it) */
     unsigned int info;        /* VDISK_* (read-only 4, removable 2, cdrom 1) */
     unsigned int ring_order;  /* 0..4 */
     unsigned int ring_slots;
@@ -121,6 +127,14 @@ int bhblkfront_publish(bhblkfront *b, char *why, size_t whylen);
  * issues whatever is queued (requests reissued after a reconnect).
  */
 int bhblkfront_connect(bhblkfront *b, char *why, size_t whylen);
+
+/*
+ * Online resize: re-reads sectors while connected (the backend rewrote
+ * its state with the new size, as Linux's blkfront re-reads on a Connected
+ * seen again).  Returns 1 when the size changed, 0 when not, -1 with a
+ * reason (a missing or bogus sectors key: the caller breaks the device).
+ */
+int bhblkfront_refresh(bhblkfront *b, char *why, size_t whylen);
 
 /* Ends grants and closes the port; requests in flight go back to the queue.  Idempotent. */
 void bhblkfront_disconnect(bhblkfront *b);

@@ -354,6 +354,7 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
         {"sectors", BHXB_ULONG, &sectors, 0, true, 0},
         {"info", BHXB_UINT, &in->info, 0, false, 0},
         {"sector-size", BHXB_UINT, &in->sector_size, 0, false, 65536},
+        {"physical-sector-size", BHXB_UINT, &in->physical_sector_size, 0, false, 0},
         {"feature-persistent", BHXB_BOOL, &persistent, 0, false, 0},
         {"feature-max-indirect-segments", BHXB_UINT, &indirect, 0, false, 0},
         {"feature-flush-cache", BHXB_BOOL, &flush, 0, false, 0},
@@ -365,6 +366,7 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
     };
 
     in->sector_size = 512;
+    in->physical_sector_size = 0;
     in->info = 0;
     in->discard_granularity = in->discard_alignment = 0;
     if (bhxb_read_keys(b->cfg.xs, b->backend, keys, sizeof(keys) / sizeof(keys[0]), &bad) != 0) {
@@ -377,9 +379,18 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
                  in->sector_size);
         return -1;
     }
-    if (sectors > UINT64_MAX / in->sector_size) {
-        snprintf(why, len, "backend key sectors: %lu sectors of %u bytes overflow", sectors,
-                 in->sector_size);
+    if (in->physical_sector_size == 0)
+        in->physical_sector_size = in->sector_size;
+    if (in->physical_sector_size < in->sector_size ||
+        (in->physical_sector_size & (in->physical_sector_size - 1)) != 0) {
+        snprintf(why, len,
+                 "backend key physical-sector-size: %u is no power of two from sector-size %u",
+                 in->physical_sector_size, in->sector_size);
+        return -1;
+    }
+    /* 512-byte units whatever sector-size is (Linux's reading, and io/blkif.h's since 2024) */
+    if (sectors > UINT64_MAX / 512) {
+        snprintf(why, len, "backend key sectors: %lu sectors of 512 bytes overflow", sectors);
         return -1;
     }
     in->sectors = sectors;
@@ -388,6 +399,11 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
     in->max_segments = BLKIF_MAX_SEGMENTS_PER_REQUEST;
     if (in->indirect)
         in->max_segments = indirect < BHBLKFRONT_MAX_INDIRECT ? indirect : BHBLKFRONT_MAX_INDIRECT;
+    if ((uint64_t)in->max_segments * BLK_PAGE < in->sector_size) {
+        snprintf(why, len, "backend key sector-size: %u bytes do not fit in a request of %u pages",
+                 in->sector_size, in->max_segments);
+        return -1;
+    }
     in->flush = flush || barrier;
     in->barrier = !flush && barrier;
     in->discard = discard;
@@ -396,6 +412,31 @@ static int read_connect_keys(bhblkfront *b, struct bhblkfront_info *in, char *wh
 }
 
 static int pump(bhblkfront *b, struct blk_io **done);
+
+int bhblkfront_refresh(bhblkfront *b, char *why, size_t len)
+{
+    unsigned long sectors = 0;
+    const char *bad = NULL;
+    struct bhxb_key key = {"sectors", BHXB_ULONG, &sectors, 0, true, 0};
+    int rc = -1;
+
+    pthread_mutex_lock(&b->lock);
+    if (!b->connected) {
+        snprintf(why, len, "refresh while not connected");
+        errno = ENOTCONN;
+    } else if (bhxb_read_keys(b->cfg.xs, b->backend, &key, 1, &bad) != 0) {
+        snprintf(why, len, "backend key sectors: %s",
+                 errno == ENOENT ? "missing" : strerror(errno));
+    } else if (sectors > UINT64_MAX / 512) {
+        snprintf(why, len, "backend key sectors: %lu sectors of 512 bytes overflow", sectors);
+        errno = ERANGE;
+    } else {
+        rc = b->info.sectors != sectors;
+        b->info.sectors = sectors;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
 
 int bhblkfront_connect(bhblkfront *b, char *why, size_t len)
 {
@@ -489,6 +530,8 @@ static struct blk_chunk *next_chunk(bhblkfront *b)
     uint64_t cap = (uint64_t)b->info.max_segments * BLK_PAGE;
     struct blk_chunk *c;
     struct blk_io *io;
+
+    cap -= cap % b->info.sector_size; /* every request in whole logical sectors (connect: >= 1) */
 
     if (b->reissue != NULL) {
         c = b->reissue;
@@ -645,7 +688,8 @@ int bhblkfront_submit(bhblkfront *b, enum bhblkfront_op op, uint64_t offset, uin
         return -1;
     }
     pthread_mutex_lock(&b->lock);
-    size = b->info.sectors * b->info.sector_size;
+    size = b->info.sectors * 512;
+    size -= size % b->info.sector_size; /* whole logical sectors only */
     if (b->broken) {
         errno = EIO;
     } else if (!b->ever_connected) {

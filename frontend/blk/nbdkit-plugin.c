@@ -119,8 +119,8 @@ static int bh_after_fork(void)
         nbdkit_error("vbd %u connected without its keys", vbd);
         return -1;
     }
-    nbdkit_debug("vbd %u: %llu sectors of %u bytes, ring order %u, %u segments, persistent %d, "
-                 "flush %d, discard %d, trusted %d",
+    nbdkit_debug("vbd %u: %llu 512-byte sectors, %u-byte logical ones, ring order %u, "
+                 "%u segments, persistent %d, flush %d, discard %d, trusted %d",
                  vbd, (unsigned long long)info.sectors, info.sector_size, info.ring_order,
                  info.max_segments, info.persistent, info.flush, info.discard, info.trusted);
     return 0;
@@ -138,17 +138,37 @@ static void *bh_open(int readonly)
     return &vbd; /* one device for every connection */
 }
 
+/*
+ * Asked at every new NBD connection: the size as of the backend's last
+ * resize (NBD cannot tell a client already connected; a new one sees it).
+ */
 static int64_t bh_get_size(void *h)
 {
+    struct bhblkfront_info now;
+    uint64_t size;
+
     (void)h;
-    return (int64_t)(info.sectors * info.sector_size);
+    if (bhblkfront_get_info(blk, &now) != 0) {
+        nbdkit_error("vbd %u: no size: %s", vbd, strerror(errno));
+        return -1;
+    }
+    size = now.sectors * 512;
+    return (int64_t)(size - size % now.sector_size);
 }
 
+/*
+ * What NBD clients must align to: the logical sector (the backend refuses
+ * less), and prefer: the physical one, at least a page (our data path's
+ * unit).
+ */
 static int bh_block_size(void *h, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
 {
+    unsigned int pref =
+        info.physical_sector_size > info.sector_size ? info.physical_sector_size : info.sector_size;
+
     (void)h;
     *minimum = info.sector_size;
-    *preferred = info.sector_size > 4096 ? info.sector_size : 4096;
+    *preferred = pref > 4096 ? pref : 4096;
     *maximum = 0xffffffff;
     return 0;
 }

@@ -3,12 +3,14 @@
  * and any disk geometry.
  *
  * Input: geometry (8 bytes of sectors, 1 byte of flags: read-only, discard,
- * indirect offered), then one blkif request (112 bytes, short inputs
+ * indirect offered, 4096-byte logical sectors (else 512), a disk that
+ * shrank to half its size), then one blkif request (112 bytes, short inputs
  * zero-padded), then up to 256 indirect segments (8 bytes each) checked as
  * bhblk_check_segs would check an indirect request's pages.  Whatever the
  * verdict, what the validator lets through must be safe to act on: every
  * segment within its page, the sector range within the disk, no write to a
- * read-only disk, indirect page counts within the protocol's.
+ * read-only disk, indirect page counts within the protocol's, and with
+ * 4096-byte sectors only whole logical blocks.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct bhblk_req r;
     struct blkif_request_segment segs[BHBLK_MAX_INDIRECT];
     uint8_t flags;
-    uint64_t nr = 0;
+    uint64_t nr = 0, mask;
     char why[200];
     enum bhblk_verdict v;
 
@@ -33,6 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g.readonly = flags & 1;
     g.discard = flags & 2;
     g.max_indirect = flags & 4 ? BHBLK_MAX_INDIRECT : 0;
+    g.sector_size = flags & 8 ? 4096 : 512;
+    g.ever_sectors = 0;
+    if (flags & 16) { /* shrunk: requests up to the old size are errors, not lies */
+        g.ever_sectors = g.sectors;
+        g.sectors /= 2;
+    }
+    mask = g.sector_size / BHBLK_SECTOR - 1;
     memset(&raw, 0, sizeof(raw));
     for (size_t k = 0; k < sizeof(raw); k++)
         ((uint8_t *)&raw)[k] = fuzz_u8(&in);
@@ -52,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (r.nind > 0) {
         if (r.nind > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST || r.nseg == 0 ||
-            r.nseg > g.max_indirect || r.sector >= g.sectors)
+            r.nseg > g.max_indirect ||
+            r.sector >= (g.ever_sectors > g.sectors ? g.ever_sectors : g.sectors))
             abort();
         for (unsigned int k = 0; k < r.nseg; k++) {
             segs[k].gref = fuzz_u32(&in);
@@ -62,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (bhblk_check_segs(segs, r.nseg, r.sector, &g, &nr, why, sizeof(why)) != BHBLK_GO)
             return 0;
         for (unsigned int k = 0; k < r.nseg; k++)
-            if (segs[k].first_sect > segs[k].last_sect || segs[k].last_sect > 7)
+            if (segs[k].first_sect > segs[k].last_sect || segs[k].last_sect > 7 ||
+                ((segs[k].first_sect | (segs[k].last_sect - segs[k].first_sect + 1)) & mask) != 0)
                 abort();
     } else {
         if (r.nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST)
@@ -70,7 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((r.op == BLKIF_OP_READ || r.op == BLKIF_OP_WRITE) && r.nseg == 0)
             abort();
         for (unsigned int k = 0; k < r.nseg; k++) {
-            if (r.seg[k].first > r.seg[k].last || r.seg[k].last > 7)
+            if (r.seg[k].first > r.seg[k].last || r.seg[k].last > 7 ||
+                ((r.seg[k].first | (r.seg[k].last - r.seg[k].first + 1)) & mask) != 0)
                 abort();
             nr += (uint64_t)(r.seg[k].last - r.seg[k].first + 1);
         }
@@ -80,7 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     /* An empty range (a barrier or flush with no data) touches no sector: its number is moot. */
-    if (nr > 0 && (r.sector + nr < r.sector || r.sector + nr > g.sectors))
+    if (nr > 0 &&
+        (r.sector + nr < r.sector || r.sector + nr > g.sectors || ((r.sector | nr) & mask) != 0))
         abort();
     return 0;
 }

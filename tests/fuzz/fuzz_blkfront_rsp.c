@@ -5,12 +5,14 @@
  * The platform and the store are replaced here by plain memory (granted
  * pages are malloc'd, keys come from a table), so the real device code runs
  * without a simulation.  Input: a configuration byte (ring order, indirect,
- * trusted), then a script of (op, argument) steps: submit a read, write,
- * flush or discard; answer the next request with a response the input
- * mutates (id, operation, status); move rsp_prod anywhere; poll; reconnect.
+ * trusted, 4096-byte sectors), then a script of (op, argument) steps:
+ * submit a read, write, flush or discard; answer the next request with a
+ * response the input mutates (id, operation, status); move rsp_prod
+ * anywhere; poll (or first an online resize to any size); reconnect.
  * Invariants: no access outside what was allocated (ASan), every I/O
  * completes exactly once (by the end at the latest), a broken device
- * has nothing in flight and refuses new I/O, the process lives.
+ * has nothing in flight and refuses new I/O, every request is in whole
+ * logical sectors, the process lives.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -29,7 +31,8 @@
 
 /* ---- the platform and the store, in memory ---- */
 
-static unsigned int cfg_order, cfg_indirect, cfg_trusted;
+static unsigned int cfg_order, cfg_indirect, cfg_trusted, cfg_sector;
+static unsigned long cfg_sectors; /* the backend's sectors key, 512-byte units */
 static uint32_t next_ref = 1;
 static void *ring_mem; /* the last ring shared: the first share of a publish */
 static bool want_ring;
@@ -109,10 +112,16 @@ static unsigned long key_value(const char *name, bool *found)
     static const struct {
         const char *name;
         unsigned long v;
-    } tab[] = {{"sectors", 2048},         {"sector-size", 512},       {"info", 0},
-               {"feature-persistent", 1}, {"feature-flush-cache", 1}, {"feature-discard", 1}};
+    } tab[] = {{"info", 0},
+               {"feature-persistent", 1},
+               {"feature-flush-cache", 1},
+               {"feature-discard", 1}};
 
     *found = true;
+    if (strcmp(name, "sectors") == 0)
+        return cfg_sectors;
+    if (strcmp(name, "sector-size") == 0)
+        return cfg_sector;
     if (strcmp(name, "max-ring-page-order") == 0)
         return cfg_order;
     if (strcmp(name, "feature-max-indirect-segments") == 0)
@@ -198,6 +207,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg_order = conf & 3;
     cfg_indirect = (conf & 4) ? 32 : 0;
     cfg_trusted = (conf >> 3) & 1;
+    cfg_sector = (conf & 16) ? 4096 : 512;
+    cfg_sectors = 2048;
     memset(done_count, 0, sizeof(done_count));
     b = bhblkfront_new(&cfg);
     FUZZ_ASSERT(b != NULL);
@@ -212,8 +223,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 1:
         case 2:
         case 3: {
-            uint64_t off = (uint64_t)(arg % 2048) * 512;
-            uint64_t len = (uint64_t)((arg >> 12) % 64 + 1) * 512;
+            uint64_t unit = (arg & 0x800) ? cfg_sector : 512; /* aligned, or maybe not */
+            uint64_t off = (uint64_t)(arg % 2048) * unit;
+            uint64_t len = (uint64_t)((arg >> 12) % 64 + 1) * unit;
 
             if (nio >= MAX_IO)
                 break;
@@ -234,6 +246,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
             if (ring_mem == NULL || bhring_back_get(&back, &req) != 1)
                 break;
+            if (req.rw.operation == BLKIF_OP_READ || req.rw.operation == BLKIF_OP_WRITE) {
+                unsigned int k = cfg_sector / 512;
+                FUZZ_ASSERT(req.rw.sector_number % k == 0);
+                for (unsigned int i = 0; i < req.rw.nr_segments && i < 11; i++)
+                    FUZZ_ASSERT(req.rw.seg[i].first_sect % k == 0 &&
+                                (req.rw.seg[i].last_sect + 1u) % k == 0);
+            } else if (req.rw.operation == BLKIF_OP_INDIRECT) {
+                FUZZ_ASSERT(((blkif_request_indirect_t *)&req)->sector_number % (cfg_sector / 512) ==
+                            0);
+            }
             memset(&rsp, 0, sizeof(rsp));
             rsp.id = req.rw.id ^ ((arg & 0x10) ? (uint64_t)fuzz_u8(&in) << (arg & 7) * 8 : 0);
             rsp.operation = (arg & 0x20) ? fuzz_u8(&in) : req.rw.operation;
@@ -243,6 +265,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 5:
+            if (arg & 0x100) { /* online resize, as the backend's state rewrite makes it */
+                char why[200];
+                cfg_sectors = arg >> 16;
+                FUZZ_ASSERT(bhblkfront_refresh(b, why, sizeof(why)) >= 0 || bhblkfront_broken(b) ||
+                            errno == ENOTCONN);
+            }
             bhblkfront_poll(b);
             break;
         case 6:
