@@ -737,6 +737,8 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
     ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
     ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
     ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
+    for (size_t i = 0; i < nextra; i++)
+        ck_assert_int_eq(hst_set(&fk->end, extra[i][0], "%s", extra[i][1]), 0);
     ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
     pid = hst_sim_spawn(&guest, argv, out_fd);
     ck_assert_int_gt(pid, 0);
@@ -775,7 +777,7 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
 #define NBDKIT_ENV ""
 #endif
 #define NBDKIT_START                                                                               \
-    "rm -f /tmp/vbd.sock; " NBDKIT_ENV "nbdkit -U /tmp/vbd.sock -t 4 -f %s vbd=%u timeout=20000 "  \
+    "rm -f /tmp/vbd.sock; " NBDKIT_ENV "nbdkit -U /tmp/vbd.sock -t 4 -f %s vbd=%u timeout=20000 %s " \
     "& nbd=$!; for i in $(seq 600); do [ -S /tmp/vbd.sock ] && break; sleep 0.1; done; "          \
     "uri='nbd+unix:///?socket=/tmp/vbd.sock'; "
 #define NBDKIT_STOP "kill $nbd; wait $nbd || true; "
@@ -789,12 +791,19 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
     "kill $nbd; for i in $(seq 50); do kill -0 $nbd 2>/dev/null || break; sleep 0.1; done; "     \
     "kill -9 $nbd 2>/dev/null; wait $nbd || true; "
 
+/* Twice: against a backend offering one queue, and with queues=2 against one offering 4. */
 START_TEST(test_nbdkit_plugin_serves_the_vbd)
 {
     char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
     char *argv[] = {"/bin/sh", "-c", script, NULL};
+    static const char *const offer4[][2] = {{"multi-queue-max-queues", "4"}};
     int fd, status = -1;
     ssize_t n;
+
+    if (_i == 1) {
+        extra = offer4;
+        nextra = 1;
+    }
 
     snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
              test_builddir());
@@ -803,7 +812,7 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
              "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
              "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME; "
              NBDKIT_STOP "cat in",
-             DISK_SECTORS * 512, plugin, dev.devid);
+             DISK_SECTORS * 512, plugin, dev.devid, _i == 1 ? "queues=2" : "");
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
     status = guest_nbdkit(argv, fd, HONEST);
@@ -828,6 +837,8 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
         ck_assert_mem_eq(in, fk->disk, sizeof(fk->disk));
     }
     ck_assert_uint_gt(fk->indirect, 0);
+    ck_assert_uint_eq(fk->end.nqueues, _i == 1 ? 2 : 1);
+    ck_assert_uint_gt(fk->on_queue[0] + fk->on_queue[1], 0);
     close(fd);
 }
 END_TEST
@@ -850,7 +861,7 @@ START_TEST(test_nbdkit_plugin_survives_a_lying_backend)
              "cd /tmp; " NBDKIT_START
              "if nbdcopy \"$uri\" back 2>/dev/null; then echo READ-OK; else echo READ-FAILED; fi; "
              "nbdinfo --size \"$uri\" && echo ALIVE; " NBDKIT_STOP_BROKEN,
-             plugin, dev.devid);
+             plugin, dev.devid, "");
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
     status = guest_nbdkit(argv, fd, BAD_STATUS);
@@ -894,7 +905,7 @@ int main(void)
     tcase_add_test(tc, test_lie_on_one_queue_breaks_the_device);
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
     tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 4);
-    tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
+    tcase_add_loop_test(tc, test_nbdkit_plugin_serves_the_vbd, 0, 2);
     tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
