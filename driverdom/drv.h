@@ -27,8 +27,9 @@
  *               again from `kept` alone (the frontend's keys are not read
  *               again: they were validated once, at connect), with no
  *               XenStore write, so that the frontend sees nothing;
- *   kick        the device's event channel fired (the port is unmasked
- *               again after kick returns);
+ *   kick        one of the device's event channels fired (the port is
+ *               unmasked again after kick returns; a device with several,
+ *               as a multi-queue vbd, looks at every ring);
  *   disconnect  unbind, unmap, forget; idempotent (called on a device
  *               never connected too).
  * probe, connect and resume return 0, or -1 with a one-line reason in why:
