@@ -395,7 +395,6 @@ void hst_end_close(struct hst_end *e)
 struct kv {
     const char *key;
     char value[32];
-    char name[40]; /* key's storage when it is formatted */
 };
 
 static int write_txn(struct hst_end *e, const struct kv *kv, size_t n)
@@ -471,7 +470,8 @@ int hst_state(struct hst_end *e, int state)
 int hst_front_publish(struct hst_end *f)
 {
     struct kv kv[HST_MAX_QUEUES * (HST_MAX_PAGES + 1) + 4];
-    size_t n = 0;
+    char names[HST_MAX_QUEUES * (HST_MAX_PAGES + 1)][40]; /* the keys formatted below */
+    size_t n = 0, k = 0;
 
     if (f->role != BHXB_FRONTEND || f->ring[0].sh == NULL) {
         errno = EINVAL;
@@ -501,15 +501,15 @@ int hst_front_publish(struct hst_end *f)
         if (f->nqueues > 1)
             snprintf(prefix, sizeof(prefix), "queue-%u/", q);
         for (unsigned int i = 0; i < f->ring[q].npages; i++) {
-            kv[n] = (struct kv){kv[n].name, "", ""};
+            kv[n] = (struct kv){names[k], ""};
             if (f->ring[q].order == 0)
-                snprintf(kv[n].name, sizeof(kv[n].name), "%sring-ref", prefix);
+                snprintf(names[k++], sizeof(names[0]), "%sring-ref", prefix);
             else
-                snprintf(kv[n].name, sizeof(kv[n].name), "%sring-ref%u", prefix, i);
+                snprintf(names[k++], sizeof(names[0]), "%sring-ref%u", prefix, i);
             snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[q].refs[i]);
         }
-        kv[n] = (struct kv){kv[n].name, "", ""};
-        snprintf(kv[n].name, sizeof(kv[n].name), "%sevent-channel", prefix);
+        kv[n] = (struct kv){names[k], ""};
+        snprintf(names[k++], sizeof(names[0]), "%sevent-channel", prefix);
         snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->qport[q]);
     }
     kv[n++] = (struct kv){"protocol", "x86_64-abi"};
