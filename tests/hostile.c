@@ -496,7 +496,7 @@ int hst_front_publish(struct hst_end *f)
         snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->nqueues);
     }
     for (unsigned int q = 0; q < f->nqueues; q++) {
-        char prefix[16] = "";
+        char prefix[24] = "";
 
         if (f->nqueues > 1)
             snprintf(prefix, sizeof(prefix), "queue-%u/", q);
@@ -655,7 +655,7 @@ int hst_back_connect(struct hst_end *b)
             goto fail;
         b->nrings = b->nqueues = nq;
         for (unsigned int q = 0; q < nq; q++) {
-            char prefix[16] = "", key[48];
+            char prefix[24] = "", key[48];
 
             if (nq > 1)
                 snprintf(prefix, sizeof(prefix), "queue-%u/", q);
