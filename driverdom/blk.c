@@ -3,10 +3,20 @@
  * io/blkif.h, and the data path of backend/blk (libbhblkback: requests
  * validated, served with io_uring straight into the granted pages).  It
  * publishes what it honours (multi-page rings, indirect segments, flush,
- * barrier, discard), reads the keys a Linux blkfront writes (ring-ref or
- * ring-page-order + ring-refN, event-channel, protocol) strictly, maps the
- * ring, binds the event channel, and serves the ring from the worker's
- * event loop (the event channel and the io_uring's fd).
+ * barrier, discard, several queues), reads the keys a Linux blkfront
+ * writes (ring-ref or ring-page-order + ring-refN, event-channel, protocol,
+ * multi-queue-num-queues) strictly, maps each queue's ring, binds its event
+ * channel, and serves every ring from the worker's event loop (the event
+ * channels and the io_urings' fds).
+ *
+ * Multi-queue (io/blkif.h): we offer multi-queue-max-queues BLK_MAX_QUEUES.
+ * As Linux's blkback: no multi-queue-num-queues, or 1, is one queue whose
+ * keys (ring-ref*, event-channel) are at the top of the frontend's
+ * directory; 2..BLK_MAX_QUEUES queues have theirs under queue-N/ only (the
+ * top-level ones are then not read at all); 0 or more than offered loses
+ * the device.  ring-page-order stays at the top and sizes every queue's
+ * ring.  Each queue is one engine (struct bhblk) with its own ring,
+ * io_uring and port; a lie on any of them fails the whole device.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +26,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
@@ -30,14 +41,27 @@
 
 unsigned int blkback_grant_idle_ms = BHBLK_IDLE_MS;
 #define EVTCHN_MAX    ((1u << 17) - 1) /* the FIFO ABI's last port */
+/*
+ * Queues offered.  A worker is one thread: more queues buy the frontend
+ * rings (and locks) of their own and us io_urings of our own, not CPUs;
+ * 4 is Linux blkfront's default (xen_blkfront.max_queues) and bounds the
+ * kept state a keeper holds (one struct bhblk_kept, ~57 KiB, per queue).
+ */
+#define BLK_MAX_QUEUES 4
+
+/* One queue's part of the kept state. */
+struct blk_queue_kept {
+    uint32_t refs[BHDEV_MAX_RING];
+    uint32_t remote_port;
+    struct bhblk_kept eng; /* the ring's indices and the requests in flight */
+};
 
 /* What a restarted worker needs, validated once at connect. */
 struct blk_kept {
     uint64_t size;     /* bytes of the medium (probe) */
     uint32_t readonly; /* probe: mode r, or a read-only fd */
-    uint32_t refs[BHDEV_MAX_RING];
-    uint32_t order;
-    uint32_t remote_port;
+    uint32_t order;   /* of every queue's ring */
+    uint32_t nqueues; /* 1..BLK_MAX_QUEUES, as negotiated at connect */
     uint32_t connected;
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
@@ -46,14 +70,19 @@ struct blk_kept {
     uint64_t ever_size;  /* the largest size this ring had, when it shrank since */
     char target[256]; /* dom0: the file it opens itself */
     uint64_t kicks;
-    struct bhblk_kept eng; /* the ring's indices and the requests in flight */
+    struct blk_queue_kept q[BLK_MAX_QUEUES];
 };
 
-struct blk_priv {
+struct blk_queue {
     void *pages;
     struct bhblk *eng;
     uint32_t port;
+};
+
+struct blk_priv {
+    struct blk_queue q[BLK_MAX_QUEUES];
     int fd1; /* dom0's own open of the target, plus one; 0: none (a driver domain uses the keeper's) */
+    int epfd1; /* with several queues: an epoll over their io_urings, plus one */
 };
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
@@ -179,7 +208,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"logical-block-size", BHXB_UINT, &force_lbs, 0, false, 4096},
     };
     unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
-    unsigned int discard = 0;
+    unsigned int discard = 0, queues = BLK_MAX_QUEUES;
     char hotplug[] = "connected";
     struct bhxb_key out[] = {
         {"max-ring-page-order", BHXB_UINT, &order, 0, false, 0},
@@ -187,6 +216,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"feature-barrier", BHXB_UINT, &one, 0, false, 0},
         {"feature-max-indirect-segments", BHXB_UINT, &maxind, 0, false, 0},
         {"feature-persistent", BHXB_UINT, &one, 0, false, 0},
+        {"multi-queue-max-queues", BHXB_UINT, &queues, 0, false, 0},
         {"feature-discard", BHXB_UINT, &discard, 0, false, 0},
         {"discard-granularity", BHXB_UINT, &gran, 0, false, 0},
         {"discard-alignment", BHXB_UINT, &zero, 0, false, 0},
@@ -262,52 +292,140 @@ static int blk_disk_fd(struct bhdev *d, char *why, size_t len)
     return p->fd1 - 1;
 }
 
-/* Maps the ring, starts the engine (from the kept state) and binds the port it names. */
+static void blk_detach(struct bhdev *d)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+
+    for (unsigned int i = 0; i < BLK_MAX_QUEUES; i++) {
+        struct blk_queue *q = &p->q[i];
+
+        bhblk_close(q->eng);
+        q->eng = NULL;
+        bhdev_unbind(d, q->port);
+        q->port = 0;
+        bhdev_unmap(d, q->pages, 1u << k->order);
+        q->pages = NULL;
+    }
+    if (p->epfd1 > 0)
+        close(p->epfd1 - 1);
+    p->epfd1 = 0;
+}
+
+/* Maps each queue's ring, starts its engine (from the kept state) and binds the port it names. */
 static int blk_attach(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
     unsigned int n = 1u << k->order;
     struct bhblk_opts o = {.domid = d->id.domid, .gt = d->gnttab, .order = k->order,
-                           .kept = &k->eng, .persistent = k->persistent != 0};
+                           .persistent = k->persistent != 0};
     int port;
 
     if ((o.fd = blk_disk_fd(d, why, len)) < 0)
         return -1;
-    if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL)
+    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
+                                 .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT,
+                                 .sector_size = k->lbs, .ever_sectors = k->ever_size / BHBLK_SECTOR};
+    /* Several io_urings, one descriptor for the worker's loop (drv.h's pollfd). */
+    if (k->nqueues > 1 && (p->epfd1 = epoll_create1(EPOLL_CLOEXEC) + 1) == 0) {
+        snprintf(why, len, "epoll_create1: %s", strerror(errno));
         return -1;
-    o.ring = p->pages;
-    o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR,
-                                 .readonly = k->readonly,
-                                 .discard = k->discard,
-                                 .max_indirect = BHBLK_MAX_INDIRECT,
-                                 .sector_size = k->lbs,
-                                 .ever_sectors = k->ever_size / BHBLK_SECTOR};
-    if ((p->eng = bhblk_open(&o, why, len)) == NULL)
-        goto fail;
-    if ((port = bhdev_bind(d, k->remote_port, why, len)) < 0)
-        goto fail;
-    p->port = (uint32_t)port;
+    }
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        struct blk_queue *q = &p->q[i];
+        char qwhy[160];
+
+        if ((q->pages = bhdev_map(d, k->q[i].refs, n, qwhy, sizeof(qwhy))) == NULL)
+            goto fail;
+        o.ring = q->pages;
+        o.kept = &k->q[i].eng;
+        if ((q->eng = bhblk_open(&o, qwhy, sizeof(qwhy))) == NULL)
+            goto fail;
+        if (p->epfd1 > 0) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+            if (epoll_ctl(p->epfd1 - 1, EPOLL_CTL_ADD, bhblk_fd(q->eng), &ev) != 0) {
+                snprintf(qwhy, sizeof(qwhy), "epoll_ctl: %s", strerror(errno));
+                goto fail;
+            }
+        }
+        if ((port = bhdev_bind(d, k->q[i].remote_port, qwhy, sizeof(qwhy))) < 0)
+            goto fail;
+        q->port = (uint32_t)port;
+        continue;
+    fail:
+        if (k->nqueues > 1)
+            snprintf(why, len, "queue %u: %s", i, qwhy);
+        else
+            snprintf(why, len, "%s", qwhy);
+        blk_detach(d);
+        return -1;
+    }
     k->connected = 1;
     return 0;
-fail:
-    bhblk_close(p->eng);
-    p->eng = NULL;
-    bhdev_unmap(d, p->pages, n);
-    p->pages = NULL;
-    return -1;
+}
+
+/*
+ * multi-queue-num-queues, strictly: missing is one queue (a frontend that
+ * never saw multi-queue-max-queues), 0 or more than we offer is a lie.
+ */
+static int blk_read_nqueues(struct bhdev *d, unsigned int *nq, char *why, size_t len)
+{
+    const char *bad = NULL;
+    struct bhxb_key in[] = {{"multi-queue-num-queues", BHXB_UINT, nq, 0, false, 0}};
+
+    *nq = 1;
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 1, &bad) != 0) {
+        snprintf(why, len, "frontend key multi-queue-num-queues: %s (give 1..%u)", strerror(errno),
+                 BLK_MAX_QUEUES);
+        return -1;
+    }
+    if (*nq == 0 || *nq > BLK_MAX_QUEUES) {
+        snprintf(why, len,
+                 "frontend key multi-queue-num-queues is %u: give 1..%u "
+                 "(our multi-queue-max-queues)",
+                 *nq, BLK_MAX_QUEUES);
+        return -1;
+    }
+    return 0;
+}
+
+/* One queue's ring references and port: top-level keys for one queue, queue-N/ for several. */
+static int blk_read_queue(struct bhdev *d, unsigned int nq, unsigned int i, unsigned int order,
+                          struct blk_queue_kept *q, char *why, size_t len)
+{
+    char prefix[24] = "", name[48];
+    unsigned int port = 0;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {{name, BHXB_UINT, &port, 0, true, EVTCHN_MAX}};
+
+    if (nq > 1)
+        snprintf(prefix, sizeof(prefix), "queue-%u/", i);
+    snprintf(name, sizeof(name), "%sevent-channel", prefix);
+    if (bhdev_read_refs(d, prefix, order, q->refs, why, len) != 0)
+        return -1;
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 1, &bad) != 0) {
+        snprintf(why, len, "frontend key %s: %s", name,
+                 errno == ENOENT ? "missing" : strerror(errno));
+        return -1;
+    }
+    if (port == 0) {
+        snprintf(why, len, "frontend key %s: port 0 is never valid", name);
+        return -1;
+    }
+    q->remote_port = port;
+    return 0;
 }
 
 static int blk_connect(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
     char proto[32] = XEN_IO_PROTO_ABI_NATIVE;
-    unsigned int port = 0, order;
-    uint32_t refs[BHDEV_MAX_RING];
+    unsigned int order, nq;
     const char *bad = NULL;
     bool persistent = false;
     struct bhxb_key in[] = {
-        {"event-channel", BHXB_UINT, &port, 0, true, EVTCHN_MAX},
         {"protocol", BHXB_STR, proto, sizeof(proto), false, 0},
         {"feature-persistent", BHXB_BOOL, &persistent, 0, false, 0},
     };
@@ -327,15 +445,18 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
         {"physical-sector-size", BHXB_UINT, &phys, 0, false, 0},
     };
 
-    if (bhdev_read_ring_refs(d, "", BLK_MAX_ORDER, refs, &order, why, len) != 0)
+    if (blk_read_nqueues(d, &nq, why, len) != 0 ||
+        bhdev_read_ring_order(d, "", BLK_MAX_ORDER, &order, why, len) != 0)
         return -1;
-    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 3, &bad) != 0) {
+    memset(k->q, 0, sizeof(k->q));
+    k->connected = 0;
+    k->kicks = 0;
+    for (unsigned int i = 0; i < nq; i++)
+        if (blk_read_queue(d, nq, i, order, &k->q[i], why, len) != 0)
+            return -1;
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 2, &bad) != 0) {
         snprintf(why, len, "frontend key %s: %s", bad,
                  errno == ENOENT ? "missing" : strerror(errno));
-        return -1;
-    }
-    if (port == 0) {
-        snprintf(why, len, "frontend key event-channel: port 0 is never valid");
         return -1;
     }
     if (strcmp(proto, XEN_IO_PROTO_ABI_NATIVE) != 0) {
@@ -345,13 +466,8 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     }
     sectors = (unsigned long)(k->size / 512);
     info = (k->readonly ? VDISK_READONLY : 0) | (k->cdrom ? VDISK_CDROM | VDISK_REMOVABLE : 0);
-    memset(&k->eng, 0, sizeof(k->eng));
-    memset(k->refs, 0, sizeof(k->refs));
-    k->connected = 0;
-    k->kicks = 0;
-    memcpy(k->refs, refs, sizeof(refs));
     k->order = order;
-    k->remote_port = port;
+    k->nqueues = nq;
     k->persistent = persistent;
     k->ever_size = 0; /* a new ring: the frontend reads the size afresh */
     if (blk_attach(d, why, len) != 0)
@@ -360,8 +476,9 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
         snprintf(why, len, "cannot publish the disk's size: %s", strerror(errno));
         return -1;
     }
-    bhdev_log(d, "connected: ring-ref %u (order %u), event channel %u -> port %u", refs[0], order,
-              port, ((struct blk_priv *)d->priv)->port);
+    bhdev_log(d, "connected: ring-ref %u (order %u), event channel %u -> port %u, %u queue%s",
+              k->q[0].refs[0], order, k->q[0].remote_port,
+              ((struct blk_priv *)d->priv)->q[0].port, nq, nq > 1 ? "s" : "");
     return 0;
 }
 
@@ -369,7 +486,7 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
 
-    if (!k->connected) {
+    if (!k->connected || k->nqueues == 0 || k->nqueues > BLK_MAX_QUEUES) {
         snprintf(why, len, "the keeper holds no ring for a connected device");
         return -1;
     }
@@ -377,9 +494,10 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
         return -1;
     bhdev_log(d,
               "resumed: ring-ref %u (order %u), event channel %u -> port %u, ring at %u, "
-              "%llu kicks before",
-              k->refs[0], k->order, k->remote_port, ((struct blk_priv *)d->priv)->port,
-              k->eng.ring.cons, (unsigned long long)k->kicks);
+              "%llu kicks before, %u queue%s",
+              k->q[0].refs[0], k->order, k->q[0].remote_port,
+              ((struct blk_priv *)d->priv)->q[0].port, k->q[0].eng.ring.cons,
+              (unsigned long long)k->kicks, k->nqueues, k->nqueues > 1 ? "s" : "");
     return 0;
 }
 
@@ -410,30 +528,41 @@ static void blk_resize(struct bhdev *d)
         k->ever_size = k->size;
     k->size = size;
     sectors = (unsigned long)(k->size / BHBLK_SECTOR);
-    bhblk_set_sectors(p->eng, sectors);
+    for (unsigned int i = 0; i < k->nqueues; i++)
+        bhblk_set_sectors(p->q[i].eng, sectors);
     if (bhxb_write_keys_restate(d->xs, d->paths.backend, out, 1) != 0)
         bhdev_log(d, "cannot publish the new size: %s", strerror(errno));
     else
         bhdev_log(d, "resized: %lu sectors", sectors);
 }
 
-/* The ring and the completions: served until nothing is left, then the frontend told. */
+/*
+ * Every queue's ring and completions: served until nothing is left, then
+ * its frontend end told.  The worker does not say which port fired, and a
+ * queue with nothing to do costs two index reads.
+ */
 static void blk_serve(struct bhdev *d)
 {
+    struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
     char why[200];
     int rc;
 
-    if (p->eng == NULL)
+    if (p->q[0].eng == NULL)
         return;
     blk_resize(d);
-    rc = bhblk_run(p->eng, why, sizeof(why));
-    if (rc < 0) {
-        bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
-        return;
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        rc = bhblk_run(p->q[i].eng, why, sizeof(why));
+        if (rc < 0) {
+            if (k->nqueues > 1)
+                bhdev_fail(d, EPROTO, "the frontend lied on queue %u: %s", i, why);
+            else
+                bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
+            return;
+        }
+        if (rc > 0)
+            bhdev_notify(d, p->q[i].port);
     }
-    if (rc > 0)
-        bhdev_notify(d, p->port);
 }
 
 /*
@@ -445,13 +574,16 @@ static void blk_serve(struct bhdev *d)
  */
 static void blk_tick(struct bhdev *d)
 {
+    struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
-    unsigned int n;
+    unsigned int n = 0;
 
-    if (p->eng == NULL)
+    if (p->q[0].eng == NULL)
         return;
     blk_resize(d);
-    if ((n = bhblk_tick(p->eng, blkback_grant_idle_ms)) > 0)
+    for (unsigned int i = 0; i < k->nqueues; i++)
+        n += bhblk_tick(p->q[i].eng, blkback_grant_idle_ms);
+    if (n > 0)
         bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
                   blkback_grant_idle_ms);
 }
@@ -466,7 +598,9 @@ static int blk_pollfd(struct bhdev *d)
 {
     struct blk_priv *p = d->priv;
 
-    return p->eng != NULL ? bhblk_fd(p->eng) : -1;
+    if (p->q[0].eng == NULL)
+        return -1;
+    return p->epfd1 > 0 ? p->epfd1 - 1 : bhblk_fd(p->q[0].eng);
 }
 
 static void blk_disconnect(struct bhdev *d)
@@ -474,15 +608,10 @@ static void blk_disconnect(struct bhdev *d)
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
 
-    bhblk_close(p->eng);
-    p->eng = NULL;
-    bhdev_unbind(d, p->port);
-    bhdev_unmap(d, p->pages, 1u << k->order);
+    blk_detach(d);
     if (p->fd1 > 0)
         close(p->fd1 - 1);
     p->fd1 = 0;
-    p->port = 0;
-    p->pages = NULL;
     k->connected = 0;
 }
 

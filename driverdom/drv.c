@@ -40,46 +40,75 @@ void bhdev_log(const struct bhdev *d, const char *fmt, ...)
     va_end(ap);
 }
 
-int bhdev_read_ring_refs(struct bhdev *d, const char *prefix, unsigned int max_order,
-                         uint32_t refs[BHDEV_MAX_RING], unsigned int *order, char *why,
-                         size_t whylen)
+int bhdev_read_ring_order(struct bhdev *d, const char *prefix, unsigned int max_order,
+                          unsigned int *order, char *why, size_t whylen)
 {
-    char names[BHDEV_MAX_RING + 1][48];
-    struct bhxb_key keys[BHDEV_MAX_RING];
-    unsigned int o = 0, n;
+    char name[48];
+    unsigned int o = 0;
     const char *bad = NULL;
-    struct bhxb_key ko = {names[BHDEV_MAX_RING], BHXB_UINT, &o, 0, false, max_order};
+    struct bhxb_key ko = {name, BHXB_UINT, &o, 0, false, max_order};
 
     if (max_order > BHRING_MAX_ORDER)
         max_order = BHRING_MAX_ORDER;
-    snprintf(names[BHDEV_MAX_RING], sizeof(names[0]), "%sring-page-order", prefix);
+    snprintf(name, sizeof(name), "%sring-page-order", prefix);
     /* A key's max of 0 means "the type's": only read the order where one is allowed. */
     if (max_order > 0) {
         ko.max = max_order;
-        if (bhxb_read_keys(d->xs, d->paths.frontend, &ko, 1, &bad) != 0)
-            goto bad;
+        if (bhxb_read_keys(d->xs, d->paths.frontend, &ko, 1, &bad) != 0) {
+            snprintf(why, whylen, "frontend key %s: %s", name,
+                     errno == ENOENT ? "missing" : strerror(errno));
+            return -1;
+        }
     }
-    n = 1u << o;
+    *order = o;
+    return 0;
+}
+
+int bhdev_read_refs(struct bhdev *d, const char *prefix, unsigned int order,
+                    uint32_t refs[BHDEV_MAX_RING], char *why, size_t whylen)
+{
+    char names[BHDEV_MAX_RING][48];
+    struct bhxb_key keys[BHDEV_MAX_RING];
+    unsigned int n = 1u << order;
+    const char *bad = NULL;
+
+    if (order > BHRING_MAX_ORDER) {
+        snprintf(why, whylen, "a ring of order %u", order);
+        errno = EINVAL;
+        return -1;
+    }
     for (unsigned int i = 0; i < n; i++) {
         /* Order 0 is "ring-ref"; a multi-page ring numbers its references. */
-        if (o == 0)
+        if (order == 0)
             snprintf(names[i], sizeof(names[i]), "%sring-ref", prefix);
         else
             snprintf(names[i], sizeof(names[i]), "%sring-ref%u", prefix, i);
         keys[i] = (struct bhxb_key){names[i], BHXB_UINT, &refs[i], 0, true, 0};
     }
-    if (bhxb_read_keys(d->xs, d->paths.frontend, keys, n, &bad) != 0)
-        goto bad;
+    if (bhxb_read_keys(d->xs, d->paths.frontend, keys, n, &bad) != 0) {
+        snprintf(why, whylen, "frontend key %s: %s", bad ? bad : "?",
+                 errno == ENOENT ? "missing" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int bhdev_read_ring_refs(struct bhdev *d, const char *prefix, unsigned int max_order,
+                         uint32_t refs[BHDEV_MAX_RING], unsigned int *order, char *why,
+                         size_t whylen)
+{
+    unsigned int o;
+
     /*
-     * Read apart from ring-page-order, so a frontend could change the order
-     * in between: harmless, the references read are all of one order.
+     * The references are read apart from ring-page-order, so a frontend
+     * could change the order in between: harmless, the references read are
+     * all of one order.
      */
+    if (bhdev_read_ring_order(d, prefix, max_order, &o, why, whylen) != 0 ||
+        bhdev_read_refs(d, prefix, o, refs, why, whylen) != 0)
+        return -1;
     *order = o;
     return 0;
-bad:
-    snprintf(why, whylen, "frontend key %s: %s", bad ? bad : "?",
-             errno == ENOENT ? "missing" : strerror(errno));
-    return -1;
 }
 
 void *bhdev_map(struct bhdev *d, const uint32_t *refs, unsigned int count, char *why, size_t whylen)

@@ -27,8 +27,9 @@
  *               again from `kept` alone (the frontend's keys are not read
  *               again: they were validated once, at connect), with no
  *               XenStore write, so that the frontend sees nothing;
- *   kick        the device's event channel fired (the port is unmasked
- *               again after kick returns);
+ *   kick        one of the device's event channels fired (the port is
+ *               unmasked again after kick returns; a device with several,
+ *               as a multi-queue vbd, looks at every ring);
  *   disconnect  unbind, unmap, forget; idempotent (called on a device
  *               never connected too).
  * probe, connect and resume return 0, or -1 with a one-line reason in why:
@@ -146,6 +147,18 @@ void bhdev_fail(struct bhdev *d, int err, const char *fmt, ...)
 int bhdev_read_ring_refs(struct bhdev *d, const char *prefix, unsigned int max_order,
                          uint32_t refs[BHDEV_MAX_RING], unsigned int *order, char *why,
                          size_t whylen);
+
+/*
+ * The two halves of bhdev_read_ring_refs, for a multi-queue device whose
+ * ring-page-order is one key at the top of the frontend's directory while
+ * each queue's references sit under "queue-N/" (io/blkif.h): the order
+ * (missing: 0; at most max_order), and then 2^order references under
+ * prefix.  0, or -1 with the bad key in why.
+ */
+int bhdev_read_ring_order(struct bhdev *d, const char *prefix, unsigned int max_order,
+                          unsigned int *order, char *why, size_t whylen);
+int bhdev_read_refs(struct bhdev *d, const char *prefix, unsigned int order,
+                    uint32_t refs[BHDEV_MAX_RING], char *why, size_t whylen);
 
 /* Maps count (1..16) grant references of the frontend read-write; NULL with why. */
 void *bhdev_map(struct bhdev *d, const uint32_t *refs, unsigned int count, char *why,

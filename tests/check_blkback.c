@@ -357,6 +357,67 @@ START_TEST(test_lies)
 END_TEST
 
 /* A request consumed by an engine that died is answered once by the next one. */
+/*
+ * A multi-queue vbd as bulkhead-drvdom serves it: one engine per queue
+ * (its ring, its io_uring, its kept state) over one image fd, for 1, 2
+ * and 4 queues.  What queue q writes, queue q+1 reads back; each ring
+ * carries only what was put on it; a lie on queue 1 breaks its engine
+ * while queue 0's keeps serving (the driver then fails the whole device).
+ */
+START_TEST(test_engine_per_queue)
+{
+    static const unsigned int counts[] = {1, 2, 4};
+    unsigned int nq = counts[_i];
+    struct bhxb_dev dev = {"vbd", NULL, guest.domid, drv.domid, 51712};
+    static struct bhblk_kept kept[HST_MAX_QUEUES];
+    struct pair qp[HST_MAX_QUEUES];
+    struct hst_end f, b;
+    uint8_t first[BLKIF_MAX_SEGMENTS_PER_REQUEST] = {0}, last[BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    char why[256];
+
+    memset(last, 7, sizeof(last));
+    memset(kept, 0, sizeof(kept));
+    pair_open(&p1, &gid, guest.domid, 0, false); /* only for its image */
+    ck_assert_msg(hst_front_init_mq(&f, &gid, &dev, 1, nq) == 0, "%s", f.why);
+    ck_assert_int_eq(hst_front_publish(&f), 0);
+    ck_assert_int_eq(hst_back_init(&b, &did, HST_BLKIF, &dev), 0);
+    ck_assert_msg(hst_back_connect(&b) == 0, "%s", b.why);
+    ck_assert_uint_eq(b.nqueues, nq);
+    for (unsigned int q = 0; q < nq; q++) {
+        struct bhblk_opts o = {.fd = p1.img, .domid = guest.domid, .gt = did.gt,
+                               .ring = (void *)b.ring[q].sh, .order = 1, .kept = &kept[q],
+                               .geom = {IMG_SECTORS, false, true, BHBLK_MAX_INDIRECT}};
+
+        memset(&qp[q], 0, sizeof(qp[q]));
+        qp[q].f = f; /* the liar's handles, for its grants */
+        qp[q].img = p1.img;
+        ck_assert_int_eq(bhring_attach(&qp[q].fr, &bhring_blkif, BHRING_FRONT,
+                                       (void *)f.ring[q].sh, 1, 0, false),
+                         0);
+        ck_assert_msg((qp[q].eng = bhblk_open(&o, why, sizeof(why))) != NULL, "%s", why);
+    }
+    for (unsigned int q = 0; q < nq; q++) {
+        rw(&qp[q], BLKIF_OP_WRITE, 64 * q, 4, first, last, false, 0);
+        rw(&qp[(q + 1) % nq], BLKIF_OP_READ, 64 * q, 4, first, last, false, 0);
+    }
+    for (unsigned int q = 0; q < nq; q++) {
+        ck_assert_uint_eq(hst_idx_get(&b.ring[q], HST_REQ_PROD), 2);
+        ck_assert_uint_eq(kept[q].ring.cons, 2);
+        ck_assert_uint_eq(bhblk_in_flight(qp[q].eng), 0);
+    }
+    if (nq > 1) {
+        hst_idx_set(&f.ring[1], HST_REQ_PROD, f.ring[1].nr_ents + 3);
+        ck_assert_int_eq(bhblk_run(qp[1].eng, why, sizeof(why)), -1);
+        rw(&qp[0], BLKIF_OP_WRITE, 512, 11, first, last, false, 0);
+    }
+    for (unsigned int q = 0; q < nq; q++)
+        bhblk_close(qp[q].eng);
+    hst_end_close(&b);
+    hst_end_close(&f);
+    pair_close(&p1);
+}
+END_TEST
+
 START_TEST(test_restart_reissues)
 {
     struct blkif_request req = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = 42};
@@ -656,6 +717,7 @@ int main(void)
     tcase_add_test(tc, test_shrink);
     tcase_add_test(tc, test_idle_unmap);
     tcase_add_test(tc, test_idle_unmap_busy);
+    tcase_add_loop_test(tc, test_engine_per_queue, 0, 3);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -44,7 +44,8 @@ enum lie { HONEST, DUP_ID, UNKNOWN_ID, BAD_STATUS, BAD_OP, RSP_PROD_OVERFLOW, LI
 
 struct fake {
     struct hst_end end;
-    struct bhring ring;
+    struct bhring ring[HST_MAX_QUEUES]; /* one per queue the frontend set up */
+    unsigned int on_queue[HST_MAX_QUEUES]; /* requests taken from each */
     uint8_t disk[DISK_SECTORS * 512];
     unsigned int sector_size;
     unsigned int requests, max_segs, indirect, flushes, discards;
@@ -58,6 +59,7 @@ static char broken_why[256];
 /* Keys a test writes over the backend's offer. */
 static const char *const (*extra)[2];
 static size_t nextra;
+static unsigned int want_queues; /* cfg.queues of attach(): 0, the default */
 
 static void on_broken(void *arg, const char *why)
 {
@@ -82,6 +84,7 @@ static void setup(void)
     broken_why[0] = '\0';
     extra = NULL;
     nextra = 0;
+    want_queues = 0;
 }
 
 static void teardown(void)
@@ -171,10 +174,10 @@ static int16_t serve_one(
 }
 
 /*
- * The backend's turn: takes every request on the ring, answers each
- * (honestly, or with one lie on the first), pushes and notifies.
+ * The backend's turn on queue q: takes every request on its ring, answers
+ * each (honestly, or with one lie on the first), pushes and notifies.
  */
-static unsigned int serve(struct fake *f, enum lie lie)
+static unsigned int serve_queue(struct fake *f, unsigned int q, enum lie lie)
 {
     union {
         blkif_request_t rw;
@@ -185,9 +188,9 @@ static unsigned int serve(struct fake *f, enum lie lie)
     blkif_response_t rsp;
     unsigned int n = 0;
 
-    hst_events(&f->end);
-    while (bhring_back_get(&f->ring, &r) == 1) {
+    while (bhring_back_get(&f->ring[q], &r) == 1) {
         n++;
+        f->on_queue[q]++;
         if (f->hold)
             continue;
         memset(&rsp, 0, sizeof(rsp));
@@ -202,19 +205,42 @@ static unsigned int serve(struct fake *f, enum lie lie)
             if (lie == BAD_OP)
                 rsp.operation = BLKIF_OP_DISCARD;
             if (lie == DUP_ID) {
-                ck_assert_int_eq(bhring_back_put(&f->ring, &rsp), 0);
+                ck_assert_int_eq(bhring_back_put(&f->ring[q], &rsp), 0);
                 /* the second request: answered with the first one's id */
-                n += (unsigned int)bhring_back_get(&f->ring, &r);
+                n += (unsigned int)bhring_back_get(&f->ring[q], &r);
             }
         }
-        ck_assert_int_eq(bhring_back_put(&f->ring, &rsp), 0);
+        ck_assert_int_eq(bhring_back_put(&f->ring[q], &rsp), 0);
     }
-    if (bhring_back_push(&f->ring) == 1)
-        ck_assert_int_eq(hst_notify(&f->end), 0);
-    if (lie == RSP_PROD_OVERFLOW)
-        hst_idx_set(&f->end.ring[0], HST_RSP_PROD,
-                    hst_idx_get(&f->end.ring[0], HST_RSP_PROD) + f->end.ring[0].nr_ents + 1);
+    if (bhring_back_push(&f->ring[q]) == 1)
+        ck_assert_int_eq(hst_notify_queue(&f->end, q), 0);
+    if (lie == RSP_PROD_OVERFLOW && n > 0)
+        hst_idx_set(&f->end.ring[q], HST_RSP_PROD,
+                    hst_idx_get(&f->end.ring[q], HST_RSP_PROD) + f->end.ring[q].nr_ents + 1);
     return n;
+}
+
+/* The backend's turn on every queue; a lie goes on the first queue with requests. */
+static unsigned int serve(struct fake *f, enum lie lie)
+{
+    unsigned int n = 0, m;
+
+    hst_events(&f->end);
+    for (unsigned int q = 0; q < f->end.nqueues; q++) {
+        n += m = serve_queue(f, q, lie);
+        if (m > 0)
+            lie = HONEST;
+    }
+    return n;
+}
+
+/* Attaches the fake's ring ends to the rings hst_back_connect mapped. */
+static void fake_rings(struct fake *f)
+{
+    for (unsigned int q = 0; q < f->end.nqueues; q++)
+        ck_assert_int_eq(bhring_attach(&f->ring[q], &bhring_blkif, BHRING_BACK,
+                                       (void *)f->end.ring[q].sh, f->end.ring[q].order, 0, false),
+                         0);
 }
 
 /* The guest's turn: events on its port, then consume. */
@@ -255,6 +281,7 @@ static void attach(enum offer offer, unsigned int want_order, int trusted)
     for (size_t i = 0; i < nextra; i++)
         ck_assert_int_eq(hst_set(&fk->end, extra[i][0], "%s", extra[i][1]), 0);
     cfg.ring_order = want_order;
+    cfg.queues = want_queues;
     attach_front(&cfg, trusted);
 }
 
@@ -282,9 +309,7 @@ static void attach_front(struct bhblkfront_cfg *cfg, int trusted)
     ck_assert_ptr_nonnull(fb);
     ck_assert_msg(bhblkfront_publish(fb, why, sizeof(why)) == 0, "%s", why);
     ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
-    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
-                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
-                     0);
+    fake_rings(fk);
     ck_assert_msg(bhblkfront_connect(fb, why, sizeof(why)) == 0, "%s", why);
 }
 
@@ -296,9 +321,7 @@ static void reattach(void)
     hst_end_close(&fk->end);
     ck_assert_msg(bhblkfront_publish(fb, why, sizeof(why)) == 0, "%s", why);
     ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
-    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
-                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
-                     0);
+    fake_rings(fk);
     ck_assert_msg(bhblkfront_connect(fb, why, sizeof(why)) == 0, "%s", why);
 }
 
@@ -330,6 +353,21 @@ static int io(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
     return w.err;
 }
 
+/* A key of the frontend's directory as dom0 reads it, "(none)" if missing. */
+static const char *fkey(const char *name)
+{
+    static char v[128];
+    char path[400], *s;
+    unsigned int len;
+
+    snprintf(path, sizeof(path), "%s/%s", fk->end.peer_dir, name);
+    if ((s = xs_read(sim.xs, XBT_NULL, path, &len)) == NULL)
+        return "(none)";
+    snprintf(v, sizeof(v), "%.*s", (int)len, s);
+    free(s);
+    return v;
+}
+
 static void fill(uint8_t *p, size_t n, unsigned int seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -348,6 +386,13 @@ START_TEST(test_basic_backend_falls_back)
     char path[300], *s;
 
     attach(BASIC, 4, -1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.queues, 1); /* 4 wanted, none offered: one, with the top-level keys */
+    ck_assert_uint_eq(in.backend_max_queues, 1);
+    ck_assert_uint_eq(fk->end.nqueues, 1);
+    ck_assert_str_eq(fkey("multi-queue-num-queues"), "(none)");
+    ck_assert_str_ne(fkey("ring-ref"), "(none)");
+    ck_assert_str_ne(fkey("event-channel"), "(none)");
     ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
     ck_assert_uint_eq(in.ring_order, 0);
     ck_assert_uint_eq(in.ring_slots, 32);
@@ -398,6 +443,7 @@ START_TEST(test_everything_offered_is_used)
     ck_assert_uint_eq(in.max_segments, BHBLKFRONT_MAX_INDIRECT);
     ck_assert_uint_eq(in.discard_granularity, 4096);
     ck_assert_uint_eq(in.backend_max_queues, 4);
+    ck_assert_uint_eq(in.queues, BHBLKFRONT_QUEUES);
 
     fill(out, sizeof(out), 9);
     ck_assert_int_eq(io(BHBLKFRONT_WRITE, 0, sizeof(out), out), 0);
@@ -536,6 +582,116 @@ START_TEST(test_lying_backend_breaks_the_device)
 }
 END_TEST
 
+/*
+ * 1, 2 and 4 queues negotiated against a backend offering 4: the keys
+ * where blkif puts them, and I/O on every queue, each on its own ring.
+ */
+START_TEST(test_queues_negotiated_and_used)
+{
+    static const unsigned int want[] = {1, 2, 4};
+    static uint8_t out[4][65536], back[65536];
+    struct bhblkfront_info in;
+    struct waiter w[4];
+    unsigned int nq = want[_i];
+    char name[64];
+
+    want_queues = nq;
+    attach(EVERYTHING, 1, 1);
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.queues, nq);
+    ck_assert_uint_eq(fk->end.nqueues, nq);
+    ck_assert_str_eq(fkey("ring-page-order"), "1");
+    if (nq == 1) {
+        ck_assert_str_eq(fkey("multi-queue-num-queues"), "(none)");
+        ck_assert_str_ne(fkey("ring-ref0"), "(none)");
+        ck_assert_str_eq(fkey("queue-0/ring-ref0"), "(none)");
+    } else {
+        ck_assert_uint_eq(strtoul(fkey("multi-queue-num-queues"), NULL, 10), nq);
+        ck_assert_str_eq(fkey("ring-ref0"), "(none)");
+        ck_assert_str_eq(fkey("event-channel"), "(none)");
+        for (unsigned int q = 0; q < nq; q++) {
+            snprintf(name, sizeof(name), "queue-%u/event-channel", q);
+            ck_assert_int_eq(atoi(fkey(name)), bhblkfront_queue_port(fb, q));
+            snprintf(name, sizeof(name), "queue-%u/ring-ref1", q);
+            ck_assert_str_ne(fkey(name), "(none)");
+        }
+        snprintf(name, sizeof(name), "queue-%u/ring-ref0", nq);
+        ck_assert_str_eq(fkey(name), "(none)");
+    }
+    /* One write per queue, all on their rings at once, then read back. */
+    for (unsigned int q = 0; q < nq; q++) {
+        fill(out[q], sizeof(out[q]), q + 1);
+        w[q] = (struct waiter){0, -1};
+        ck_assert_int_eq(bhblkfront_submit_queue(fb, q, BHBLKFRONT_WRITE, q * sizeof(out[q]),
+                                                 sizeof(out[q]), out[q], on_done, &w[q]),
+                         0);
+    }
+    for (int i = 0; i < 1000; i++) {
+        unsigned int done = 0;
+
+        serve(fk, HONEST);
+        guest_turn();
+        for (unsigned int q = 0; q < nq; q++)
+            done += w[q].done;
+        if (done == nq)
+            break;
+    }
+    for (unsigned int q = 0; q < nq; q++) {
+        ck_assert_int_eq(w[q].done, 1);
+        ck_assert_int_eq(w[q].err, 0);
+        ck_assert_msg(fk->on_queue[q] >= 1, "no request on queue %u", q);
+        ck_assert_mem_eq(fk->disk + q * sizeof(out[q]), out[q], sizeof(out[q]));
+        ck_assert_int_eq(io(BHBLKFRONT_READ, q * sizeof(back), sizeof(back), back), 0);
+        ck_assert_mem_eq(back, out[q], sizeof(back));
+    }
+    /* The thread's own queue is one of them, and a queue number past the count wraps. */
+    ck_assert_uint_lt(bhblkfront_queue(fb), nq);
+    ck_assert_int_eq(bhblkfront_queue_port(fb, nq), -1);
+}
+END_TEST
+
+/* A lie on queue 1 of 2 breaks the whole device: queue 0's I/O fails too. */
+START_TEST(test_lie_on_one_queue_breaks_the_device)
+{
+    static uint8_t buf[2][4096];
+    struct waiter w[2] = {{0, -1}, {0, -1}};
+    blkif_response_t rsp = {.id = 0x5a5a5a5aull, .operation = BLKIF_OP_READ};
+    char err[256];
+
+    want_queues = 2;
+    attach(EVERYTHING, 0, 1);
+    ck_assert_uint_eq(fk->end.nqueues, 2);
+    fk->hold = true;
+    ck_assert_int_eq(bhblkfront_submit_queue(fb, 0, BHBLKFRONT_READ, 0, 4096, buf[0], on_done,
+                                             &w[0]),
+                     0);
+    ck_assert_int_eq(bhblkfront_submit_queue(fb, 1, BHBLKFRONT_READ, 4096, 4096, buf[1], on_done,
+                                             &w[1]),
+                     0);
+    ck_assert_uint_eq(serve(fk, HONEST), 2);
+    ck_assert_uint_eq(fk->on_queue[0], 1);
+    ck_assert_uint_eq(fk->on_queue[1], 1);
+    /* Queue 1 answers an id it was never given. */
+    ck_assert_int_eq(bhring_back_put(&fk->ring[1], &rsp), 0);
+    bhring_back_push(&fk->ring[1]);
+    ck_assert_int_eq(hst_notify_queue(&fk->end, 1), 0);
+    guest_turn();
+    ck_assert(bhblkfront_broken(fb));
+    bhblkfront_error(fb, err, sizeof(err));
+    ck_assert_msg(strstr(err, "queue 1") != NULL, "%s", err);
+    ck_assert_str_eq(broken_why, err);
+    ck_assert_int_eq(w[0].done, 1);
+    ck_assert_int_eq(w[1].done, 1);
+    ck_assert_int_eq(w[0].err, EIO);
+    ck_assert_int_eq(w[1].err, EIO);
+    ck_assert_int_eq(bhblkfront_in_flight(fb), 0);
+    ck_assert_int_eq(bhblkfront_submit_queue(fb, 0, BHBLKFRONT_READ, 0, 4096, buf[0], on_done,
+                                             &w[0]),
+                     -1);
+    ck_assert_int_eq(errno, EIO);
+}
+END_TEST
+
 /* An honest response that breaks nothing: the storm is survived, I/O goes on. */
 START_TEST(test_event_storm_is_harmless)
 {
@@ -562,18 +718,27 @@ START_TEST(test_reconnect_reissues_in_flight)
     static uint8_t out[1 << 19], back[1 << 19];
     struct waiter w = {0, -1};
 
+    struct bhblkfront_info in;
+
     attach(EVERYTHING, 2, 1);
     fill(out, sizeof(out), 5);
     fk->hold = true;
-    ck_assert_int_eq(bhblkfront_submit(fb, BHBLKFRONT_WRITE, 0, sizeof(out), out, on_done, &w), 0);
+    /* On the last of 4 queues, which the new connection will not have. */
+    ck_assert_int_eq(
+        bhblkfront_submit_queue(fb, 3, BHBLKFRONT_WRITE, 0, sizeof(out), out, on_done, &w), 0);
     ck_assert_uint_ge(serve(fk, HONEST), 1);
+    ck_assert_uint_ge(fk->on_queue[3], 1);
     guest_turn();
     ck_assert_int_eq(w.done, 0);
     bhblkfront_disconnect(fb);
     fk->hold = false;
     ck_assert_int_eq(hst_rm(&fk->end, "feature-max-indirect-segments"), 0);
     ck_assert_int_eq(hst_rm(&fk->end, "max-ring-page-order"), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "multi-queue-max-queues", "2"), 0);
     reattach();
+    ck_assert_int_eq(bhblkfront_get_info(fb, &in), 0);
+    ck_assert_uint_eq(in.queues, 2);
+    ck_assert_uint_eq(fk->end.nqueues, 2);
     for (int i = 0; i < 1000 && w.done == 0; i++) {
         serve(fk, HONEST);
         guest_turn();
@@ -631,6 +796,8 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
     ck_assert_int_eq(hst_set(&fk->end, "sectors", "%u", DISK_SECTORS), 0);
     ck_assert_int_eq(hst_set(&fk->end, "feature-flush-cache", "1"), 0);
     ck_assert_int_eq(hst_set(&fk->end, "feature-max-indirect-segments", "32"), 0);
+    for (size_t i = 0; i < nextra; i++)
+        ck_assert_int_eq(hst_set(&fk->end, extra[i][0], "%s", extra[i][1]), 0);
     ck_assert_int_eq(hst_state(&fk->end, XenbusStateInitWait), 0);
     pid = hst_sim_spawn(&guest, argv, out_fd);
     ck_assert_int_gt(pid, 0);
@@ -638,9 +805,7 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
                            HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateInitialised,
                   "%s", why);
     ck_assert_msg(hst_back_connect(&fk->end) == 0, "%s", fk->end.why);
-    ck_assert_int_eq(bhring_attach(&fk->ring, &bhring_blkif, BHRING_BACK,
-                                   (void *)fk->end.ring[0].sh, fk->end.ring[0].order, 0, false),
-                     0);
+    fake_rings(fk);
     ck_assert_int_eq(hst_state(&fk->end, XenbusStateConnected), 0);
     while (waitpid(pid, &status, WNOHANG) == 0) {
         struct pollfd p = {.fd = bhevtchn_fd(did.ev), .events = POLLIN};
@@ -672,7 +837,7 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
 #define NBDKIT_ENV ""
 #endif
 #define NBDKIT_START                                                                               \
-    "rm -f /tmp/vbd.sock; " NBDKIT_ENV "nbdkit -U /tmp/vbd.sock -t 4 -f %s vbd=%u timeout=20000 "  \
+    "rm -f /tmp/vbd.sock; " NBDKIT_ENV "nbdkit -U /tmp/vbd.sock -t 4 -f %s vbd=%u timeout=20000 %s " \
     "& nbd=$!; for i in $(seq 600); do [ -S /tmp/vbd.sock ] && break; sleep 0.1; done; "          \
     "uri='nbd+unix:///?socket=/tmp/vbd.sock'; "
 #define NBDKIT_STOP "kill $nbd; wait $nbd || true; "
@@ -687,12 +852,19 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
     "kill $nbd; for i in $(seq 50); do kill -0 $nbd 2>/dev/null || break; sleep 0.1; done; "     \
     "kill -9 $nbd 2>/dev/null && echo NBDKIT-HUNG; wait $nbd || true; "
 
+/* Twice: against a backend offering one queue, and with queues=2 against one offering 4. */
 START_TEST(test_nbdkit_plugin_serves_the_vbd)
 {
     char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
     char *argv[] = {"/bin/sh", "-c", script, NULL};
+    static const char *const offer4[][2] = {{"multi-queue-max-queues", "4"}};
     int fd, status = -1;
     ssize_t n;
+
+    if (_i == 1) {
+        extra = offer4;
+        nextra = 1;
+    }
 
     snprintf(plugin, sizeof(plugin), "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so",
              test_builddir());
@@ -701,7 +873,7 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
              "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
              "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME; "
              NBDKIT_STOP "cat in",
-             DISK_SECTORS * 512, plugin, dev.devid);
+             DISK_SECTORS * 512, plugin, dev.devid, _i == 1 ? "queues=2" : "");
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
     status = guest_nbdkit(argv, fd, HONEST);
@@ -726,6 +898,8 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
         ck_assert_mem_eq(in, fk->disk, sizeof(fk->disk));
     }
     ck_assert_uint_gt(fk->indirect, 0);
+    ck_assert_uint_eq(fk->end.nqueues, _i == 1 ? 2 : 1);
+    ck_assert_uint_gt(fk->on_queue[0] + fk->on_queue[1], 0);
     close(fd);
 }
 END_TEST
@@ -748,7 +922,7 @@ START_TEST(test_nbdkit_plugin_survives_a_lying_backend)
              "cd /tmp; " NBDKIT_START
              "if nbdcopy \"$uri\" back 2>/dev/null; then echo READ-OK; else echo READ-FAILED; fi; "
              "nbdinfo --size \"$uri\" && echo ALIVE; " NBDKIT_STOP_BROKEN,
-             plugin, dev.devid);
+             plugin, dev.devid, "");
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
     status = guest_nbdkit(argv, fd, BAD_STATUS);
@@ -937,9 +1111,11 @@ int main(void)
     tcase_add_loop_test(tc, test_untrusted_pages_hold_only_the_request, 0, 2);
     tcase_add_loop_test(tc, test_lying_backend_breaks_the_device, DUP_ID, LIES);
     tcase_add_test(tc, test_event_storm_is_harmless);
+    tcase_add_loop_test(tc, test_queues_negotiated_and_used, 0, 3);
+    tcase_add_test(tc, test_lie_on_one_queue_breaks_the_device);
     tcase_add_test(tc, test_reconnect_reissues_in_flight);
     tcase_add_loop_test(tc, test_bogus_backend_keys, 0, 5);
-    tcase_add_test(tc, test_nbdkit_plugin_serves_the_vbd);
+    tcase_add_loop_test(tc, test_nbdkit_plugin_serves_the_vbd, 0, 2);
     tcase_add_test(tc, test_nbdkit_plugin_survives_a_lying_backend);
     tcase_add_loop_test(tc, test_pairwise_handshake, 0, NROWS);
     suite_add_tcase(s, tc);

@@ -26,10 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <xen/event_channel.h>
+#include <xen/io/blkif.h>
 #include <xenstore.h>
 
 #include "bhxenbus.h"
 #include "dombuild.h"
+#include "hostile.h"
 #include "hvwire.h"
 #include "testutil.h"
 
@@ -75,6 +77,8 @@ static void setup(void)
         exit(77);
     }
     ck_assert_msg(test_hv_start(&hv, err, sizeof(err)) == 0, "%s", err);
+    /* A test wearing a domain's uid (tests/hostile.h) reaches both sockets through it. */
+    ck_assert_int_eq(chmod(hv.state, 0711), 0);
     /* In the hypervisor's own state directory, so that domains get XenStore bound in. */
     snprintf(xssock, sizeof(xssock), "%s/xenstored.sock", hv.state);
     setenv("XENSTORED_PATH", xssock, 1);
@@ -591,8 +595,13 @@ START_TEST(test_every_kind_connects)
     ck_assert_str_eq(key(b.backend, "hotplug-status"), "connected");
     ck_assert_str_eq(key(b.backend, "max-ring-page-order"), "4");
     ck_assert_str_eq(key(b.backend, "sector-size"), "512");
-    ck_assert_str_ne(key(b.frontend, "ring-ref"), "(none)");
-    ck_assert_str_ne(key(b.frontend, "event-channel"), "(none)");
+    /* The guest's blkfront wants 4 queues, as many as blkback offers: keys under queue-N/. */
+    ck_assert_str_eq(key(b.backend, "multi-queue-max-queues"), "4");
+    ck_assert_str_eq(key(b.frontend, "multi-queue-num-queues"), "4");
+    ck_assert_str_eq(key(b.frontend, "ring-ref"), "(none)");
+    ck_assert_str_ne(key(b.frontend, "queue-0/ring-ref"), "(none)");
+    ck_assert_str_ne(key(b.frontend, "queue-3/ring-ref"), "(none)");
+    ck_assert_str_ne(key(b.frontend, "queue-3/event-channel"), "(none)");
     ck_assert_str_eq(key(b.frontend, "protocol"), "x86_64-abi");
     ck_assert_str_eq(key(n.backend, "feature-rx-copy"), "1");
     ck_assert_str_eq(key(n.frontend, "request-rx-copy"), "1");
@@ -628,7 +637,7 @@ START_TEST(test_second_guest_same_driver_domain)
     char id[16];
     snprintf(id, sizeof(id), "%u", g2.domid);
     ck_assert_str_eq(key(paths_of(b).backend, "frontend-id"), id);
-    ck_assert_str_ne(key(paths_of(a).frontend, "event-channel"), "(none)");
+    ck_assert_str_ne(key(paths_of(a).frontend, "queue-0/event-channel"), "(none)");
 }
 END_TEST
 
@@ -720,8 +729,8 @@ START_TEST(test_worker_killed_comes_back_unseen)
     add_device(b);
     wait_connected(a);
     wait_connected(b);
-    snprintf(ref, sizeof(ref), "%s", key(p.frontend, "ring-ref"));
-    snprintf(port, sizeof(port), "%s", key(p.frontend, "event-channel"));
+    snprintf(ref, sizeof(ref), "%s", key(p.frontend, "queue-0/ring-ref"));
+    snprintf(port, sizeof(port), "%s", key(p.frontend, "queue-0/event-channel"));
 
     /* Every change under either directory from here on would reach this handle. */
     ck_assert_ptr_nonnull(w = xs_open(0));
@@ -854,6 +863,200 @@ START_TEST(test_lying_frontend_loses_only_its_device)
     ck_assert(xs_write(xs, XBT_NULL, path, "4x", 2));
     wait_failed(e5, "XenbusState");
     ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+}
+END_TEST
+
+/* Multi-queue keys that lie: each such device is lost, with the key named; the good one stays. */
+START_TEST(test_lying_queue_keys_lose_only_their_device)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest"), evil = dom_up("evil");
+    struct bhxb_dev good = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev e[5] = {
+        dev("vbd", "vbd", evil.domid, dd.domid, 51712), dev("vbd", "vbd", evil.domid, dd.domid, 51728),
+        dev("vbd", "vbd", evil.domid, dd.domid, 51744), dev("vbd", "vbd", evil.domid, dd.domid, 51760),
+        dev("vbd", "vbd", evil.domid, dd.domid, 51776)};
+    static const char *const zero[] = {"multi-queue-num-queues", "0", "ring-ref", "8",
+                                       "event-channel", "3", NULL};
+    static const char *const many[] = {"multi-queue-num-queues", "5", "queue-0/ring-ref", "8",
+                                       "queue-0/event-channel", "3", NULL};
+    static const char *const garbage[] = {"multi-queue-num-queues", "2x", NULL};
+    /* Two queues asked, the second's keys missing (the top-level ones do not count). */
+    static const char *const missing[] = {"multi-queue-num-queues", "2", "queue-0/ring-ref", "8",
+                                          "queue-0/event-channel", "3", "ring-ref", "9",
+                                          "event-channel", "4", NULL};
+    static const char *const bad_port[] = {"multi-queue-num-queues", "2", "queue-0/ring-ref", "8",
+                                           "queue-0/event-channel", "3", "queue-1/ring-ref", "9",
+                                           "queue-1/event-channel", "0", NULL};
+    char wcomm[16];
+    pid_t worker;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(good);
+    wait_connected(good);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", g.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    for (int i = 0; i < 5; i++)
+        add_device(e[i]);
+    lie(e[0], zero);
+    lie(e[1], many);
+    lie(e[2], garbage);
+    lie(e[3], missing);
+    lie(e[4], bad_port);
+    wait_failed(e[0], "multi-queue-num-queues is 0: give 1..4");
+    wait_failed(e[1], "multi-queue-num-queues is 5: give 1..4");
+    wait_failed(e[2], "multi-queue-num-queues");
+    wait_failed(e[3], "queue-1/ring-ref: missing");
+    wait_failed(e[4], "queue-1/event-channel");
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(good).frontend, "state"), "4");
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+}
+END_TEST
+
+/* ---- a multi-queue frontend played by the test (tests/hostile.h) ---- */
+
+#define MQ_QUEUES 2
+
+/* A read of sector `sector` into the granted page gref, as blkfront puts it on a ring. */
+static void mq_put_read(struct hst_end *f, unsigned int q, uint64_t id, uint64_t sector,
+                        uint32_t gref)
+{
+    blkif_request_t r = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = id,
+                         .sector_number = sector};
+
+    r.seg[0] = (struct blkif_request_segment){.gref = gref, .first_sect = 0, .last_sect = 7};
+    ck_assert_int_eq(hst_produce(f, q, &r, sizeof(r), 1, false), 0);
+}
+
+/* Waits until queue q's rsp_prod reaches n; returns it. */
+static uint32_t mq_wait_rsp(struct hst_end *f, unsigned int q, uint32_t n)
+{
+    time_t end = time(NULL) + WAIT_S;
+    uint32_t p;
+
+    while ((p = hst_idx_get(&f->ring[q], HST_RSP_PROD)) < n) {
+        if (time(NULL) >= end)
+            ck_abort_msg("queue %u: %u responses after %d s, not %u; logs:%s", q, p, WAIT_S, n,
+                         logs());
+        nap();
+    }
+    return p;
+}
+
+/* The liar's device up to Connected: 2 queues of one page each, keys under queue-N/. */
+static void mq_connect(struct hst_end *f, struct hst_id *id, struct bhxb_dev d)
+{
+    struct bhxb_paths p = paths_of(d);
+
+    wait_key(p.backend, "state", "2");
+    ck_assert_str_eq(key(p.backend, "multi-queue-max-queues"), "4");
+    ck_assert_msg(hst_front_init_mq(f, id, &d, 0, MQ_QUEUES) == 0, "%s", f->why);
+    ck_assert_int_eq(hst_front_publish(f), 0);
+    ck_assert_int_eq(hst_state(f, XenbusStateInitialised), 0);
+    wait_key(p.backend, "state", "4");
+    ck_assert_int_eq(hst_state(f, XenbusStateConnected), 0);
+}
+
+/* A lie on queue 1 of 2 (req_prod a ring and more ahead) loses that device, and only it. */
+START_TEST(test_lie_on_queue_1_of_2_loses_only_its_device)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest"), evil = dom_up("evil");
+    struct bhxb_dev good = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    struct bhxb_dev bad = dev("vbd", "vbd", evil.domid, dd.domid, 51712);
+    struct hst_id id;
+    struct hst_end f;
+    uint32_t gref;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(good);
+    wait_connected(good);
+    ck_assert_int_eq(hst_id_open(&id, evil.uid), 0);
+    add_device(bad);
+    mq_connect(&f, &id, bad);
+    /* Queue 0 is served honestly first. */
+    ck_assert_ptr_nonnull(hst_grant(&f, 1, true, &gref));
+    mq_put_read(&f, 0, 77, 0, gref);
+    ck_assert_int_eq(hst_notify_queue(&f, 0), 0);
+    mq_wait_rsp(&f, 0, 1);
+    hst_idx_set(&f.ring[1], HST_REQ_PROD, f.ring[1].nr_ents + 1);
+    ck_assert_int_eq(hst_notify_queue(&f, 1), 0);
+    wait_failed(bad, "the frontend lied on queue 1");
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(good).frontend, "state"), "4");
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/*
+ * The worker killed while both queues have requests in flight: the next
+ * one resumes each queue from the keeper, and every request is answered
+ * exactly once, on its own queue.
+ */
+START_TEST(test_worker_killed_with_2_queues_in_flight)
+{
+    struct hvw_dominfo dd = dom_up("drv"), evil = dom_up("fe");
+    struct bhxb_dev d = dev("vbd", "vbd", evil.domid, dd.domid, 51712);
+    char wcomm[16];
+    struct hst_id id;
+    struct hst_end f;
+    uint32_t gref[MQ_QUEUES][8];
+    pid_t worker;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, evil.uid), 0);
+    add_device(d);
+    mq_connect(&f, &id, d);
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        for (unsigned int i = 0; i < 8; i++)
+            ck_assert_ptr_nonnull(hst_grant(&f, 1, true, &gref[q][i]));
+    /* Three answered on each queue before, so that the kept indices are not zero. */
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        for (unsigned int i = 0; i < 3; i++)
+            mq_put_read(&f, q, 100 * q + i, 8 * i, gref[q][i]);
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    }
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_uint_eq(mq_wait_rsp(&f, q, 3), 3);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", evil.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    /* Five more on each, announced, and the worker killed at once: some in flight. */
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        for (unsigned int i = 3; i < 8; i++)
+            mq_put_read(&f, q, 100 * q + i, 8 * i, gref[q][i]);
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    }
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    wait_proc(dd.uid, wcomm, worker, false);
+    wait_log("drvdom", "kicks before, 2 queues");
+    wait_log("drvdom", "worker 2 resumed at Connected from the keeper's state");
+    /* An event more, as a frontend with more to say would send: harmless if nothing waits. */
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        bool seen[8] = {false};
+
+        mq_wait_rsp(&f, q, 8);
+        for (uint32_t i = 0; i < 8; i++) {
+            blkif_response_t rsp;
+
+            ck_assert_int_eq(hst_slot_read(&f.ring[q], i, &rsp, sizeof(rsp)), 0);
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            ck_assert_uint_ge(rsp.id, 100 * q);
+            ck_assert_uint_lt(rsp.id, 100 * q + 8);
+            ck_assert_msg(!seen[rsp.id - 100 * q], "queue %u: id %llu answered twice", q,
+                          (unsigned long long)rsp.id);
+            seen[rsp.id - 100 * q] = true;
+        }
+    }
+    /* Exactly once: nothing past the eight on either queue. */
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_uint_eq(hst_idx_get(&f.ring[q], HST_RSP_PROD), 8);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    hst_end_close(&f);
+    hst_id_close(&id);
 }
 END_TEST
 
@@ -1085,6 +1288,9 @@ int main(void)
     tcase_add_test(tc, test_detach_closes_and_keeper_exits);
     tcase_add_test(tc, test_worker_killed_comes_back_unseen);
     tcase_add_test(tc, test_lying_frontend_loses_only_its_device);
+    tcase_add_test(tc, test_lying_queue_keys_lose_only_their_device);
+    tcase_add_test(tc, test_lie_on_queue_1_of_2_loses_only_its_device);
+    tcase_add_test(tc, test_worker_killed_with_2_queues_in_flight);
     tcase_add_test(tc, test_dom0_serves_a_dom0_device);
     tcase_add_test(tc, test_guest_runs_its_workload_then_closes);
     tcase_add_test(tc, test_startup_errors_name_the_fix);

@@ -331,6 +331,49 @@ START_TEST(test_bogus_keys_fail_with_the_simulations_error)
 }
 END_TEST
 
+/*
+ * Multi-queue blkif: 2 queues of 2 pages, keys under queue-N/, a ring and
+ * a port per queue, events on one queue's port alone; then counts and
+ * queue keys that lie.
+ */
+START_TEST(test_multi_queue_blkif)
+{
+    struct hst_end f, b;
+    uint8_t req[16] = "queue-1-request", rsp[8] = "answer1", back[16];
+
+    ck_assert_msg(hst_front_init_mq(&f, &gid, &dev, 1, 2) == 0, "%s", f.why);
+    ck_assert_int_eq(hst_front_publish(&f), 0);
+    ck_assert_int_eq(hst_back_init(&b, &did, HST_BLKIF, &dev), 0);
+    ck_assert_msg(hst_back_connect(&b) == 0, "%s", b.why);
+    ck_assert_uint_eq(b.nqueues, 2);
+    ck_assert_uint_eq(b.ring[1].order, 1);
+    ck_assert_uint_eq(b.peer_qport[1], (uint32_t)f.qport[1]);
+    ck_assert_int_ne(b.qport[0], b.qport[1]);
+    ck_assert_int_eq(b.port, b.qport[0]);
+    /* A request on queue 1, announced on its port: queue 0 saw nothing. */
+    ck_assert_int_eq(hst_produce(&f, 1, req, sizeof(req), 1, true), 0);
+    ck_assert_int_eq(hst_events(&b), 1);
+    ck_assert_int_eq(hst_slot_read(&b.ring[1], 0, back, sizeof(req)), 0);
+    ck_assert_mem_eq(back, req, sizeof(req));
+    ck_assert_uint_eq(hst_idx_get(&b.ring[1], HST_REQ_PROD), 1);
+    ck_assert_uint_eq(hst_idx_get(&b.ring[0], HST_REQ_PROD), 0);
+    ck_assert_int_eq(hst_produce(&b, 1, rsp, sizeof(rsp), 1, true), 0);
+    ck_assert_int_eq(hst_events(&f), 1);
+    ck_assert_int_eq(hst_slot_read(&f.ring[1], 0, back, sizeof(rsp)), 0);
+    ck_assert_mem_eq(back, rsp, sizeof(rsp));
+    ck_assert_uint_eq(hst_idx_get(&f.ring[0], HST_RSP_PROD), 0);
+    hst_end_close(&b);
+    /* Counts that lie, and a queue whose keys are not there. */
+    connect_fails(&f, "multi-queue-num-queues", "0", ERANGE);
+    connect_fails(&f, "multi-queue-num-queues", "5", ERANGE);
+    connect_fails(&f, "multi-queue-num-queues", "2x", EPROTO);
+    connect_fails_on(&f, "multi-queue-num-queues", "3", ENOENT, "queue-2/ring-ref0");
+    ck_assert_int_eq(hst_set(&f, "multi-queue-num-queues", "2"), 0);
+    connect_fails(&f, "queue-1/event-channel", "0", ERANGE);
+    hst_end_close(&f);
+}
+END_TEST
+
 START_TEST(test_data_grants_read_only_and_ungranted_in_flight)
 {
     struct hst_end f, b;
@@ -849,6 +892,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, test_front_ring_under_lying_responses, 0, RSP_CASES);
     tcase_add_test(tc, test_netif_pair_and_multi_page_blkif);
     tcase_add_test(tc, test_bogus_keys_fail_with_the_simulations_error);
+    tcase_add_test(tc, test_multi_queue_blkif);
     tcase_add_test(tc, test_data_grants_read_only_and_ungranted_in_flight);
     tcase_add_test(tc, test_event_storm_coalesces);
     tcase_add_test(tc, test_event_storm_against_a_live_receiver);

@@ -272,6 +272,8 @@ static int end_init(struct hst_end *e, struct hst_id *id, enum bhxb_role role, e
 {
     memset(e, 0, sizeof(*e));
     e->port = -1;
+    for (unsigned int i = 0; i < HST_MAX_QUEUES; i++)
+        e->qport[i] = -1;
     if (id == NULL || dev == NULL || (p != HST_BLKIF && p != HST_NETIF)) {
         errno = EINVAL;
         return -1;
@@ -285,8 +287,13 @@ static int end_init(struct hst_end *e, struct hst_id *id, enum bhxb_role role, e
     e->peer_dir = role == BHXB_FRONTEND ? e->paths.backend : e->paths.frontend;
     e->peer_domid = role == BHXB_FRONTEND ? dev->backend_domid : dev->domid;
     e->nrings = p == HST_BLKIF ? 1 : 2;
-    e->ring[0].type = p == HST_BLKIF ? &bhring_blkif : &bhring_netif_tx;
-    e->ring[1].type = &bhring_netif_rx;
+    e->nqueues = 1;
+    for (unsigned int i = 0; i < HST_MAX_QUEUES; i++)
+        e->ring[i].type = &bhring_blkif;
+    if (p == HST_NETIF) {
+        e->ring[0].type = &bhring_netif_tx;
+        e->ring[1].type = &bhring_netif_rx;
+    }
     return 0;
 }
 
@@ -298,17 +305,20 @@ static void ring_geometry(struct hst_ring *r, unsigned int order)
     r->ent_size = bhring_type_ent_size(r->type);
 }
 
-int hst_front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
-                   const struct bhxb_dev *dev, unsigned int order)
+static int front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
+                      const struct bhxb_dev *dev, unsigned int order, unsigned int nqueues)
 {
     int port;
 
     if (end_init(f, id, BHXB_FRONTEND, p, dev) != 0)
         return -1;
-    if (order > BHRING_MAX_ORDER || (p == HST_NETIF && order != 0)) {
+    if (order > BHRING_MAX_ORDER || (p == HST_NETIF && order != 0) || nqueues == 0 ||
+        nqueues > HST_MAX_QUEUES || (p == HST_NETIF && nqueues != 1)) {
         errno = EINVAL;
         return -1;
     }
+    if (p == HST_BLKIF)
+        f->nrings = f->nqueues = nqueues;
     for (unsigned int i = 0; i < f->nrings; i++) {
         struct hst_ring *r = &f->ring[i];
         ring_geometry(r, order);
@@ -322,15 +332,30 @@ int hst_front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
         hst_idx_set(r, HST_REQ_EVENT, 1);
         hst_idx_set(r, HST_RSP_EVENT, 1);
     }
-    if ((port = bhevtchn_bind_unbound_port(id->ev, f->peer_domid)) < 0) {
-        why(f, "an unbound port for domain %u: %s", f->peer_domid, strerror(errno));
-        goto fail;
+    for (unsigned int i = 0; i < f->nqueues; i++) {
+        if ((port = bhevtchn_bind_unbound_port(id->ev, f->peer_domid)) < 0) {
+            why(f, "an unbound port for domain %u: %s", f->peer_domid, strerror(errno));
+            goto fail;
+        }
+        f->qport[i] = port;
     }
-    f->port = port;
+    f->port = f->qport[0];
     return 0;
 fail:
     hst_end_close(f);
     return -1;
+}
+
+int hst_front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
+                   const struct bhxb_dev *dev, unsigned int order)
+{
+    return front_init(f, id, p, dev, order, 1);
+}
+
+int hst_front_init_mq(struct hst_end *f, struct hst_id *id, const struct bhxb_dev *dev,
+                      unsigned int order, unsigned int nqueues)
+{
+    return front_init(f, id, HST_BLKIF, dev, order, nqueues);
 }
 
 int hst_back_init(struct hst_end *b, struct hst_id *id, enum hst_proto p,
@@ -352,6 +377,11 @@ void hst_end_close(struct hst_end *e)
         else
             bhgnttab_unmap(e->id->gt, (void *)r->sh, r->npages);
         r->sh = NULL;
+    }
+    for (unsigned int i = 0; i < HST_MAX_QUEUES; i++) {
+        if (e->qport[i] >= 0 && e->qport[i] != e->port)
+            bhevtchn_unbind(e->id->ev, (bh_evtchn_port_t)e->qport[i]);
+        e->qport[i] = -1;
     }
     if (e->port >= 0)
         bhevtchn_unbind(e->id->ev, (bh_evtchn_port_t)e->port);
@@ -439,12 +469,9 @@ int hst_state(struct hst_end *e, int state)
 
 int hst_front_publish(struct hst_end *f)
 {
-    struct kv kv[HST_MAX_PAGES + 4];
-    static const char *const ringkey[HST_MAX_PAGES] = {
-        "ring-ref0",  "ring-ref1",  "ring-ref2",  "ring-ref3", "ring-ref4",  "ring-ref5",
-        "ring-ref6",  "ring-ref7",  "ring-ref8",  "ring-ref9", "ring-ref10", "ring-ref11",
-        "ring-ref12", "ring-ref13", "ring-ref14", "ring-ref15"};
-    size_t n = 0;
+    struct kv kv[HST_MAX_QUEUES * (HST_MAX_PAGES + 1) + 4];
+    char names[HST_MAX_QUEUES * (HST_MAX_PAGES + 1)][40]; /* the keys formatted below */
+    size_t n = 0, k = 0;
 
     if (f->role != BHXB_FRONTEND || f->ring[0].sh == NULL) {
         errno = EINVAL;
@@ -456,21 +483,36 @@ int hst_front_publish(struct hst_end *f)
         kv[n] = (struct kv){"rx-ring-ref", ""};
         snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[1].refs[0]);
         kv[n++] = (struct kv){"request-rx-copy", "1"};
-    } else if (f->ring[0].order == 0) {
-        kv[n] = (struct kv){"ring-ref", ""};
-        snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[0].refs[0]);
-    } else {
+        kv[n] = (struct kv){"event-channel", ""};
+        snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->port);
+        return write_txn(f, kv, n);
+    }
+    if (f->ring[0].order > 0) {
         kv[n] = (struct kv){"ring-page-order", ""};
         snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[0].order);
-        for (unsigned int i = 0; i < f->ring[0].npages; i++) {
-            kv[n] = (struct kv){ringkey[i], ""};
-            snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[0].refs[i]);
-        }
     }
-    if (f->proto == HST_BLKIF)
-        kv[n++] = (struct kv){"protocol", "x86_64-abi"};
-    kv[n] = (struct kv){"event-channel", ""};
-    snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->port);
+    if (f->nqueues > 1) {
+        kv[n] = (struct kv){"multi-queue-num-queues", ""};
+        snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->nqueues);
+    }
+    for (unsigned int q = 0; q < f->nqueues; q++) {
+        char prefix[24] = "";
+
+        if (f->nqueues > 1)
+            snprintf(prefix, sizeof(prefix), "queue-%u/", q);
+        for (unsigned int i = 0; i < f->ring[q].npages; i++) {
+            kv[n] = (struct kv){names[k], ""};
+            if (f->ring[q].order == 0)
+                snprintf(names[k++], sizeof(names[0]), "%sring-ref", prefix);
+            else
+                snprintf(names[k++], sizeof(names[0]), "%sring-ref%u", prefix, i);
+            snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[q].refs[i]);
+        }
+        kv[n] = (struct kv){names[k], ""};
+        snprintf(names[k++], sizeof(names[0]), "%sevent-channel", prefix);
+        snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->qport[q]);
+    }
+    kv[n++] = (struct kv){"protocol", "x86_64-abi"};
     return write_txn(f, kv, n);
 }
 
@@ -547,27 +589,61 @@ static int map_ring(struct hst_end *b, struct hst_ring *r, unsigned int order, c
     return 0;
 }
 
-static int read_blkif_refs(struct hst_end *b, uint32_t *order)
+/* Queue q's references (prefix "" or "queue-N/") of a ring of the given order. */
+static int read_blkif_refs(struct hst_end *b, const char *prefix, uint32_t order, uint32_t *refs)
 {
-    char key[32];
-    int rc;
+    char key[48];
 
-    *order = 0;
-    if ((rc = read_peer(b, "ring-page-order", 'o', true, order)) < 0)
-        return -1;
-    if (rc == 1)
-        return read_peer(b, "ring-ref", 'g', false, &b->ring[0].refs[0]);
-    for (unsigned int i = 0; i < (1u << *order); i++) {
-        snprintf(key, sizeof(key), "ring-ref%u", i);
-        if (read_peer(b, key, 'g', false, &b->ring[0].refs[i]) != 0)
+    for (unsigned int i = 0; i < (1u << order); i++) {
+        if (order == 0)
+            snprintf(key, sizeof(key), "%sring-ref", prefix);
+        else
+            snprintf(key, sizeof(key), "%sring-ref%u", prefix, i);
+        if (read_peer(b, key, 'g', false, &refs[i]) != 0)
             return -1;
     }
     return 0;
 }
 
+/* multi-queue-num-queues: missing is 1; 1..HST_MAX_QUEUES. */
+static int read_nqueues(struct hst_end *b, unsigned int *nq)
+{
+    char path[BHXB_PATH_MAX + 64];
+    unsigned int len;
+    uint64_t v = 1;
+    char *s;
+
+    snprintf(path, sizeof(path), "%s/multi-queue-num-queues", b->peer_dir);
+    if ((s = xs_read(b->id->xs, XBT_NULL, path, &len)) == NULL) {
+        if (errno != ENOENT) {
+            why(b, "reading %s: %s", path, strerror(errno));
+            return -1;
+        }
+    } else if (bhxb_parse_u64(s, len, 1, HST_MAX_QUEUES, &v) != 0) {
+        why(b, "%s is not 1..%u: %s", path, HST_MAX_QUEUES, strerror(errno));
+        free(s);
+        return -1;
+    } else {
+        free(s);
+    }
+    *nq = (unsigned int)v;
+    return 0;
+}
+
+static int bind_peer(struct hst_end *b, uint32_t peer_port)
+{
+    int port = bhevtchn_bind_interdomain(b->id->ev, b->peer_domid, peer_port);
+
+    if (port < 0)
+        why(b, "binding event-channel %u of domain %u: %s", peer_port, b->peer_domid,
+            strerror(errno));
+    return port;
+}
+
 int hst_back_connect(struct hst_end *b)
 {
     uint32_t order = 0;
+    unsigned int nq = 1;
     int port;
 
     if (b->role != BHXB_BACKEND || b->ring[0].sh != NULL) {
@@ -575,22 +651,36 @@ int hst_back_connect(struct hst_end *b)
         return -1;
     }
     if (b->proto == HST_BLKIF) {
-        if (read_blkif_refs(b, &order) != 0 || map_ring(b, &b->ring[0], order, "ring-ref") != 0)
+        if (read_nqueues(b, &nq) != 0 || read_peer(b, "ring-page-order", 'o', true, &order) < 0)
             goto fail;
-    } else if (read_peer(b, "tx-ring-ref", 'g', false, &b->ring[0].refs[0]) != 0 ||
-               read_peer(b, "rx-ring-ref", 'g', false, &b->ring[1].refs[0]) != 0 ||
-               map_ring(b, &b->ring[0], 0, "tx-ring-ref") != 0 ||
-               map_ring(b, &b->ring[1], 0, "rx-ring-ref") != 0) {
-        goto fail;
+        b->nrings = b->nqueues = nq;
+        for (unsigned int q = 0; q < nq; q++) {
+            char prefix[24] = "", key[48];
+
+            if (nq > 1)
+                snprintf(prefix, sizeof(prefix), "queue-%u/", q);
+            snprintf(key, sizeof(key), "%sevent-channel", prefix);
+            if (read_blkif_refs(b, prefix, order, b->ring[q].refs) != 0 ||
+                map_ring(b, &b->ring[q], order, "ring-ref") != 0 ||
+                read_peer(b, key, 'e', false, &b->peer_qport[q]) != 0 ||
+                (port = bind_peer(b, b->peer_qport[q])) < 0)
+                goto fail;
+            b->qport[q] = port;
+        }
+        b->port = b->qport[0];
+        b->peer_port = b->peer_qport[0];
+        return 0;
     }
+    if (read_peer(b, "tx-ring-ref", 'g', false, &b->ring[0].refs[0]) != 0 ||
+        read_peer(b, "rx-ring-ref", 'g', false, &b->ring[1].refs[0]) != 0 ||
+        map_ring(b, &b->ring[0], 0, "tx-ring-ref") != 0 ||
+        map_ring(b, &b->ring[1], 0, "rx-ring-ref") != 0)
+        goto fail;
     if (read_peer(b, "event-channel", 'e', false, &b->peer_port) != 0)
         goto fail;
-    if ((port = bhevtchn_bind_interdomain(b->id->ev, b->peer_domid, b->peer_port)) < 0) {
-        why(b, "binding event-channel %u of domain %u: %s", b->peer_port, b->peer_domid,
-            strerror(errno));
+    if ((port = bind_peer(b, b->peer_port)) < 0)
         goto fail;
-    }
-    b->port = port;
+    b->port = b->qport[0] = port;
     return 0;
 fail:
     hst_end_close(b);
@@ -663,10 +753,21 @@ int hst_produce(struct hst_end *e, unsigned int ring, const void *ent, size_t le
         if (hst_slot_write(r, base + i, ent, len) != 0)
             return -1;
     hst_idx_set(r, prod, base + n);
-    return notify ? hst_notify(e) : 0;
+    if (!notify)
+        return 0;
+    return e->proto == HST_BLKIF ? hst_notify_queue(e, ring) : hst_notify(e);
 }
 
 /* ---- event channels and data grants ---- */
+
+int hst_notify_queue(struct hst_end *e, unsigned int q)
+{
+    if (q >= HST_MAX_QUEUES || e->qport[q] < 0) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    return bhevtchn_notify(e->id->ev, (bh_evtchn_port_t)e->qport[q]);
+}
 
 int hst_notify(struct hst_end *e)
 {
@@ -690,8 +791,9 @@ int hst_events(struct hst_end *e)
     int got = 0, p;
 
     while ((p = bhevtchn_pending(e->id->ev)) >= 0) {
-        if (p == e->port)
-            got++;
+        for (unsigned int q = 0; q < HST_MAX_QUEUES; q++)
+            if (p == e->qport[q] || (q == 0 && p == e->port))
+                got++;
         if (bhevtchn_unmask(e->id->ev, (bh_evtchn_port_t)p) != 0)
             return -1;
     }

@@ -133,11 +133,12 @@ void hst_id_close(struct hst_id *id);
 /* ---- one end of a device ---- */
 
 enum hst_proto {
-    HST_BLKIF = 1, /* one ring, "ring-ref" or "ring-page-order" + "ring-refN" */
+    HST_BLKIF = 1, /* a ring per queue, "ring-ref" or "ring-page-order" + "ring-refN" */
     HST_NETIF = 2, /* ring[0] tx, ring[1] rx, "tx-ring-ref" / "rx-ring-ref" */
 };
 
-#define HST_MAX_PAGES 16 /* 2^BHRING_MAX_ORDER */
+#define HST_MAX_PAGES  16 /* 2^BHRING_MAX_ORDER */
+#define HST_MAX_QUEUES 4  /* blkif multi-queue: rings (and ports) an end can play */
 
 /* A shared ring as raw memory: both ends of it are hostile to the harness. */
 struct hst_ring {
@@ -157,9 +158,12 @@ struct hst_end {
     const char *dir, *peer_dir; /* into paths: ours and the peer's */
     uint32_t peer_domid;
     unsigned int nrings;
-    struct hst_ring ring[2];
-    int port;           /* our event-channel port, -1 without */
-    uint32_t peer_port; /* back: the port the frontend published */
+    struct hst_ring ring[HST_MAX_QUEUES]; /* blkif: queue i's ring; netif: tx, rx */
+    int port;           /* our event-channel port (queue 0's), -1 without */
+    uint32_t peer_port; /* back: the port the frontend published (queue 0's) */
+    unsigned int nqueues;                /* blkif: 1, or multi-queue-num-queues */
+    int qport[HST_MAX_QUEUES];           /* blkif: each queue's port (qport[0] == port) */
+    uint32_t peer_qport[HST_MAX_QUEUES]; /* back: each queue's published port */
     char why[256];      /* the step that failed last, one line */
 };
 
@@ -173,9 +177,17 @@ int hst_front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
                    const struct bhxb_dev *dev, unsigned int order);
 
 /*
+ * A multi-queue blkif frontend: as hst_front_init, with nqueues (1..
+ * HST_MAX_QUEUES) rings of 2^order pages and a port per queue.
+ */
+int hst_front_init_mq(struct hst_end *f, struct hst_id *id, const struct bhxb_dev *dev,
+                      unsigned int order, unsigned int nqueues);
+/*
  * Writes the keys an honest frontend writes, in one transaction: blkif
  * ring-ref (order 0) or ring-page-order and ring-ref0..N-1, event-channel,
- * protocol; netif tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy.
+ * protocol - with several queues, multi-queue-num-queues and each queue's
+ * ring-ref* and event-channel under queue-N/ (ring-page-order stays at the
+ * top); netif tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy.
  * Not the state: the caller writes states in whatever order it likes.
  */
 int hst_front_publish(struct hst_end *f);
@@ -194,7 +206,8 @@ int hst_back_publish(struct hst_end *b);
 
 /*
  * Reads the frontend's keys (strictly, with the bhxb parsers), maps its
- * rings read-write and binds its event channel.  -1 with errno: ENOENT (a
+ * rings read-write and binds its event channel (blkif: every queue's, as
+ * multi-queue-num-queues says, up to HST_MAX_QUEUES).  -1 with errno: ENOENT (a
  * key is missing, or a grant does not exist), EPROTO / ERANGE (a value is
  * bogus), EACCES / EPERM (the grant is not ours to map, or read-only),
  * EINVAL (the port is not left unbound for us); b->why names the key.
@@ -249,11 +262,13 @@ int hst_produce(struct hst_end *e, unsigned int ring, const void *ent, size_t le
 /* ---- event channels and data grants ---- */
 
 int hst_notify(struct hst_end *e);
+/* Notifies queue q's port (blkif multi-queue; queue 0 is hst_notify). */
+int hst_notify_queue(struct hst_end *e, unsigned int q);
 /* n notifications, as fast as possible; returns n, or -1 at the first failure. */
 long hst_storm(struct hst_end *e, unsigned long n);
 /*
  * Takes every pending event of this end's handle without blocking and
- * unmasks it; returns how many times our port was pending (0 or 1: the
+ * unmasks it; returns how many times our ports (any queue's) were pending (0 or 1: the
  * platform coalesces), -1 on error.
  */
 int hst_events(struct hst_end *e);

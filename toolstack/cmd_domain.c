@@ -317,7 +317,7 @@ static int connect_timeout_ms(void)
 static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct xlcfg *cfg,
                        size_t ndevs, char *err, size_t errlen)
 {
-    char prog[4096], top[4096], count[16];
+    char prog[4096], top[4096], count[16], queues[24];
     const char *argv[XLCFG_INIT_MAX + 8];
     size_t argc = 0, off = 0;
 
@@ -334,6 +334,11 @@ static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct x
         snprintf(count, sizeof(count), "%zu", ndevs);
         argv[argc++] = "--devices";
         argv[argc++] = count;
+        if (cfg->vbd_queues > 0) {
+            snprintf(queues, sizeof(queues), "%ld", cfg->vbd_queues);
+            argv[argc++] = "--vbd-queues";
+            argv[argc++] = queues;
+        }
         if (cfg->ninit > 0) {
             argv[argc++] = "--";
             for (size_t i = 0; i < cfg->ninit && argc < XLCFG_INIT_MAX + 7; i++)

@@ -96,7 +96,8 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
         get_long(c, "driver_domain", 0, 1, &dd, file, err, errlen) != 0 ||
         get_long(c, "max_grant_frames", 1, 4096, &cfg->max_grant_frames, file, err, errlen) != 0 ||
         get_long(c, "max_event_channels", 1, 131072, &cfg->max_event_channels, file, err,
-                 errlen) != 0)
+                 errlen) != 0 ||
+        get_long(c, "bulkhead_vbd_queues", 1, 16, &cfg->vbd_queues, file, err, errlen) != 0)
         return -1;
     cfg->driver_domain = dd != 0;
     if (check_type(cfg, c, file, err, errlen) != 0)

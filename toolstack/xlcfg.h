@@ -11,14 +11,17 @@
  *
  * Devices: disk = [ "SPEC", ... ] and vif = [ "SPEC", ... ] are kept as
  * written, one string per device (diskspec.h and vifspec.h parse them).
- * Three keys of the simulation, which xl ignores:
+ * Four keys of the simulation, which xl ignores:
  *   bulkhead_storage = [ "DIR", ... ]  absolute host directories a driver
  *                                      domain owns (its disks' targets);
  *   bulkhead_uplink = "BRIDGE"         the host bridge a driver domain's
  *                                      network reaches the world through;
  *   bulkhead_init = "CMD ARG ..." or [ "CMD", "ARG", ... ]
  *                                      a guest's workload, run without a
- *                                      shell: a string splits on spaces.
+ *                                      shell: a string splits on spaces;
+ *   bulkhead_vbd_queues = N            queues (1..16) a guest's block
+ *                                      frontends ask for (its nbdkit
+ *                                      plugin's queues=; default 4).
  */
 #ifndef BULKHEAD_XLCFG_H
 #define BULKHEAD_XLCFG_H
@@ -48,6 +51,7 @@ struct xlcfg {
     char **init;    /* bulkhead_init's argv; NULL when not given */
     size_t ninit;
     char uplink[16]; /* bulkhead_uplink, "" when not given */
+    long vbd_queues; /* bulkhead_vbd_queues, 0 when not given */
 };
 
 #define XLCFG_DEVS_MAX 64     /* disks, vifs: each list */

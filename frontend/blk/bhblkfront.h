@@ -37,6 +37,14 @@
  * reason is in bhblkfront_error(), and (with bhblkfront_open) the error
  * node is written and the device goes Closing.  Never the process.
  *
+ * Queues (io/blkif.h multi-queue): min(cfg.queues, the backend's
+ * multi-queue-max-queues) rings, each with its own event channel, ids,
+ * share of the pool and lock; one queue (the top-level keys) when the
+ * backend offers none.  An I/O goes on the queue of the submitting thread
+ * (each thread is given one, round robin, at its first call) or on the one
+ * named with bhblkfront_submit_queue, and completes from that queue, so
+ * threads on different queues do not contend.
+ *
  * Threads: every call is thread-safe.  Completion callbacks run from
  * whichever thread consumed the response (the event thread, or a
  * submitter polling with bhblkfront_poll), never with a library lock held;
@@ -58,6 +66,8 @@ extern "C" {
 
 #define BHBLKFRONT_MAX_INDIRECT 128 /* segments per indirect request we use */
 #define BHBLKFRONT_POOL_PAGES   256 /* default data pool, pages (1 MiB) */
+#define BHBLKFRONT_QUEUES       4   /* queues wanted by default (Linux's xen_blkfront.max_queues) */
+#define BHBLKFRONT_MAX_QUEUES   16
 
 typedef struct bhblkfront bhblkfront;
 
@@ -89,7 +99,8 @@ struct bhblkfront_info {
     bool discard;
     bool discard_secure;
     unsigned int discard_granularity, discard_alignment;
-    unsigned int backend_max_queues; /* offered; one queue is used */
+    unsigned int backend_max_queues; /* offered (1 when the backend says nothing) */
+    unsigned int queues;             /* in use: min(wanted, offered) */
     bool trusted;
 };
 
@@ -101,7 +112,8 @@ struct bhblkfront_cfg {
     const char *backend;     /* the backend's directory */
     uint32_t backend_domid;
     unsigned int ring_order; /* wanted, 0..4: min(this, max-ring-page-order) is used */
-    unsigned int pool_pages; /* 0: BHBLKFRONT_POOL_PAGES */
+    unsigned int pool_pages; /* 0: BHBLKFRONT_POOL_PAGES; raised to 129 pages per queue */
+    unsigned int queues;     /* wanted, 0: BHBLKFRONT_QUEUES; at most BHBLKFRONT_MAX_QUEUES */
     bool no_persistent;      /* do not ask for persistent grants */
     bool no_indirect;        /* do not use indirect requests */
     /* Called (from the thread that caught it, no lock held) when the backend lied. */
@@ -115,10 +127,13 @@ bhblkfront *bhblkfront_new(const struct bhblkfront_cfg *cfg);
 void bhblkfront_free(bhblkfront *b);
 
 /*
- * Reads the backend's features and our `trusted` key, grants the ring and
- * the pool, binds an unbound port for the backend and writes ring-ref (or
- * ring-page-order + ring-refN), event-channel, protocol and
- * feature-persistent in one transaction.  -1 with a one-line reason.
+ * Reads the backend's features and our `trusted` key, grants each queue's
+ * ring and the pool, binds an unbound port per queue for the backend and
+ * writes ring-ref (or ring-page-order + ring-refN), event-channel (under
+ * queue-N/ with multi-queue-num-queues when there are several queues),
+ * protocol and feature-persistent in one transaction.  I/O of queues that
+ * the new connection no longer has moves to the others.  -1 with a
+ * one-line reason.
  */
 int bhblkfront_publish(bhblkfront *b, char *why, size_t whylen);
 
@@ -142,8 +157,10 @@ void bhblkfront_disconnect(bhblkfront *b);
 /* The event channel fired (the caller took and unmasked it): consume responses. */
 void bhblkfront_kick(bhblkfront *b);
 
-/* Our port, or -1 when not published. */
+/* Our port (queue 0's), or -1 when not published. */
 int bhblkfront_port(const bhblkfront *b);
+/* Queue `queue`'s port, or -1 (not published, or no such queue). */
+int bhblkfront_queue_port(bhblkfront *b, unsigned int queue);
 
 /* Completion: 0, or an errno (EIO: backend error or broken device; ENOTSUP). */
 typedef void bhblkfront_done_fn(void *arg, int err);
@@ -160,8 +177,22 @@ typedef void bhblkfront_done_fn(void *arg, int err);
 int bhblkfront_submit(bhblkfront *b, enum bhblkfront_op op, uint64_t offset, uint64_t len,
                       void *buf, bhblkfront_done_fn *done, void *arg);
 
-/* Consumes responses now (a submitter waiting for its own); returns completions run. */
+/*
+ * As bhblkfront_submit, on queue `queue` modulo the queues of the
+ * connection (a reconnect may have changed their count).
+ */
+int bhblkfront_submit_queue(bhblkfront *b, unsigned int queue, enum bhblkfront_op op,
+                            uint64_t offset, uint64_t len, void *buf, bhblkfront_done_fn *done,
+                            void *arg);
+
+/* The calling thread's queue (what bhblkfront_submit uses), 0..queues-1. */
+unsigned int bhblkfront_queue(bhblkfront *b);
+
+/* Consumes responses now, on every queue; returns completions run. */
 int bhblkfront_poll(bhblkfront *b);
+
+/* Consumes the responses of one queue (a submitter waiting for its own), modulo the count. */
+int bhblkfront_poll_queue(bhblkfront *b, unsigned int queue);
 
 /* What was negotiated; EAGAIN before the first connect. */
 int bhblkfront_get_info(bhblkfront *b, struct bhblkfront_info *out);

@@ -5,22 +5,29 @@
  *
  *   nbdkit --unix SOCK -t N nbdkit-bulkhead-plugin.so vbd=DEVID \
  *          [timeout=MS] [ring-order=0..4] [pool-pages=N] [persistent=BOOL] [indirect=BOOL]
+ *          [queues=1..16]
  *
  * Design: the plugin process owns the device, XenStore handshake included
  * (bhblkfront_open), because it is the process that maps the ring and the
  * bounce pool; bulkhead-guest only starts one nbdkit per vbd and publishes
  * its URI.  nbdkit forks into the background after .get_ready, so the
  * device (and its event thread) is opened in .after_fork.  The PARALLEL
- * thread model: every nbdkit worker submits to the one ring (all
- * connections share it, so multi-conn is safe: a flush covers every
- * connection's writes).  A worker waits for its own completion by polling
- * the ring itself for a few microseconds - the common case at depth 1,
- * where the response arrives while the submitter is still on its CPU, so
- * no wake-up crosses CPUs - and only then sleeps on a futex, which the
- * thread that consumed its response wakes.  Only one worker
- * polls, and only while its request is the only one in flight: at depth
- * 32 spinning workers would take the CPUs that the backend and the NBD
- * client need, and the event thread completes responses in batches there.
+ * thread model: the device has up to queues= rings (min with the
+ * backend's offer; 4 by default), and each nbdkit worker thread submits to
+ * the queue libbhblkfront dealt it at its first call, so the workers spread
+ * over the queues round robin and threads on different queues take
+ * different locks.  All connections share the device, so multi-conn is
+ * safe: a flush covers every connection's writes, whatever their queues -
+ * a backend answers a flush only once the writes it has completed are
+ * durable, and a write is completed before its caller flushes.  A worker
+ * waits for its own completion by polling its own queue for a few
+ * microseconds - the common case at depth 1, where the response arrives
+ * while the submitter is still on its CPU, so no wake-up crosses CPUs -
+ * and only then sleeps on a futex, which the thread that consumed its
+ * response wakes.  Only one worker polls, and only while its request is
+ * the only one in flight: at depth 32 spinning workers would take the CPUs
+ * that the backend and the NBD client need, and the event thread completes
+ * responses in batches there.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -75,6 +82,17 @@ static int bh_config(const char *key, const char *value)
         opts.ring_order = v;
         return 0;
     }
+    if (strcmp(key, "queues") == 0) {
+        if (nbdkit_parse_uint32_t("queues", value, &v) == -1)
+            return -1;
+        if (v < 1 || v > BHBLKFRONT_MAX_QUEUES) {
+            nbdkit_error("queues=%u: give 1..%u (the backend may offer fewer)", v,
+                         BHBLKFRONT_MAX_QUEUES);
+            return -1;
+        }
+        opts.queues = v;
+        return 0;
+    }
     if (strcmp(key, "pool-pages") == 0) {
         if (nbdkit_parse_uint32_t("pool-pages", value, &v) == -1)
             return -1;
@@ -90,8 +108,8 @@ static int bh_config(const char *key, const char *value)
             opts.no_indirect = !b;
         return 0;
     }
-    nbdkit_error("unknown parameter '%s': give vbd=, timeout=, ring-order=, pool-pages=, "
-                 "persistent= or indirect=",
+    nbdkit_error("unknown parameter '%s': give vbd=, timeout=, ring-order=, queues=, "
+                 "pool-pages=, persistent= or indirect=",
                  key);
     return -1;
 }
@@ -119,9 +137,11 @@ static int bh_after_fork(void)
         nbdkit_error("vbd %u connected without its keys", vbd);
         return -1;
     }
-    nbdkit_debug("vbd %u: %llu 512-byte sectors, %u-byte logical ones, ring order %u, "
-                 "%u segments, persistent %d, flush %d, discard %d, trusted %d",
-                 vbd, (unsigned long long)info.sectors, info.sector_size, info.ring_order,
+    nbdkit_debug("vbd %u: %llu 512-byte sectors, %u-byte logical ones, %u queue(s) of %u "
+                 "offered, ring order %u, %u segments, persistent %d, flush %d, discard %d, "
+                 "trusted %d",
+                 vbd, (unsigned long long)info.sectors, info.sector_size, info.queues,
+                 info.backend_max_queues, info.ring_order,
                  info.max_segments, info.persistent, info.flush, info.discard, info.trusted);
     return 0;
 }
@@ -263,10 +283,11 @@ static int run(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
 {
     struct waiter w = {.state = W_PENDING, .err = 0};
     struct timespec t0;
+    unsigned int q = bhblkfront_queue(blk); /* this thread's */
     int err, s;
 
     atomic_fetch_add(&in_flight, 1);
-    if (bhblkfront_submit(blk, op, off, len, buf, on_done, &w) != 0) {
+    if (bhblkfront_submit_queue(blk, q, op, off, len, buf, on_done, &w) != 0) {
         err = errno;
         atomic_fetch_sub(&in_flight, 1);
         goto out;
@@ -274,7 +295,7 @@ static int run(enum bhblkfront_op op, uint64_t off, uint64_t len, void *buf)
     if (atomic_load(&in_flight) == 1 && !atomic_exchange(&polling, true)) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
         while (atomic_load(&w.state) != W_DONE && elapsed_ns(&t0) < SPIN_NS)
-            bhblkfront_poll(blk);
+            bhblkfront_poll_queue(blk, q);
         atomic_store(&polling, false);
     }
     s = W_PENDING;

@@ -80,16 +80,22 @@ static void uri_dir(const struct bhfront *f, char *buf, size_t size)
     snprintf(buf, size, "/local/domain/%u/data/bulkhead/vbd/%u", f->domid, f->devid);
 }
 
+unsigned int fe_vbd_queues;
+
 static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t len)
 {
-    char plugin[PATH_MAX + 64], sock[128], arg[32];
+    char plugin[PATH_MAX + 64], sock[128], arg[32], queues[32];
     char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "-t", VBD_THREADS, plugin,
-                    arg,      NULL};
+                    arg,      NULL,   NULL};
     pid_t pid;
 
     plugin_path(plugin, sizeof(plugin));
     sock_path(f, sock, sizeof(sock));
     snprintf(arg, sizeof(arg), "vbd=%u", f->devid);
+    if (fe_vbd_queues > 0) {
+        snprintf(queues, sizeof(queues), "queues=%u", fe_vbd_queues);
+        argv[9] = queues;
+    }
     if (mkdir(VBD_RUNDIR, 0755) != 0 && errno != EEXIST) {
         snprintf(why, len, "cannot make %s: %s", VBD_RUNDIR, strerror(errno));
         return -1;

@@ -79,6 +79,8 @@ struct bhfrontdrv {
 
 /* fe_vbd.c: the vbd frontend, nbdkit with the blkfront plugin. */
 extern const struct bhfrontdrv blkfront_nbdkit;
+/* Queues every vbd asks for (--vbd-queues, the plugin's queues=); 0: the plugin's default. */
+extern unsigned int fe_vbd_queues;
 
 /* fe_trivial.c: the built-in frontends; the one for a kind, or NULL. */
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind);

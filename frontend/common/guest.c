@@ -3,7 +3,7 @@
  * frontend half of every device the toolstack gave the domain, then its
  * workload.
  *
- *   bulkhead-guest [--wait SECONDS] [--devices N] [-- PROGRAM [ARG]...]
+ *   bulkhead-guest [--wait SECONDS] [--devices N] [--vbd-queues N] [-- PROGRAM [ARG]...]
  *
  * It watches /local/domain/<self>/device, starts a frontend for each
  * <kind>/<devid> of a kind it has a driver for (vbd, vif), and runs the
@@ -595,7 +595,7 @@ static void run(struct guest *g, long wait_ms)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--wait SECONDS] [--devices N] [-- PROGRAM [ARG]...]\n"
+            "usage: %s [--wait SECONDS] [--devices N] [--vbd-queues N] [-- PROGRAM [ARG]...]\n"
             "Runs the frontends of this domain's devices, then PROGRAM.  See "
             "bulkhead-guest(8).\n",
             progname);
@@ -619,6 +619,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             g.expect = (unsigned int)n;
+        } else if (strcmp(argv[i], "--vbd-queues") == 0 && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || end == argv[i] || n < 1 || n > 16) {
+                fprintf(stderr, "%s: --vbd-queues %s: give a count, 1 to 16\n", progname, argv[i]);
+                return 2;
+            }
+            fe_vbd_queues = (unsigned int)n;
         } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
             char *end;
             wait_s = strtol(argv[++i], &end, 10);
