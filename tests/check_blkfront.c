@@ -952,11 +952,11 @@ END_TEST
  * table below is a pairwise covering array over them: for any two
  * factors, every combination of their levels is in some row (so every
  * feature is on and off at least once, and every interaction of two is
- * met), in 10 rows instead of the 2^5 * 3^3 = 864 of the full product.
+ * met), in 14 rows instead of the 2^6 * 3^5 = 15552 of the full product.
  * test_pairwise_table_covers_every_pair checks that property, so a
- * column added (queues 1/2/4, sector size 512/4096: a factor, its levels,
- * what the row test sets and checks) fails that test until the rows are
- * extended to cover the new pairs - the covering array was found by a
+ * column added (a factor, its levels, what the row test sets and checks)
+ * fails that test until the rows are extended to cover the new pairs - the
+ * covering array was found by a
  * greedy search (each new row the random candidate covering the most
  * uncovered pairs), and rows may be added by hand the same way.
  */
@@ -969,19 +969,27 @@ enum factor {
     F_BE_INDIRECT,   /* backend's feature-max-indirect-segments: be_indirect[] */
     F_BE_MAX_ORDER,  /* backend's max-ring-page-order: be_max_order[] */
     F_BE_FLUSH_TRIM, /* backend offers flush and discard: no, yes */
+    F_FE_QUEUES,     /* frontend's wanted queues: fe_queues[] */
+    F_BE_QUEUES,     /* backend's multi-queue-max-queues: be_queues[] */
+    F_SECTOR,        /* backend's sector-size: 512, 4096 */
     NFACTORS
 };
 
-static const unsigned int nlevels[NFACTORS] = {2, 2, 3, 2, 2, 3, 3, 2};
+static const unsigned int nlevels[NFACTORS] = {2, 2, 3, 2, 2, 3, 3, 2, 3, 3, 2};
+static const unsigned int fe_queues[3] = {1, 2, 4};
+static const unsigned int be_queues[3] = {0, 2, 4}; /* 0: no key */
 static const unsigned int fe_orders[3] = {0, 2, 4};
 static const unsigned int be_indirect[3] = {0, 32, 256}; /* 0: no key */
 static const int be_max_order[3] = {-1, 1, 4};           /* -1: no key */
 
 static const unsigned char pairwise[][NFACTORS] = {
-    {1, 1, 0, 1, 0, 2, 1, 1}, {0, 0, 1, 0, 0, 0, 0, 0}, {0, 1, 2, 0, 1, 1, 2, 0},
-    {1, 0, 0, 1, 1, 1, 0, 1}, {0, 0, 2, 1, 1, 0, 1, 1}, {1, 0, 1, 1, 1, 2, 2, 1},
-    {1, 1, 0, 1, 0, 0, 2, 0}, {1, 1, 2, 0, 0, 2, 0, 0}, {0, 1, 1, 0, 0, 1, 1, 1},
-    {0, 0, 0, 0, 1, 2, 1, 0},
+    {0, 1, 1, 1, 0, 0, 1, 0, 1, 2, 0}, {1, 1, 2, 0, 1, 2, 2, 1, 0, 1, 1},
+    {0, 0, 0, 1, 0, 1, 0, 0, 2, 0, 1}, {1, 0, 0, 0, 1, 0, 0, 1, 0, 2, 0},
+    {0, 0, 2, 0, 1, 2, 1, 0, 2, 1, 0}, {1, 1, 1, 1, 1, 1, 2, 1, 2, 0, 0},
+    {1, 1, 0, 0, 0, 2, 1, 1, 1, 0, 1}, {0, 0, 1, 1, 0, 0, 2, 0, 0, 1, 1},
+    {0, 1, 2, 1, 1, 1, 0, 1, 1, 1, 0}, {1, 0, 2, 0, 0, 1, 1, 0, 0, 2, 1},
+    {1, 0, 1, 0, 0, 2, 0, 1, 2, 2, 1}, {1, 0, 0, 1, 1, 2, 2, 0, 1, 1, 0},
+    {0, 1, 2, 0, 0, 0, 1, 0, 0, 0, 1}, {0, 0, 1, 1, 1, 0, 2, 0, 2, 2, 0},
 };
 #define NROWS ((int)(sizeof(pairwise) / sizeof(pairwise[0])))
 
@@ -1032,6 +1040,11 @@ START_TEST(test_pairwise_handshake)
     int maxo = be_max_order[row[F_BE_MAX_ORDER]];
     unsigned int order = maxo < 0 ? 0 : (want < (unsigned int)maxo ? want : (unsigned int)maxo);
     bool indirect = row[F_FE_INDIRECT] && ind > BLKIF_MAX_SEGMENTS_PER_REQUEST;
+    unsigned int wantq = fe_queues[row[F_FE_QUEUES]], offq = be_queues[row[F_BE_QUEUES]];
+    unsigned int nq = offq == 0 ? 1 : (wantq < offq ? wantq : offq);
+    unsigned int ssize = row[F_SECTOR] ? 4096 : 512;
+    static uint8_t small[4][4096];
+    struct waiter w[4];
     char v[16];
 
     ck_assert_int_eq(hst_back_init(&fk->end, &did, HST_BLKIF, &dev), 0);
@@ -1050,7 +1063,14 @@ START_TEST(test_pairwise_handshake)
         ck_assert_int_eq(hst_set(&fk->end, "feature-discard", "1"), 0);
         ck_assert_int_eq(hst_set(&fk->end, "discard-granularity", "4096"), 0);
     }
+    if (offq == 0)
+        ck_assert_int_eq(hst_rm(&fk->end, "multi-queue-max-queues"), 0);
+    else
+        ck_assert_int_eq(hst_set(&fk->end, "multi-queue-max-queues", "%u", offq), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "sector-size", "%u", ssize), 0);
+    ck_assert_int_eq(hst_set(&fk->end, "physical-sector-size", "%u", ssize), 0);
     cfg.ring_order = want;
+    cfg.queues = wantq;
     cfg.no_persistent = !row[F_FE_PERSISTENT];
     cfg.no_indirect = !row[F_FE_INDIRECT];
     attach_front(&cfg, row[F_TRUSTED]);
@@ -1070,6 +1090,37 @@ START_TEST(test_pairwise_handshake)
     ck_assert_int_eq(in.trusted, row[F_TRUSTED]);
     ck_assert_int_eq(in.flush, row[F_BE_FLUSH_TRIM]);
     ck_assert_int_eq(in.discard, row[F_BE_FLUSH_TRIM]);
+    ck_assert_uint_eq(in.queues, nq);
+    ck_assert_uint_eq(fk->end.nqueues, nq); /* what the backend mapped */
+    ck_assert_uint_eq(in.sector_size, ssize);
+    ck_assert_uint_eq(in.sectors, DISK_SECTORS); /* 512-byte units whatever the sector */
+
+    /* One logical sector's write on every queue, all on their rings at once. */
+    for (unsigned int q = 0; q < nq; q++) {
+        fill(small[q], sizeof(small[q]), 100u + q);
+        w[q] = (struct waiter){0, -1};
+        ck_assert_int_eq(bhblkfront_submit_queue(fb, q, BHBLKFRONT_WRITE, (64u + q) * 4096u,
+                                                 ssize, small[q], on_done, &w[q]),
+                         0);
+    }
+    for (int i = 0; i < 1000; i++) {
+        unsigned int done = 0;
+
+        serve(fk, HONEST);
+        guest_turn();
+        for (unsigned int q = 0; q < nq; q++)
+            done += w[q].done;
+        if (done == nq)
+            break;
+    }
+    for (unsigned int q = 0; q < nq; q++) {
+        ck_assert_int_eq(w[q].done, 1);
+        ck_assert_int_eq(w[q].err, 0);
+        ck_assert_msg(fk->on_queue[q] >= 1, "no request on queue %u", q);
+        ck_assert_mem_eq(fk->disk + (64u + q) * 4096u, small[q], ssize);
+    }
+    /* Less than a logical sector is refused before it reaches the ring. */
+    ck_assert_int_eq(io(BHBLKFRONT_READ, 512, 512, small[0]), ssize == 512 ? 0 : -EINVAL);
 
     /* Data: split as negotiated, on the fake's disk, read back the same. */
     fill(out, sizeof(out), (unsigned int)_i);
