@@ -21,7 +21,7 @@ START_TEST(test_values)
 
     ck_assert_int_eq(parse(&c, "name=\"g1\"\nmemory=256\nmaxmem=512\nvcpus=4\n"
                                "max_grant_frames=32\nmax_event_channels=2048\n"
-                               "bulkhead_vbd_queues=2\n",
+                               "bulkhead_vbd_queues=2\nbulkhead_vbd_persistent=0\n",
                            err, sizeof(err)),
                      0);
     ck_assert_str_eq(c.name, "g1");
@@ -31,6 +31,7 @@ START_TEST(test_values)
     ck_assert_int_eq(c.max_grant_frames, 32);
     ck_assert_int_eq(c.max_event_channels, 2048);
     ck_assert_int_eq(c.vbd_queues, 2);
+    ck_assert_int_eq(c.vbd_persistent, 0);
     ck_assert(!c.driver_domain);
     ck_assert_str_eq(c.type, "pv");
     ck_assert_str_eq(c.noted, "");
@@ -48,6 +49,7 @@ START_TEST(test_defaults_and_driver_domain)
     ck_assert_int_eq(c.vcpus, 1);
     ck_assert_int_eq(c.max_grant_frames, 0);
     ck_assert_int_eq(c.vbd_queues, 0);
+    ck_assert_int_eq(c.vbd_persistent, -1);
     ck_assert(c.driver_domain);
 }
 END_TEST
@@ -85,6 +87,8 @@ START_TEST(test_refusals_name_the_fix)
     ck_assert_int_eq(parse(&c, "name='h'\nbulkhead_vbd_queues=17\n", err, sizeof(err)), -1);
     ck_assert_str_eq(err, "test.cfg: bulkhead_vbd_queues must be a number from 1 to 16");
     ck_assert_int_eq(parse(&c, "name='h'\nbulkhead_vbd_queues=0\n", err, sizeof(err)), -1);
+    ck_assert_int_eq(parse(&c, "name='h'\nbulkhead_vbd_persistent=2\n", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_vbd_persistent must be a number from 0 to 1");
     ck_assert_int_eq(parse(&c, "name='h'\nmemory=256\nmaxmem=128\n", err, sizeof(err)), -1);
     ck_assert_int_eq(parse(&c, "name=''\n", err, sizeof(err)), -1);
     ck_assert_int_eq(

@@ -318,7 +318,7 @@ static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct x
                        size_t ndevs, char *err, size_t errlen)
 {
     char prog[4096], top[4096], count[16], queues[24];
-    const char *argv[XLCFG_INIT_MAX + 8];
+    const char *argv[XLCFG_INIT_MAX + 10];
     size_t argc = 0, off = 0;
 
     if (find_prog(cfg->driver_domain ? "bulkhead-drvdom" : "bulkhead-guest",
@@ -339,9 +339,13 @@ static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct x
             argv[argc++] = "--vbd-queues";
             argv[argc++] = queues;
         }
+        if (cfg->vbd_persistent >= 0) {
+            argv[argc++] = "--vbd-persistent";
+            argv[argc++] = cfg->vbd_persistent ? "1" : "0";
+        }
         if (cfg->ninit > 0) {
             argv[argc++] = "--";
-            for (size_t i = 0; i < cfg->ninit && argc < XLCFG_INIT_MAX + 7; i++)
+            for (size_t i = 0; i < cfg->ninit && argc < XLCFG_INIT_MAX + 9; i++)
                 argv[argc++] = cfg->init[i];
         }
     }

@@ -88,6 +88,7 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
     snprintf(cfg->name, sizeof(cfg->name), "%s", name);
     cfg->memory_mb = 128;
     cfg->vcpus = 1;
+    cfg->vbd_persistent = -1;
     if (get_long(c, "memory", 1, 1 << 24, &cfg->memory_mb, file, err, errlen) != 0)
         return -1;
     cfg->maxmem_mb = cfg->memory_mb;
@@ -97,7 +98,8 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
         get_long(c, "max_grant_frames", 1, 4096, &cfg->max_grant_frames, file, err, errlen) != 0 ||
         get_long(c, "max_event_channels", 1, 131072, &cfg->max_event_channels, file, err,
                  errlen) != 0 ||
-        get_long(c, "bulkhead_vbd_queues", 1, 16, &cfg->vbd_queues, file, err, errlen) != 0)
+        get_long(c, "bulkhead_vbd_queues", 1, 16, &cfg->vbd_queues, file, err, errlen) != 0 ||
+        get_long(c, "bulkhead_vbd_persistent", 0, 1, &cfg->vbd_persistent, file, err, errlen) != 0)
         return -1;
     cfg->driver_domain = dd != 0;
     if (check_type(cfg, c, file, err, errlen) != 0)

@@ -21,7 +21,10 @@
  *                                      shell: a string splits on spaces;
  *   bulkhead_vbd_queues = N            queues (1..16) a guest's block
  *                                      frontends ask for (its nbdkit
- *                                      plugin's queues=; default 4).
+ *                                      plugin's queues=; default 4);
+ *   bulkhead_vbd_persistent = 0|1      whether they ask for persistent
+ *                                      grants (the plugin's persistent=;
+ *                                      default 1).
  */
 #ifndef BULKHEAD_XLCFG_H
 #define BULKHEAD_XLCFG_H
@@ -52,6 +55,7 @@ struct xlcfg {
     size_t ninit;
     char uplink[16]; /* bulkhead_uplink, "" when not given */
     long vbd_queues; /* bulkhead_vbd_queues, 0 when not given */
+    long vbd_persistent; /* bulkhead_vbd_persistent, -1 when not given */
 };
 
 #define XLCFG_DEVS_MAX 64     /* disks, vifs: each list */

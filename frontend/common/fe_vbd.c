@@ -81,12 +81,14 @@ static void uri_dir(const struct bhfront *f, char *buf, size_t size)
 }
 
 unsigned int fe_vbd_queues;
+int fe_vbd_persistent = -1;
 
 static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t len)
 {
     char plugin[PATH_MAX + 64], sock[128], arg[32], queues[32];
     char *argv[] = {"nbdkit", "-f", "--exit-with-parent", "-U", sock, "-t", VBD_THREADS, plugin,
-                    arg,      NULL,   NULL};
+                    arg,      NULL,   NULL, NULL};
+    int argc = 9;
     pid_t pid;
 
     plugin_path(plugin, sizeof(plugin));
@@ -94,8 +96,10 @@ static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t l
     snprintf(arg, sizeof(arg), "vbd=%u", f->devid);
     if (fe_vbd_queues > 0) {
         snprintf(queues, sizeof(queues), "queues=%u", fe_vbd_queues);
-        argv[9] = queues;
+        argv[argc++] = queues;
     }
+    if (fe_vbd_persistent >= 0)
+        argv[argc++] = fe_vbd_persistent ? "persistent=true" : "persistent=false";
     if (mkdir(VBD_RUNDIR, 0755) != 0 && errno != EEXIST) {
         snprintf(why, len, "cannot make %s: %s", VBD_RUNDIR, strerror(errno));
         return -1;

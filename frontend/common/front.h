@@ -81,6 +81,8 @@ struct bhfrontdrv {
 extern const struct bhfrontdrv blkfront_nbdkit;
 /* Queues every vbd asks for (--vbd-queues, the plugin's queues=); 0: the plugin's default. */
 extern unsigned int fe_vbd_queues;
+/* Whether every vbd asks for persistent grants (--vbd-persistent); -1: the plugin's default (yes). */
+extern int fe_vbd_persistent;
 
 /* fe_trivial.c: the built-in frontends; the one for a kind, or NULL. */
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind);

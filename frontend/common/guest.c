@@ -3,7 +3,8 @@
  * frontend half of every device the toolstack gave the domain, then its
  * workload.
  *
- *   bulkhead-guest [--wait SECONDS] [--devices N] [--vbd-queues N] [-- PROGRAM [ARG]...]
+ *   bulkhead-guest [--wait SECONDS] [--devices N] [--vbd-queues N]
+ *                  [--vbd-persistent 0|1] [-- PROGRAM [ARG]...]
  *
  * It watches /local/domain/<self>/device, starts a frontend for each
  * <kind>/<devid> of a kind it has a driver for (vbd, vif), and runs the
@@ -595,7 +596,8 @@ static void run(struct guest *g, long wait_ms)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--wait SECONDS] [--devices N] [--vbd-queues N] [-- PROGRAM [ARG]...]\n"
+            "usage: %s [--wait SECONDS] [--devices N] [--vbd-queues N] [--vbd-persistent 0|1]\n"
+            "       [-- PROGRAM [ARG]...]\n"
             "Runs the frontends of this domain's devices, then PROGRAM.  See "
             "bulkhead-guest(8).\n",
             progname);
@@ -627,6 +629,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             fe_vbd_queues = (unsigned int)n;
+        } else if (strcmp(argv[i], "--vbd-persistent") == 0 && i + 1 < argc) {
+            i++;
+            if (strcmp(argv[i], "0") != 0 && strcmp(argv[i], "1") != 0) {
+                fprintf(stderr, "%s: --vbd-persistent %s: give 0 or 1\n", progname, argv[i]);
+                return 2;
+            }
+            fe_vbd_persistent = argv[i][0] == '1';
         } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
             char *end;
             wait_s = strtol(argv[++i], &end, 10);
