@@ -1,0 +1,219 @@
+/*
+ * bhnetback.h - netback's request consumers: pure validators over netif
+ * requests copied out of the TX and RX rings (io/netif.h), and the builder
+ * of RX responses.
+ *
+ * TX: a packet is a chain of ring slots - a first request whose size is the
+ * whole packet's, the extra-info slots its flags announce, then the
+ * following requests while NETTXF_more_data is set.  bhnet_tx_parse()
+ * assembles one chain from requests already copied into private memory;
+ * bhnet_tx_take() does the copying from a ring (libbhring) and keeps a
+ * partial chain between calls.  The verdict says what to do:
+ *   GO    a packet (or a multicast-control request): carry it out, then
+ *         answer each consumed slot (bhnet_tx_responses with NETIF_RSP_OKAY);
+ *   DROP  a packet the protocol allows but that we do not send (too many
+ *         slots, sizes that do not add up, too short): answer it with
+ *         NETIF_RSP_ERROR, as Linux's netback does, and carry on;
+ *   LIE   a protocol violation (a slot crossing its page, an unknown or
+ *         repeated extra, a GSO type that was not offered, a chain past the
+ *         fatal slot limit): the frontend loses its vif; `why` says how.
+ * What a hostile frontend tries is learnt from XSA-39 (a packet of too many
+ * slots hoarding backend memory), XSA-228/XSA-423 (slots whose sizes do
+ * not add up, so that the first slot's own length underflows) and
+ * XSA-392 (a frontend that stops posting RX buffers).
+ *
+ * RX: bhnet_rx_check_req() validates one RX request; bhnet_rx_build() lays
+ * a packet of N bytes over as many RX requests as it needs (rx-copy: each
+ * data slot is a page from offset 0), with the GSO extra slot the
+ * frontend asked for, and writes the responses, each into the slot of the
+ * request it answers (the frontend finds its buffer by slot, netif.h).
+ *
+ * The frontend's side (response validation for netfront) is
+ * frontend/net/bhnetfront.h, a library of its own: a guest links it
+ * without any backend code, and the two trust each other in no way.
+ *
+ * Nothing here logs, allocates, or touches XenStore or event channels.
+ */
+#ifndef BULKHEAD_BHNETBACK_H
+#define BULKHEAD_BHNETBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/io/netif.h>
+
+#include "bhring.h"
+
+#define BHNET_PAGE     4096u
+#define BHNET_ETH_HLEN 14u /* a frame shorter than an Ethernet header is dropped */
+
+/*
+ * Data slots per TX packet.  netif.h promises every frontend
+ * XEN_NETIF_NR_SLOTS_MIN (18); a packet of more, up to the fatal limit, is
+ * dropped (Linux's max_skb_slots); more than the fatal limit is a lie
+ * (Linux's fatal_skb_slots, 20).  The fatal limit bounds what a partial
+ * chain can make us hold.
+ */
+#define BHNET_TX_FATAL_SLOTS 20u
+#define BHNET_TX_FATAL_MAX   32u /* the largest fatal limit a caller may set */
+/* Extra-info slots: at most one of each type, types 1..4. */
+#define BHNET_TX_MAX_EXTRAS (XEN_NETIF_EXTRA_TYPE_MAX - 1)
+/* Ring slots one chain can take: data slots plus extras. */
+#define BHNET_TX_MAX_REQS (BHNET_TX_FATAL_MAX + BHNET_TX_MAX_EXTRAS)
+
+enum bhnet_verdict {
+    BHNET_LIE = -1, /* the frontend lied: it loses its vif; why says how */
+    BHNET_GO = 0,   /* valid: carry it out */
+    BHNET_DROP = 1, /* valid protocol, bad packet: answer with NETIF_RSP_ERROR */
+    BHNET_MORE = 2, /* the chain goes on past the requests at hand: wait for them */
+};
+
+/* What a TX chain is checked against: what the backend offered. */
+struct bhnet_txopts {
+    unsigned int max_slots;   /* 0: XEN_NETIF_NR_SLOTS_MIN; less than that is raised to it */
+    unsigned int fatal_slots; /* 0: BHNET_TX_FATAL_SLOTS; clamped to max_slots..FATAL_MAX */
+    bool gso_tcpv4;           /* feature-gso-tcpv4 offered */
+    bool gso_tcpv6;           /* feature-gso-tcpv6 offered */
+    bool mcast;               /* feature-multicast-control offered and requested */
+};
+
+/* One piece of a packet's data: bytes off..off+len of a granted page. */
+struct bhnet_frag {
+    uint32_t gref;
+    uint16_t off;
+    uint16_t len;
+};
+
+enum bhnet_txkind {
+    BHNET_TX_PACKET = 0,    /* a frame to send */
+    BHNET_TX_MCAST_ADD = 1, /* a multicast-control request: nothing to send */
+    BHNET_TX_MCAST_DEL = 2,
+};
+
+/* A TX chain as validated: only this is acted upon. */
+struct bhnet_txpkt {
+    enum bhnet_txkind kind;
+    uint32_t len;            /* the frame's length: the first slot's size */
+    uint16_t flags;          /* NETTXF_csum_blank, NETTXF_data_validated of the first slot */
+    uint8_t gso_type;        /* XEN_NETIF_GSO_TYPE_*, NONE without a GSO extra */
+    uint16_t gso_size;       /* the MSS, nonzero with a GSO type */
+    bool has_hash;           /* a HASH extra of a known type and algorithm */
+    uint8_t hash_type;       /* _XEN_NETIF_CTRL_HASH_TYPE_* */
+    uint32_t hash;
+    uint8_t mcast[6];        /* with MCAST_ADD / MCAST_DEL */
+    unsigned int nfrags;     /* data slots, the first included */
+    struct bhnet_frag frag[BHNET_TX_FATAL_MAX];
+    /* Every consumed slot in ring order, for the responses (extras get NETIF_RSP_NULL). */
+    unsigned int nreq;
+    uint16_t req_id[BHNET_TX_MAX_REQS];
+    bool req_extra[BHNET_TX_MAX_REQS];
+};
+
+/*
+ * Assembles and validates one chain from n requests (copied out of the
+ * ring: the first of them is the chain's first slot).  Returns GO or DROP
+ * with *pkt filled (pkt->nreq requests used), LIE with why, or MORE when
+ * the chain continues past reqs[n-1] - unless `complete` says that there
+ * are no more requests, in which case that is a lie.  Every lie is checked
+ * before any drop, so a verdict never depends on which rule ran first.
+ */
+enum bhnet_verdict bhnet_tx_parse(const struct netif_tx_request *reqs, unsigned int n,
+                                  bool complete, const struct bhnet_txopts *o,
+                                  struct bhnet_txpkt *pkt, char *why, size_t whylen);
+
+/* A partial chain, kept between bhnet_tx_take() calls; zero it for a new ring. */
+struct bhnet_txq {
+    unsigned int n;
+    struct netif_tx_request req[BHNET_TX_MAX_REQS];
+};
+
+/*
+ * Consumes the next chain from a netif_tx ring (bhring_netif_tx, back
+ * end), copying each request once.  Returns GO or DROP with *pkt (the chain
+ * is consumed: answer it), MORE when the ring holds no (more) request yet
+ * - q keeps what was taken, at most BHNET_TX_MAX_REQS requests, and the
+ * next call resumes - or LIE, with the ring broken (bhring_break) and why.
+ * A frontend publishes a packet's slots together (netif.h frontends push
+ * after the whole packet), so MORE with q->n > 0 is a frontend that may
+ * never finish: it stalls only its own TX queue, which the engine's stall
+ * timeout answers.
+ */
+enum bhnet_verdict bhnet_tx_take(struct bhring *r, const struct bhnet_txopts *o,
+                                 struct bhnet_txq *q, struct bhnet_txpkt *pkt, char *why,
+                                 size_t whylen);
+
+/*
+ * The responses to a consumed chain, in ring order: `status` (NETIF_RSP_OKAY
+ * or NETIF_RSP_ERROR) for the data slots, NETIF_RSP_NULL for the extras.
+ * rsp has room for pkt->nreq; returns pkt->nreq.
+ */
+unsigned int bhnet_tx_responses(const struct bhnet_txpkt *pkt, int16_t status,
+                                struct netif_tx_response *rsp);
+
+/* ---- RX ---- */
+
+/* What the frontend asked for (request-rx-copy is assumed: the only mode). */
+struct bhnet_rxopts {
+    bool gso_tcpv4;        /* feature-gso-tcpv4: a GSO extra slot after the first */
+    bool gso_tcpv6;        /* feature-gso-tcpv6 */
+    bool gso_prefix;       /* feature-gso-tcpv{4,6}-prefix: a prefix slot instead */
+    unsigned int ring_ids; /* nonzero: request ids must be below it (the ring's size) */
+};
+
+/* A frame to deliver, as the backend's side of the wire (a TAP) describes it. */
+struct bhnet_rxmeta {
+    uint32_t len;      /* bytes: 1..BHNET_RX_MAX_LEN */
+    uint16_t flags;    /* NETRXF_csum_blank, NETRXF_data_validated */
+    uint8_t gso_type;  /* XEN_NETIF_GSO_TYPE_* */
+    uint16_t gso_size; /* nonzero with a GSO type */
+};
+
+/* Data slots of an RX packet: as many as a frontend must accept. */
+#define BHNET_RX_MAX_DATA (XEN_NETIF_NR_SLOTS_MIN - 1)
+#define BHNET_RX_MAX_LEN  (BHNET_RX_MAX_DATA * BHNET_PAGE)
+#define BHNET_RX_MAX_REQS (BHNET_RX_MAX_DATA + 1)
+
+/*
+ * Checks one RX request copied out of the ring.  A gref cannot be checked
+ * here (mapping or copying it can fail later, which drops that packet);
+ * the id must name a buffer when o->ring_ids is set.  GO or LIE.
+ */
+enum bhnet_verdict bhnet_rx_check_req(const struct netif_rx_request *req,
+                                      const struct bhnet_rxopts *o, char *why, size_t whylen);
+
+/*
+ * RX requests a frame takes, GSO slot included; 0 for a frame that cannot
+ * be delivered (len 0 or over BHNET_RX_MAX_LEN, or a GSO type unknown).
+ * A GSO frame to a frontend that asked no GSO of its type is delivered
+ * as it is (the caller segments it first or drops it); it takes no extra slot.
+ */
+unsigned int bhnet_rx_slots(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m);
+
+/* Where the bytes of one data slot go: frame bytes pkt_off..+len to page gref at 0. */
+struct bhnet_rxcopy {
+    uint32_t gref;
+    uint32_t pkt_off;
+    uint16_t len;
+};
+
+/*
+ * Lays a frame over the first bhnet_rx_slots() of the n requests (already
+ * checked): rsp[i] answers reqs[i] (a GSO extra overlays its slot's
+ * response), copy[] gets one entry per data slot.  Returns the requests
+ * used and *ncopy, or -1 with EAGAIN when n is too few and EINVAL when the
+ * frame cannot be delivered.  Data slots carry NETRXF_more_data up to the
+ * last; the first carries the flags and NETRXF_extra_info before a GSO extra.
+ */
+int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                   const struct netif_rx_request *reqs, unsigned int n,
+                   struct netif_rx_response *rsp, struct bhnet_rxcopy *copy,
+                   unsigned int *ncopy);
+
+/*
+ * The response that answers an RX request with no frame, status
+ * NETIF_RSP_DROPPED or NETIF_RSP_ERROR (a frame that failed to copy).
+ */
+struct netif_rx_response bhnet_rx_error(const struct netif_rx_request *req, int16_t status);
+
+#endif
