@@ -17,10 +17,14 @@
  *   LIE   a protocol violation (a slot crossing its page, an unknown or
  *         repeated extra, a GSO type that was not offered, a chain past the
  *         fatal slot limit): the frontend loses its vif; `why` says how.
- * What a hostile frontend tries is learnt from XSA-39 (a packet of too many
- * slots hoarding backend memory), XSA-228/XSA-423 (slots whose sizes do
- * not add up, so that the first slot's own length underflows) and
- * XSA-392 (a frontend that stops posting RX buffers).
+ * What a hostile frontend tries is learnt from Linux's netback and its
+ * advisories: XSA-39 (a chain of ever more slots: hence the fatal limit and
+ * a bounded partial chain), XSA-423 (headers not in the first piece: a
+ * first slot shorter than an Ethernet header is dropped, and whoever builds
+ * the frame must not assume more of it), and slots whose sizes do not add
+ * up, so that the first slot's own length (the total minus the rest) would
+ * underflow.  XSA-392 (a frontend that stops posting RX buffers, so that
+ * the backend hoards frames) is the RX engine's to bound, not a validator's.
  *
  * RX: bhnet_rx_check_req() validates one RX request; bhnet_rx_build() lays
  * a packet of N bytes over as many RX requests as it needs (rx-copy: each
