@@ -4,12 +4,20 @@
  * packets of 1..N slots, each lie and each drop from a table; TX chains
  * taken from a real ring, partial and whole; RX frames of every size laid
  * over requests by the backend and read back by the frontend's validator;
- * and each lie a backend can tell the frontend.  No root needed.
+ * each lie a backend can tell the frontend; and frames to and from a
+ * TAP-like socket with virtio_net_hdr (a SOCK_SEQPACKET socketpair keeps
+ * frame boundaries as a TAP does).  No root needed.
  */
 #include <check.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/virtio_net.h>
 
 #include "bhnetback.h"
 #include "bhnetfront.h"
@@ -607,10 +615,233 @@ START_TEST(test_tx_front_status)
 }
 END_TEST
 
+/* ---- frames to and from the TAP's side ---- */
+
+#define NPAGES 64
+static uint8_t pages[NPAGES][4096];
+
+static void *page_of(void *ctx, uint32_t gref, bool writable)
+{
+    (void)ctx;
+    (void)writable;
+    return gref < NPAGES ? pages[gref] : NULL;
+}
+
+/* An Ethernet frame of len bytes: IPv4 or IPv6 (after a VLAN tag if asked), TCP or UDP. */
+static void frame_make(uint8_t *f, size_t len, bool v6, bool vlan, uint8_t proto)
+{
+    size_t l3 = 14;
+
+    for (size_t i = 0; i < len; i++)
+        f[i] = (uint8_t)(i * 31 + 7);
+    if (vlan) {
+        f[12] = 0x81, f[13] = 0x00, f[16] = v6 ? 0x86 : 0x08, f[17] = v6 ? 0xdd : 0x00;
+        l3 = 18;
+    } else {
+        f[12] = v6 ? 0x86 : 0x08, f[13] = v6 ? 0xdd : 0x00;
+    }
+    if (v6) {
+        f[l3] = 0x60;
+        f[l3 + 6] = proto;
+        l3 += 40;
+    } else {
+        f[l3] = 0x45;
+        f[l3 + 6] = 0x40, f[l3 + 7] = 0; /* don't fragment, offset 0 */
+        f[l3 + 9] = proto;
+        l3 += 20;
+    }
+    if (proto == 6)
+        f[l3 + 12] = 0x50; /* a 20-byte TCP header */
+}
+
+static int sp[2];
+
+static void vnet_setup(void)
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sp), 0);
+}
+
+static void vnet_teardown(void)
+{
+    close(sp[0]);
+    close(sp[1]);
+}
+
+/* A 3000-byte TCPv4 packet over three slots with GSO: one write, offsets found, bytes intact. */
+START_TEST(test_vnet_tx_gso)
+{
+    static uint8_t frame[3000], scratch[12 + BHNET_FRAME_MAX], got[12 + 4000];
+    struct netif_tx_request r[4] = {data(100, 3000, EI | MD | CB), extra(GSO, 0, 1448, T4),
+                                    data(0, 1000, MD), data(0, 1000, 0)};
+    struct virtio_net_hdr_mrg_rxbuf h;
+    struct bhnet_txpkt pkt;
+    char why[WHY] = "";
+    ssize_t n;
+
+    frame_make(frame, sizeof(frame), false, false, 6);
+    r[0].gref = 1, r[2].gref = 2, r[3].gref = 3;
+    memcpy(pages[1] + 100, frame, 1000);
+    memcpy(pages[2], frame + 1000, 1000);
+    memcpy(pages[3], frame + 2000, 1000);
+    ck_assert_int_eq(bhnet_tx_parse(r, 4, true, &all_on, &pkt, why, sizeof(why)), BHNET_GO);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 12, &pkt, page_of, NULL, scratch, why, sizeof(why)), 0);
+    n = recv(sp[1], got, sizeof(got), 0);
+    ck_assert_int_eq(n, 12 + 3000);
+    memcpy(&h, got, sizeof(h));
+    ck_assert_uint_eq(h.hdr.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ck_assert_uint_eq(h.hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ck_assert_uint_eq(le16toh(h.hdr.gso_size), 1448);
+    ck_assert_uint_eq(le16toh(h.hdr.csum_start), 34);
+    ck_assert_uint_eq(le16toh(h.hdr.csum_offset), 16);
+    ck_assert_uint_eq(le16toh(h.hdr.hdr_len), 54);
+    ck_assert_uint_eq(le16toh(h.num_buffers), 1);
+    ck_assert_mem_eq(got + 12, frame, 3000);
+    /* The same frame claimed as TCPv6 is dropped, and nothing is written. */
+    r[1] = extra(GSO, 0, 1448, T6);
+    ck_assert_int_eq(bhnet_tx_parse(r, 4, true, &all_on, &pkt, why, sizeof(why)), BHNET_GO);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 12, &pkt, page_of, NULL, scratch, why, sizeof(why)), 1);
+    ck_assert_ptr_nonnull(strstr(why, "not TCP over IPv6"));
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+}
+END_TEST
+
+/* Checksum flags without GSO; frames that cannot be offloaded; grants that do not map. */
+START_TEST(test_vnet_tx_csum)
+{
+    static uint8_t scratch[10 + BHNET_FRAME_MAX], got[10 + 4096];
+    struct netif_tx_request r[1] = {data(0, 200, NETTXF_data_validated)};
+    struct virtio_net_hdr h;
+    struct bhnet_txpkt pkt;
+    char why[WHY] = "";
+
+    r[0].gref = 5;
+    memset(pages[5], 0, 4096); /* ethertype 0: not IP */
+    ck_assert_int_eq(bhnet_tx_parse(r, 1, true, &all_off, &pkt, why, sizeof(why)), BHNET_GO);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 10, &pkt, page_of, NULL, scratch, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 10 + 200);
+    memcpy(&h, got, sizeof(h));
+    ck_assert_uint_eq(h.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+    ck_assert_uint_eq(h.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+    r[0].flags = CB;
+    ck_assert_int_eq(bhnet_tx_parse(r, 1, true, &all_off, &pkt, why, sizeof(why)), BHNET_GO);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 10, &pkt, page_of, NULL, scratch, why, sizeof(why)), 1);
+    ck_assert_ptr_nonnull(strstr(why, "not TCP or UDP"));
+    frame_make(pages[5], 200, true, true, 17);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 10, &pkt, page_of, NULL, scratch, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 10 + 200);
+    memcpy(&h, got, sizeof(h));
+    ck_assert_uint_eq(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ck_assert_uint_eq(h.csum_start, 18 + 40);
+    ck_assert_uint_eq(h.csum_offset, 6);
+    r[0].gref = NPAGES + 1;
+    ck_assert_int_eq(bhnet_tx_parse(r, 1, true, &all_off, &pkt, why, sizeof(why)), BHNET_GO);
+    ck_assert_int_eq(bhnet_tx_to_fd(sp[0], 10, &pkt, page_of, NULL, scratch, why, sizeof(why)), 1);
+    ck_assert_ptr_nonnull(strstr(why, "does not map"));
+}
+END_TEST
+
+START_TEST(test_vnet_csum_locate)
+{
+    uint8_t f[200];
+    uint16_t start, off, hlen;
+    uint8_t proto;
+    bool v6;
+
+    frame_make(f, sizeof(f), false, false, 6);
+    ck_assert_int_eq(bhnet_csum_locate(f, sizeof(f), &start, &off, &hlen, &proto, &v6), 0);
+    ck_assert_uint_eq(hlen, 54);
+    ck_assert_int_eq(bhnet_csum_locate(f, 53, &start, &off, &hlen, &proto, &v6), -1);
+    f[14 + 7] = 1; /* a fragment */
+    ck_assert_int_eq(bhnet_csum_locate(f, sizeof(f), &start, &off, &hlen, &proto, &v6), -1);
+    frame_make(f, sizeof(f), false, false, 6);
+    f[14] = 0x44; /* IHL 16 bytes */
+    ck_assert_int_eq(bhnet_csum_locate(f, sizeof(f), &start, &off, &hlen, &proto, &v6), -1);
+    frame_make(f, sizeof(f), true, false, 1); /* ICMP */
+    ck_assert_int_eq(bhnet_csum_locate(f, sizeof(f), &start, &off, &hlen, &proto, &v6), -1);
+    ck_assert_int_eq(bhnet_csum_locate(f, 10, &start, &off, &hlen, &proto, &v6), -1);
+}
+END_TEST
+
+/* A 9000-byte GSO TCPv6 frame from the TAP lands in the frontend's pages, told as netfront reads it. */
+START_TEST(test_vnet_rx)
+{
+    static uint8_t frame[9000], buf[12 + BHNET_FRAME_MAX], wire[12 + 9000], back[9000];
+    struct bhnet_rxopts o = {.gso_tcpv6 = true, .ring_ids = 256};
+    struct bhnetf_rxopts fo = {.gso_tcpv6 = true};
+    struct virtio_net_hdr_mrg_rxbuf h = {0};
+    struct netif_rx_request req[6];
+    struct netif_rx_response rsp[6];
+    uint16_t ids[6];
+    struct bhnet_rxmeta m;
+    struct bhnetf_rxpkt pkt;
+    const uint8_t *f;
+    unsigned int used;
+    uint32_t off = 0;
+    char why[WHY] = "";
+
+    frame_make(frame, sizeof(frame), true, false, 6);
+    h.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+    h.hdr.gso_size = htole16(1440);
+    memcpy(wire, &h, sizeof(h));
+    memcpy(wire + 12, frame, sizeof(frame));
+    ck_assert_int_eq(bhnet_rx_from_fd(sp[1], 12, buf, &m, &f, why, sizeof(why)), 0);
+    ck_assert_int_eq(send(sp[0], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhnet_rx_from_fd(sp[1], 12, buf, &m, &f, why, sizeof(why)), 1);
+    ck_assert_uint_eq(m.len, 9000);
+    ck_assert_uint_eq(m.gso_type, T6);
+    ck_assert_uint_eq(m.gso_size, 1440);
+    ck_assert_uint_eq(m.flags, NETRXF_csum_blank | NETRXF_data_validated);
+    for (unsigned int i = 0; i < 6; i++) {
+        req[i] = (struct netif_rx_request){.id = (uint16_t)(i + 40), .gref = 10 + i};
+        ids[i] = req[i].id;
+    }
+    ck_assert_int_eq(bhnet_rx_deliver(&o, &m, f, req, 3, page_of, NULL, rsp, &used), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_eq(bhnet_rx_deliver(&o, &m, f, req, 6, page_of, NULL, rsp, &used), 0);
+    ck_assert_uint_eq(used, 4); /* three pages and the GSO extra */
+    ck_assert_int_eq(bhnetf_rx_parse(rsp, ids, used, true, &fo, &pkt, why, sizeof(why)), BHNETF_OK);
+    ck_assert_uint_eq(pkt.len, 9000);
+    ck_assert_uint_eq(pkt.gso_size, 1440);
+    for (unsigned int i = 0; i < pkt.nfrags; i++) {
+        memcpy(back + off, pages[req[pkt.frag[i].slot].gref] + pkt.frag[i].off, pkt.frag[i].len);
+        off += pkt.frag[i].len;
+    }
+    ck_assert_mem_eq(back, frame, sizeof(frame));
+    /* Not asked for: refused whole.  A grant that does not map: one error response. */
+    o.gso_tcpv6 = false;
+    ck_assert_int_eq(bhnet_rx_deliver(&o, &m, f, req, 6, page_of, NULL, rsp, &used), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_uint_eq(used, 0);
+    o.gso_tcpv6 = true;
+    req[2].gref = NPAGES + 5; /* req[1] carries the GSO extra, no data */
+    ck_assert_int_eq(bhnet_rx_deliver(&o, &m, f, req, 6, page_of, NULL, rsp, &used), -1);
+    ck_assert_int_eq(errno, EFAULT);
+    ck_assert_uint_eq(used, 1);
+    ck_assert_int_eq(rsp[0].status, NETIF_RSP_ERROR);
+    ck_assert_uint_eq(rsp[0].id, 40);
+    /* What netif cannot tell: UDP fragmentation offload, ECN; and a runt. */
+    h.hdr.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+    memcpy(wire, &h, sizeof(h));
+    ck_assert_int_eq(send(sp[0], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhnet_rx_from_fd(sp[1], 12, buf, &m, &f, why, sizeof(why)), 2);
+    ck_assert_ptr_nonnull(strstr(why, "no netif equivalent"));
+    h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+    memcpy(wire, &h, sizeof(h));
+    ck_assert_int_eq(send(sp[0], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhnet_rx_from_fd(sp[1], 12, buf, &m, &f, why, sizeof(why)), 2);
+    ck_assert_int_eq(send(sp[0], wire, 12 + 5, 0), 12 + 5);
+    ck_assert_int_eq(bhnet_rx_from_fd(sp[1], 12, buf, &m, &f, why, sizeof(why)), 2);
+    ck_assert_ptr_nonnull(strstr(why, "runt"));
+}
+END_TEST
+
 static Suite *netparse_suite(void)
 {
     Suite *s = suite_create("netparse");
     TCase *tx = tcase_create("tx"), *ring = tcase_create("tx_ring"), *rx = tcase_create("rx");
+    TCase *vnet = tcase_create("vnet");
 
     tcase_add_loop_test(tx, test_tx_valid_slots, 1, XEN_NETIF_NR_SLOTS_MIN + 1);
     tcase_add_test(tx, test_tx_slot_limits);
@@ -627,6 +858,12 @@ static Suite *netparse_suite(void)
     suite_add_tcase(s, tx);
     suite_add_tcase(s, ring);
     suite_add_tcase(s, rx);
+    tcase_add_checked_fixture(vnet, vnet_setup, vnet_teardown);
+    tcase_add_test(vnet, test_vnet_tx_gso);
+    tcase_add_test(vnet, test_vnet_tx_csum);
+    tcase_add_test(vnet, test_vnet_csum_locate);
+    tcase_add_test(vnet, test_vnet_rx);
+    suite_add_tcase(s, vnet);
     return s;
 }
 

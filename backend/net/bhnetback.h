@@ -220,4 +220,69 @@ int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
  */
 struct netif_rx_response bhnet_rx_error(const struct netif_rx_request *req, int16_t status);
 
+/* ---- the wire on the other side: a TAP with IFF_VNET_HDR (vnet.c) ---- */
+
+/*
+ * Frames cross to the driver domain's TAP with a virtio_net_hdr before
+ * them (10 bytes, or 12 with num_buffers, as the TAP was told).  The
+ * engine owns no grant code: page() gives the frontend's page behind a
+ * gref (mapped read-only for TX, writable for RX) or NULL when it cannot,
+ * which drops that frame.
+ */
+typedef void *(*bhnet_page_fn)(void *ctx, uint32_t gref, bool writable);
+
+/*
+ * Room for a frame after its header, in the buffers the caller gives: a TX
+ * frame (<= 65535) or an RX one (<= BHNET_RX_MAX_LEN), plus one byte so
+ * that a longer frame from the TAP shows as longer instead of being cut.
+ */
+#define BHNET_FRAME_MAX (BHNET_RX_MAX_LEN + 1)
+
+/*
+ * Finds where a frame's checksum goes (Ethernet, one optional 802.1Q tag,
+ * IPv4 without fragments or IPv6 without extension headers, then TCP or
+ * UDP): *csum_start and *csum_off as virtio_net_hdr wants them, *hdr_len
+ * the bytes up to the end of the TCP or UDP header, *proto 6 or 17 and
+ * *ipv6.  -1 when the frame is none of these or is cut short.
+ */
+int bhnet_csum_locate(const uint8_t *frame, size_t len, uint16_t *csum_start, uint16_t *csum_off,
+                      uint16_t *hdr_len, uint8_t *proto, bool *ipv6);
+
+/*
+ * Sends a validated TX packet (kind BHNET_TX_PACKET) to fd as one write:
+ * the frame is gathered into scratch (room for hdrsz + BHNET_FRAME_MAX) so
+ * that what the TAP sees is what was checked, with a virtio_net_hdr of
+ * hdrsz bytes (10 or 12) mapped from the netif flags and GSO extra.
+ * Returns 0 when sent, 1 when dropped (why: a page that does not map, a
+ * checksum or GSO the frame's headers do not allow), -1 with errno when
+ * the write fails (EAGAIN: the TAP is full, try again later).
+ */
+int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
+                   void *ctx, uint8_t *scratch, char *why, size_t whylen);
+
+/*
+ * Reads one frame from fd into buf (room for hdrsz + BHNET_FRAME_MAX) and
+ * describes it: *m from its virtio_net_hdr, *frame where its bytes start.
+ * Returns 1 with a frame, 0 with none waiting (EAGAIN), 2 when the frame
+ * cannot be told to a frontend (a GSO type netif lacks, ECN, a runt, more
+ * than BHNET_RX_MAX_LEN bytes; why says which: drop it), -1 with errno.
+ */
+int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
+                     const uint8_t **frame, char *why, size_t whylen);
+
+/*
+ * Copies a frame into the pages of the n RX requests given (checked with
+ * bhnet_rx_check_req) and writes their responses into rsp, as
+ * bhnet_rx_build lays them.  Returns 0 with *used requests answered, or
+ * -1 with errno: EAGAIN when n is too few (wait for more), EINVAL when the
+ * frame cannot be delivered (a GSO the frontend did not ask for, a size
+ * out of range: drop the frame), both with *used 0; EFAULT when a page
+ * does not map: the frame is dropped and rsp[0] answers reqs[0] with
+ * NETIF_RSP_ERROR (*used 1).
+ */
+int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                     const uint8_t *frame, const struct netif_rx_request *reqs, unsigned int n,
+                     bhnet_page_fn page, void *ctx, struct netif_rx_response *rsp,
+                     unsigned int *used);
+
 #endif
