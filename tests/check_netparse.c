@@ -4,9 +4,10 @@
  * packets of 1..N slots, each lie and each drop from a table; TX chains
  * taken from a real ring, partial and whole; RX frames of every size laid
  * over requests by the backend and read back by the frontend's validator;
- * each lie a backend can tell the frontend; and frames to and from a
+ * each lie a backend can tell the frontend; frames to and from a
  * TAP-like socket with virtio_net_hdr (a SOCK_SEQPACKET socketpair keeps
- * frame boundaries as a TAP does).  No root needed.
+ * frame boundaries as a TAP does); and the engine serving both rings of a
+ * queue against that socket.  No root needed.
  */
 #include <check.h>
 #include <endian.h>
@@ -837,11 +838,159 @@ START_TEST(test_vnet_rx)
 }
 END_TEST
 
+/* ---- the engine: both rings of a queue against a TAP-like socket ---- */
+
+struct vif {
+    void *txmem, *rxmem;
+    struct bhring ftx, frx; /* the frontend's ends */
+    struct bhnet *eng;
+};
+
+static void vif_open(struct vif *v, const struct bhnet_txopts *tx, const struct bhnet_rxopts *rx)
+{
+    struct bhnet_opts o = {0};
+    char why[WHY] = "";
+
+    v->txmem = aligned_alloc(BHRING_PAGE_SIZE, bhring_bytes(0));
+    v->rxmem = aligned_alloc(BHRING_PAGE_SIZE, bhring_bytes(0));
+    ck_assert(v->txmem && v->rxmem);
+    ck_assert_int_eq(bhring_attach(&v->ftx, &bhring_netif_tx, BHRING_FRONT, v->txmem, 0, 0, true), 0);
+    ck_assert_int_eq(bhring_attach(&v->frx, &bhring_netif_rx, BHRING_FRONT, v->rxmem, 0, 0, true), 0);
+    o.tx_ring = v->txmem, o.rx_ring = v->rxmem;
+    o.fd = sp[0], o.hdrsz = 12, o.page = page_of;
+    o.tx = *tx, o.rx = *rx;
+    v->eng = bhnet_open(&o, why, sizeof(why));
+    ck_assert_msg(v->eng != NULL, "%s", why);
+}
+
+static void vif_close(struct vif *v)
+{
+    bhnet_close(v->eng);
+    free(v->txmem);
+    free(v->rxmem);
+}
+
+/* TX: a GSO packet reaches the TAP, a runt is answered with an error, multicast is kept. */
+START_TEST(test_engine_tx)
+{
+    static uint8_t frame[3000], got[12 + 4000];
+    struct vif v;
+    struct netif_tx_request r[8] = {data(0, 3000, EI | MD | CB), extra(GSO, 0, 1448, T4),
+                                    data(0, 1000, MD), data(0, 1000, 0), data(0, 10, 0),
+                                    data(0, 0, EI),
+                                    extra(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, 0, 0x33, 0)};
+    static const int16_t want[7] = {NETIF_RSP_OKAY, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETIF_RSP_OKAY,
+                                    NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETIF_RSP_NULL};
+    const uint8_t mc[6] = {1, 0, 0, 0, 0, 0x33};
+    struct netif_tx_response rsp;
+    char why[WHY] = "";
+    unsigned int k = 0;
+    int rc;
+
+    vif_open(&v, &all_on, &(struct bhnet_rxopts){0});
+    frame_make(frame, sizeof(frame), false, false, 6);
+    r[0].gref = 1, r[2].gref = 2, r[3].gref = 3, r[4].gref = 4;
+    memcpy(pages[1], frame, 1000);
+    memcpy(pages[2], frame + 1000, 1000);
+    memcpy(pages[3], frame + 2000, 1000);
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), 0);
+    for (unsigned int i = 0; i < 7; i++)
+        ck_assert_int_eq(bhring_front_put(&v.ftx, &r[i]), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    rc = bhnet_run(v.eng, why, sizeof(why));
+    ck_assert_msg(rc >= 0, "%s", why);
+    ck_assert_int_eq(rc & BHNET_NOTIFY_TX, BHNET_NOTIFY_TX);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 3000);
+    ck_assert_mem_eq(got + 12, frame, 3000);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1); /* the runt never left */
+    while (bhring_front_get(&v.ftx, &rsp) == 1) {
+        ck_assert_uint_lt(k, 7);
+        ck_assert_int_eq(rsp.status, want[k]);
+        if (want[k] != NETIF_RSP_NULL)
+            ck_assert_uint_eq(rsp.id, r[k].id);
+        k++;
+    }
+    ck_assert_uint_eq(k, 7);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_packets, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_dropped, 1);
+    ck_assert(bhnet_mcast_has(v.eng, mc));
+    /* A lie: the vif's rings are done with, and say why ever after. */
+    r[0] = data(4000, 200, 0);
+    ck_assert_int_eq(bhring_front_put(&v.ftx, &r[0]), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "crosses"));
+    why[0] = '\0';
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "crosses"));
+    vif_close(&v);
+}
+END_TEST
+
+/* RX: a frame waits for buffers (held, not read further), then arrives whole. */
+START_TEST(test_engine_rx)
+{
+    static uint8_t frame[5000], wire[12 + 5000], back[5000];
+    struct vif v;
+    struct virtio_net_hdr_mrg_rxbuf h = {0};
+    struct netif_rx_response rsp[4];
+    uint16_t ids[4];
+    struct bhnetf_rxpkt pkt;
+    char why[WHY] = "";
+    unsigned int k = 0, off = 0;
+
+    vif_open(&v, &all_off, &(struct bhnet_rxopts){.ring_ids = 256});
+    frame_make(frame, sizeof(frame), false, false, 17);
+    h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+    memcpy(wire, &h, sizeof(h));
+    memcpy(wire + 12, frame, sizeof(frame));
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 0);
+    /* One buffer is not enough for 5000 bytes: still held. */
+    ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = 0, .gref = 20}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 0);
+    for (uint16_t i = 1; i < 4; i++)
+        ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = i, .gref = 20u + i}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)) & BHNET_NOTIFY_RX, BHNET_NOTIFY_RX);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 2);
+    while (k < 4 && bhring_front_get(&v.frx, &rsp[k]) == 1) {
+        ids[k] = (uint16_t)k;
+        k++;
+    }
+    ck_assert_uint_eq(k, 4);
+    ck_assert_int_eq(bhnetf_rx_parse(rsp, ids, 2, true, &(struct bhnetf_rxopts){0}, &pkt, why,
+                                     sizeof(why)),
+                     BHNETF_OK);
+    ck_assert_uint_eq(pkt.flags, NETRXF_data_validated);
+    for (unsigned int i = 0; i < pkt.nfrags; i++) {
+        memcpy(back + off, pages[20 + pkt.frag[i].slot] + pkt.frag[i].off, pkt.frag[i].len);
+        off += pkt.frag[i].len;
+    }
+    ck_assert_uint_eq(off, 5000);
+    ck_assert_mem_eq(back, frame, 5000);
+    ck_assert_int_eq(bhnetf_rx_parse(rsp + 2, ids + 2, 2, true, &(struct bhnetf_rxopts){0}, &pkt,
+                                     why, sizeof(why)),
+                     BHNETF_OK);
+    /* A buffer id beyond the ring is a lie. */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = 999, .gref = 20}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_eq(bhnet_run(v.eng, why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "names no buffer"));
+    vif_close(&v);
+}
+END_TEST
+
 static Suite *netparse_suite(void)
 {
     Suite *s = suite_create("netparse");
     TCase *tx = tcase_create("tx"), *ring = tcase_create("tx_ring"), *rx = tcase_create("rx");
-    TCase *vnet = tcase_create("vnet");
+    TCase *vnet = tcase_create("vnet"), *engine = tcase_create("engine");
 
     tcase_add_loop_test(tx, test_tx_valid_slots, 1, XEN_NETIF_NR_SLOTS_MIN + 1);
     tcase_add_test(tx, test_tx_slot_limits);
@@ -864,6 +1013,10 @@ static Suite *netparse_suite(void)
     tcase_add_test(vnet, test_vnet_csum_locate);
     tcase_add_test(vnet, test_vnet_rx);
     suite_add_tcase(s, vnet);
+    tcase_add_checked_fixture(engine, vnet_setup, vnet_teardown);
+    tcase_add_test(engine, test_engine_tx);
+    tcase_add_test(engine, test_engine_rx);
+    suite_add_tcase(s, engine);
     return s;
 }
 

@@ -285,4 +285,58 @@ int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
                      bhnet_page_fn page, void *ctx, struct netif_rx_response *rsp,
                      unsigned int *used);
 
+/* ---- the engine: one vif queue's rings served from a TAP (engine.c) ---- */
+
+/*
+ * Like blkback's engine, it owns no XenStore and no event channel: the
+ * caller maps the rings, gives page() for the data grants, runs
+ * bhnet_run() when a port fires or the fd is readable, and notifies the
+ * frontend as it says.  One thread.
+ *
+ * XSA-392: a frontend that posts no RX buffers makes the engine hold one
+ * frame and stop reading the TAP; frames then queue in the kernel's TAP
+ * queue, which is bounded and drops, never in the driver domain.
+ */
+struct bhnet_opts {
+    void *tx_ring, *rx_ring;     /* the mapped ring pages (2^order each) */
+    unsigned int tx_order, rx_order;
+    int fd;                      /* the TAP queue, non-blocking, IFF_VNET_HDR */
+    size_t hdrsz;                /* its virtio_net_hdr: 10 or 12 bytes */
+    bhnet_page_fn page;          /* the frontend's data pages */
+    void *ctx;
+    struct bhnet_txopts tx;      /* what the backend offered */
+    struct bhnet_rxopts rx;      /* what the frontend asked */
+};
+
+struct bhnet_stats {
+    uint64_t tx_packets, tx_dropped; /* frames sent; chains answered with an error */
+    uint64_t rx_packets, rx_dropped; /* frames delivered; frames from the TAP dropped */
+};
+
+#define BHNET_MCAST_MAX 64u /* multicast addresses a frontend may add, as Linux */
+#define BHNET_NOTIFY_TX 1
+#define BHNET_NOTIFY_RX 2
+#define BHNET_AGAIN     4 /* a budget ran out: call bhnet_run() again before sleeping */
+
+struct bhnet;
+
+/* An engine over mapped rings; NULL with why (EINVAL, ENOMEM). */
+struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen);
+void bhnet_close(struct bhnet *n);
+
+/*
+ * Does what there is to do, a bounded amount per call: TX chains consumed,
+ * validated, sent and answered; frames read from the TAP into RX buffers.
+ * Returns BHNET_NOTIFY_TX | BHNET_NOTIFY_RX bits for the rings whose
+ * frontend must be notified, with BHNET_AGAIN when work is left, or -1
+ * with why when the frontend lied (its rings are then broken and every
+ * later call fails).
+ */
+int bhnet_run(struct bhnet *n, char *why, size_t whylen);
+
+const struct bhnet_stats *bhnet_get_stats(const struct bhnet *n);
+
+/* Whether the frontend has added this multicast address (multicast control). */
+bool bhnet_mcast_has(const struct bhnet *n, const uint8_t addr[6]);
+
 #endif
