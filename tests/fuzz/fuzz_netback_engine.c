@@ -7,7 +7,8 @@
  * (a byte k, then 12 bytes each), 1 puts k RX requests (8 bytes each), 2
  * sends a frame from the TAP's side (2 bytes of length up to 9000, a
  * 12-byte virtio_net_hdr, then the frame's bytes), 3 runs the engine and
- * takes the responses.  Whatever the frontend does, the engine leaves at
+ * takes the responses, 4 writes into a data page (a byte of page, 2 of
+ * offset, a byte n, n bytes).  Whatever the frontend does, the engine leaves at
  * most one partial TX chain unanswered, and a lie is final.
  */
 #include <stdlib.h>
@@ -55,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (eng = bhnet_open(&o, why, sizeof(why))) == NULL)
         abort();
     while (in.n > 0) {
-        uint8_t op = fuzz_u8(&in) % 4;
+        uint8_t op = fuzz_u8(&in) % 5;
         unsigned int k, len;
         switch (op) {
         case 0:
@@ -75,13 +76,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             bhring_front_push(op == 0 ? &ftx : &frx);
             break;
+        case 4: {
+            /* The frontend writes its pages (headers for the TX side to read). */
+            uint8_t *pg = pages[fuzz_u8(&in) % 64];
+            unsigned int at = (unsigned int)(fuzz_u8(&in) << 8 | fuzz_u8(&in)) % 4096;
+            len = fuzz_u8(&in);
+            for (unsigned int i = 0; i < len && at + i < 4096; i++)
+                pg[at + i] = fuzz_u8(&in);
+            break;
+        }
         case 2:
             len = (unsigned int)(fuzz_u8(&in) << 8 | fuzz_u8(&in)) % 9001;
             for (unsigned int i = 0; i < 12 + len; i++)
                 frame[i] = fuzz_u8(&in);
             (void)!send(sp[1], frame, 12 + len, 0);
             break;
-        default: {
+        case 3: {
             int r = bhnet_run(eng, why, sizeof(why));
             struct netif_tx_response tr;
             struct netif_rx_response rr;
