@@ -1,7 +1,8 @@
 /*
- * bhnetback.h - netback's request consumers: pure validators over netif
- * requests copied out of the TX and RX rings (io/netif.h), and the builder
- * of RX responses.
+ * bhnetback.h - netback's data path: pure validators over netif requests
+ * copied out of the TX and RX rings (io/netif.h), the builder of RX
+ * responses, the TAP side (virtio_net_hdr), and an engine serving one
+ * queue's rings from a TAP.
  *
  * TX: a packet is a chain of ring slots - a first request whose size is the
  * whole packet's, the extra-info slots its flags announce, then the
@@ -36,7 +37,8 @@
  * frontend/net/bhnetfront.h, a library of its own: a guest links it
  * without any backend code, and the two trust each other in no way.
  *
- * Nothing here logs, allocates, or touches XenStore or event channels.
+ * Nothing here logs or touches XenStore or event channels, and only
+ * bhnet_open() allocates.
  */
 #ifndef BULKHEAD_BHNETBACK_H
 #define BULKHEAD_BHNETBACK_H
