@@ -4,7 +4,8 @@
  * extra carry on the ring.  The netif side says only "checksum blank";
  * the TAP wants where the checksum goes, so the frame's headers are read
  * - from our private copy, never from the frontend's page, which it can
- * change while we look.
+ * change while we look.  The header's fields are little-endian as virtio
+ * 1.0 has them; on a big-endian host the TAP must be told so (TUNSETVNETLE).
  */
 #include <endian.h>
 #include <errno.h>
