@@ -1,0 +1,344 @@
+/*
+ * bhnetback.h - netback's data path: pure validators over netif requests
+ * copied out of the TX and RX rings (io/netif.h), the builder of RX
+ * responses, the TAP side (virtio_net_hdr), and an engine serving one
+ * queue's rings from a TAP.
+ *
+ * TX: a packet is a chain of ring slots - a first request whose size is the
+ * whole packet's, the extra-info slots its flags announce, then the
+ * following requests while NETTXF_more_data is set.  bhnet_tx_parse()
+ * assembles one chain from requests already copied into private memory;
+ * bhnet_tx_take() does the copying from a ring (libbhring) and keeps a
+ * partial chain between calls.  The verdict says what to do:
+ *   GO    a packet (or a multicast-control request): carry it out, then
+ *         answer each consumed slot (bhnet_tx_responses with NETIF_RSP_OKAY);
+ *   DROP  a packet the protocol allows but that we do not send (too many
+ *         slots, sizes that do not add up, too short): answer it with
+ *         NETIF_RSP_ERROR, as Linux's netback does, and carry on;
+ *   LIE   a protocol violation (a slot crossing its page, an unknown or
+ *         repeated extra, a GSO type that was not offered, a chain past the
+ *         fatal slot limit): the frontend loses its vif; `why` says how.
+ * What a hostile frontend tries is learnt from Linux's netback and its
+ * advisories: XSA-39 (a chain of ever more slots: hence the fatal limit and
+ * a bounded partial chain), XSA-423 (headers not in the first piece: a
+ * first slot shorter than an Ethernet header is dropped, and whoever builds
+ * the frame must not assume more of it), and slots whose sizes do not add
+ * up, so that the first slot's own length (the total minus the rest) would
+ * underflow.  XSA-392 (a frontend that stops posting RX buffers, so that
+ * the backend hoards frames) is the RX engine's to bound, not a validator's.
+ *
+ * RX: bhnet_rx_check_req() validates one RX request; bhnet_rx_build() lays
+ * a packet of N bytes over as many RX requests as it needs (rx-copy: each
+ * data slot is a page from offset 0), with the GSO extra slot the
+ * frontend asked for, and writes the responses, each into the slot of the
+ * request it answers (the frontend finds its buffer by slot, netif.h).
+ *
+ * The frontend's side (response validation for netfront) is
+ * frontend/net/bhnetfront.h, a library of its own: a guest links it
+ * without any backend code, and the two trust each other in no way.
+ *
+ * Nothing here logs or touches XenStore or event channels, and only
+ * bhnet_open() allocates.
+ */
+#ifndef BULKHEAD_BHNETBACK_H
+#define BULKHEAD_BHNETBACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/io/netif.h>
+
+#include "bhring.h"
+
+#define BHNET_PAGE     4096u
+#define BHNET_ETH_HLEN 14u /* a frame shorter than an Ethernet header is dropped */
+
+/*
+ * Data slots per TX packet.  netif.h promises every frontend
+ * XEN_NETIF_NR_SLOTS_MIN (18); a packet of more, up to the fatal limit, is
+ * dropped (Linux's max_skb_slots); more than the fatal limit is a lie
+ * (Linux's fatal_skb_slots, 20).  The fatal limit bounds what a partial
+ * chain can make us hold.
+ */
+#define BHNET_TX_FATAL_SLOTS 20u
+#define BHNET_TX_FATAL_MAX   32u /* the largest fatal limit a caller may set */
+/* Extra-info slots: at most one of each type, types 1..4. */
+#define BHNET_TX_MAX_EXTRAS (XEN_NETIF_EXTRA_TYPE_MAX - 1)
+/* Ring slots one chain can take: data slots plus extras. */
+#define BHNET_TX_MAX_REQS (BHNET_TX_FATAL_MAX + BHNET_TX_MAX_EXTRAS)
+
+enum bhnet_verdict {
+    BHNET_LIE = -1, /* the frontend lied: it loses its vif; why says how */
+    BHNET_GO = 0,   /* valid: carry it out */
+    BHNET_DROP = 1, /* valid protocol, bad packet: answer with NETIF_RSP_ERROR */
+    BHNET_MORE = 2, /* the chain goes on past the requests at hand: wait for them */
+};
+
+/* What a TX chain is checked against: what the backend offered. */
+struct bhnet_txopts {
+    unsigned int max_slots;   /* 0: XEN_NETIF_NR_SLOTS_MIN; less than that is raised to it */
+    unsigned int fatal_slots; /* 0: BHNET_TX_FATAL_SLOTS; clamped to max_slots..FATAL_MAX */
+    bool gso_tcpv4;           /* feature-gso-tcpv4 offered */
+    bool gso_tcpv6;           /* feature-gso-tcpv6 offered */
+    bool mcast;               /* feature-multicast-control offered and requested */
+};
+
+/* One piece of a packet's data: bytes off..off+len of a granted page. */
+struct bhnet_frag {
+    uint32_t gref;
+    uint16_t off;
+    uint16_t len;
+};
+
+enum bhnet_txkind {
+    BHNET_TX_PACKET = 0,    /* a frame to send */
+    BHNET_TX_MCAST_ADD = 1, /* a multicast-control request: nothing to send */
+    BHNET_TX_MCAST_DEL = 2,
+};
+
+/* A TX chain as validated: only this is acted upon. */
+struct bhnet_txpkt {
+    enum bhnet_txkind kind;
+    uint32_t len;            /* the frame's length: the first slot's size */
+    uint16_t flags;          /* NETTXF_csum_blank, NETTXF_data_validated of the first slot */
+    uint8_t gso_type;        /* XEN_NETIF_GSO_TYPE_*, NONE without a GSO extra */
+    uint16_t gso_size;       /* the MSS, nonzero with a GSO type */
+    bool has_hash;           /* a HASH extra of a known type and algorithm */
+    uint8_t hash_type;       /* _XEN_NETIF_CTRL_HASH_TYPE_* */
+    uint32_t hash;
+    uint8_t mcast[6];        /* with MCAST_ADD / MCAST_DEL */
+    unsigned int nfrags;     /* data slots, the first included */
+    struct bhnet_frag frag[BHNET_TX_FATAL_MAX];
+    /* Every consumed slot in ring order, for the responses (extras get NETIF_RSP_NULL). */
+    unsigned int nreq;
+    uint16_t req_id[BHNET_TX_MAX_REQS];
+    bool req_extra[BHNET_TX_MAX_REQS];
+};
+
+/*
+ * Assembles and validates one chain from n requests (copied out of the
+ * ring: the first of them is the chain's first slot).  Returns GO or DROP
+ * with *pkt filled (pkt->nreq requests used), LIE with why, or MORE when
+ * the chain continues past reqs[n-1] - unless `complete` says that there
+ * are no more requests, in which case that is a lie.  Every lie is checked
+ * before any drop, so a verdict never depends on which rule ran first.
+ */
+enum bhnet_verdict bhnet_tx_parse(const struct netif_tx_request *reqs, unsigned int n,
+                                  bool complete, const struct bhnet_txopts *o,
+                                  struct bhnet_txpkt *pkt, char *why, size_t whylen);
+
+/* A partial chain, kept between bhnet_tx_take() calls; zero it for a new ring. */
+struct bhnet_txq {
+    unsigned int n;
+    struct netif_tx_request req[BHNET_TX_MAX_REQS];
+};
+
+/*
+ * Consumes the next chain from a netif_tx ring (bhring_netif_tx, back
+ * end), copying each request once.  Returns GO or DROP with *pkt (the chain
+ * is consumed: answer it), MORE when the ring holds no (more) request yet
+ * - q keeps what was taken, at most BHNET_TX_MAX_REQS requests, and the
+ * next call resumes - or LIE, with the ring broken (bhring_break) and why.
+ * A frontend publishes a packet's slots together (netif.h frontends push
+ * after the whole packet), so MORE with q->n > 0 is a frontend that may
+ * never finish: it stalls only its own TX queue, which the engine's stall
+ * timeout answers.
+ */
+enum bhnet_verdict bhnet_tx_take(struct bhring *r, const struct bhnet_txopts *o,
+                                 struct bhnet_txq *q, struct bhnet_txpkt *pkt, char *why,
+                                 size_t whylen);
+
+/*
+ * The responses to a consumed chain, in ring order: `status` (NETIF_RSP_OKAY
+ * or NETIF_RSP_ERROR) for the data slots, NETIF_RSP_NULL for the extras.
+ * rsp has room for pkt->nreq; returns pkt->nreq.
+ */
+unsigned int bhnet_tx_responses(const struct bhnet_txpkt *pkt, int16_t status,
+                                struct netif_tx_response *rsp);
+
+/* ---- RX ---- */
+
+/* What the frontend asked for (request-rx-copy is assumed: the only mode). */
+struct bhnet_rxopts {
+    bool gso_tcpv4;        /* feature-gso-tcpv4: a GSO extra slot after the first */
+    bool gso_tcpv6;        /* feature-gso-tcpv6 */
+    bool gso_prefix;       /* feature-gso-tcpv{4,6}-prefix: a prefix slot instead */
+    unsigned int ring_ids; /* nonzero: request ids must be below it (the ring's size) */
+};
+
+/* A frame to deliver, as the backend's side of the wire (a TAP) describes it. */
+struct bhnet_rxmeta {
+    uint32_t len;      /* bytes: 1..BHNET_RX_MAX_LEN */
+    uint16_t flags;    /* NETRXF_csum_blank, NETRXF_data_validated */
+    uint8_t gso_type;  /* XEN_NETIF_GSO_TYPE_* */
+    uint16_t gso_size; /* nonzero with a GSO type */
+};
+
+/* Data slots of an RX packet: as many as a frontend must accept. */
+#define BHNET_RX_MAX_DATA (XEN_NETIF_NR_SLOTS_MIN - 1)
+#define BHNET_RX_MAX_LEN  (BHNET_RX_MAX_DATA * BHNET_PAGE)
+#define BHNET_RX_MAX_REQS (BHNET_RX_MAX_DATA + 1)
+
+/*
+ * Checks one RX request copied out of the ring.  A gref cannot be checked
+ * here (mapping or copying it can fail later, which drops that packet);
+ * the id must name a buffer when o->ring_ids is set.  GO or LIE.
+ */
+enum bhnet_verdict bhnet_rx_check_req(const struct netif_rx_request *req,
+                                      const struct bhnet_rxopts *o, char *why, size_t whylen);
+
+/*
+ * RX requests a frame takes, GSO slot included; 0 for a frame that cannot
+ * be delivered (len 0 or over BHNET_RX_MAX_LEN, or a GSO type unknown).
+ * A GSO frame to a frontend that asked no GSO of its type is delivered
+ * as it is (the caller segments it first or drops it); it takes no extra slot.
+ */
+unsigned int bhnet_rx_slots(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m);
+
+/* Where the bytes of one data slot go: frame bytes pkt_off..+len to page gref at 0. */
+struct bhnet_rxcopy {
+    uint32_t gref;
+    uint32_t pkt_off;
+    uint16_t len;
+};
+
+/*
+ * Lays a frame over the first bhnet_rx_slots() of the n requests (already
+ * checked): rsp[i] answers reqs[i] (a GSO extra overlays its slot's
+ * response), copy[] gets one entry per data slot.  Returns the requests
+ * used and *ncopy, or -1 with EAGAIN when n is too few and EINVAL when the
+ * frame cannot be delivered.  Data slots carry NETRXF_more_data up to the
+ * last; the first carries the flags and NETRXF_extra_info before a GSO extra.
+ */
+int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                   const struct netif_rx_request *reqs, unsigned int n,
+                   struct netif_rx_response *rsp, struct bhnet_rxcopy *copy,
+                   unsigned int *ncopy);
+
+/*
+ * The response that answers an RX request with no frame, status
+ * NETIF_RSP_DROPPED or NETIF_RSP_ERROR (a frame that failed to copy).
+ */
+struct netif_rx_response bhnet_rx_error(const struct netif_rx_request *req, int16_t status);
+
+/* ---- the wire on the other side: a TAP with IFF_VNET_HDR (vnet.c) ---- */
+
+/*
+ * Frames cross to the driver domain's TAP with a virtio_net_hdr before
+ * them (10 bytes, or 12 with num_buffers, as the TAP was told).  The
+ * engine owns no grant code: page() gives the frontend's page behind a
+ * gref (mapped read-only for TX, writable for RX) or NULL when it cannot,
+ * which drops that frame.
+ */
+typedef void *(*bhnet_page_fn)(void *ctx, uint32_t gref, bool writable);
+
+/*
+ * Room for a frame after its header, in the buffers the caller gives: a TX
+ * frame (<= 65535) or an RX one (<= BHNET_RX_MAX_LEN), plus one byte so
+ * that a longer frame from the TAP shows as longer instead of being cut.
+ */
+#define BHNET_FRAME_MAX (BHNET_RX_MAX_LEN + 1)
+
+/*
+ * Finds where a frame's checksum goes (Ethernet, one optional 802.1Q tag,
+ * IPv4 without fragments or IPv6 without extension headers, then TCP or
+ * UDP): *csum_start and *csum_off as virtio_net_hdr wants them, *hdr_len
+ * the bytes up to the end of the TCP or UDP header, *proto 6 or 17 and
+ * *ipv6.  -1 when the frame is none of these or is cut short.
+ */
+int bhnet_csum_locate(const uint8_t *frame, size_t len, uint16_t *csum_start, uint16_t *csum_off,
+                      uint16_t *hdr_len, uint8_t *proto, bool *ipv6);
+
+/*
+ * Sends a validated TX packet (kind BHNET_TX_PACKET) to fd as one write:
+ * the frame is gathered into scratch (room for hdrsz + BHNET_FRAME_MAX) so
+ * that what the TAP sees is what was checked, with a virtio_net_hdr of
+ * hdrsz bytes (10 or 12) mapped from the netif flags and GSO extra.
+ * Returns 0 when sent, 1 when dropped (why: a page that does not map, a
+ * checksum or GSO the frame's headers do not allow), -1 with errno when
+ * the write fails (EAGAIN: the TAP is full, try again later).
+ */
+int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
+                   void *ctx, uint8_t *scratch, char *why, size_t whylen);
+
+/*
+ * Reads one frame from fd into buf (room for hdrsz + BHNET_FRAME_MAX) and
+ * describes it: *m from its virtio_net_hdr, *frame where its bytes start.
+ * Returns 1 with a frame, 0 with none waiting (EAGAIN), 2 when the frame
+ * cannot be told to a frontend (a GSO type netif lacks, ECN, a runt, more
+ * than BHNET_RX_MAX_LEN bytes; why says which: drop it), -1 with errno.
+ */
+int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
+                     const uint8_t **frame, char *why, size_t whylen);
+
+/*
+ * Copies a frame into the pages of the n RX requests given (checked with
+ * bhnet_rx_check_req) and writes their responses into rsp, as
+ * bhnet_rx_build lays them.  Returns 0 with *used requests answered, or
+ * -1 with errno: EAGAIN when n is too few (wait for more), EINVAL when the
+ * frame cannot be delivered (a GSO the frontend did not ask for, a size
+ * out of range: drop the frame), both with *used 0; EFAULT when a page
+ * does not map: the frame is dropped and rsp[0] answers reqs[0] with
+ * NETIF_RSP_ERROR (*used 1).
+ */
+int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                     const uint8_t *frame, const struct netif_rx_request *reqs, unsigned int n,
+                     bhnet_page_fn page, void *ctx, struct netif_rx_response *rsp,
+                     unsigned int *used);
+
+/* ---- the engine: one vif queue's rings served from a TAP (engine.c) ---- */
+
+/*
+ * Like blkback's engine, it owns no XenStore and no event channel: the
+ * caller maps the rings, gives page() for the data grants, runs
+ * bhnet_run() when a port fires or the fd is readable, and notifies the
+ * frontend as it says.  One thread.
+ *
+ * XSA-392: a frontend that posts no RX buffers makes the engine hold one
+ * frame and stop reading the TAP; frames then queue in the kernel's TAP
+ * queue, which is bounded and drops, never in the driver domain.
+ */
+struct bhnet_opts {
+    void *tx_ring, *rx_ring;     /* the mapped ring pages (2^order each) */
+    unsigned int tx_order, rx_order;
+    int fd;                      /* the TAP queue, non-blocking, IFF_VNET_HDR */
+    size_t hdrsz;                /* its virtio_net_hdr: 10 or 12 bytes */
+    bhnet_page_fn page;          /* the frontend's data pages */
+    void *ctx;
+    struct bhnet_txopts tx;      /* what the backend offered */
+    struct bhnet_rxopts rx;      /* what the frontend asked */
+};
+
+struct bhnet_stats {
+    uint64_t tx_packets, tx_dropped; /* frames sent; chains answered with an error */
+    uint64_t rx_packets, rx_dropped; /* frames delivered; frames from the TAP dropped */
+};
+
+#define BHNET_MCAST_MAX 64u /* multicast addresses a frontend may add, as Linux */
+#define BHNET_NOTIFY_TX 1
+#define BHNET_NOTIFY_RX 2
+#define BHNET_AGAIN     4 /* a budget ran out: call bhnet_run() again before sleeping */
+
+struct bhnet;
+
+/* An engine over mapped rings; NULL with why (EINVAL, ENOMEM). */
+struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen);
+void bhnet_close(struct bhnet *n);
+
+/*
+ * Does what there is to do, a bounded amount per call: TX chains consumed,
+ * validated, sent and answered; frames read from the TAP into RX buffers.
+ * Returns BHNET_NOTIFY_TX | BHNET_NOTIFY_RX bits for the rings whose
+ * frontend must be notified, with BHNET_AGAIN when work is left, or -1
+ * with why when the frontend lied (its rings are then broken and every
+ * later call fails).
+ */
+int bhnet_run(struct bhnet *n, char *why, size_t whylen);
+
+const struct bhnet_stats *bhnet_get_stats(const struct bhnet *n);
+
+/* Whether the frontend has added this multicast address (multicast control). */
+bool bhnet_mcast_has(const struct bhnet *n, const uint8_t addr[6]);
+
+#endif
