@@ -65,6 +65,7 @@ struct blk_kept {
     uint32_t connected;
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
+    uint32_t direct_io_safe; /* the toolstack's direct-io-safe: O_DIRECT on a file too */
     uint32_t persistent; /* the frontend said feature-persistent too */
     uint32_t lbs, pbs;   /* logical and physical block sizes (probe) */
     uint64_t ever_size;  /* the largest size this ring had, when it shrank since */
@@ -201,11 +202,12 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"mode", BHXB_STR, mode, sizeof(mode), false, 0},
     };
     char devtype[16] = "disk";
-    unsigned int discard_enable = 1, force_lbs = 0;
+    unsigned int discard_enable = 1, force_lbs = 0, dio_safe = 0;
     struct bhxb_key opt[] = {
         {"device-type", BHXB_STR, devtype, sizeof(devtype), false, 0},
         {"discard-enable", BHXB_UINT, &discard_enable, 0, false, 1},
         {"logical-block-size", BHXB_UINT, &force_lbs, 0, false, 4096},
+        {"direct-io-safe", BHXB_UINT, &dio_safe, 0, false, 1},
     };
     unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
     unsigned int discard = 0, queues = BLK_MAX_QUEUES;
@@ -225,7 +227,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0 ||
-        bhxb_read_keys(d->xs, d->paths.backend, opt, 3, &bad) != 0) {
+        bhxb_read_keys(d->xs, d->paths.backend, opt, 4, &bad) != 0) {
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
@@ -262,6 +264,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         k->size = size - size % lbs; /* whole logical blocks only */
         k->readonly = ro;
         k->discard = discard = discard_enable && !ro && strcmp(devtype, "cdrom") != 0;
+        k->direct_io_safe = dio_safe;
         k->cdrom = strcmp(devtype, "cdrom") == 0;
         snprintf(k->target, sizeof(k->target), "%s", target);
     }
@@ -324,6 +327,13 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
 
     if ((o.fd = blk_disk_fd(d, why, len)) < 0)
         return -1;
+    {
+        /* A block device as Linux's blkback serves it, past the page cache;
+         * a file through it unless the toolstack said direct-io-safe. */
+        struct stat st;
+
+        o.direct = k->direct_io_safe || (fstat(o.fd, &st) == 0 && S_ISBLK(st.st_mode));
+    }
     o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
                                  .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT,
                                  .sector_size = k->lbs, .ever_sectors = k->ever_size / BHBLK_SECTOR};

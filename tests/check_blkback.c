@@ -43,6 +43,7 @@ static struct pair p1, p2;
 
 /* Engines opened with feature-persistent negotiated (the _persistent variants). */
 static bool use_persistent;
+static bool use_buffered; /* the engine's page-cache mode instead of O_DIRECT */
 /* The disk's logical block size for the engines opened (0: 512). */
 static unsigned int use_sector_size;
 /* A disk to serve instead of a fresh temporary image (-1: none), filled as pair_open's. */
@@ -89,8 +90,10 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.geom.sector_size = use_sector_size;
     o.kept = &p->kept;
     o.persistent = use_persistent;
+    o.direct = !use_buffered;
     p->eng = bhblk_open(&o, why, sizeof(why));
     ck_assert_msg(p->eng != NULL, "%s", why);
+    ck_assert(!bhblk_direct(p->eng) || !use_buffered);
 }
 
 static void pair_close(struct pair *p)
@@ -257,6 +260,15 @@ START_TEST(test_rw_sizes_persistent)
     use_persistent = true;
     test_rw_sizes_fn(_i);
     use_persistent = false;
+}
+END_TEST
+
+/* The same through the page cache (a file without direct-io-safe). */
+START_TEST(test_rw_sizes_buffered)
+{
+    use_buffered = true;
+    test_rw_sizes_fn(_i);
+    use_buffered = false;
 }
 END_TEST
 
@@ -708,6 +720,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_rw_sizes);
     tcase_add_test(tc, test_rw_sizes_persistent);
+    tcase_add_test(tc, test_rw_sizes_buffered);
     tcase_add_test(tc, test_flush_discard);
     tcase_add_test(tc, test_readonly);
     tcase_add_loop_test(tc, test_lies, 0, LIE_CASES);

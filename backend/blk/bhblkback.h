@@ -121,6 +121,14 @@ struct bhblk_opts {
     struct bhblk_geom geom;
     struct bhblk_kept *kept; /* maintained by the engine; restored from when kept->valid */
     bool persistent;         /* both ends said feature-persistent: keep data pages mapped */
+    /*
+     * Reads and writes with O_DIRECT (a second open of fd) instead of
+     * through the page cache: for a block device, or a file whose
+     * toolstack wrote direct-io-safe.  Otherwise buffered, as QEMU's qdisk
+     * without direct-io-safe (O_DIRECT on granted pages was unsafe with
+     * some storage); flushes are honoured either way.
+     */
+    bool direct;
 };
 
 /*
@@ -169,7 +177,7 @@ unsigned int bhblk_persistent_busy(const struct bhblk *b);
 /* Requests submitted and not yet answered. */
 unsigned int bhblk_in_flight(const struct bhblk *b);
 
-/* Whether reads and writes go through O_DIRECT (an fd that allows it). */
+/* Whether reads and writes go through O_DIRECT (asked for, and an fd that allows it). */
 bool bhblk_direct(const struct bhblk *b);
 
 #endif

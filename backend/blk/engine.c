@@ -515,7 +515,7 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     if ((b = calloc(1, sizeof(*b))) == NULL)
         goto nomem;
     b->fd = o->fd;
-    b->dfd = open_direct(o->fd, o->geom.readonly);
+    b->dfd = o->direct ? open_direct(o->fd, o->geom.readonly) : -1;
     b->domid = o->domid;
     b->gt = o->gt;
     b->persistent = o->persistent;
