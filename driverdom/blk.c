@@ -7,6 +7,15 @@
  * ring-page-order + ring-refN, event-channel, protocol) strictly, maps the
  * ring, binds the event channel, and serves the ring from the worker's
  * event loop (the event channel and the io_uring's fd).
+ *
+ * A disk that is not a raw file (qcow2, vhd, qed: dom0 runs a qemu-nbd for
+ * it) is served over NBD instead.  The toolstack says so with the backend
+ * key bulkhead-nbd, the path of the server's socket; in a driver domain
+ * the keeper asks the broker for the disk as a file and, refused with
+ * EINVAL (the disk is registered as an NBD server), for it as a socket.
+ * Each engine needs a connection of its own (NBD's handshake is once per
+ * connection): the first uses the keeper's, a later one (a reconnect, a
+ * restarted worker) asks the broker again; dom0 connects to the path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,7 +23,9 @@
 #include <string.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
@@ -38,7 +49,10 @@ struct blk_kept {
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
     uint32_t persistent; /* the frontend said feature-persistent too */
-    char target[256]; /* dom0: the file it opens itself */
+    char target[256]; /* dom0: the file it opens itself (NBD: the server's socket) */
+    uint32_t nbd;      /* served over NBD */
+    uint32_t nbd_conns; /* NBD connections made: the keeper's socket serves the first only */
+    uint32_t flush;    /* feature-flush-cache offered (an NBD server may not flush) */
     uint64_t kicks;
     struct bhblk_kept eng; /* the ring's indices and the requests in flight */
 };
@@ -48,6 +62,8 @@ struct blk_priv {
     struct bhblk *eng;
     uint32_t port;
     int fd1; /* dom0's own open of the target, plus one; 0: none (a driver domain uses the keeper's) */
+    struct bhnbd *nbd; /* a connection made by probe, until the engine takes it */
+    bool lost;         /* the storage is gone: the device failed once */
 };
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
@@ -58,6 +74,13 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
     if (id->backend_domid == 0)
         return 0; /* dom0 opens its disks with its own rights */
     fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
+    if (fd < 0 && errno == EINVAL) {
+        /* Not a file or block device: registered as an NBD server, or of no kind we serve. */
+        if ((fd = bhbroker_nbd(id->domid, id->devid)) >= 0)
+            a->nbd = true;
+        else
+            errno = EINVAL;
+    }
     if (fd < 0) {
         if (errno == ENOENT)
             return 0; /* nothing registered: an empty cdrom drive (probe decides) */
@@ -104,6 +127,66 @@ static int blk_medium(struct bhdev *d, const char *params, const char *mode, uin
     return 0;
 }
 
+/* A new connection to the disk's NBD server (the header comment says whence). */
+static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
+{
+    struct blk_kept *k = d->kept;
+    int sock;
+
+    if (d->id.backend_domid == 0) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t n = strnlen(k->target, sizeof(k->target));
+        sock = n < sizeof(sa.sun_path) ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
+        if (n >= sizeof(sa.sun_path))
+            errno = ENAMETOOLONG;
+        memcpy(sa.sun_path, k->target, n < sizeof(sa.sun_path) ? n : 0);
+        if (sock >= 0 && connect(sock, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            int err = errno;
+            close(sock);
+            errno = err;
+            sock = -1;
+        }
+    } else if (k->nbd_conns == 0 && d->nfds > 0) {
+        sock = fcntl(d->fds[0], F_DUPFD_CLOEXEC, 0);
+    } else {
+        sock = bhbroker_nbd(d->id.domid, d->id.devid);
+    }
+    if (sock < 0) {
+        snprintf(why, len, "cannot reach the disk's NBD server%s%s: %s (is its qemu-nbd running?)",
+                 d->id.backend_domid == 0 ? " at " : "",
+                 d->id.backend_domid == 0 ? k->target : "", strerror(errno));
+        return NULL;
+    }
+    k->nbd_conns++;
+    return bhnbd_open(sock, why, len);
+}
+
+/* An NBD disk's size and flags, from a fresh connection that the engine will take. */
+static int blk_nbd_medium(struct bhdev *d, const char *sockpath, uint64_t *size, bool *ro,
+                          unsigned int *flush, unsigned int *discard, char *why, size_t len)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+    const struct bhblk_nbd_info *info;
+
+    if (d->id.backend_domid != 0 && (d->acq == NULL || !d->acq->nbd)) {
+        snprintf(why, len, "backend key bulkhead-nbd is set but dom0's broker has no NBD server "
+                           "for this disk: register it as one (bulkhead create does)");
+        return -1;
+    }
+    if (d->id.backend_domid == 0)
+        snprintf(k->target, sizeof(k->target), "%s", sockpath);
+    bhnbd_close(p->nbd);
+    if ((p->nbd = blk_nbd_connect(d, why, len)) == NULL)
+        return -1;
+    info = bhnbd_info(p->nbd);
+    *size = info->size;
+    *ro = *ro || info->readonly;
+    *flush = info->flush;
+    *discard = *discard && info->trim;
+    return 0;
+}
+
 static int blk_probe(struct bhdev *d, char *why, size_t len)
 {
     char params[256] = "", mode[4] = "w";
@@ -112,19 +195,20 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"params", BHXB_STR, params, sizeof(params), false, 0},
         {"mode", BHXB_STR, mode, sizeof(mode), false, 0},
     };
-    char devtype[16] = "disk";
+    char devtype[16] = "disk", nbdsock[108] = "";
     unsigned int discard_enable = 1;
     struct bhxb_key opt[] = {
         {"device-type", BHXB_STR, devtype, sizeof(devtype), false, 0},
         {"discard-enable", BHXB_UINT, &discard_enable, 0, false, 1},
+        {"bulkhead-nbd", BHXB_STR, nbdsock, sizeof(nbdsock), false, 0},
     };
     unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
-    unsigned int discard = 0;
+    unsigned int discard = 0, flush = 1;
     char hotplug[] = "connected";
     struct bhxb_key out[] = {
         {"max-ring-page-order", BHXB_UINT, &order, 0, false, 0},
-        {"feature-flush-cache", BHXB_UINT, &one, 0, false, 0},
-        {"feature-barrier", BHXB_UINT, &one, 0, false, 0},
+        {"feature-flush-cache", BHXB_UINT, &flush, 0, false, 0},
+        {"feature-barrier", BHXB_UINT, &flush, 0, false, 0},
         {"feature-max-indirect-segments", BHXB_UINT, &maxind, 0, false, 0},
         {"feature-persistent", BHXB_UINT, &one, 0, false, 0},
         {"feature-discard", BHXB_UINT, &discard, 0, false, 0},
@@ -135,7 +219,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0 ||
-        bhxb_read_keys(d->xs, d->paths.backend, opt, 2, &bad) != 0) {
+        bhxb_read_keys(d->xs, d->paths.backend, opt, 3, &bad) != 0) {
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
@@ -152,21 +236,31 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0 ||
             strncmp(params, "vhd:", 4) == 0 || strncmp(params, "qcow2:", 6) == 0)
             target = strchr(params, ':') + 1;
-        if (blk_medium(d, target, mode, &size, &ro, why, len) != 0)
-            return -1;
+        k->nbd = nbdsock[0] != '\0' || (d->acq != NULL && d->acq->nbd);
+        discard = discard_enable && strcmp(devtype, "cdrom") != 0;
+        ro = strcmp(mode, "r") == 0;
+        if (k->nbd) {
+            if (blk_nbd_medium(d, nbdsock, &size, &ro, &flush, &discard, why, len) != 0)
+                return -1;
+        } else {
+            if (blk_medium(d, target, mode, &size, &ro, why, len) != 0)
+                return -1;
+            snprintf(k->target, sizeof(k->target), "%s", target);
+        }
         k->size = size;
         k->readonly = ro;
-        k->discard = discard = discard_enable && !ro && strcmp(devtype, "cdrom") != 0;
+        k->discard = discard = discard && !ro;
+        k->flush = flush;
         k->cdrom = strcmp(devtype, "cdrom") == 0;
-        snprintf(k->target, sizeof(k->target), "%s", target);
     }
     if (bhxb_write_keys(d->xs, d->paths.backend, out, sizeof(out) / sizeof(out[0])) != 0) {
         snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
-    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes%s", params, mode,
+    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes%s%s", params, mode,
               (unsigned long long)((struct blk_kept *)d->kept)->size,
-              ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "");
+              ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "",
+              ((struct blk_kept *)d->kept)->nbd ? ", over NBD" : "");
     return 0;
 }
 
@@ -196,10 +290,20 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
                            .kept = &k->eng, .persistent = k->persistent != 0};
     int port;
 
-    if ((o.fd = blk_disk_fd(d, why, len)) < 0)
+    if (k->nbd) {
+        /* probe's connection, or (a restarted worker) a new one */
+        if (p->nbd == NULL && (p->nbd = blk_nbd_connect(d, why, len)) == NULL)
+            return -1;
+        o.nbd = p->nbd;
+        o.fd = -1;
+        p->nbd = NULL; /* the engine's now, even if bhblk_open fails */
+    } else if ((o.fd = blk_disk_fd(d, why, len)) < 0) {
         return -1;
-    if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL)
+    }
+    if ((p->pages = bhdev_map(d, k->refs, n, why, len)) == NULL) {
+        bhnbd_close(o.nbd);
         return -1;
+    }
     o.ring = p->pages;
     o.geom = (struct bhblk_geom){.sectors = k->size / BHBLK_SECTOR, .readonly = k->readonly,
                                  .discard = k->discard, .max_indirect = BHBLK_MAX_INDIRECT};
@@ -303,7 +407,7 @@ static void blk_resize(struct bhdev *d)
     char why[160];
     unsigned long sectors;
     struct bhxb_key out[] = {{"sectors", BHXB_ULONG, &sectors, 0, false, 0}};
-    int fd = blk_disk_fd(d, why, sizeof(why));
+    int fd = k->nbd ? -1 : blk_disk_fd(d, why, sizeof(why));
 
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size == k->size)
         return;
@@ -333,6 +437,12 @@ static void blk_serve(struct bhdev *d)
     }
     if (rc > 0)
         bhdev_notify(d, p->port);
+    if (!p->lost && bhblk_storage_error(p->eng) != NULL) {
+        /* Every request now fails with an error; the frontend learns why from the node. */
+        p->lost = true;
+        bhdev_fail(d, EIO, "%s: the disk is lost (restart its server, then re-attach)",
+                   bhblk_storage_error(p->eng));
+    }
 }
 
 static void blk_kick(struct bhdev *d)
@@ -355,6 +465,8 @@ static void blk_disconnect(struct bhdev *d)
 
     bhblk_close(p->eng);
     p->eng = NULL;
+    bhnbd_close(p->nbd);
+    p->nbd = NULL;
     bhdev_unbind(d, p->port);
     bhdev_unmap(d, p->pages, 1u << k->order);
     if (p->fd1 > 0)

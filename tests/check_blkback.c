@@ -5,16 +5,24 @@
  * writes a temporary image with io_uring.  Data are compared byte for byte
  * with the image; lies fail the lying ring only, while a second guest's
  * ring keeps being served.  Needs root (namespaces).
+ *
+ * The _nbd variants serve the same image through an NBD server (nbdkit's
+ * file plugin on a unix socket) and the engine's libnbd storage instead of
+ * io_uring: the same bytes must land in the same places.
  */
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bhblkback.h"
@@ -34,12 +42,65 @@ struct pair {
     struct bhblk_kept kept;
     int img;
     char path[64];
+    pid_t nbdkit; /* serving path over NBD; 0: none */
 };
 
 static struct pair p1, p2;
 
 /* Engines opened with feature-persistent negotiated (the _persistent variants). */
 static bool use_persistent;
+/* Engines serving the image through nbdkit (the _nbd variants); nbdkit -r with nbd_ro. */
+static bool use_nbd, nbd_ro;
+
+/* nbdkit's file plugin on p->path, and the engine's connection to it. */
+static struct bhnbd *nbd_serve(struct pair *p)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char pidfile[80], why[256];
+    struct bhnbd *n;
+    int s;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.sock", p->path);
+    snprintf(pidfile, sizeof(pidfile), "%s.pid", p->path);
+    /*
+     * In the foreground, dying with this test's process even when an
+     * assertion ends it early; it writes its pid file once it listens.
+     */
+    ck_assert_int_ge(p->nbdkit = fork(), 0);
+    if (p->nbdkit == 0) {
+        execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", nbd_ro ? "-r" : "-t4", "-U",
+               sa.sun_path, "-P", pidfile, "file", p->path, (char *)NULL);
+        _exit(127);
+    }
+    for (int ms = 0; access(pidfile, F_OK) != 0; ms += 10) {
+        int st;
+        ck_assert_msg(waitpid(p->nbdkit, &st, WNOHANG) == 0, "nbdkit exited: is it installed?");
+        ck_assert_msg(ms < HST_TIMEOUT_MS, "nbdkit did not listen"); /* a hang fails */
+        usleep(10000);
+    }
+    unlink(pidfile);
+    ck_assert_int_ge(s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
+    ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    n = bhnbd_open(s, why, sizeof(why));
+    ck_assert_msg(n != NULL, "%s", why);
+    ck_assert_uint_eq(bhnbd_info(n)->size, IMG_SECTORS * 512ull);
+    ck_assert(bhnbd_info(n)->readonly == nbd_ro);
+    return n;
+}
+
+static void nbd_stop(struct pair *p)
+{
+    char sock[80];
+
+    if (p->nbdkit > 0) {
+        kill(p->nbdkit, SIGKILL);
+        waitpid(p->nbdkit, NULL, 0);
+    }
+    p->nbdkit = 0;
+    snprintf(sock, sizeof(sock), "%s.sock", p->path);
+    unlink(sock);
+    unlink(p->path);
+}
 
 static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsigned int order,
                       bool ro)
@@ -59,7 +120,9 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     snprintf(p->path, sizeof(p->path), "/tmp/check_blkback.XXXXXX");
     p->img = mkstemp(p->path);
     ck_assert_int_ge(p->img, 0);
-    unlink(p->path);
+    p->nbdkit = 0;
+    if (!use_nbd)
+        unlink(p->path);
     for (unsigned int i = 0; i < IMG_SECTORS * 512 / sizeof(buf); i++) {
         for (size_t k = 0; k < sizeof(buf); k++)
             buf[k] = (uint8_t)rand();
@@ -74,6 +137,10 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.geom = (struct bhblk_geom){IMG_SECTORS, ro, true, BHBLK_MAX_INDIRECT};
     o.kept = &p->kept;
     o.persistent = use_persistent;
+    if (use_nbd) {
+        o.nbd = nbd_serve(p);
+        o.fd = -1;
+    }
     p->eng = bhblk_open(&o, why, sizeof(why));
     ck_assert_msg(p->eng != NULL, "%s", why);
 }
@@ -85,6 +152,8 @@ static void pair_close(struct pair *p)
     hst_end_close(&p->b);
     hst_end_close(&p->f);
     close(p->img);
+    if (use_nbd)
+        nbd_stop(p);
 }
 
 static void setup(void)
@@ -341,6 +410,123 @@ START_TEST(test_lies)
 }
 END_TEST
 
+/* Over NBD: the size matrix, with contiguous mappings and with persistent pages. */
+START_TEST(test_rw_sizes_nbd)
+{
+    use_nbd = true;
+    use_persistent = _i == 1;
+    test_rw_sizes_fn(0);
+}
+END_TEST
+
+/* Over NBD: flush and barrier reach the server, discard (its trim) punches the hole. */
+START_TEST(test_flush_discard_nbd)
+{
+    use_nbd = true;
+    test_flush_discard_fn(0);
+}
+END_TEST
+
+/*
+ * Over NBD to a server that is read-only: it says so (the driver publishes
+ * it), reads work, and a write that got past a geometry claiming otherwise
+ * is refused by the server itself - an error, and the image unchanged.
+ */
+START_TEST(test_readonly_nbd)
+{
+    uint8_t first[2] = {0, 0}, last[2] = {7, 7}, before[8192], now[8192];
+
+    use_nbd = true;
+    nbd_ro = true;
+    pair_open(&p1, &gid, guest.domid, 0, false); /* checks the server's read-only flag */
+    ck_assert_int_eq(pread(p1.img, before, sizeof(before), 0), (ssize_t)sizeof(before));
+    rw(&p1, BLKIF_OP_WRITE, 0, 2, first, last, false, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_READ, 0, 2, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_int_eq(pread(p1.img, now, sizeof(now), 0), (ssize_t)sizeof(now));
+    ck_assert_mem_eq(before, now, sizeof(now));
+    pair_close(&p1);
+}
+END_TEST
+
+/*
+ * Writes, a flush and a write after it, pushed together: the flush is
+ * answered after every write before it (NBD's flush covers only answered
+ * writes, so the engine holds it back until they are), and all succeed.
+ */
+START_TEST(test_flush_orders_nbd)
+{
+    enum { NW = 24 };
+    uint32_t refs[NW + 1];
+    uint8_t *pages;
+    struct blkif_request req;
+    struct blkif_response rsp;
+    unsigned int answered = 0, flush_at = 0;
+    char why[256];
+
+    use_nbd = true;
+    pair_open(&p1, &gid, guest.domid, 2, false);
+    ck_assert_ptr_nonnull(pages = hst_grant(&p1.f, NW + 1, false, refs));
+    for (unsigned int i = 0; i <= NW; i++) {
+        memset(pages + (size_t)i * 4096, 'a' + i % 26, 4096);
+        req = (struct blkif_request){.operation = BLKIF_OP_WRITE, .nr_segments = 1, .id = i,
+                                     .sector_number = 8u * i};
+        req.seg[0] = (struct blkif_request_segment){refs[i], 0, 7};
+        if (i == NW - 1) /* the flush, with no data */
+            req = (struct blkif_request){.operation = BLKIF_OP_FLUSH_DISKCACHE, .id = i};
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    }
+    ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+    while (answered <= NW) {
+        struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        while (bhring_front_get(&p1.fr, &rsp) == 1) {
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            if (rsp.id == NW - 1)
+                flush_at = answered;
+            answered++;
+        }
+        if (answered <= NW)
+            ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    ck_assert_uint_ge(flush_at, NW - 1); /* every write before it was answered first */
+    for (unsigned int i = 0; i <= NW; i++) {
+        uint8_t back[4096];
+        if (i == NW - 1)
+            continue;
+        ck_assert_int_eq(pread(p1.img, back, sizeof(back), (off_t)i * 4096), (ssize_t)sizeof(back));
+        ck_assert_mem_eq(back, pages + (size_t)i * 4096, sizeof(back));
+    }
+    hst_ungrant(&p1.f, pages, NW + 1);
+    pair_close(&p1);
+}
+END_TEST
+
+/*
+ * The NBD server dies: requests in flight and later ones are answered with
+ * an error, the engine says why (the driver's error node), and the ring is
+ * not broken - the frontend did nothing wrong.
+ */
+START_TEST(test_server_dies_nbd)
+{
+    uint8_t first[1] = {0}, last[1] = {7};
+    char why[256];
+
+    use_nbd = true;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    rw(&p1, BLKIF_OP_WRITE, 8, 1, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_ptr_null(bhblk_storage_error(p1.eng));
+    kill(p1.nbdkit, SIGKILL);
+    waitpid(p1.nbdkit, NULL, 0);
+    p1.nbdkit = 0;
+    rw(&p1, BLKIF_OP_READ, 8, 1, first, last, false, BLKIF_RSP_ERROR);
+    ck_assert_ptr_nonnull(bhblk_storage_error(p1.eng));
+    rw(&p1, BLKIF_OP_WRITE, 16, 1, first, last, false, BLKIF_RSP_ERROR);
+    ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
+    pair_close(&p1);
+}
+END_TEST
+
 /* A request consumed by an engine that died is answered once by the next one. */
 START_TEST(test_restart_reissues)
 {
@@ -410,6 +596,11 @@ int main(void)
     tcase_add_test(tc, test_readonly);
     tcase_add_loop_test(tc, test_lies, 0, LIE_CASES);
     tcase_add_test(tc, test_restart_reissues);
+    tcase_add_loop_test(tc, test_rw_sizes_nbd, 0, 2);
+    tcase_add_test(tc, test_flush_discard_nbd);
+    tcase_add_test(tc, test_readonly_nbd);
+    tcase_add_test(tc, test_flush_orders_nbd);
+    tcase_add_test(tc, test_server_dies_nbd);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
