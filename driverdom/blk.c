@@ -30,6 +30,8 @@
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
 
+#include <xenstore.h>
+
 #include "bhblkback.h"
 #include "bhbroker.h"
 #include "bhring.h"
@@ -420,6 +422,25 @@ static void blk_resize(struct bhdev *d)
         bhdev_log(d, "resized: %lu sectors", sectors);
 }
 
+/*
+ * The storage is gone (an NBD server died): as Linux's xenbus_dev_error, not
+ * _fatal - the error node says why and the device stays Connected, every
+ * request answered with an error, so that the guest sees I/O errors at once
+ * instead of requests parked for a backend that would come back; removing
+ * the device (or the guest) ends it.
+ */
+static void blk_storage_lost(struct bhdev *d, const char *what)
+{
+    char path[BHXB_PATH_MAX + 8], val[300];
+
+    snprintf(path, sizeof(path), "%s/error", d->paths.backend);
+    snprintf(val, sizeof(val), "%d %s: its requests fail (restart the server and attach the "
+             "disk again)", EIO, what);
+    if (!xs_write(d->xs, XBT_NULL, path, val, (unsigned int)strlen(val)))
+        bhdev_log(d, "cannot write %s: %s", path, strerror(errno));
+    bhdev_log(d, "%s", val + 2);
+}
+
 /* The ring and the completions: served until nothing is left, then the frontend told. */
 static void blk_serve(struct bhdev *d)
 {
@@ -438,10 +459,8 @@ static void blk_serve(struct bhdev *d)
     if (rc > 0)
         bhdev_notify(d, p->port);
     if (!p->lost && bhblk_storage_error(p->eng) != NULL) {
-        /* Every request now fails with an error; the frontend learns why from the node. */
         p->lost = true;
-        bhdev_fail(d, EIO, "%s: the disk is lost (restart its server, then re-attach)",
-                   bhblk_storage_error(p->eng));
+        blk_storage_lost(d, bhblk_storage_error(p->eng));
     }
 }
 

@@ -167,8 +167,11 @@ static void watch(struct bhnbd *n)
 
 static void lost(struct bhnbd *n)
 {
+    const char *e = nbd_get_error();
+
     if (!n->dead)
-        snprintf(n->why, sizeof(n->why), "the NBD server is gone: %s", nbd_get_error());
+        snprintf(n->why, sizeof(n->why), "the NBD server is gone: %s",
+                 e != NULL ? e : "it closed the connection");
     n->dead = true;
 }
 

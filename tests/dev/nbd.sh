@@ -16,11 +16,12 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-nbd-XXXXXX)
 W=$(mktemp -d /tmp/bh-nbdw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 33
+plan 39
 
 mkdir -p "$W/store" "$W/dom0" "$W/other"
 qemu-img create -q -f qcow2 "$W/store/a.qcow2" 64M
 qemu-img create -q -f qcow2 "$W/dom0/c.qcow2" 64M
+qemu-img create -q -f qcow2 "$W/store/doomed.qcow2" 16M
 head -c 4M /dev/urandom >"$W/ro.raw"
 qemu-img convert -f raw -O qcow2 "$W/ro.raw" "$W/store/ro.qcow2"
 head -c 8M /dev/urandom >"$W/pattern"
@@ -30,15 +31,16 @@ name = "g"
 vcpus = 2
 disk = [ "format=qcow2, vdev=xvda, access=rw, backend=drv, target=$W/store/a.qcow2",
          "format=qcow2, vdev=xvdb, access=ro, backend=drv, target=$W/store/ro.qcow2",
-         "format=qcow2, vdev=xvdc, access=rw, target=$W/dom0/c.qcow2" ]
+         "format=qcow2, vdev=xvdc, access=rw, target=$W/dom0/c.qcow2",
+         "format=qcow2, vdev=xvdd, access=rw, backend=drv, target=$W/store/doomed.qcow2" ]
 CFG
 servers() { pgrep -f -- "--socket=$BULKHEAD_STATE_DIR/nbd/" | wc -l; }
 
 ok "up" "$B" up
 eval "$("$B" env)"
 ok "create the driver domain" "$B" create "$W/drv.cfg"
-ok "create the guest with three qcow2 disks" "$B" create "$W/g.cfg"
-is "a qemu-nbd serves each disk" "$(servers)" "3"
+ok "create the guest with four qcow2 disks" "$B" create "$W/g.cfg"
+is "a qemu-nbd serves each disk" "$(servers)" "4"
 gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
 did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
 be=/local/domain/$did/backend/qdisk/$gid/51712
@@ -80,6 +82,24 @@ before=$(stat -c %b "$W/store/a.qcow2")
 ok "fio trims 8 MiB of xvda" "$B" exec g -- fio --ioengine=nbd --uri="$ua" --rw=trim --bs=1M --size=8M --name=t
 after=$(stat -c %b "$W/store/a.qcow2")
 ok "... and qemu-nbd gives the clusters back ($before -> $after blocks)" test "$after" -lt "$before"
+
+# A worker that dies: the next one connects again (through the broker) and serves on.
+wpid=$("$B" block-list g --json | sed -n 's/.*"vdev": "xvda".*"worker_pid": \([0-9-]*\).*/\1/p')
+kill -KILL "$wpid"
+ok "xvda's worker killed: fio verify through the next one" \
+    fio_in_g "$ua" --rw=randwrite --bs=4k --iodepth=32
+is "... which is another process" "$("$B" block-list g --json | grep -c "\"vdev\": \"xvda\".*\"worker_pid\": $wpid,")" "0"
+
+# The server that dies: xvdd's requests fail, its error node says why, the rest is served.
+ud=$(uri xvdd)
+ok "xvdd serves before its server dies" fio_in_g "$ud" --rw=randwrite --bs=4k --iodepth=8 --size=4M
+kill -KILL "$(pgrep -f -- "--socket=$BULKHEAD_STATE_DIR/nbd/$gid-51760.sock")"
+fails "xvdd's qemu-nbd killed: a read in the guest fails" \
+    "$B" exec g -- nbdcopy "$ud" /dev/null
+is "... the backend's error node names the lost server" \
+   "$(xenstore-read "/local/domain/$did/backend/qdisk/$gid/51760/error" | grep -c 'the NBD server is gone')" "1"
+ok "... the driver domain serves on (xvdb reads its image)" sh -c \
+    '"$1" exec g -- nbdcopy "$2" - | cmp - "$3"' sh "$B" "$ub" "$W/ro.raw"
 
 ok "destroy the guest" "$B" destroy g
 is "no qemu-nbd is left" "$(servers)" "0"
