@@ -16,7 +16,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-nbd-XXXXXX)
 W=$(mktemp -d /tmp/bh-nbdw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 39
+plan 44
 
 mkdir -p "$W/store" "$W/dom0" "$W/other"
 qemu-img create -q -f qcow2 "$W/store/a.qcow2" 64M
@@ -128,4 +128,18 @@ sed -e 's/^name = "g"/name = "out"/' -e "s|$W/store/a.qcow2|$W/other/x.qcow2|" "
 out=$("$B" create "$W/out.cfg" 2>&1)
 is "an image outside the driver domain's storage is refused, as a raw one" \
    "$(echo "$out" | grep -c 'x.qcow2 is outside drv.s storage')/$(servers)" "1/0"
+# The other formats qemu-nbd serves for us: vhd (qemu's vpc) and qed.
+qemu-img create -q -f vpc "$W/store/v.vhd" 32M
+qemu-img create -q -f qed "$W/store/e.qed" 32M
+printf 'name = "f"\ndisk = [ "format=vhd, vdev=xvda, backend=drv, target=%s", "format=qed, vdev=xvdb, backend=drv, target=%s" ]\n' \
+    "$W/store/v.vhd" "$W/store/e.qed" >"$W/f.cfg"
+ok "create a guest with a vhd and a qed disk" "$B" create "$W/f.cfg"
+furi() { "$B" block-list f --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\([^\"]*\)\".*/\1/p"; }
+ok "fio verify on the vhd disk" "$B" exec f -- fio --ioengine=nbd --uri="$(furi xvda)" --rw=randwrite \
+    --bs=4k --iodepth=8 --size=8M --verify=crc32c --verify_fatal=1 --do_verify=1 --name=v
+ok "fio verify on the qed disk" "$B" exec f -- fio --ioengine=nbd --uri="$(furi xvdb)" --rw=randwrite \
+    --bs=4k --iodepth=8 --size=8M --verify=crc32c --verify_fatal=1 --do_verify=1 --name=v
+ok "destroy it" "$B" destroy f
+is "... no qemu-nbd left, and qemu-img check passes on the qed image" \
+   "$(servers)/$(qemu-img check -q "$W/store/e.qed" && echo clean)" "0/clean"
 exit $tap_failed
