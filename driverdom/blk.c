@@ -51,10 +51,10 @@ struct blk_kept {
     uint32_t discard; /* feature-discard offered */
     uint32_t cdrom;   /* device-type cdrom */
     uint32_t persistent; /* the frontend said feature-persistent too */
-    char target[256]; /* dom0: the file it opens itself (NBD: the server's socket) */
-    uint32_t nbd;      /* served over NBD */
-    uint32_t nbd_conns; /* NBD connections made: the keeper's socket serves the first only */
-    uint32_t flush;    /* feature-flush-cache offered (an NBD server may not flush) */
+    char target[256];    /* dom0: the file it opens itself (NBD: the server's socket) */
+    uint32_t nbd;        /* served over NBD */
+    uint32_t nbd_conns;  /* NBD connections made: the keeper's socket serves the first only */
+    uint32_t flush;      /* feature-flush-cache offered (an NBD server may not flush) */
     uint64_t kicks;
     struct bhblk_kept eng; /* the ring's indices and the requests in flight */
 };
@@ -155,8 +155,8 @@ static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
     }
     if (sock < 0) {
         snprintf(why, len, "cannot reach the disk's NBD server%s%s: %s (is its qemu-nbd running?)",
-                 d->id.backend_domid == 0 ? " at " : "",
-                 d->id.backend_domid == 0 ? k->target : "", strerror(errno));
+                 d->id.backend_domid == 0 ? " at " : "", d->id.backend_domid == 0 ? k->target : "",
+                 strerror(errno));
         return NULL;
     }
     k->nbd_conns++;
@@ -172,8 +172,9 @@ static int blk_nbd_medium(struct bhdev *d, const char *sockpath, uint64_t *size,
     const struct bhblk_nbd_info *info;
 
     if (d->id.backend_domid != 0 && (d->acq == NULL || !d->acq->nbd)) {
-        snprintf(why, len, "backend key bulkhead-nbd is set but dom0's broker has no NBD server "
-                           "for this disk: register it as one (bulkhead create does)");
+        snprintf(why, len,
+                 "backend key bulkhead-nbd is set but dom0's broker has no NBD server "
+                 "for this disk: register it as one (bulkhead create does)");
         return -1;
     }
     if (d->id.backend_domid == 0)
@@ -434,8 +435,10 @@ static void blk_storage_lost(struct bhdev *d, const char *what)
     char path[BHXB_PATH_MAX + 8], val[300];
 
     snprintf(path, sizeof(path), "%s/error", d->paths.backend);
-    snprintf(val, sizeof(val), "%d %s: its requests fail (restart the server and attach the "
-             "disk again)", EIO, what);
+    snprintf(val, sizeof(val),
+             "%d %s: its requests fail (restart the server and attach the "
+             "disk again)",
+             EIO, what);
     if (!xs_write(d->xs, XBT_NULL, path, val, (unsigned int)strlen(val)))
         bhdev_log(d, "cannot write %s: %s", path, strerror(errno));
     bhdev_log(d, "%s", val + 2);

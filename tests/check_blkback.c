@@ -468,8 +468,8 @@ START_TEST(test_flush_orders_nbd)
     ck_assert_ptr_nonnull(pages = hst_grant(&p1.f, NW + 1, false, refs));
     for (unsigned int i = 0; i <= NW; i++) {
         memset(pages + (size_t)i * 4096, 'a' + i % 26, 4096);
-        req = (struct blkif_request){.operation = BLKIF_OP_WRITE, .nr_segments = 1, .id = i,
-                                     .sector_number = 8u * i};
+        req = (struct blkif_request){
+            .operation = BLKIF_OP_WRITE, .nr_segments = 1, .id = i, .sector_number = 8u * i};
         req.seg[0] = (struct blkif_request_segment){refs[i], 0, 7};
         if (i == NW - 1) /* the flush, with no data */
             req = (struct blkif_request){.operation = BLKIF_OP_FLUSH_DISKCACHE, .id = i};

@@ -37,11 +37,16 @@
 const char *nbdserve_format(enum diskspec_format f)
 {
     switch (f) {
-    case DISKSPEC_QCOW: return "qcow";
-    case DISKSPEC_QCOW2: return "qcow2";
-    case DISKSPEC_VHD: return "vpc";
-    case DISKSPEC_QED: return "qed";
-    default: return NULL;
+    case DISKSPEC_QCOW:
+        return "qcow";
+    case DISKSPEC_QCOW2:
+        return "qcow2";
+    case DISKSPEC_VHD:
+        return "vpc";
+    case DISKSPEC_QED:
+        return "qed";
+    default:
+        return NULL;
     }
 }
 
@@ -97,8 +102,10 @@ int nbdserve_start(uint16_t domid, const struct devplan_dev *d, char *err, size_
     if (nbdserve_socket(domid, d->devid, sock, sizeof(sock)) != 0 ||
         path_of(pid, sizeof(pid), domid, d->devid, "pid") != 0 ||
         path_of(log, sizeof(log), domid, d->devid, "log") != 0) {
-        snprintf(err, errlen, "%s: the state directory %s is too long for a socket: use a shorter "
-                 "--state-dir", d->vdev, state_dir);
+        snprintf(err, errlen,
+                 "%s: the state directory %s is too long for a socket: use a shorter "
+                 "--state-dir",
+                 d->vdev, state_dir);
         return -1;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -118,8 +125,9 @@ int nbdserve_start(uint16_t domid, const struct devplan_dev *d, char *err, size_
     }
     if (child == 0) {
         char sockarg[128], pidarg[PATH_MAX + 16];
-        char *argv[16] = {"qemu-nbd", "--fork", sockarg, pidarg, fmtarg, "--cache=writeback",
-                          "--aio=threads", "--discard=unmap", "--persistent", "--shared=0"};
+        char *argv[16] = {
+            "qemu-nbd",          "--fork",        sockarg,           pidarg,         fmtarg,
+            "--cache=writeback", "--aio=threads", "--discard=unmap", "--persistent", "--shared=0"};
         int i = 10;
         snprintf(sockarg, sizeof(sockarg), "--socket=%s", sock);
         snprintf(pidarg, sizeof(pidarg), "--pid-file=%s", pid);
@@ -139,15 +147,18 @@ int nbdserve_start(uint16_t domid, const struct devplan_dev *d, char *err, size_
     last_line(log, msg, sizeof(msg));
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
         nbdserve_stop(domid, d->devid);
-        snprintf(err, errlen, "disk %s: format=%s needs qemu-nbd, which is not installed: install "
-                 "qemu-utils (scripts/install-deps)", d->vdev, diskspec_format_name(d->format));
+        snprintf(err, errlen,
+                 "disk %s: format=%s needs qemu-nbd, which is not installed: install "
+                 "qemu-utils (scripts/install-deps)",
+                 d->vdev, diskspec_format_name(d->format));
         return -1;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         nbdserve_stop(domid, d->devid);
-        snprintf(err, errlen, "disk %s: qemu-nbd cannot serve %s as %s: %s: check the image "
-                 "(qemu-img check) and its format=", d->vdev, d->target,
-                 diskspec_format_name(d->format), msg);
+        snprintf(err, errlen,
+                 "disk %s: qemu-nbd cannot serve %s as %s: %s: check the image "
+                 "(qemu-img check) and its format=",
+                 d->vdev, d->target, diskspec_format_name(d->format), msg);
         return -1;
     }
     return 0;

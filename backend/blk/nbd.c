@@ -36,9 +36,9 @@ struct nreq {
     uint64_t off, len;
     const struct iovec *iov;
     unsigned int niov;
-    unsigned int left;  /* commands sent and not answered */
+    unsigned int left; /* commands sent and not answered */
     uint8_t op;
-    bool flushing;      /* a barrier whose data is written: its flush is out */
+    bool flushing; /* a barrier whose data is written: its flush is out */
     bool failed;
 };
 
@@ -238,9 +238,9 @@ unsigned int bhnbd_reap(struct bhnbd *n, void (*done)(void *arg, unsigned int ta
                     n->barrier = -1;
             }
             done(arg, tag,
-                 !r->failed                                              ? BLKIF_RSP_OKAY
-                 : is_barrier(r->op) && !n->info.flush && !n->dead       ? BLKIF_RSP_EOPNOTSUPP
-                                                                         : BLKIF_RSP_ERROR);
+                 !r->failed                                        ? BLKIF_RSP_OKAY
+                 : is_barrier(r->op) && !n->info.flush && !n->dead ? BLKIF_RSP_EOPNOTSUPP
+                                                                   : BLKIF_RSP_ERROR);
             count++;
         }
         if (n->dead) {
@@ -279,7 +279,8 @@ struct bhnbd *bhnbd_open(int sock, char *why, size_t len)
     n->barrier = -1;
     n->ep = epoll_create1(EPOLL_CLOEXEC);
     if (n->ep < 0 || (n->h = nbd_create()) == NULL) {
-        snprintf(why, len, "cannot make an NBD handle: %s", n->ep < 0 ? strerror(errno) : nbd_get_error());
+        snprintf(why, len, "cannot make an NBD handle: %s",
+                 n->ep < 0 ? strerror(errno) : nbd_get_error());
         close(sock);
         goto fail;
     }
