@@ -11,6 +11,13 @@
  * behind it.  libnbd's callbacks run with the handle locked: they only
  * record, and the commands they unblock are sent once it has returned.
  *
+ * Pages mapped for the request alone are contiguous: one command each way.
+ * Persistently mapped pages are not, and one NBD command per 4 KiB page
+ * would cap a 1 MiB request at the server's small-request rate; such a
+ * request goes through a bounce buffer of its own instead (a copy costs a
+ * fraction of a round trip), within BOUNCE_CAP bytes for all requests at
+ * once, past which it is sent page by page.
+ *
  * The socket is watched through an epoll fd of our own, so that the engine
  * keeps its one contract with its caller (an fd that is readable when
  * bhblk_run has work): it asks for POLLOUT only while libnbd has something
@@ -30,6 +37,7 @@
 #include "nbd.h"
 
 #define TRIM_CHUNK (1ull << 30) /* an NBD command's length is 32 bits */
+#define BOUNCE_CAP (32u << 20)  /* bounce buffers in use at once, all requests */
 
 struct nreq {
     struct bhnbd *n;
@@ -40,6 +48,7 @@ struct nreq {
     uint8_t op;
     bool flushing; /* a barrier whose data is written: its flush is out */
     bool failed;
+    uint8_t *bounce; /* the data, contiguous, while its command is out */
 };
 
 struct bhnbd {
@@ -52,6 +61,7 @@ struct bhnbd {
     unsigned int queue[BHBLK_MAX_SLOTS], qhead, qlen; /* requests not sent yet, in order */
     unsigned int done[BHBLK_MAX_SLOTS], ndone;        /* answered, for the engine */
     unsigned int ncmds;                               /* commands in flight */
+    size_t bounced;                                   /* bytes of bounce buffers in use */
     int barrier;                                      /* the flush or barrier being served, -1 */
     bool dead;
     char why[160];
@@ -91,6 +101,45 @@ static bool send_one(struct bhnbd *n, struct nreq *r, int64_t c)
     return true;
 }
 
+/* Whether r's data go through a bounce buffer (written ones copied into it). */
+static bool bounce(struct bhnbd *n, struct nreq *r)
+{
+    size_t len = 0, off = 0;
+    unsigned int runs = 0;
+
+    for (unsigned int k = 0; k < r->niov; k++) {
+        if (k == 0 || (uint8_t *)r->iov[k].iov_base !=
+                          (uint8_t *)r->iov[k - 1].iov_base + r->iov[k - 1].iov_len)
+            runs++;
+        len += r->iov[k].iov_len;
+    }
+    if (runs < 2 || len != r->len || n->bounced + len > BOUNCE_CAP ||
+        (r->bounce = malloc(len)) == NULL)
+        return false;
+    n->bounced += len;
+    for (unsigned int k = 0; r->op != BLKIF_OP_READ && k < r->niov; k++) {
+        memcpy(r->bounce + off, r->iov[k].iov_base, r->iov[k].iov_len);
+        off += r->iov[k].iov_len;
+    }
+    return true;
+}
+
+/* The request's data phase is over: a read's bounce is copied out to its pages. */
+static void unbounce(struct bhnbd *n, struct nreq *r)
+{
+    size_t off = 0;
+
+    if (r->bounce == NULL)
+        return;
+    for (unsigned int k = 0; r->op == BLKIF_OP_READ && !r->failed && k < r->niov; k++) {
+        memcpy(r->iov[k].iov_base, r->bounce + off, r->iov[k].iov_len);
+        off += r->iov[k].iov_len;
+    }
+    free(r->bounce);
+    r->bounce = NULL;
+    n->bounced -= r->len;
+}
+
 /* The commands of one request (its data, or its flush once the data is written). */
 static void send_req(struct bhnbd *n, unsigned int tag)
 {
@@ -108,8 +157,13 @@ static void send_req(struct bhnbd *n, unsigned int tag)
             if (send_one(n, r, nbd_aio_trim(n->h, len, off + done, cb, 0)))
                 done += len;
         }
+    } else if (bounce(n, r)) {
+        if (r->op == BLKIF_OP_READ)
+            send_one(n, r, nbd_aio_pread(n->h, r->bounce, r->len, off, cb, 0));
+        else
+            send_one(n, r, nbd_aio_pwrite(n->h, r->bounce, r->len, off, cb, 0));
     } else {
-        /* Pages mapped contiguously make one command; persistent ones one each. */
+        /* Pages mapped contiguously make one command; others one per run. */
         for (unsigned int k = 0; k < r->niov && !r->failed;) {
             uint8_t *base = r->iov[k].iov_base;
             size_t len = r->iov[k].iov_len;
@@ -228,6 +282,7 @@ unsigned int bhnbd_reap(struct bhnbd *n, void (*done)(void *arg, unsigned int ta
         while (n->ndone > 0) {
             unsigned int tag = n->done[--n->ndone];
             struct nreq *r = &n->req[tag];
+            unbounce(n, r);
             if (r->op == BLKIF_OP_WRITE_BARRIER || r->op == BLKIF_OP_FLUSH_DISKCACHE) {
                 if (!r->failed && !r->flushing && n->info.flush) {
                     r->flushing = true; /* its data is written: now the flush */
@@ -314,6 +369,8 @@ void bhnbd_close(struct bhnbd *n)
     /* Closes the socket; no reply lands in a buffer after this. */
     if (n->h != NULL)
         nbd_close(n->h);
+    for (unsigned int i = 0; i < BHBLK_MAX_SLOTS; i++)
+        free(n->req[i].bounce);
     if (n->ep >= 0)
         close(n->ep);
     free(n);
