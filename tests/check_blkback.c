@@ -51,6 +51,8 @@ static struct pair p1, p2;
 static bool use_persistent;
 /* Engines serving the image through nbdkit (the _nbd variants); nbdkit -r with nbd_ro. */
 static bool use_nbd, nbd_ro;
+/* nbdkit's delay filter in front of reads: a read stays in flight (test_server_dies_nbd). */
+static bool nbd_slow_reads;
 
 /* nbdkit's file plugin on p->path, and the engine's connection to it. */
 static struct bhnbd *nbd_serve(struct pair *p)
@@ -68,8 +70,16 @@ static struct bhnbd *nbd_serve(struct pair *p)
      */
     ck_assert_int_ge(p->nbdkit = fork(), 0);
     if (p->nbdkit == 0) {
-        execlp("nbdkit", "nbdkit", "--exit-with-parent", "-f", nbd_ro ? "-r" : "-t4", "-U",
-               sa.sun_path, "-P", pidfile, "file", p->path, (char *)NULL);
+        char *argv[16] = {"nbdkit", "--exit-with-parent", "-f", nbd_ro ? "-r" : "-t4",
+                          "-U",     sa.sun_path,          "-P", pidfile};
+        int k = 8;
+        if (nbd_slow_reads)
+            argv[k++] = "--filter=delay";
+        argv[k++] = "file";
+        argv[k++] = p->path;
+        if (nbd_slow_reads)
+            argv[k++] = "rdelay=3600";
+        execvp("nbdkit", argv);
         _exit(127);
     }
     for (int ms = 0; access(pidfile, F_OK) != 0; ms += 10) {
@@ -502,7 +512,7 @@ START_TEST(test_flush_orders_nbd)
 END_TEST
 
 /*
- * The NBD server dies: requests in flight and later ones are answered with
+ * The NBD server dies (_i 1: with a read in flight): that read and later ones are answered with
  * an error, the engine says why (the driver's error node), and the ring is
  * not broken - the frontend did nothing wrong.
  */
@@ -512,9 +522,34 @@ START_TEST(test_server_dies_nbd)
     char why[256];
 
     use_nbd = true;
+    nbd_slow_reads = _i == 1;
     pair_open(&p1, &gid, guest.domid, 0, false);
     rw(&p1, BLKIF_OP_WRITE, 8, 1, first, last, false, BLKIF_RSP_OKAY);
     ck_assert_ptr_null(bhblk_storage_error(p1.eng));
+    if (nbd_slow_reads) {
+        /* A read the server holds for an hour: in flight when it dies, answered then. */
+        struct blkif_request req = {
+            .operation = BLKIF_OP_READ, .nr_segments = 1, .id = 99, .sector_number = 8};
+        struct blkif_response rsp;
+        uint32_t ref;
+        void *page = hst_grant(&p1.f, 1, true, &ref);
+        int got;
+        req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+        ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+        ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        ck_assert_uint_eq(bhblk_in_flight(p1.eng), 1);
+        kill(p1.nbdkit, SIGKILL);
+        while ((got = bhring_front_get(&p1.fr, &rsp)) == 0) {
+            struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+            ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0); /* a hang fails */
+            ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        }
+        ck_assert_int_eq(got, 1);
+        ck_assert_uint_eq(rsp.id, 99);
+        ck_assert_int_eq(rsp.status, BLKIF_RSP_ERROR);
+        hst_ungrant(&p1.f, page, 1);
+    }
     kill(p1.nbdkit, SIGKILL);
     waitpid(p1.nbdkit, NULL, 0);
     p1.nbdkit = 0;
@@ -600,7 +635,7 @@ int main(void)
     tcase_add_test(tc, test_flush_discard_nbd);
     tcase_add_test(tc, test_readonly_nbd);
     tcase_add_test(tc, test_flush_orders_nbd);
-    tcase_add_test(tc, test_server_dies_nbd);
+    tcase_add_loop_test(tc, test_server_dies_nbd, 0, 2);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
