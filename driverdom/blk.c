@@ -17,6 +17,16 @@
  * the device.  ring-page-order stays at the top and sizes every queue's
  * ring.  Each queue is one engine (struct bhblk) with its own ring,
  * io_uring and port; a lie on any of them fails the whole device.
+ *
+ * A disk that is not a raw file (qcow2, vhd, qed: dom0 runs a qemu-nbd for
+ * it) is served over NBD instead.  The toolstack says so with the backend
+ * key bulkhead-nbd, the path of the server's socket; in a driver domain
+ * the keeper asks the broker for the disk as a file and, refused with
+ * EINVAL (the disk is registered as an NBD server), for it as a socket.
+ * Each engine (each queue) needs a connection of its own (NBD's handshake
+ * is once per connection): the first uses the keeper's, a later one (another
+ * queue, a reconnect, a restarted worker) asks the broker again; dom0
+ * connects to the path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,10 +37,14 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
+
+#include <xenstore.h>
 
 #include "bhblkback.h"
 #include "bhbroker.h"
@@ -69,7 +83,10 @@ struct blk_kept {
     uint32_t persistent; /* the frontend said feature-persistent too */
     uint32_t lbs, pbs;   /* logical and physical block sizes (probe) */
     uint64_t ever_size;  /* the largest size this ring had, when it shrank since */
-    char target[256]; /* dom0: the file it opens itself */
+    char target[256];    /* dom0: the file it opens itself (NBD: the server's socket) */
+    uint32_t nbd;        /* served over NBD */
+    uint32_t nbd_conns;  /* NBD connections made: the keeper's socket serves the first only */
+    uint32_t flush;      /* feature-flush-cache offered (an NBD server may not flush) */
     uint64_t kicks;
     struct blk_queue_kept q[BLK_MAX_QUEUES];
 };
@@ -84,6 +101,8 @@ struct blk_priv {
     struct blk_queue q[BLK_MAX_QUEUES];
     int fd1; /* dom0's own open of the target, plus one; 0: none (a driver domain uses the keeper's) */
     int epfd1; /* with several queues: an epoll over their io_urings, plus one */
+    struct bhnbd *nbd; /* a connection made by probe, until queue 0's engine takes it */
+    bool lost;         /* the storage is gone: the device failed once */
 };
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
@@ -94,6 +113,13 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
     if (id->backend_domid == 0)
         return 0; /* dom0 opens its disks with its own rights */
     fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
+    if (fd < 0 && errno == EINVAL) {
+        /* Not a file or block device: registered as an NBD server, or of no kind we serve. */
+        if ((fd = bhbroker_nbd(id->domid, id->devid)) >= 0)
+            a->nbd = true;
+        else
+            errno = EINVAL;
+    }
     if (fd < 0) {
         if (errno == ENOENT)
             return 0; /* nothing registered: an empty cdrom drive (probe decides) */
@@ -193,6 +219,67 @@ static int blk_medium(struct bhdev *d, const char *params, const char *mode, uin
     return rc;
 }
 
+/* A new connection to the disk's NBD server (the header comment says whence). */
+static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
+{
+    struct blk_kept *k = d->kept;
+    int sock;
+
+    if (d->id.backend_domid == 0) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t n = strnlen(k->target, sizeof(k->target));
+        sock = n < sizeof(sa.sun_path) ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
+        if (n >= sizeof(sa.sun_path))
+            errno = ENAMETOOLONG;
+        memcpy(sa.sun_path, k->target, n < sizeof(sa.sun_path) ? n : 0);
+        if (sock >= 0 && connect(sock, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            int err = errno;
+            close(sock);
+            errno = err;
+            sock = -1;
+        }
+    } else if (k->nbd_conns == 0 && d->nfds > 0) {
+        sock = fcntl(d->fds[0], F_DUPFD_CLOEXEC, 0);
+    } else {
+        sock = bhbroker_nbd(d->id.domid, d->id.devid);
+    }
+    if (sock < 0) {
+        snprintf(why, len, "cannot reach the disk's NBD server%s%s: %s (is its qemu-nbd running?)",
+                 d->id.backend_domid == 0 ? " at " : "", d->id.backend_domid == 0 ? k->target : "",
+                 strerror(errno));
+        return NULL;
+    }
+    k->nbd_conns++;
+    return bhnbd_open(sock, why, len);
+}
+
+/* An NBD disk's size and flags, from a fresh connection that queue 0's engine will take. */
+static int blk_nbd_medium(struct bhdev *d, const char *sockpath, uint64_t *size, bool *ro,
+                          unsigned int *flush, unsigned int *discard, char *why, size_t len)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+    const struct bhblk_nbd_info *info;
+
+    if (d->id.backend_domid != 0 && (d->acq == NULL || !d->acq->nbd)) {
+        snprintf(why, len,
+                 "backend key bulkhead-nbd is set but dom0's broker has no NBD server "
+                 "for this disk: register it as one (bulkhead create does)");
+        return -1;
+    }
+    if (d->id.backend_domid == 0)
+        snprintf(k->target, sizeof(k->target), "%s", sockpath);
+    bhnbd_close(p->nbd);
+    if ((p->nbd = blk_nbd_connect(d, why, len)) == NULL)
+        return -1;
+    info = bhnbd_info(p->nbd);
+    *size = info->size;
+    *ro = *ro || info->readonly;
+    *flush = info->flush;
+    *discard = *discard && info->trim;
+    return 0;
+}
+
 static int blk_probe(struct bhdev *d, char *why, size_t len)
 {
     char params[256] = "", mode[4] = "w";
@@ -201,21 +288,22 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         {"params", BHXB_STR, params, sizeof(params), false, 0},
         {"mode", BHXB_STR, mode, sizeof(mode), false, 0},
     };
-    char devtype[16] = "disk";
+    char devtype[16] = "disk", nbdsock[108] = "";
     unsigned int discard_enable = 1, force_lbs = 0, dio_safe = 0;
     struct bhxb_key opt[] = {
         {"device-type", BHXB_STR, devtype, sizeof(devtype), false, 0},
         {"discard-enable", BHXB_UINT, &discard_enable, 0, false, 1},
         {"logical-block-size", BHXB_UINT, &force_lbs, 0, false, 4096},
         {"direct-io-safe", BHXB_UINT, &dio_safe, 0, false, 1},
+        {"bulkhead-nbd", BHXB_STR, nbdsock, sizeof(nbdsock), false, 0},
     };
     unsigned int order = BLK_MAX_ORDER, one = 1, zero = 0, gran = 4096, maxind = BHBLK_MAX_INDIRECT;
-    unsigned int discard = 0, queues = BLK_MAX_QUEUES;
+    unsigned int discard = 0, queues = BLK_MAX_QUEUES, flush = 1;
     char hotplug[] = "connected";
     struct bhxb_key out[] = {
         {"max-ring-page-order", BHXB_UINT, &order, 0, false, 0},
-        {"feature-flush-cache", BHXB_UINT, &one, 0, false, 0},
-        {"feature-barrier", BHXB_UINT, &one, 0, false, 0},
+        {"feature-flush-cache", BHXB_UINT, &flush, 0, false, 0},
+        {"feature-barrier", BHXB_UINT, &flush, 0, false, 0},
         {"feature-max-indirect-segments", BHXB_UINT, &maxind, 0, false, 0},
         {"feature-persistent", BHXB_UINT, &one, 0, false, 0},
         {"multi-queue-max-queues", BHXB_UINT, &queues, 0, false, 0},
@@ -227,7 +315,7 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     };
 
     if (bhxb_read_keys(d->xs, d->paths.backend, in, 2, &bad) != 0 ||
-        bhxb_read_keys(d->xs, d->paths.backend, opt, 4, &bad) != 0) {
+        bhxb_read_keys(d->xs, d->paths.backend, opt, 5, &bad) != 0) {
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
@@ -245,8 +333,18 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0 ||
             strncmp(params, "vhd:", 4) == 0 || strncmp(params, "qcow2:", 6) == 0)
             target = strchr(params, ':') + 1;
-        if (blk_medium(d, target, mode, &size, &ro, &lbs, &pbs, why, len) != 0)
-            return -1;
+        k->nbd = nbdsock[0] != '\0' || (d->acq != NULL && d->acq->nbd);
+        discard = discard_enable && strcmp(devtype, "cdrom") != 0;
+        if (k->nbd) {
+            ro = strcmp(mode, "r") == 0;
+            lbs = pbs = BHBLK_SECTOR; /* what NBD addresses */
+            if (blk_nbd_medium(d, nbdsock, &size, &ro, &flush, &discard, why, len) != 0)
+                return -1;
+        } else {
+            if (blk_medium(d, target, mode, &size, &ro, &lbs, &pbs, why, len) != 0)
+                return -1;
+            snprintf(k->target, sizeof(k->target), "%s", target);
+        }
         if (force_lbs != 0) {
             /* the toolstack's logical-block-size: a larger sector than the storage's */
             if (force_lbs < lbs || (force_lbs & (force_lbs - 1)) != 0) {
@@ -263,19 +361,20 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         k->pbs = pbs;
         k->size = size - size % lbs; /* whole logical blocks only */
         k->readonly = ro;
-        k->discard = discard = discard_enable && !ro && strcmp(devtype, "cdrom") != 0;
+        k->discard = discard = discard && !ro;
+        k->flush = flush;
         k->direct_io_safe = dio_safe;
         k->cdrom = strcmp(devtype, "cdrom") == 0;
-        snprintf(k->target, sizeof(k->target), "%s", target);
     }
     if (bhxb_write_keys(d->xs, d->paths.backend, out, sizeof(out) / sizeof(out[0])) != 0) {
         snprintf(why, len, "cannot publish the features: %s", strerror(errno));
         return -1;
     }
-    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes, %u-byte sectors (physical %u)%s",
+    bhdev_log(d, "probed: params '%s', mode %s, %llu bytes, %u-byte sectors (physical %u)%s%s",
               params, mode, (unsigned long long)((struct blk_kept *)d->kept)->size,
               ((struct blk_kept *)d->kept)->lbs, ((struct blk_kept *)d->kept)->pbs,
-              ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "");
+              ((struct blk_kept *)d->kept)->readonly ? ", read-only" : "",
+              ((struct blk_kept *)d->kept)->nbd ? ", over NBD" : "");
     return 0;
 }
 
@@ -313,6 +412,8 @@ static void blk_detach(struct bhdev *d)
     if (p->epfd1 > 0)
         close(p->epfd1 - 1);
     p->epfd1 = 0;
+    bhnbd_close(p->nbd);
+    p->nbd = NULL;
 }
 
 /* Maps each queue's ring, starts its engine (from the kept state) and binds the port it names. */
@@ -325,9 +426,11 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
                            .persistent = k->persistent != 0};
     int port;
 
-    if ((o.fd = blk_disk_fd(d, why, len)) < 0)
+    if (k->nbd) {
+        o.fd = -1; /* each queue's engine gets a connection of its own below */
+    } else if ((o.fd = blk_disk_fd(d, why, len)) < 0) {
         return -1;
-    {
+    } else {
         /* A block device as Linux's blkback serves it, past the page cache;
          * a file through it unless the toolstack said direct-io-safe. */
         struct stat st;
@@ -350,6 +453,13 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
             goto fail;
         o.ring = q->pages;
         o.kept = &k->q[i].eng;
+        if (k->nbd) {
+            /* probe's connection for the first, or a new one (a restarted worker) */
+            if (p->nbd == NULL && (p->nbd = blk_nbd_connect(d, qwhy, sizeof(qwhy))) == NULL)
+                goto fail;
+            o.nbd = p->nbd;
+            p->nbd = NULL; /* the engine's now, even if bhblk_open fails */
+        }
         if ((q->eng = bhblk_open(&o, qwhy, sizeof(qwhy))) == NULL)
             goto fail;
         if (p->epfd1 > 0) {
@@ -526,7 +636,7 @@ static void blk_resize(struct bhdev *d)
     char why[160];
     unsigned long sectors;
     struct bhxb_key out[] = {{"sectors", BHXB_ULONG, &sectors, 0, false, 0}};
-    int fd = blk_disk_fd(d, why, sizeof(why));
+    int fd = k->nbd ? -1 : blk_disk_fd(d, why, sizeof(why));
     uint64_t size;
 
     if (fd < 0 || fd_size(fd, &size) != 0)
@@ -544,6 +654,27 @@ static void blk_resize(struct bhdev *d)
         bhdev_log(d, "cannot publish the new size: %s", strerror(errno));
     else
         bhdev_log(d, "resized: %lu sectors", sectors);
+}
+
+/*
+ * The storage is gone (an NBD server died): as Linux's xenbus_dev_error, not
+ * _fatal - the error node says why and the device stays Connected, every
+ * request answered with an error, so that the guest sees I/O errors at once
+ * instead of requests parked for a backend that would come back; removing
+ * the device (or the guest) ends it.
+ */
+static void blk_storage_lost(struct bhdev *d, const char *what)
+{
+    char path[BHXB_PATH_MAX + 8], val[300];
+
+    snprintf(path, sizeof(path), "%s/error", d->paths.backend);
+    snprintf(val, sizeof(val),
+             "%d %s: its requests fail (restart the server and attach the "
+             "disk again)",
+             EIO, what);
+    if (!xs_write(d->xs, XBT_NULL, path, val, (unsigned int)strlen(val)))
+        bhdev_log(d, "cannot write %s: %s", path, strerror(errno));
+    bhdev_log(d, "%s", val + 2);
 }
 
 /*
@@ -572,6 +703,10 @@ static void blk_serve(struct bhdev *d)
         }
         if (rc > 0)
             bhdev_notify(d, p->q[i].port);
+        if (!p->lost && bhblk_storage_error(p->q[i].eng) != NULL) {
+            p->lost = true;
+            blk_storage_lost(d, bhblk_storage_error(p->q[i].eng));
+        }
     }
 }
 

@@ -61,6 +61,7 @@ struct bhacquired {
     unsigned int nfds;
     uint64_t size; /* a disk's bytes */
     bool readonly; /* a disk the broker opened read-only */
+    bool nbd;      /* fds[0] is a socket connected to the disk's NBD server */
     int err;       /* 0, or why acquire failed: the first worker fails the device */
     char why[160];
 };

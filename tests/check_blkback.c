@@ -5,18 +5,25 @@
  * writes a temporary image with io_uring.  Data are compared byte for byte
  * with the image; lies fail the lying ring only, while a second guest's
  * ring keeps being served.  Needs root (namespaces).
+ *
+ * The _nbd variants serve the same image through an NBD server (nbdkit's
+ * file plugin on a unix socket) and the engine's libnbd storage instead of
+ * io_uring: the same bytes must land in the same places.
  */
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +44,7 @@ struct pair {
     struct bhblk_kept kept;
     int img;
     char path[64];
+    pid_t nbdkit; /* serving path over NBD; 0: none */
 };
 
 static struct pair p1, p2;
@@ -48,6 +56,68 @@ static bool use_buffered; /* the engine's page-cache mode instead of O_DIRECT */
 static unsigned int use_sector_size;
 /* A disk to serve instead of a fresh temporary image (-1: none), filled as pair_open's. */
 static int use_fd = -1;
+/* Engines serving the image through nbdkit (the _nbd variants); nbdkit -r with nbd_ro. */
+static bool use_nbd, nbd_ro;
+/* nbdkit's delay filter in front of reads: a read stays in flight (test_server_dies_nbd). */
+static bool nbd_slow_reads;
+
+/* nbdkit's file plugin on p->path, and the engine's connection to it. */
+static struct bhnbd *nbd_serve(struct pair *p)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char pidfile[80], why[256];
+    struct bhnbd *n;
+    int s;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.sock", p->path);
+    snprintf(pidfile, sizeof(pidfile), "%s.pid", p->path);
+    /*
+     * In the foreground, dying with this test's process even when an
+     * assertion ends it early; it writes its pid file once it listens.
+     */
+    ck_assert_int_ge(p->nbdkit = fork(), 0);
+    if (p->nbdkit == 0) {
+        char *argv[16] = {"nbdkit", "--exit-with-parent", "-f", nbd_ro ? "-r" : "-t4",
+                          "-U",     sa.sun_path,          "-P", pidfile};
+        int k = 8;
+        if (nbd_slow_reads)
+            argv[k++] = "--filter=delay";
+        argv[k++] = "file";
+        argv[k++] = p->path;
+        if (nbd_slow_reads)
+            argv[k++] = "rdelay=3600";
+        execvp("nbdkit", argv);
+        _exit(127);
+    }
+    for (int ms = 0; access(pidfile, F_OK) != 0; ms += 10) {
+        int st;
+        ck_assert_msg(waitpid(p->nbdkit, &st, WNOHANG) == 0, "nbdkit exited: is it installed?");
+        ck_assert_msg(ms < HST_TIMEOUT_MS, "nbdkit did not listen"); /* a hang fails */
+        usleep(10000);
+    }
+    unlink(pidfile);
+    ck_assert_int_ge(s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
+    ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    n = bhnbd_open(s, why, sizeof(why));
+    ck_assert_msg(n != NULL, "%s", why);
+    ck_assert_uint_eq(bhnbd_info(n)->size, IMG_SECTORS * 512ull);
+    ck_assert(bhnbd_info(n)->readonly == nbd_ro);
+    return n;
+}
+
+static void nbd_stop(struct pair *p)
+{
+    char sock[80];
+
+    if (p->nbdkit > 0) {
+        kill(p->nbdkit, SIGKILL);
+        waitpid(p->nbdkit, NULL, 0);
+    }
+    p->nbdkit = 0;
+    snprintf(sock, sizeof(sock), "%s.sock", p->path);
+    unlink(sock);
+    unlink(p->path);
+}
 
 static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsigned int order,
                       bool ro)
@@ -69,9 +139,11 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
         p->img = dup(use_fd);
     } else {
         p->img = mkstemp(p->path);
-        unlink(p->path);
+        if (!use_nbd)
+            unlink(p->path); /* nbdkit opens it by name */
     }
     ck_assert_int_ge(p->img, 0);
+    p->nbdkit = 0;
     for (unsigned int i = 0; use_fd < 0 && i < IMG_SECTORS * 512 / sizeof(buf); i++) {
         for (size_t k = 0; k < sizeof(buf); k++)
             buf[k] = (uint8_t)rand();
@@ -91,6 +163,10 @@ static void pair_open(struct pair *p, struct hst_id *fid, uint32_t fdomid, unsig
     o.kept = &p->kept;
     o.persistent = use_persistent;
     o.direct = !use_buffered;
+    if (use_nbd) {
+        o.nbd = nbd_serve(p);
+        o.fd = -1;
+    }
     p->eng = bhblk_open(&o, why, sizeof(why));
     ck_assert_msg(p->eng != NULL, "%s", why);
     ck_assert(!bhblk_direct(p->eng) || !use_buffered);
@@ -103,6 +179,8 @@ static void pair_close(struct pair *p)
     hst_end_close(&p->b);
     hst_end_close(&p->f);
     close(p->img);
+    if (use_nbd)
+        nbd_stop(p);
 }
 
 static void setup(void)
@@ -364,6 +442,148 @@ START_TEST(test_lies)
     rw(&p2, BLKIF_OP_READ, 8, 1, first, last, false, 0);
     hst_ungrant(&p1.f, page, 1);
     pair_close(&p2);
+    pair_close(&p1);
+}
+END_TEST
+
+/* Over NBD: the size matrix, with contiguous mappings and with persistent pages. */
+START_TEST(test_rw_sizes_nbd)
+{
+    use_nbd = true;
+    use_persistent = _i == 1;
+    test_rw_sizes_fn(0);
+}
+END_TEST
+
+/* Over NBD: flush and barrier reach the server, discard (its trim) punches the hole. */
+START_TEST(test_flush_discard_nbd)
+{
+    use_nbd = true;
+    test_flush_discard_fn(0);
+}
+END_TEST
+
+/*
+ * Over NBD to a server that is read-only: it says so (the driver publishes
+ * it), reads work, and a write that got past a geometry claiming otherwise
+ * is refused by the server itself - an error, and the image unchanged.
+ */
+START_TEST(test_readonly_nbd)
+{
+    uint8_t first[2] = {0, 0}, last[2] = {7, 7}, before[8192], now[8192];
+
+    use_nbd = true;
+    nbd_ro = true;
+    pair_open(&p1, &gid, guest.domid, 0, false); /* checks the server's read-only flag */
+    ck_assert_int_eq(pread(p1.img, before, sizeof(before), 0), (ssize_t)sizeof(before));
+    rw(&p1, BLKIF_OP_WRITE, 0, 2, first, last, false, BLKIF_RSP_ERROR);
+    rw(&p1, BLKIF_OP_READ, 0, 2, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_int_eq(pread(p1.img, now, sizeof(now), 0), (ssize_t)sizeof(now));
+    ck_assert_mem_eq(before, now, sizeof(now));
+    pair_close(&p1);
+}
+END_TEST
+
+/*
+ * Writes, a flush and a write after it, pushed together: the flush is
+ * answered after every write before it (NBD's flush covers only answered
+ * writes, so the engine holds it back until they are), and all succeed.
+ */
+START_TEST(test_flush_orders_nbd)
+{
+    enum { NW = 24 };
+    uint32_t refs[NW + 1];
+    uint8_t *pages;
+    struct blkif_request req;
+    struct blkif_response rsp;
+    unsigned int answered = 0, flush_at = 0;
+    char why[256];
+
+    use_nbd = true;
+    pair_open(&p1, &gid, guest.domid, 2, false);
+    ck_assert_ptr_nonnull(pages = hst_grant(&p1.f, NW + 1, false, refs));
+    for (unsigned int i = 0; i <= NW; i++) {
+        memset(pages + (size_t)i * 4096, 'a' + i % 26, 4096);
+        req = (struct blkif_request){
+            .operation = BLKIF_OP_WRITE, .nr_segments = 1, .id = i, .sector_number = 8u * i};
+        req.seg[0] = (struct blkif_request_segment){refs[i], 0, 7};
+        if (i == NW - 1) /* the flush, with no data */
+            req = (struct blkif_request){.operation = BLKIF_OP_FLUSH_DISKCACHE, .id = i};
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    }
+    ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+    while (answered <= NW) {
+        struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        while (bhring_front_get(&p1.fr, &rsp) == 1) {
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            if (rsp.id == NW - 1)
+                flush_at = answered;
+            answered++;
+        }
+        if (answered <= NW)
+            ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    ck_assert_uint_ge(flush_at, NW - 1); /* every write before it was answered first */
+    for (unsigned int i = 0; i <= NW; i++) {
+        uint8_t back[4096];
+        if (i == NW - 1)
+            continue;
+        ck_assert_int_eq(pread(p1.img, back, sizeof(back), (off_t)i * 4096), (ssize_t)sizeof(back));
+        ck_assert_mem_eq(back, pages + (size_t)i * 4096, sizeof(back));
+    }
+    hst_ungrant(&p1.f, pages, NW + 1);
+    pair_close(&p1);
+}
+END_TEST
+
+/*
+ * The NBD server dies (_i 1: with a read in flight): that read and later ones are answered with
+ * an error, the engine says why (the driver's error node), and the ring is
+ * not broken - the frontend did nothing wrong.
+ */
+START_TEST(test_server_dies_nbd)
+{
+    uint8_t first[1] = {0}, last[1] = {7};
+    char why[256];
+
+    use_nbd = true;
+    nbd_slow_reads = _i == 1;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    rw(&p1, BLKIF_OP_WRITE, 8, 1, first, last, false, BLKIF_RSP_OKAY);
+    ck_assert_ptr_null(bhblk_storage_error(p1.eng));
+    if (nbd_slow_reads) {
+        /* A read the server holds for an hour: in flight when it dies, answered then. */
+        struct blkif_request req = {
+            .operation = BLKIF_OP_READ, .nr_segments = 1, .id = 99, .sector_number = 8};
+        struct blkif_response rsp;
+        uint32_t ref;
+        void *page = hst_grant(&p1.f, 1, true, &ref);
+        int got;
+        req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+        ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+        ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        ck_assert_uint_eq(bhblk_in_flight(p1.eng), 1);
+        kill(p1.nbdkit, SIGKILL);
+        while ((got = bhring_front_get(&p1.fr, &rsp)) == 0) {
+            struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+            ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0); /* a hang fails */
+            ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        }
+        ck_assert_int_eq(got, 1);
+        ck_assert_uint_eq(rsp.id, 99);
+        ck_assert_int_eq(rsp.status, BLKIF_RSP_ERROR);
+        hst_ungrant(&p1.f, page, 1);
+    }
+    kill(p1.nbdkit, SIGKILL);
+    waitpid(p1.nbdkit, NULL, 0);
+    p1.nbdkit = 0;
+    rw(&p1, BLKIF_OP_READ, 8, 1, first, last, false, BLKIF_RSP_ERROR);
+    ck_assert_ptr_nonnull(bhblk_storage_error(p1.eng));
+    rw(&p1, BLKIF_OP_WRITE, 16, 1, first, last, false, BLKIF_RSP_ERROR);
+    ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
     pair_close(&p1);
 }
 END_TEST
@@ -731,6 +951,11 @@ int main(void)
     tcase_add_test(tc, test_idle_unmap);
     tcase_add_test(tc, test_idle_unmap_busy);
     tcase_add_loop_test(tc, test_engine_per_queue, 0, 3);
+    tcase_add_loop_test(tc, test_rw_sizes_nbd, 0, 2);
+    tcase_add_test(tc, test_flush_discard_nbd);
+    tcase_add_test(tc, test_readonly_nbd);
+    tcase_add_test(tc, test_flush_orders_nbd);
+    tcase_add_loop_test(tc, test_server_dies_nbd, 0, 2);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -22,6 +22,7 @@
 
 #include <xenstore.h>
 
+#include "devices.h"
 #include "dombuild.h"
 #include "toolstack.h"
 #include "xsdom.h"
@@ -372,7 +373,7 @@ int cmd_up(int argc, char **argv)
     }
     /* A crashed instance's dom0 device daemon outlives it (it is no domain): stop it. */
     stop_by_pidfile("drvdom.pid", "bulkhead-drvdom");
-    if (clear_leftovers() > 0)
+    if (nbdserve_stop_all(-1) + clear_leftovers() > 0)
         fprintf(stderr, "bulkhead: cleared processes a crashed instance left in %s\n", state_dir);
     if ((pid = start_hv(hv, top)) < 0)
         return 1;
@@ -408,6 +409,7 @@ int cmd_down(int argc, char **argv)
     stop_by_pidfile("drvdom.pid", "bulkhead-drvdom");
     if (hvc_open(&h, true) != 0) {
         stop_by_pidfile("xenstored.pid", "bulkhead-xenstored");
+        nbdserve_stop_all(-1);
         clear_leftovers();
         dom0_netns_remove();
         printf("bulkhead: already down in %s\n", state_dir);
@@ -426,6 +428,7 @@ int cmd_down(int argc, char **argv)
     }
     if (stop_by_pidfile("xenstored.pid", "bulkhead-xenstored") != 0)
         return 1;
+    nbdserve_stop_all(-1); /* the disks' qemu-nbd of domains never destroyed */
     clear_leftovers();
     dom0_netns_remove();
     printf("bulkhead: down in %s\n", state_dir);

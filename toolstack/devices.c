@@ -15,7 +15,9 @@
  * (a disk's target and a vif's bridge, queues, mtu and mac, for the
  * backend domain to ask for as fds), the vifs' bridges made in the backend
  * domain's namespace, and every layout written in one transaction; then
- * create waits until every device is Connected on both sides.
+ * create waits until every device is Connected on both sides.  A disk that
+ * is not raw gets dom0's qemu-nbd first (nbdserve.c), registered as an NBD
+ * server, its socket named in the backend key bulkhead-nbd.
  *
  * Removal follows libxl's: the backend is told (online 0, state Closing),
  * given a grace to close, then the three directories go.
@@ -212,9 +214,27 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
     for (size_t i = 0; i < p->n; i++) {
         const struct devplan_dev *d = &p->devs[i];
         ls[i] = d->layout;
-        if (d->backend_domid == 0 && d->kind == DEVPLAN_DISK)
+        if (d->kind == DEVPLAN_DISK && d->target[0] != '\0' && nbdserve_format(d->format)) {
+            char sock[108];
+            if (nbdserve_start(domid, d, err, errlen) != 0) {
+                free(ls);
+                return -1;
+            }
+            if (nbdserve_socket(domid, d->devid, sock, sizeof(sock)) != 0 ||
+                bhxb_layout_set(d->layout, BHXB_BACK, "bulkhead-nbd", "%s", sock) != 0) {
+                snprintf(err, errlen, "%s: cannot name its NBD server: %s", d->vdev,
+                         strerror(errno));
+                free(ls);
+                return -1;
+            }
+            /* dom0's blkback connects to it; a driver domain gets it through the broker. */
+            rc = d->backend_domid == 0
+                     ? 0
+                     : hvc_brk_disk(h, (uint16_t)d->backend_domid, domid, d->devid,
+                                    HVW_BRK_NBD | (d->readwrite ? 0 : HVW_BRK_RO), sock);
+        } else if (d->backend_domid == 0 && d->kind == DEVPLAN_DISK) {
             continue; /* dom0 opens its disks with its own rights */
-        if (d->kind == DEVPLAN_DISK) {
+        } else if (d->kind == DEVPLAN_DISK) {
             if (d->target[0] == '\0')
                 continue; /* an empty cdrom drive */
             /* The broker compares real paths with the storage's (registered real too). */
@@ -471,5 +491,7 @@ int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms)
         snprintf(path, sizeof(path), "/libxl/%u/device", domid);
         xs_rm(xs, XBT_NULL, path);
     }
+    /* The backends have closed (or were given up on): their NBD servers can go. */
+    nbdserve_stop_all(domid);
     return left;
 }

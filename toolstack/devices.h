@@ -57,4 +57,19 @@ int devices_wait(struct xs_handle *xs, const struct devplan *p, int timeout_ms, 
  */
 int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms);
 
+/*
+ * nbdserve.c: dom0's qemu-nbd for a disk that is not raw (bulkhead.cfg(5),
+ * format=).  nbdserve_format: qemu's name of the format, NULL when the disk
+ * needs no server.  nbdserve_socket: where the device's server listens.
+ * nbdserve_start: starts it (nothing for a raw disk) and returns once it
+ * listens; 0, or -1 with a one-line reason naming the fix (nothing is left
+ * behind then).  nbdserve_stop: stops it, removes its socket; idempotent.
+ * nbdserve_stop_all: every one of domain domid (all: -1); returns how many.
+ */
+const char *nbdserve_format(enum diskspec_format f);
+int nbdserve_socket(uint16_t domid, uint32_t devid, char *buf, size_t size);
+int nbdserve_start(uint16_t domid, const struct devplan_dev *d, char *err, size_t errlen);
+void nbdserve_stop(uint16_t domid, uint32_t devid);
+int nbdserve_stop_all(int domid);
+
 #endif

@@ -112,8 +112,28 @@ struct bhblk_kept {
     struct blkif_request req[BHBLK_MAX_SLOTS];
 };
 
+/*
+ * NBD storage (nbd.c): a disk that is not a raw file - a qcow2 or vhd image
+ * behind dom0's qemu-nbd, an nbdkit, any NBD server - is served through
+ * libnbd on a connected socket.  bhnbd_open takes the socket (closed on
+ * failure too), does the handshake and learns the export's size and flags,
+ * which the driver publishes (discard only with trim, flush and barrier
+ * only with flush, read-only as the server says); bhblk_open then takes the
+ * connection.  A server that goes away fails every request (BLKIF_RSP_ERROR)
+ * and bhblk_storage_error says so.
+ */
+struct bhnbd;
+struct bhblk_nbd_info {
+    uint64_t size; /* bytes */
+    bool readonly, flush, trim, fua;
+};
+struct bhnbd *bhnbd_open(int sock, char *why, size_t whylen);
+void bhnbd_close(struct bhnbd *n); /* NULL is fine */
+const struct bhblk_nbd_info *bhnbd_info(const struct bhnbd *n);
+
 struct bhblk_opts {
     int fd;                 /* the disk, opened read-write (or read-only with geom.readonly) */
+    struct bhnbd *nbd;      /* instead of fd (-1 then): an NBD connection, the engine's from now */
     uint32_t domid;         /* the frontend's domain */
     bhgnttab_handle *gt;    /* maps its grants */
     void *ring;             /* the mapped ring pages (2^order) */
@@ -146,7 +166,7 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t whylen);
 /* Waits for the I/O in flight, unmaps what it mapped, frees; the kept state stays. */
 void bhblk_close(struct bhblk *b);
 
-/* The io_uring's fd: readable when completions wait for bhblk_run(). */
+/* The io_uring's (or the NBD socket's epoll) fd: readable when bhblk_run() has work. */
 int bhblk_fd(const struct bhblk *b);
 
 /*
@@ -176,6 +196,9 @@ unsigned int bhblk_persistent_busy(const struct bhblk *b);
 
 /* Requests submitted and not yet answered. */
 unsigned int bhblk_in_flight(const struct bhblk *b);
+
+/* NULL, or why the storage is lost (an NBD server gone): every request now fails. */
+const char *bhblk_storage_error(const struct bhblk *b);
 
 /* Whether reads and writes go through O_DIRECT (asked for, and an fd that allows it). */
 bool bhblk_direct(const struct bhblk *b);

@@ -6,7 +6,9 @@
  * punches a hole.  Completions become responses, pushed with Xen's
  * notification hold-off.  Every request consumed and not yet answered is
  * also written to the kept state, so that a restarted engine issues it
- * again instead of losing it.
+ * again instead of losing it.  A disk behind an NBD server takes the same
+ * path with nbd.c in io_uring's place (the storage calls are issue, reap,
+ * submit, ready and the fd).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "bhblkback.h"
+#include "nbd.h"
 
 #define PAGE 4096u
 
@@ -61,6 +64,7 @@ struct bhblk {
     unsigned int npg;
     struct io_uring uring;
     bool uring_up;
+    struct bhnbd *nbd; /* NBD storage instead of the fd and io_uring */
     int fd, dfd; /* buffered, and O_DIRECT (-1 when the fd does not allow it) */
     uint32_t domid;
     bhgnttab_handle *gt;
@@ -196,6 +200,9 @@ static int issue(struct bhblk *b, unsigned int i)
     off_t off = (off_t)(s->r.sector * BHBLK_SECTOR);
     bool direct = b->dfd >= 0 && !s->retried;
 
+    if (b->nbd != NULL)
+        return bhnbd_submit(b->nbd, i, s->r.op, (uint64_t)off, s->r.nr_sectors * BHBLK_SECTOR,
+                            s->iov, s->nmap);
     switch (s->r.op) {
     case BLKIF_OP_READ:
     case BLKIF_OP_WRITE:
@@ -441,6 +448,42 @@ static void complete(struct bhblk *b, struct io_uring_cqe *c)
         answer(b, i, s->status);
 }
 
+static void nbd_done(void *arg, unsigned int i, int16_t status)
+{
+    struct bhblk *b = arg;
+
+    if (i < b->nslots && b->slots[i].used)
+        answer(b, i, status);
+}
+
+/* Completions become answers; returns how many were seen. */
+static unsigned int reap(struct bhblk *b)
+{
+    struct io_uring_cqe *c;
+    unsigned int n = 0;
+
+    if (b->nbd != NULL)
+        return bhnbd_reap(b->nbd, nbd_done, b);
+    while (io_uring_peek_cqe(&b->uring, &c) == 0) {
+        complete(b, c);
+        io_uring_cqe_seen(&b->uring, c);
+        n++;
+    }
+    return n;
+}
+
+static void submit(struct bhblk *b)
+{
+    if (b->uring_up)
+        io_uring_submit(&b->uring);
+}
+
+/* Whether completions wait already. */
+static bool ready(struct bhblk *b)
+{
+    return b->nbd != NULL ? bhnbd_pending(b->nbd) : io_uring_cq_ready(&b->uring) > 0;
+}
+
 static int push(struct bhblk *b)
 {
     int n = bhring_back_push(&b->ring);
@@ -460,16 +503,10 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
     if (b->broken)
         return fail(b, why, len, "%s", b->why);
     for (;;) {
-        struct io_uring_cqe *c;
-        unsigned int progress = 0;
+        unsigned int progress = reap(b);
         struct blkif_request raw;
         int more, got = 0;
 
-        while (io_uring_peek_cqe(&b->uring, &c) == 0) {
-            complete(b, c);
-            io_uring_cqe_seen(&b->uring, c);
-            progress++;
-        }
         if (b->ndone > 0 && push(b) > 0)
             notify = 1;
         while (b->nfree > 0 && (got = bhring_back_get(&b->ring, &raw)) == 1) {
@@ -483,7 +520,7 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
         }
         if (got < 0)
             return fail(b, why, len, "%s", bhring_error(&b->ring));
-        io_uring_submit(&b->uring);
+        submit(b);
         if (b->ndone > 0 && push(b) > 0)
             notify = 1;
         if (b->broken)
@@ -491,7 +528,7 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
         more = bhring_back_final_check(&b->ring);
         if (more < 0)
             return fail(b, why, len, "%s", bhring_error(&b->ring));
-        if ((more == 1 && b->nfree > 0) || (progress > 0 && io_uring_cq_ready(&b->uring) > 0))
+        if ((more == 1 && b->nfree > 0) || (progress > 0 && ready(b)))
             continue;
         return notify;
     }
@@ -505,17 +542,22 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
 
     unsigned int ss = o->geom.sector_size;
 
-    if (o->ring == NULL || o->order > BHRING_MAX_ORDER || o->kept == NULL || o->fd < 0 ||
-        o->gt == NULL || o->geom.max_indirect > BHBLK_MAX_INDIRECT ||
+    if (o->ring == NULL || o->order > BHRING_MAX_ORDER || o->kept == NULL ||
+        (o->fd < 0 && o->nbd == NULL) || o->gt == NULL ||
+        o->geom.max_indirect > BHBLK_MAX_INDIRECT ||
         (ss != 0 && (ss < BHBLK_SECTOR || ss > PAGE || (ss & (ss - 1)) != 0))) {
         snprintf(why, len, "bhblk_open: bad options");
+        bhnbd_close(o->nbd);
         errno = EINVAL;
         return NULL;
     }
-    if ((b = calloc(1, sizeof(*b))) == NULL)
+    if ((b = calloc(1, sizeof(*b))) == NULL) {
+        bhnbd_close(o->nbd);
         goto nomem;
+    }
+    b->nbd = o->nbd;
     b->fd = o->fd;
-    b->dfd = o->direct ? open_direct(o->fd, o->geom.readonly) : -1;
+    b->dfd = b->nbd != NULL || !o->direct ? -1 : open_direct(o->fd, o->geom.readonly);
     b->domid = o->domid;
     b->gt = o->gt;
     b->persistent = o->persistent;
@@ -547,13 +589,13 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
         if (b->slots[i].segs == NULL || b->slots[i].iov == NULL)
             goto nomem;
     }
-    if ((rc = io_uring_queue_init(2 * n, &b->uring, 0)) < 0) {
+    if (b->nbd == NULL && (rc = io_uring_queue_init(2 * n, &b->uring, 0)) < 0) {
         errno = -rc;
         snprintf(why, len, "io_uring: %s (a kernel with io_uring enabled is needed)",
                  strerror(errno));
         goto out;
     }
-    b->uring_up = true;
+    b->uring_up = b->nbd == NULL;
     for (unsigned int i = n; i-- > 0;)
         if (!o->kept->busy[i])
             b->freel[b->nfree++] = i;
@@ -561,7 +603,7 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     for (unsigned int i = 0; i < n; i++)
         if (o->kept->busy[i] && start(b, i, &o->kept->req[i], why, len) != 0)
             break; /* the ring is broken: bhblk_run says so */
-    io_uring_submit(&b->uring);
+    submit(b);
     return b;
 nomem:
     snprintf(why, len, "out of memory");
@@ -587,6 +629,7 @@ void bhblk_close(struct bhblk *b)
         }
         io_uring_queue_exit(&b->uring);
     }
+    bhnbd_close(b->nbd); /* no reply lands in a mapped page after this */
     for (unsigned int i = 0; b->slots != NULL && i < b->nslots; i++) {
         unmap_slot(b, &b->slots[i]);
         free(b->slots[i].segs);
@@ -603,7 +646,7 @@ void bhblk_close(struct bhblk *b)
 
 int bhblk_fd(const struct bhblk *b)
 {
-    return b->uring.ring_fd;
+    return b->nbd != NULL ? bhnbd_fd(b->nbd) : b->uring.ring_fd;
 }
 
 void bhblk_set_sectors(struct bhblk *b, uint64_t sectors)
@@ -643,6 +686,11 @@ unsigned int bhblk_persistent_busy(const struct bhblk *b)
 unsigned int bhblk_in_flight(const struct bhblk *b)
 {
     return b->inflight;
+}
+
+const char *bhblk_storage_error(const struct bhblk *b)
+{
+    return b->nbd != NULL ? bhnbd_error(b->nbd) : NULL;
 }
 
 bool bhblk_direct(const struct bhblk *b)

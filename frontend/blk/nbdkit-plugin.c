@@ -50,7 +50,7 @@
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
-#define SPIN_NS    50000L /* how long a submitter polls before it sleeps */
+#define SPIN_NS    0L /* how long a submitter polls before it sleeps */
 #define ZERO_CHUNK (1u << 20)
 
 static atomic_bool polling;   /* one worker polls the ring at a time */

@@ -1,42 +1,76 @@
 #!/bin/bash
 # bench_blk.sh - the split block driver against its baselines, in one run
-# on the same image (make bench; root).  Three paths, same fio jobs:
-#   direct   fio with io_uring, O_DIRECT, straight on the image (dom0);
-#   nbdkit   fio's nbd engine against nbdkit's own file plugin on the image
-#            (the same NBD front, without the split driver);
-#   bulkhead fio's nbd engine in a guest, against its vbd's NBD export
-#            (blkfront in nbdkit), served by blkback in a driver domain.
+# on images of one size in one directory (make bench; root).  Same fio jobs
+# on every path:
+#   direct    fio with io_uring, O_DIRECT, straight on the image (dom0);
+#   nbdkit    fio's nbd engine against nbdkit's own file plugin on the image
+#             (the same NBD front, without the split driver);
+#   drv       fio's nbd engine in a guest against its vbd's NBD export
+#             (blkfront in nbdkit), served by blkback in a driver domain:
+#             4 queues and persistent grants (the defaults);
+#   drv-1q    the same with one queue (bulkhead_vbd_queues = 1);
+#   drv-nopg  the same without persistent grants (bulkhead_vbd_persistent = 0);
+#   dom0      the same served by blkback in dom0 (stock-dom0 placement).
+# Then a qcow2 copy of the image (format=qcow2: dom0's qemu-nbd, blkback over
+# libnbd), against fio's nbd engine on that same qemu-nbd's socket.
 # Jobs: 4 KiB random read at depth 1 (latency) and 32 (IOPS), 1 MiB
-# sequential read and write (bandwidth).  BENCH_BLK_SECONDS per job (5).
-# Then the queues: 4 KiB random read at depth 32 (one fio job, and four at
-# once) through a vbd of 1 queue (guest g1, bulkhead_vbd_queues = 1) and
-# one of 4 (guest g, the default), on images of the same size.
+# sequential read and write (bandwidth).  BENCH_BLK_SECONDS per job (5),
+# BENCH_BLK_SIZE per image (512M).  Files go through dom0's page cache both
+# in nbdkit's file plugin and in blkback (as QEMU's qdisk without
+# direct-io-safe); "direct" alone bypasses it.
 set -u
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 T=${BENCH_BLK_SECONDS:-5}
 SIZE=${BENCH_BLK_SIZE:-512M}
 [ "$(id -u)" -eq 0 ] || { echo "bench_blk: needs root (namespaces)"; exit 1; }
-for p in fio nbdkit; do command -v $p >/dev/null || { echo "bench_blk: needs $p (apt-get install $p)"; exit 1; }; done
+for p in fio nbdkit qemu-img; do command -v $p >/dev/null || { echo "bench_blk: needs $p (apt-get install $p)"; exit 1; }; done
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-bench-XXXXXX)
 W=$(mktemp -d /var/tmp/bh-benchw-XXXXXX)   # a disk-backed directory, not tmpfs
 trap '"$B" down >/dev/null 2>&1; kill $nbdpid 2>/dev/null; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
 nbdpid=
 mkdir -p "$W/store"
+for n in disk disk1 disknp disk0; do
+    fio --name=fill --filename="$W/store/$n.img" --size="$SIZE" --rw=write --bs=1M \
+        --ioengine=psync >/dev/null 2>&1
+done
 IMG=$W/store/disk.img
-IMG1=$W/store/disk1.img
-fio --name=fill --filename="$IMG" --size="$SIZE" --rw=write --bs=1M --ioengine=psync >/dev/null 2>&1
-fio --name=fill --filename="$IMG1" --size="$SIZE" --rw=write --bs=1M --ioengine=psync >/dev/null 2>&1
+QIMG=$W/store/disk.qcow2
+qemu-img convert -f raw -O qcow2 "$IMG" "$QIMG"
 
 "$B" up >/dev/null
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/store" >"$W/drv.cfg"
-printf 'name = "g"\nvcpus = 2\ndisk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=%s" ]\n' "$IMG" >"$W/g.cfg"
-printf 'name = "g1"\nvcpus = 2\nbulkhead_vbd_queues = 1\ndisk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=%s" ]\n' "$IMG1" >"$W/g1.cfg"
-"$B" create "$W/drv.cfg" >/dev/null && "$B" create "$W/g.cfg" >/dev/null &&
-    "$B" create "$W/g1.cfg" >/dev/null || exit 1
-URI=$("$B" block-list g --json | sed -n 's/.*"uri": "\([^"]*\)".*/\1/p')
-URI1=$("$B" block-list g1 --json | sed -n 's/.*"uri": "\([^"]*\)".*/\1/p')
-Q4=$("$B" exec g -- xenstore-read device/vbd/51712/multi-queue-num-queues 2>/dev/null || echo 1)
-Q1=$("$B" exec g1 -- xenstore-read device/vbd/51712/multi-queue-num-queues 2>/dev/null || echo 1)
+guest() { # name image backend [extra config line]
+    printf 'name = "%s"\nvcpus = 2\n%s\ndisk = [ "format=raw, vdev=xvda, access=rw, %s target=%s" ]\n' \
+        "$1" "${4:-}" "$3" "$2"
+}
+printf 'name = "g"\nvcpus = 2\ndisk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=%s",
+  "format=qcow2, vdev=xvdb, access=rw, backend=drv, target=%s" ]\n' "$IMG" "$QIMG" >"$W/g.cfg"
+guest g1 "$W/store/disk1.img" "backend=drv," "bulkhead_vbd_queues = 1" >"$W/g1.cfg"
+guest gnp "$W/store/disknp.img" "backend=drv," "bulkhead_vbd_persistent = 0" >"$W/gnp.cfg"
+guest g0 "$W/store/disk0.img" "" >"$W/g0.cfg"
+for c in drv g g1 gnp g0; do
+    "$B" create "$W/$c.cfg" >/dev/null || { echo "bench_blk: cannot create $c"; exit 1; }
+done
+# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
+uri() { # guest vdev
+    local u i
+    for i in $(seq 300); do
+        u=$("$B" block-list "$1" --json |
+            sed -n "s/.*\"vdev\": \"$2\".*\"uri\": \"\([^\"]*\)\".*/\1/p")
+        [ -n "$u" ] && { echo "$u"; return; }
+        sleep 0.1
+    done
+    echo "bench_blk: $1's $2 has no NBD URI after 30 s" >&2
+    exit 1
+}
+U_g=$(uri g xvda) U_q=$(uri g xvdb) U_g1=$(uri g1 xvda) U_gnp=$(uri gnp xvda) U_g0=$(uri g0 xvda)
+[ -n "$U_g" ] && [ -n "$U_q" ] && [ -n "$U_g1" ] && [ -n "$U_gnp" ] && [ -n "$U_g0" ] || exit 1
+nq() { "$B" exec "$1" -- xenstore-read device/vbd/51712/multi-queue-num-queues 2>/dev/null || echo 1; }
+pg() { "$B" exec "$1" -- xenstore-read device/vbd/51712/feature-persistent 2>/dev/null || echo 0; }
+echo "negotiated: drv $(nq g) queue(s) persistent=$(pg g); drv-1q $(nq g1) queue(s);" \
+    "drv-nopg persistent=$(pg gnp); dom0 $(nq g0) queue(s)"
+gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
+QSOCK=$BULKHEAD_STATE_DIR/nbd/$gid-51728.sock   # dom0's qemu-nbd serves more than one client
 nbdkit -f -U "$W/nbdkit.sock" file "$IMG" & nbdpid=$!
 for i in $(seq 50); do [ -S "$W/nbdkit.sock" ] && break; sleep 0.1; done
 
@@ -48,8 +82,12 @@ job() { # where rw bs depth [fio args...]
     case $where in
     direct) out=$(fio "${common[@]}" --ioengine=io_uring --direct=1 --filename="$IMG") ;;
     nbdkit) out=$(fio "${common[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$W/nbdkit.sock") ;;
-    bulkhead) out=$("$B" exec g -- fio "${common[@]}" --ioengine=nbd --uri="$URI") ;;
-    bulkhead1) out=$("$B" exec g1 -- fio "${common[@]}" --ioengine=nbd --uri="$URI1") ;;
+    drv) out=$("$B" exec g -- fio "${common[@]}" --ioengine=nbd --uri="$U_g") ;;
+    drv-1q) out=$("$B" exec g1 -- fio "${common[@]}" --ioengine=nbd --uri="$U_g1") ;;
+    drv-nopg) out=$("$B" exec gnp -- fio "${common[@]}" --ioengine=nbd --uri="$U_gnp") ;;
+    dom0) out=$("$B" exec g0 -- fio "${common[@]}" --ioengine=nbd --uri="$U_g0") ;;
+    qemunbd) out=$(fio "${common[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$QSOCK") ;;
+    drv-qcow2) out=$("$B" exec g -- fio "${common[@]}" --ioengine=nbd --uri="$U_q") ;;
     esac
     local side=read; case $rw in *write) side=write ;; esac
     echo "$out" | awk -v side="$side" '
@@ -61,35 +99,40 @@ job() { # where rw bs depth [fio args...]
         END {printf "%.0f %.1f %.1f\n", iops, lat / 1000, bw / 1e6}'
 }
 
-printf "%-34s %12s %12s %12s %8s %8s\n" "job" "direct" "nbdkit-file" "bulkhead" "vs dir" "vs nbd"
-div() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > 0 ? a / b : 0)}'; }
-row() { # label metric(1=iops,2=lat,3=bw) rw bs depth
-    local label=$1 m=$2 d n b
-    d=$(job direct "$3" "$4" "$5" | cut -d' ' -f"$m")
-    n=$(job nbdkit "$3" "$4" "$5" | cut -d' ' -f"$m")
-    b=$(job bulkhead "$3" "$4" "$5" | cut -d' ' -f"$m")
-    if [ "$m" = 2 ]; then  # latency: lower is better, the ratio is baseline/ours
-        printf "%-34s %12s %12s %12s %8.2f %8.2f\n" "$label" "$d" "$n" "$b" \
-            "$(div "$d" "$b")" "$(div "$n" "$b")"
-    else
-        printf "%-34s %12s %12s %12s %8.2f %8.2f\n" "$label" "$d" "$n" "$b" \
-            "$(div "$b" "$d")" "$(div "$b" "$n")"
-    fi
+# A ratio where higher is better: ours / base, or base / ours for latency.
+ratio() { # metric ours base
+    awk -v m="$1" -v o="$2" -v b="$3" 'BEGIN {
+        if (m == 2) r = (o > 0 ? b / o : 0); else r = (b > 0 ? o / b : 0); printf "%.2f", r }'
 }
-row "4K randread QD1 latency (us)" 2 randread 4k 1
+
+PATHS="direct nbdkit drv drv-1q drv-nopg dom0"
+printf "%-30s" "job"; for p in $PATHS; do printf " %10s" "$p"; done
+printf " %8s %8s %8s\n" "drv/dir" "drv/nbd" "drv/dom0"
+row() { # label metric(1=iops,2=lat,3=bw) rw bs depth
+    local label=$1 m=$2 p v
+    declare -A r
+    for p in $PATHS; do r[$p]=$(job "$p" "$3" "$4" "$5" | cut -d' ' -f"$m"); done
+    printf "%-30s" "$label"; for p in $PATHS; do printf " %10s" "${r[$p]}"; done
+    printf " %8s %8s %8s\n" "$(ratio "$m" "${r[drv]}" "${r[direct]}")" \
+        "$(ratio "$m" "${r[drv]}" "${r[nbdkit]}")" "$(ratio "$m" "${r[drv]}" "${r[dom0]}")"
+}
+row "4K randread QD1 lat (us)" 2 randread 4k 1
 row "4K randread QD32 (IOPS)" 1 randread 4k 32
 row "1M seq read (MB/s)" 3 read 1M 8
 row "1M seq write (MB/s)" 3 write 1M 8
-echo "(ratios: bulkhead against each baseline measured in this run; latency as baseline/bulkhead)"
+echo "(ratios: drv against each baseline measured in this run, higher is better; latency as"
+echo " baseline/drv.  drv-1q and drv-nopg show what 4 queues and persistent grants buy.)"
 
-# Queues: the same vbd path with 1 and with 4 rings (what each negotiated is shown).
-printf "\n%-34s %12s %12s %8s\n" "job" "${Q1} queue(s)" "${Q4} queue(s)" "ratio"
-qrow() { # label [fio args...]
-    local label=$1 one four
-    one=$(job bulkhead1 randread 4k 32 "${@:2}" | cut -d' ' -f1)
-    four=$(job bulkhead randread 4k 32 "${@:2}" | cut -d' ' -f1)
-    printf "%-34s %12s %12s %8.2f\n" "$label" "$one" "$four" "$(div "$four" "$one")"
+echo
+printf "%-30s %10s %10s %8s\n" "qcow2 job" "qemu-nbd" "drv-qcow2" "vs q-nbd"
+rowq() { # label metric rw bs depth
+    local label=$1 m=$2 q b
+    q=$(job qemunbd "$3" "$4" "$5" | cut -d' ' -f"$m")
+    b=$(job drv-qcow2 "$3" "$4" "$5" | cut -d' ' -f"$m")
+    printf "%-30s %10s %10s %8s\n" "$label" "$q" "$b" "$(ratio "$m" "$b" "$q")"
 }
-qrow "4K randread QD32 (IOPS)"
-qrow "4K randread 4 jobs x QD32 (IOPS)" --numjobs=4
-echo "(ratio: the vbd of ${Q4} queues against the one of ${Q1}, measured in this run)"
+rowq "4K randread QD1 lat (us)" 2 randread 4k 1
+rowq "4K randread QD32 (IOPS)" 1 randread 4k 32
+rowq "1M seq read (MB/s)" 3 read 1M 8
+rowq "1M seq write (MB/s)" 3 write 1M 8
+echo "(qcow2: fio in the guest through blkfront, blkback and libnbd, against fio on qemu-nbd's socket)"

@@ -1,27 +1,31 @@
 #!/bin/bash
 # cycles.sh - create and destroy a guest with disks and vifs, served by a
-# driver domain and by dom0, many times (BULKHEAD_CYCLES, default 100):
-# afterwards no process, fd, mount, namespace, network link, hypervisor
-# object or XenStore node is left that was not there before.
+# driver domain and by dom0 (one a qcow2 image behind dom0's qemu-nbd), many
+# times (BULKHEAD_CYCLES, default 100): afterwards no process, fd, mount,
+# namespace, network link, hypervisor object, NBD server or XenStore node is
+# left that was not there before.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
+command -v qemu-img >/dev/null || skip_all "needs qemu-img and qemu-nbd (apt-get install qemu-utils)"
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 N=${BULKHEAD_CYCLES:-100}
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-cyc-XXXXXX)
 W=$(mktemp -d /tmp/bh-cycw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 14
+plan 15
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 1M "$W/store/a.img" "$W/store/b.img" "$W/dom0/c.img"
+qemu-img create -q -f qcow2 "$W/store/q.qcow2" 1M
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\nbulkhead_uplink = "xenbr0"\n' \
     "$W/store" >"$W/drv.cfg"
 cat >"$W/g.cfg" <<CFG
 name = "g"
 disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
          "format=raw, vdev=xvdb, access=ro, backend=drv, target=$W/store/b.img",
-         "format=raw, vdev=xvdc, access=rw, target=$W/dom0/c.img" ]
+         "format=raw, vdev=xvdc, access=rw, target=$W/dom0/c.img",
+         "format=qcow2, vdev=xvdd, access=rw, backend=drv, target=$W/store/q.qcow2" ]
 vif = [ "bridge=xenbr0, backend=drv", "bridge=xenbr1, backend=drv" ]
 CFG
 
@@ -44,6 +48,7 @@ snapshot() {
     echo "host mounts: $(grep -c -e "$BULKHEAD_STATE_DIR" -e "$W" /proc/self/mountinfo)"
     echo "driver domain links: $(nsenter --net=/proc/"$dpid"/ns/net ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
     echo "dom0 links: $(nsenter --net="$BULKHEAD_DOM0_NETNS" ip -o link | awk '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' ')"
+    echo "qemu-nbd servers: $(pgrep -f -- "--socket=$BULKHEAD_STATE_DIR/nbd/" | wc -l) files: $(ls "$BULKHEAD_STATE_DIR/nbd" 2>/dev/null | wc -l)"
     echo "xenstore nodes: $(xenstore-ls -f / | grep -v '^/vm/' | sed 's/ = .*//' | sort | md5sum | cut -c1-12) $(xenstore-ls -f / | wc -l)"
 }
 
@@ -59,11 +64,11 @@ for i in $(seq "$N"); do
     if ! out=$("$B" destroy g 2>&1); then echo "# cycle $i: destroy: $out"; failed=$((failed + 1)); fi
 done
 echo "# $N cycles in $(( $(date +%s) - start )) s"
-is "$N create/destroy cycles, each with 5 devices, all succeeded" "$failed" "0"
+is "$N create/destroy cycles, each with 6 devices, all succeeded" "$failed" "0"
 after=$(snapshot)
 for kind in "hv:" "driver domain processes:" "guest uids:" "hv fds:" "xenstored fds:" \
             "drvdom fds:" "dom0 drvdom children:" "host mounts:" "driver domain links:" \
-            "dom0 links:" "xenstore nodes:"; do
+            "dom0 links:" "qemu-nbd servers:" "xenstore nodes:"; do
     is "no leak: $kind" "$(echo "$after" | grep "^$kind")" "$(echo "$before" | grep "^$kind")"
 done
 exit $tap_failed
