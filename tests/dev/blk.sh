@@ -45,7 +45,16 @@ CFG
 ok "up" "$B" up
 ok "create the driver domain" "$B" create "$W/drv.cfg"
 ok "create the guest with three disks" "$B" create "$W/g.cfg"
-uri() { "$B" block-list g --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p"; }
+# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
+uri() {
+    local u i
+    for i in $(seq 300); do
+        u=$("$B" block-list g --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p")
+        [ -n "$u" ] && break
+        sleep 0.1
+    done
+    echo "$u"
+}
 ua=$(uri xvda); ub=$(uri xvdb); uc=$(uri xvdc)
 is "each disk has an NBD URI in the guest" "$(echo "$ua $ub $uc" | grep -o 'nbd+unix://' | wc -l)" "3"
 # 51712 is xvda, 51744 xvdc: blkfront asked for 4 queues, both backends offer 4.
