@@ -820,7 +820,7 @@ START_TEST(test_lying_frontend_loses_only_its_device)
     static const char *const garbage_ref[] = {"ring-ref", "12abc", "event-channel", "5", NULL};
     static const char *const bad_port[] = {
         "tx-ring-ref",     "1", "rx-ring-ref", "2", "event-channel", "-7",
-        "request-rx-copy", "1", NULL};
+        "request-rx-copy", "1", "feature-rx-notify", "1", NULL};
     static const char *const unmapped[] = {"ring-ref", "4000", "event-channel", "3", NULL};
     static const char *const huge_order[] = {"ring-page-order", "9", "ring-ref0", "1",
                                              "event-channel",   "3", NULL};

@@ -483,6 +483,7 @@ int hst_front_publish(struct hst_end *f)
         kv[n] = (struct kv){"rx-ring-ref", ""};
         snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[1].refs[0]);
         kv[n++] = (struct kv){"request-rx-copy", "1"};
+        kv[n++] = (struct kv){"feature-rx-notify", "1"};
         kv[n] = (struct kv){"event-channel", ""};
         snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->port);
         return write_txn(f, kv, n);

@@ -187,7 +187,8 @@ int hst_front_init_mq(struct hst_end *f, struct hst_id *id, const struct bhxb_de
  * ring-ref (order 0) or ring-page-order and ring-ref0..N-1, event-channel,
  * protocol - with several queues, multi-queue-num-queues and each queue's
  * ring-ref* and event-channel under queue-N/ (ring-page-order stays at the
- * top); netif tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy.
+ * top); netif tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy,
+ * feature-rx-notify.
  * Not the state: the caller writes states in whatever order it likes.
  */
 int hst_front_publish(struct hst_end *f);
