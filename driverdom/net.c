@@ -50,7 +50,7 @@
 
 #define EVTCHN_MAX     ((1u << 17) - 1)
 #define NET_MAX_QUEUES 4 /* Linux netfront's default (xen_netfront.max_queues is the CPUs) */
-#define NET_MAX_IPS    8 /* addresses in ip= */
+#define NET_MAX_IPS    BHNET_SPOOF_MAX_IPS /* addresses in ip= */
 #define NET_MTU_MIN    68
 #define NET_MTU_MAX    65535
 
@@ -70,10 +70,7 @@ struct net_kept {
     /* what the frontend asked (connect) */
     uint32_t gso4, gso6, mcast;
     /* the toolstack's (probe) */
-    uint32_t has_mac;
-    uint8_t mac[6];
-    uint32_t nip;
-    uint32_t ip[NET_MAX_IPS]; /* network byte order */
+    struct bhnet_antispoof spoof; /* mac= and ip= */
     uint64_t rate_bytes;
     uint32_t rate_usec;
     uint32_t mtu;
@@ -153,7 +150,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 }
 
 /* ip=: IPv4 addresses separated by spaces (libxl writes the config's "ip" as given). */
-static int parse_ips(const char *s, uint32_t *ip, uint32_t *n)
+static int parse_ips(const char *s, uint32_t *ip, unsigned int *n)
 {
     char buf[256], *save = NULL;
 
@@ -222,13 +219,13 @@ static int net_probe(struct bhdev *d, char *why, size_t len)
         snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
         return -1;
     }
-    k->has_mac = mac[0] != '\0';
-    if (k->has_mac && parse_mac(mac, k->mac) != 0) {
+    k->spoof.has_mac = mac[0] != '\0';
+    if (k->spoof.has_mac && parse_mac(mac, k->spoof.mac) != 0) {
         snprintf(why, len, "backend key mac is '%s': the toolstack must write xx:xx:xx:xx:xx:xx",
                  mac);
         return -1;
     }
-    if (parse_ips(ip, k->ip, &k->nip) != 0) {
+    if (parse_ips(ip, k->spoof.ip, &k->spoof.nip) != 0) {
         snprintf(why, len, "backend key ip is '%s': write up to %u IPv4 addresses, spaces between",
                  ip, NET_MAX_IPS);
         return -1;
@@ -281,53 +278,12 @@ static void *net_page(void *ctx, uint32_t gref, bool writable)
     return q->map;
 }
 
-static uint16_t be16at(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static bool ip_allowed(const struct net_kept *k, const uint8_t *p)
-{
-    uint32_t a;
-
-    memcpy(&a, p, 4);
-    for (uint32_t i = 0; i < k->nip; i++)
-        if (k->ip[i] == a)
-            return true;
-    return false;
-}
-
-/*
- * Anti-spoofing on our private copy of a TX frame: the source MAC must be
- * the vif's (mac=), and with ip= an IPv4 frame's source and an ARP
- * frame's sender must be one of its addresses (as the vif-route and Qubes
- * scripts' rules).  One 802.1Q tag is looked through.  A frame too short
- * to hold what is checked is refused.
- */
+/* The engine's TX filter: anti-spoofing from mac= and ip= (libbhnetback's spoof.c). */
 static bool net_filter(void *ctx, const uint8_t *f, size_t len)
 {
     const struct net_kept *k = ((struct net_queue *)ctx)->d->kept;
-    size_t l3 = BHNET_ETH_HLEN;
-    uint16_t type;
 
-    if (len < BHNET_ETH_HLEN)
-        return false;
-    if (k->has_mac && memcmp(f + 6, k->mac, 6) != 0)
-        return false;
-    if (k->nip == 0)
-        return true;
-    type = be16at(f + 12);
-    if (type == 0x8100) {
-        if (len < l3 + 4)
-            return false;
-        type = be16at(f + 16);
-        l3 += 4;
-    }
-    if (type == 0x0800) /* IPv4: source address at 12 */
-        return len >= l3 + 20 && ip_allowed(k, f + l3 + 12);
-    if (type == 0x0806) /* ARP for IPv4 over Ethernet: sender IP at 14 */
-        return len >= l3 + 28 && ip_allowed(k, f + l3 + 14);
-    return true;
+    return bhnet_antispoof_ok(&k->spoof, f, len);
 }
 
 static void net_detach(struct bhdev *d)
@@ -428,7 +384,7 @@ static int net_attach(struct bhdev *d, char *why, size_t len)
                 .tx = {.gso_tcpv4 = true, .gso_tcpv6 = true, .mcast = k->mcast != 0},
                 .rx = {.gso_tcpv4 = k->gso4 != 0, .gso_tcpv6 = k->gso6 != 0,
                        .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},
-                .filter = (k->has_mac || k->nip > 0) ? net_filter : NULL,
+                .filter = (k->spoof.has_mac || k->spoof.nip > 0) ? net_filter : NULL,
                 .kept = &qk->eng, .credit_bytes = k->rate_bytes, .credit_usec = k->rate_usec,
                 .rx_stall_ms = netback_rx_stall_ms};
             struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};

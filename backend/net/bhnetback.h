@@ -304,6 +304,26 @@ int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
                      bhnet_page_fn page, void *ctx, struct netif_rx_response *rsp,
                      unsigned int *used);
 
+/* ---- anti-spoofing (spoof.c) ---- */
+
+#define BHNET_SPOOF_MAX_IPS 8
+
+/* What a vif may send as: the toolstack's mac= and ip= (IPv4, network byte order). */
+struct bhnet_antispoof {
+    bool has_mac;
+    uint8_t mac[6];
+    unsigned int nip; /* 0: any address */
+    uint32_t ip[BHNET_SPOOF_MAX_IPS];
+};
+
+/*
+ * Whether a TX frame may go: its source MAC is the vif's (when has_mac),
+ * and with addresses given, an IPv4 frame's source and an ARP frame's
+ * sender are among them (one 802.1Q tag looked through; a frame too short
+ * to hold what is checked is refused).  Other protocols pass.
+ */
+bool bhnet_antispoof_ok(const struct bhnet_antispoof *a, const uint8_t *frame, size_t len);
+
 /* ---- the engine: one vif queue's rings served from a TAP (engine.c) ---- */
 
 struct bhnet_kept;

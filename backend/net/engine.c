@@ -30,9 +30,11 @@ struct bhnet {
     int64_t credit;       /* bytes left in this window; may go below 0 by one frame */
     uint64_t window;      /* ns: when this window started */
     bool throttled;
-    uint8_t txbuf[12 + BHNET_FRAME_MAX];
-    uint8_t rxbuf[12 + BHNET_FRAME_MAX];
+    _Alignas(16) uint8_t txbuf[12 + BHNET_FRAME_MAX]; /* a virtio_net_hdr is written at the start */
+    _Alignas(16) uint8_t rxbuf[12 + BHNET_FRAME_MAX];
 };
+
+static uint64_t now_ns(void);
 
 struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen)
 {
@@ -68,6 +70,7 @@ struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen)
         return NULL;
     }
     n->credit = (int64_t)o->credit_bytes;
+    n->window = now_ns(); /* the first window starts now, full (Linux's credit_window_start) */
     return n;
 }
 
@@ -200,6 +203,7 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
     char msg[200] = "";
     int16_t status = NETIF_RSP_OKAY;
     unsigned int nr;
+    bool filtered = false;
     int r;
 
     /* Out of credit: the chain stays on the ring (a partial one in k->txq). */
@@ -220,7 +224,7 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
          * and answered as such: the frontend's slots are never held. */
         else if ((r = bhnet_tx_to_fd_filtered(n->o.fd, n->o.hdrsz, &pkt, n->o.page, n->o.ctx,
                                               n->o.filter, n->txbuf, msg, sizeof(msg))) == 2)
-            n->k->st.tx_filtered++; /* answered OKAY, counted apart: not sent */
+            filtered = true; /* answered OKAY, counted apart: not sent */
         else if (r != 0)
             status = NETIF_RSP_ERROR;
         break;
@@ -228,7 +232,9 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
     if (pkt.kind == BHNET_TX_PACKET && n->o.credit_bytes != 0)
         n->credit -= (int64_t)pkt.len;
     if (pkt.kind == BHNET_TX_PACKET) {
-        if (status == NETIF_RSP_OKAY)
+        if (filtered)
+            n->k->st.tx_filtered++;
+        else if (status == NETIF_RSP_OKAY)
             n->k->st.tx_packets++;
         else
             n->k->st.tx_dropped++;
