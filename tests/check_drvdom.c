@@ -1687,6 +1687,67 @@ START_TEST(test_vif_worker_restart_keeps_the_rings)
 }
 END_TEST
 
+/* A bad key from the toolstack (mac=, ip=, rate=, mtu=) fails its vif at probe, naming it. */
+START_TEST(test_vif_bad_backend_keys)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    static const struct {
+        const char *kv[3];
+        const char *why;
+    } bad[] = {
+        {{"rate", "12abc", NULL}, "backend key rate"},
+        {{"rate", "100,0", NULL}, "backend key rate"},
+        {{"ip", "10.0.0.300", NULL}, "backend key ip"},
+        {{"mtu", "40", NULL}, "backend key mtu"},
+    };
+    const unsigned int n = sizeof(bad) / sizeof(bad[0]);
+
+    drvdom_start(&dd, "drvdom");
+    for (unsigned int i = 0; i < n; i++)
+        add_vif(dev("vif", "vif", fe.domid, dd.domid, i), 1, bad[i].kv);
+    for (unsigned int i = 0; i < n; i++)
+        wait_failed(dev("vif", "vif", fe.domid, dd.domid, i), bad[i].why);
+}
+END_TEST
+
+/*
+ * rate=60,1000000000: 60 bytes per 1000 s.  The first 60-byte frame goes;
+ * the second waits on the ring, unanswered, for a window that does not
+ * come during the test, and the throttling is counted.
+ */
+START_TEST(test_vif_rate_limits_tx)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const char *const kv[] = {"rate", "60,1000000000", NULL};
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx[2];
+    uint32_t ref[2];
+    int s;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, kv);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    for (unsigned int i = 0; i < 2; i++) {
+        ck_assert_ptr_nonnull(tx[i] = hst_grant(&f, 1, false, &ref[i]));
+        vif_frame(tx[i], bcast, mine, i == 0 ? "first" : "second");
+        vif_tx(&f, 0, (uint16_t)i, ref[i], 60);
+    }
+    vif_wait_rsp(&f, 0, 1);
+    ck_assert_str_eq(tap_next(s), "first");
+    wait_log("drvdom", "sent 1, dropped 0, spoofed 0, throttled 1");
+    ck_assert_uint_eq(hst_idx_get(&f.ring[0], HST_RSP_PROD), 1);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
 /* Each bad frontend key loses its own vif, and only it. */
 START_TEST(test_vif_bad_keys_lose_only_their_vif)
 {
@@ -1788,6 +1849,8 @@ int main(void)
     tcase_add_test(tc, test_vif_worker_restart_keeps_the_rings);
     tcase_add_test(tc, test_vif_bad_keys_lose_only_their_vif);
     tcase_add_test(tc, test_vif_ring_lie_loses_only_its_vif);
+    tcase_add_test(tc, test_vif_bad_backend_keys);
+    tcase_add_test(tc, test_vif_rate_limits_tx);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
