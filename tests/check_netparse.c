@@ -1186,6 +1186,53 @@ START_TEST(test_engine_rx_stall)
 }
 END_TEST
 
+
+/* Multicast control: RX multicast only to groups added (broadcast always); off, all pass. */
+START_TEST(test_engine_rx_mcast_filter)
+{
+    static uint8_t wire[12 + 60];
+    struct bhnet_txopts tx = {.mcast = true};
+    struct vif v;
+    struct netif_rx_response rrsp;
+    struct netif_tx_response trsp;
+    struct netif_tx_request add[2] = {data(0, 0, EI), extra(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, 0, 0x44, 0)};
+    char why[WHY] = "";
+
+    vif_open(&v, &tx, &(struct bhnet_rxopts){.ring_ids = 256});
+    for (uint16_t i = 0; i < 4; i++)
+        ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = i, .gref = 20u + i}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    memset(wire, 0, sizeof(wire));
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x44", 6); /* a group not added: dropped */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    memset(wire + 12, 0xff, 6); /* broadcast: delivered */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 1);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 0);
+    /* The frontend adds the group: now it is delivered. */
+    for (unsigned int i = 0; i < 2; i++)
+        ck_assert_int_eq(bhring_front_put(&v.ftx, &add[i]), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x44", 6);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &trsp), 1);
+    ck_assert_int_eq(trsp.status, NETIF_RSP_OKAY);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 2);
+    /* Multicast control off (dynamic): every group passes. */
+    bhnet_set_mcast(v.eng, false);
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x55", 6);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 3);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 1);
+    vif_close(&v);
+}
+END_TEST
+
 static Suite *netparse_suite(void)
 {
     Suite *s = suite_create("netparse");
@@ -1220,6 +1267,7 @@ static Suite *netparse_suite(void)
     tcase_add_test(engine, test_engine_credit);
     tcase_add_test(engine, test_engine_kept_across_engines);
     tcase_add_test(engine, test_engine_rx_stall);
+    tcase_add_test(engine, test_engine_rx_mcast_filter);
     suite_add_tcase(s, engine);
     return s;
 }
