@@ -1748,6 +1748,41 @@ START_TEST(test_vif_rate_limits_tx)
 }
 END_TEST
 
+/*
+ * XSA-392 with --rx-stall-ms 200: a frontend that posts no RX buffer has
+ * its queue stalled (frames from the TAP dropped and counted) instead of
+ * the driver domain holding them; the vif itself stays connected.
+ */
+START_TEST(test_vif_rx_stall_without_buffers)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0}, other[6] = {2, 0, 0, 0, 0, 1};
+    char bin[512];
+    char *argv[] = {bin, "--rx-stall-ms", "200", NULL};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t frame[60];
+    int s;
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(&dd, "drvdom", argv);
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, NULL);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    vif_frame(frame, mine, other, "nobody takes it");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(send(s, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    wait_log("drvdom", "stalls 1");
+    ck_assert_uint_eq(hst_idx_get(&f.ring[1], HST_RSP_PROD), 0);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
 /* Each bad frontend key loses its own vif, and only it. */
 START_TEST(test_vif_bad_keys_lose_only_their_vif)
 {
@@ -1851,6 +1886,7 @@ int main(void)
     tcase_add_test(tc, test_vif_ring_lie_loses_only_its_vif);
     tcase_add_test(tc, test_vif_bad_backend_keys);
     tcase_add_test(tc, test_vif_rate_limits_tx);
+    tcase_add_test(tc, test_vif_rx_stall_without_buffers);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
