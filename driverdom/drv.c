@@ -15,9 +15,9 @@
 #include "bhring.h"
 #include "drvdom.h"
 
-extern const struct bhdrv blkback, netback_trivial;
+extern const struct bhdrv blkback, netback;
 
-const struct bhdrv *const bhdrv_table[] = {&blkback, &netback_trivial, NULL};
+const struct bhdrv *const bhdrv_table[] = {&blkback, &netback, NULL};
 
 const struct bhdrv *bhdrv_find(const char *backend_kind)
 {

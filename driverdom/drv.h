@@ -118,6 +118,8 @@ struct bhdrv {
 
 /* blkback: persistent grants unused this long are unmapped (--grant-idle-ms). */
 extern unsigned int blkback_grant_idle_ms;
+/* netback: RX buffers short this long stall a vif queue (--rx-stall-ms; 0: never). */
+extern unsigned int netback_rx_stall_ms;
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];

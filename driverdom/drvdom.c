@@ -313,7 +313,7 @@ static int setup(struct drvdom *dd)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS]\n"
+            "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
             progname);
@@ -343,6 +343,18 @@ int main(int argc, char **argv)
                 return 2;
             }
             blkback_grant_idle_ms = (unsigned int)ms;
+        } else if (strcmp(argv[i], "--rx-stall-ms") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long ms;
+            errno = 0;
+            ms = strtoul(argv[++i], &end, 10);
+            if (errno != 0 || end == argv[i] || *end != '\0' || argv[i][0] == '-' ||
+                ms > 86400000ul) {
+                fprintf(stderr, "%s: --rx-stall-ms '%s': give milliseconds, 0 (never) to 86400000\n",
+                        progname, argv[i]);
+                return 2;
+            }
+            netback_rx_stall_ms = (unsigned int)ms;
         } else {
             usage(help ? stdout : stderr);
             if (!help)

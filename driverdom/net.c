@@ -1,34 +1,100 @@
 /*
- * net.c - the trivial network backend (kind vif): the real handshake of
- * io/netif.h and nothing more yet.  It publishes rx-copy and split event
- * channels, reads the keys a Linux netfront writes for one queue
- * (tx-ring-ref, rx-ring-ref, event-channel or event-channel-tx and -rx,
- * request-rx-copy) strictly, maps both rings, binds the event channel(s),
- * and moves no packet: the network issue fills kick in.
+ * net.c - the network backend (kind vif): the handshake of io/netif.h and
+ * the data path of backend/net (libbhnetback: TX chains validated and
+ * written to the vif's TAP, frames from the TAP copied into the
+ * frontend's RX buffers).  The TAP comes from dom0's broker through the
+ * keeper, one fd per queue, in this domain's network namespace on the
+ * vif's bridge.
+ *
+ * What we publish, as Linux's xen-netback does (its xenbus.c names the
+ * keys; io/netif.h says what they mean): rx-copy (the only RX mode),
+ * scatter-gather, TCP segmentation offload for IPv4 and IPv6, IPv6
+ * checksum offload (IPv4's is implied), split event channels, multicast
+ * control (static and dynamic), and multi-queue-max-queues - NET_MAX_QUEUES
+ * capped by the TAP's queues.  Not the control ring (feature-ctrl-ring):
+ * hashing picks no queue here, the kernel's TAP does.
+ *
+ * The frontend's keys are read strictly at connect; a bad one loses the
+ * vif (error node, Closing).  Each queue is one engine (struct bhnet) with
+ * its own rings, ports and TAP fd, all behind one epoll fd in the worker's
+ * loop, with a timerfd for what no event announces (TX credit coming back,
+ * an RX stall to declare).  The engines' state (ring indices, requests
+ * taken and not yet answered) lives in the keeper, so a restarted worker
+ * neither sends a TX slot twice nor loses an RX buffer.
+ *
+ * From the backend directory (libxl writes them): mac= (TX frames from
+ * another source MAC are dropped), ip= (IPv4 and ARP frames claiming
+ * another address are dropped), rate= ("BYTES,USECS": TX credit as Linux's
+ * netback), mtu=.  Anti-spoofing drops are answered NETIF_RSP_OKAY, as the
+ * vif scripts' iptables rules drop after Linux's netback said OKAY, and
+ * counted.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <linux/if_tun.h>
 
+#include "bhnetback.h"
 #include "bhring.h"
 #include "bhbroker.h"
 #include "drv.h"
 
-#define EVTCHN_MAX ((1u << 17) - 1)
+#define EVTCHN_MAX     ((1u << 17) - 1)
+#define NET_MAX_QUEUES 4 /* Linux netfront's default (xen_netfront.max_queues is the CPUs) */
+#define NET_MAX_IPS    BHNET_SPOOF_MAX_IPS /* addresses in ip= */
+#define NET_MTU_MIN    68
+#define NET_MTU_MAX    65535
 
-struct net_kept {
+/* The RX stall timeout (Linux's rx_stall_timeout_msecs: 60 s); --rx-stall-ms. */
+unsigned int netback_rx_stall_ms = 60000;
+
+/* One queue's part of the kept state. */
+struct net_queue_kept {
     uint32_t tx_ref, rx_ref;
     uint32_t remote_tx, remote_rx; /* equal unless the frontend split its event channels */
+    struct bhnet_kept eng;
+};
+
+struct net_kept {
     uint32_t connected;
-    struct bhring_state tx, rx;
+    uint32_t nqueues;
+    /* what the frontend asked (connect) */
+    uint32_t gso4, gso6, mcast;
+    /* the toolstack's (probe) */
+    struct bhnet_antispoof spoof; /* mac= and ip= */
+    uint64_t rate_bytes;
+    uint32_t rate_usec;
+    uint32_t mtu;
     uint64_t kicks;
+    struct net_queue_kept q[NET_MAX_QUEUES];
+};
+
+struct net_queue {
+    struct bhdev *d;
+    void *tx_page, *rx_page;
+    struct bhnet *eng;
+    uint32_t port_tx, port_rx;
+    bool polled; /* the TAP fd is in the epoll set with EPOLLIN */
+    /* The one data page mapped now (the engine uses each page at once). */
+    void *map;
+    uint32_t map_ref;
+    bool map_rw;
 };
 
 struct net_priv {
-    void *tx_page, *rx_page;
-    struct bhring tx, rx;
-    uint32_t port_tx, port_rx;
+    struct net_queue q[NET_MAX_QUEUES];
+    int epfd1;   /* the queues' TAP fds and the timer, plus one; 0: none */
+    int timerfd1;
+    struct bhnet_stats logged[NET_MAX_QUEUES]; /* the counters the log last said */
 };
 
 /*
@@ -52,68 +118,313 @@ static int net_acquire(const struct bhxb_dev *id, struct bhacquired *a)
     return 0;
 }
 
-static int net_probe(struct bhdev *d, char *why, size_t len)
+/* Queues we offer: NET_MAX_QUEUES, no more than the TAP has; 1 without a TAP. */
+static unsigned int net_max_queues(const struct bhdev *d)
 {
-    char mac[32] = "";
-    const char *bad = NULL;
-    struct bhxb_key in[] = {{"mac", BHXB_STR, mac, sizeof(mac), false, 0}};
-    bool yes = true;
-    char hotplug[] = "connected";
-    struct bhxb_key out[] = {
-        {"feature-rx-copy", BHXB_BOOL, &yes, 0, false, 0},
-        {"feature-split-event-channels", BHXB_BOOL, &yes, 0, false, 0},
-        {"hotplug-status", BHXB_STR, hotplug, sizeof(hotplug), false, 0},
-    };
+    if (d->nfds == 0)
+        return 1;
+    return d->nfds < NET_MAX_QUEUES ? d->nfds : NET_MAX_QUEUES;
+}
 
-    if (bhxb_read_keys(d->xs, d->paths.backend, in, 1, &bad) != 0) {
-        snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
-        return -1;
+/* "00:16:3e:01:02:03", strictly. */
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+    for (int i = 0; i < 6; i++) {
+        unsigned int v = 0;
+
+        for (int j = 0; j < 2; j++) {
+            char c = s[i * 3 + j];
+            int x = c >= '0' && c <= '9' ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+            if (x < 0)
+                return -1;
+            v = v * 16 + (unsigned int)x;
+        }
+        if (s[i * 3 + 2] != (i == 5 ? '\0' : ':'))
+            return -1;
+        mac[i] = (uint8_t)v;
     }
-    if (bhxb_write_keys(d->xs, d->paths.backend, out, 3) != 0) {
-        snprintf(why, len, "cannot publish the features: %s", strerror(errno));
-        return -1;
-    }
-    bhdev_log(d, "probed: mac '%s'", mac);
     return 0;
 }
 
-static int net_attach(struct bhdev *d, bool restore, char *why, size_t len)
+/* ip=: IPv4 addresses separated by spaces (libxl writes the config's "ip" as given). */
+static int parse_ips(const char *s, uint32_t *ip, unsigned int *n)
+{
+    char buf[256], *save = NULL;
+
+    *n = 0;
+    snprintf(buf, sizeof(buf), "%s", s);
+    for (char *t = strtok_r(buf, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
+        struct in_addr a;
+
+        if (*n == NET_MAX_IPS || inet_pton(AF_INET, t, &a) != 1)
+            return -1;
+        ip[(*n)++] = a.s_addr;
+    }
+    return 0;
+}
+
+/* rate=: "BYTES,USECS" as libxl writes it (both decimal, USECS nonzero). */
+static int parse_rate(const char *s, uint64_t *bytes, uint32_t *usec)
+{
+    char *end;
+    unsigned long long b, u;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    b = strtoull(s, &end, 10);
+    if (errno != 0 || *end != ',' || end[1] < '0' || end[1] > '9')
+        return -1;
+    u = strtoull(end + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || u == 0 || u > UINT32_MAX || b == 0)
+        return -1;
+    *bytes = b;
+    *usec = (uint32_t)u;
+    return 0;
+}
+
+static int net_probe(struct bhdev *d, char *why, size_t len)
+{
+    struct net_kept *k = d->kept;
+    char mac[32] = "", ip[256] = "", rate[64] = "";
+    unsigned int mtu = 1500;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {
+        {"mac", BHXB_STR, mac, sizeof(mac), false, 0},
+        {"ip", BHXB_STR, ip, sizeof(ip), false, 0},
+        {"rate", BHXB_STR, rate, sizeof(rate), false, 0},
+        {"mtu", BHXB_UINT, &mtu, 0, false, NET_MTU_MAX},
+    };
+    bool yes = true, no = false;
+    unsigned int queues = net_max_queues(d);
+    char hotplug[] = "connected";
+    struct bhxb_key out[] = {
+        {"feature-rx-copy", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-rx-flip", BHXB_BOOL, &no, 0, false, 0},
+        {"feature-sg", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-gso-tcpv4", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-gso-tcpv6", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-ipv6-csum-offload", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-split-event-channels", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-multicast-control", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-dynamic-multicast-control", BHXB_BOOL, &yes, 0, false, 0},
+        {"multi-queue-max-queues", BHXB_UINT, &queues, 0, false, 0},
+        {"hotplug-status", BHXB_STR, hotplug, sizeof(hotplug), false, 0},
+    };
+
+    if (bhxb_read_keys(d->xs, d->paths.backend, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
+        snprintf(why, len, "backend key %s: %s (the toolstack wrote it)", bad, strerror(errno));
+        return -1;
+    }
+    k->spoof.has_mac = mac[0] != '\0';
+    if (k->spoof.has_mac && parse_mac(mac, k->spoof.mac) != 0) {
+        snprintf(why, len, "backend key mac is '%s': the toolstack must write xx:xx:xx:xx:xx:xx",
+                 mac);
+        return -1;
+    }
+    if (parse_ips(ip, k->spoof.ip, &k->spoof.nip) != 0) {
+        snprintf(why, len, "backend key ip is '%s': write up to %u IPv4 addresses, spaces between",
+                 ip, NET_MAX_IPS);
+        return -1;
+    }
+    k->rate_bytes = 0;
+    k->rate_usec = 0;
+    if (rate[0] != '\0' && parse_rate(rate, &k->rate_bytes, &k->rate_usec) != 0) {
+        snprintf(why, len, "backend key rate is '%s': write BYTES,USECS (both nonzero decimals)",
+                 rate);
+        return -1;
+    }
+    if (mtu < NET_MTU_MIN) {
+        snprintf(why, len, "backend key mtu is %u: write %u..%u", mtu, NET_MTU_MIN, NET_MTU_MAX);
+        return -1;
+    }
+    k->mtu = mtu;
+    if (bhxb_write_keys(d->xs, d->paths.backend, out, sizeof(out) / sizeof(out[0])) != 0) {
+        snprintf(why, len, "cannot publish the features: %s", strerror(errno));
+        return -1;
+    }
+    bhdev_log(d, "probed: mac '%s', ip '%s', rate '%s', mtu %u, %u queue%s offered%s", mac, ip,
+              rate, mtu, queues, queues > 1 ? "s" : "",
+              d->nfds == 0 ? " (no TAP from the broker: no data path)" : "");
+    return 0;
+}
+
+/*
+ * The engine's view of the frontend's data pages: one mapping at a time
+ * (each is copied from or into at once, vnet.c), dropped at the end of
+ * every run so that the frontend can end its grants.
+ */
+static void unmap_data(struct net_queue *q)
+{
+    if (q->map != NULL)
+        bhgnttab_unmap(q->d->gnttab, q->map, 1);
+    q->map = NULL;
+}
+
+static void *net_page(void *ctx, uint32_t gref, bool writable)
+{
+    struct net_queue *q = ctx;
+
+    if (q->map != NULL && q->map_ref == gref && (q->map_rw || !writable))
+        return q->map;
+    unmap_data(q);
+    q->map = bhgnttab_map_grant_ref(q->d->gnttab, q->d->id.domid, gref,
+                                    writable ? PROT_READ | PROT_WRITE : PROT_READ);
+    q->map_ref = gref;
+    q->map_rw = writable;
+    return q->map;
+}
+
+/* The engine's TX filter: anti-spoofing from mac= and ip= (libbhnetback's spoof.c). */
+static bool net_filter(void *ctx, const uint8_t *f, size_t len)
+{
+    const struct net_kept *k = ((struct net_queue *)ctx)->d->kept;
+
+    return bhnet_antispoof_ok(&k->spoof, f, len);
+}
+
+static void net_detach(struct bhdev *d)
+{
+    struct net_priv *p = d->priv;
+
+    for (unsigned int i = 0; i < NET_MAX_QUEUES; i++) {
+        struct net_queue *q = &p->q[i];
+
+        bhnet_close(q->eng);
+        unmap_data(q);
+        if (q->port_rx != q->port_tx)
+            bhdev_unbind(d, q->port_rx);
+        bhdev_unbind(d, q->port_tx);
+        bhdev_unmap(d, q->tx_page, 1);
+        bhdev_unmap(d, q->rx_page, 1);
+        memset(q, 0, sizeof(*q));
+    }
+    if (p->epfd1 > 0)
+        close(p->epfd1 - 1);
+    if (p->timerfd1 > 0)
+        close(p->timerfd1 - 1);
+    p->epfd1 = p->timerfd1 = 0;
+}
+
+/*
+ * The TAP's offloads as the frontend can take them: the kernel then hands
+ * us only frames the RX ring can describe (a frontend without checksum
+ * offload gets checksummed frames, one without GSO whole segments).  TUN_F_CSUM
+ * covers IPv4 and IPv6 alike, so it needs both.
+ */
+static int net_offloads(struct bhdev *d, bool csum4, bool csum6, char *why, size_t len)
+{
+    struct net_kept *k = d->kept;
+    unsigned long f = 0;
+
+    if (d->nfds == 0)
+        return 0;
+    if (csum4 && csum6) {
+        f |= TUN_F_CSUM;
+        if (k->gso4)
+            f |= TUN_F_TSO4;
+        if (k->gso6)
+            f |= TUN_F_TSO6;
+    }
+    if (ioctl(d->fds[0], TUNSETOFFLOAD, f) != 0) {
+        snprintf(why, len, "cannot set the TAP's offloads: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Maps each queue's rings, binds its ports and starts its engine from the kept state. */
+static int net_attach(struct bhdev *d, char *why, size_t len)
 {
     struct net_kept *k = d->kept;
     struct net_priv *p = d->priv;
     int port;
 
-    if ((p->tx_page = bhdev_map(d, &k->tx_ref, 1, why, len)) == NULL ||
-        (p->rx_page = bhdev_map(d, &k->rx_ref, 1, why, len)) == NULL)
-        goto fail;
-    if (bhring_attach(&p->tx, &bhring_netif_tx, BHRING_BACK, p->tx_page, 0, 0, false) != 0 ||
-        bhring_attach(&p->rx, &bhring_netif_rx, BHRING_BACK, p->rx_page, 0, 0, false) != 0 ||
-        (restore && (bhring_restore(&p->tx, &k->tx) != 0 || bhring_restore(&p->rx, &k->rx) != 0))) {
-        snprintf(why, len, "cannot attach the rings: %s", strerror(errno));
-        goto fail;
+    if (d->nfds > 0 && ((p->epfd1 = epoll_create1(EPOLL_CLOEXEC) + 1) == 0 ||
+                        (p->timerfd1 = timerfd_create(CLOCK_MONOTONIC,
+                                                      TFD_NONBLOCK | TFD_CLOEXEC) + 1) == 0)) {
+        snprintf(why, len, "epoll or timerfd: %s", strerror(errno));
+        net_detach(d);
+        return -1;
     }
-    if ((port = bhdev_bind(d, k->remote_tx, why, len)) < 0)
-        goto fail;
-    p->port_tx = p->port_rx = (uint32_t)port;
-    if (k->remote_rx != k->remote_tx) {
-        if ((port = bhdev_bind(d, k->remote_rx, why, len)) < 0)
+    if (p->epfd1 > 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = NET_MAX_QUEUES};
+
+        if (epoll_ctl(p->epfd1 - 1, EPOLL_CTL_ADD, p->timerfd1 - 1, &ev) != 0) {
+            snprintf(why, len, "epoll_ctl: %s", strerror(errno));
+            net_detach(d);
+            return -1;
+        }
+    }
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        struct net_queue_kept *qk = &k->q[i];
+        struct net_queue *q = &p->q[i];
+        char qwhy[200];
+
+        q->d = d;
+        if ((q->tx_page = bhdev_map(d, &qk->tx_ref, 1, qwhy, sizeof(qwhy))) == NULL ||
+            (q->rx_page = bhdev_map(d, &qk->rx_ref, 1, qwhy, sizeof(qwhy))) == NULL)
             goto fail;
-        p->port_rx = (uint32_t)port;
+        if ((port = bhdev_bind(d, qk->remote_tx, qwhy, sizeof(qwhy))) < 0)
+            goto fail;
+        q->port_tx = q->port_rx = (uint32_t)port;
+        if (qk->remote_rx != qk->remote_tx) {
+            if ((port = bhdev_bind(d, qk->remote_rx, qwhy, sizeof(qwhy))) < 0)
+                goto fail;
+            q->port_rx = (uint32_t)port;
+        }
+        if (i < d->nfds) {
+            int fd = d->fds[i], fl = fcntl(fd, F_GETFL);
+            struct bhnet_opts o = {
+                .tx_ring = q->tx_page, .rx_ring = q->rx_page, .fd = fd, .hdrsz = 12,
+                .page = net_page, .ctx = q,
+                .tx = {.gso_tcpv4 = true, .gso_tcpv6 = true, .mcast = k->mcast != 0},
+                .rx = {.gso_tcpv4 = k->gso4 != 0, .gso_tcpv6 = k->gso6 != 0,
+                       .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},
+                .filter = (k->spoof.has_mac || k->spoof.nip > 0) ? net_filter : NULL,
+                .kept = &qk->eng, .credit_bytes = k->rate_bytes, .credit_usec = k->rate_usec,
+                .rx_stall_ms = netback_rx_stall_ms};
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+            if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+                snprintf(qwhy, sizeof(qwhy), "the TAP's fd: %s", strerror(errno));
+                goto fail;
+            }
+            if ((q->eng = bhnet_open(&o, qwhy, sizeof(qwhy))) == NULL)
+                goto fail;
+            if (epoll_ctl(p->epfd1 - 1, EPOLL_CTL_ADD, fd, &ev) != 0) {
+                snprintf(qwhy, sizeof(qwhy), "epoll_ctl: %s", strerror(errno));
+                goto fail;
+            }
+            q->polled = true;
+        }
+        continue;
+    fail:
+        if (k->nqueues > 1)
+            snprintf(why, len, "queue %u: %s", i, qwhy);
+        else
+            snprintf(why, len, "%s", qwhy);
+        net_detach(d);
+        return -1;
     }
     k->connected = 1;
     return 0;
-fail:
-    bhdev_unbind(d, p->port_tx);
-    bhdev_unmap(d, p->tx_page, 1);
-    bhdev_unmap(d, p->rx_page, 1);
-    memset(p, 0, sizeof(*p));
-    return -1;
 }
 
-static int net_connect(struct bhdev *d, char *why, size_t len)
+/*
+ * One queue's keys (io/netif.h): at the top of the frontend's directory
+ * for one queue, under queue-N/ only for several.  Split event channels
+ * (event-channel-tx and -rx, both) win over event-channel, as in Linux's
+ * netback; one of the pair alone is a lie.
+ */
+static int net_read_queue(struct bhdev *d, unsigned int nq, unsigned int i,
+                          struct net_queue_kept *qk, char *why, size_t len)
 {
-    struct net_kept *k = d->kept;
-    unsigned int tx = 0, rx = 0, evt = 0, evt_tx = 0, evt_rx = 0, copy = 0, queues = 1;
+    char dir[600];
+    unsigned int tx = 0, rx = 0, evt = 0, evt_tx = 0, evt_rx = 0;
     const char *bad = NULL;
     struct bhxb_key in[] = {
         {"tx-ring-ref", BHXB_UINT, &tx, 0, true, 0},
@@ -121,8 +432,57 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
         {"event-channel", BHXB_UINT, &evt, 0, false, EVTCHN_MAX},
         {"event-channel-tx", BHXB_UINT, &evt_tx, 0, false, EVTCHN_MAX},
         {"event-channel-rx", BHXB_UINT, &evt_rx, 0, false, EVTCHN_MAX},
-        {"request-rx-copy", BHXB_UINT, &copy, 0, false, 1},
+    };
+    char q[24] = "";
+
+    if (nq > 1)
+        snprintf(q, sizeof(q), "queue-%u/", i);
+    if (nq > 1)
+        snprintf(dir, sizeof(dir), "%s/queue-%u", d->paths.frontend, i);
+    else
+        snprintf(dir, sizeof(dir), "%s", d->paths.frontend);
+    if (bhxb_read_keys(d->xs, dir, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
+        snprintf(why, len, "frontend key %s%s: %s", q, bad,
+                 errno == ENOENT ? "missing" : strerror(errno));
+        return -1;
+    }
+    if ((evt_tx != 0) != (evt_rx != 0)) {
+        snprintf(why, len, "frontend key %sevent-channel-%s: missing or port 0 (give both)", q,
+                 evt_tx ? "rx" : "tx");
+        return -1;
+    }
+    if (evt_tx == 0) {
+        if (evt == 0) {
+            snprintf(why, len, "frontend key %sevent-channel: missing or port 0", q);
+            return -1;
+        }
+        evt_tx = evt_rx = evt;
+    }
+    qk->tx_ref = tx;
+    qk->rx_ref = rx;
+    qk->remote_tx = evt_tx;
+    qk->remote_rx = evt_rx;
+    return 0;
+}
+
+static int net_connect(struct bhdev *d, char *why, size_t len)
+{
+    struct net_kept *k = d->kept;
+    unsigned int copy = 0, queues = 1, fmtu = 0, max = net_max_queues(d);
+    bool sg = false, gso4 = false, gso6 = false, nocsum = false, csum6 = false, notify = false,
+         mcast = false;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {
+        {"request-rx-copy", BHXB_UINT, &copy, 0, true, 1},
+        {"feature-rx-notify", BHXB_BOOL, &notify, 0, false, 0},
+        {"feature-sg", BHXB_BOOL, &sg, 0, false, 0},
+        {"feature-gso-tcpv4", BHXB_BOOL, &gso4, 0, false, 0},
+        {"feature-gso-tcpv6", BHXB_BOOL, &gso6, 0, false, 0},
+        {"feature-no-csum-offload", BHXB_BOOL, &nocsum, 0, false, 0},
+        {"feature-ipv6-csum-offload", BHXB_BOOL, &csum6, 0, false, 0},
+        {"request-multicast-control", BHXB_BOOL, &mcast, 0, false, 0},
         {"multi-queue-num-queues", BHXB_UINT, &queues, 0, false, 0},
+        {"mtu", BHXB_UINT, &fmtu, 0, false, NET_MTU_MAX},
     };
 
     if (bhxb_read_keys(d->xs, d->paths.frontend, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
@@ -130,33 +490,46 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
                  errno == ENOENT ? "missing" : strerror(errno));
         return -1;
     }
-    if (queues != 1) {
-        snprintf(why, len, "frontend asked for %u queues: this backend offers one", queues);
-        return -1;
-    }
     if (copy != 1) {
-        snprintf(why, len, "frontend did not write request-rx-copy=1: only rx-copy is served");
+        snprintf(why, len, "frontend key request-rx-copy is 0: only rx-copy is served (write 1)");
         return -1;
     }
-    /* Split channels win, as in Linux's netback; then both must be valid ports. */
-    if (evt_tx != 0 || evt_rx != 0)
-        evt = 0;
-    else
-        evt_tx = evt_rx = evt;
-    if (evt_tx == 0 || evt_rx == 0) {
-        snprintf(why, len, "frontend key event-channel%s: missing or port 0",
-                 evt == 0 && (evt_tx | evt_rx) ? (evt_tx ? "-rx" : "-tx") : "");
+    if (!notify) {
+        snprintf(why, len, "frontend key feature-rx-notify is missing or 0: the backend needs "
+                           "RX notifications (write 1)");
         return -1;
     }
-    memset(k, 0, sizeof(*k));
-    k->tx_ref = tx;
-    k->rx_ref = rx;
-    k->remote_tx = evt_tx;
-    k->remote_rx = evt_rx;
-    if (net_attach(d, false, why, len) != 0)
+    if (queues == 0 || queues > max) {
+        snprintf(why, len, "frontend key multi-queue-num-queues is %u: give 1..%u", queues, max);
         return -1;
-    bhdev_log(d, "connected: tx-ring-ref %u, rx-ring-ref %u, event channel%s %u/%u", tx, rx,
-              evt_tx == evt_rx ? "" : "s", evt_tx, evt_rx);
+    }
+    if (fmtu != 0 && fmtu < NET_MTU_MIN) {
+        snprintf(why, len, "frontend key mtu is %u: write %u..%u", fmtu, NET_MTU_MIN, NET_MTU_MAX);
+        return -1;
+    }
+    /* GSO needs scatter-gather (a 64 KiB frame is many slots), as Linux's netback says. */
+    if ((gso4 || gso6) && !sg) {
+        snprintf(why, len, "frontend key feature-gso-tcpv%s without feature-sg", gso4 ? "4" : "6");
+        return -1;
+    }
+    memset(k->q, 0, sizeof(k->q));
+    k->connected = 0;
+    k->kicks = 0;
+    for (unsigned int i = 0; i < queues; i++)
+        if (net_read_queue(d, queues, i, &k->q[i], why, len) != 0)
+            return -1;
+    k->nqueues = queues;
+    k->gso4 = gso4;
+    k->gso6 = gso6;
+    k->mcast = mcast;
+    if (net_offloads(d, !nocsum, csum6, why, len) != 0 || net_attach(d, why, len) != 0)
+        return -1;
+    bhdev_log(d,
+              "connected: %u queue%s, tx-ring-ref %u, rx-ring-ref %u, event channel%s %u/%u, "
+              "sg %d, gso %d/%d, csum %d/%d, multicast control %d",
+              queues, queues > 1 ? "s" : "", k->q[0].tx_ref, k->q[0].rx_ref,
+              k->q[0].remote_tx == k->q[0].remote_rx ? "" : "s", k->q[0].remote_tx,
+              k->q[0].remote_rx, sg, gso4, gso6, !nocsum, csum6, mcast);
     return 0;
 }
 
@@ -164,45 +537,167 @@ static int net_resume(struct bhdev *d, char *why, size_t len)
 {
     struct net_kept *k = d->kept;
 
-    if (!k->connected) {
+    if (!k->connected || k->nqueues == 0 || k->nqueues > NET_MAX_QUEUES) {
         snprintf(why, len, "the keeper holds no rings for a connected device");
         return -1;
     }
-    if (net_attach(d, true, why, len) != 0)
+    if (net_attach(d, why, len) != 0)
         return -1;
-    bhdev_log(d, "resumed: tx-ring-ref %u, rx-ring-ref %u, event channel %u, %llu kicks before",
-              k->tx_ref, k->rx_ref, k->remote_tx, (unsigned long long)k->kicks);
+    bhdev_log(d,
+              "resumed: tx-ring-ref %u, rx-ring-ref %u, event channel %u, %llu kicks before, "
+              "%u queue%s, TX at %u, RX at %u",
+              k->q[0].tx_ref, k->q[0].rx_ref, k->q[0].remote_tx, (unsigned long long)k->kicks,
+              k->nqueues, k->nqueues > 1 ? "s" : "", k->q[0].eng.tx.cons, k->q[0].eng.rx.cons);
     return 0;
+}
+
+/*
+ * Every queue's rings: one bounded run each, again while an engine says
+ * it has more, its frontend ends told as the engine says.  Then the TAP
+ * fds an engine will not read leave the epoll set (no spinning on a
+ * readable TAP while RX buffers are short), and the timer is set for the
+ * soonest thing no event will announce.
+ */
+static void net_serve(struct bhdev *d)
+{
+    struct net_kept *k = d->kept;
+    struct net_priv *p = d->priv;
+    uint64_t wait = 0;
+    char why[200];
+    int rc;
+
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        struct net_queue *q = &p->q[i];
+        bool want;
+        uint64_t w;
+
+        if (q->eng == NULL)
+            continue;
+        do {
+            rc = bhnet_run(q->eng, why, sizeof(why));
+            unmap_data(q);
+            if (rc < 0) {
+                if (k->nqueues > 1)
+                    bhdev_fail(d, EPROTO, "the frontend lied on queue %u: %s", i, why);
+                else
+                    bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
+                net_detach(d);
+                return;
+            }
+            if (rc & BHNET_NOTIFY_TX)
+                bhdev_notify(d, q->port_tx);
+            if (rc & BHNET_NOTIFY_RX)
+                bhdev_notify(d, q->port_rx);
+        } while (rc & BHNET_AGAIN);
+        want = bhnet_wants_fd(q->eng);
+        if (want != q->polled) {
+            struct epoll_event ev = {.events = want ? EPOLLIN : 0, .data.u32 = i};
+
+            if (epoll_ctl(p->epfd1 - 1, EPOLL_CTL_MOD, d->fds[i], &ev) == 0)
+                q->polled = want;
+        }
+        w = bhnet_wait_usec(q->eng);
+        if (w != 0 && (wait == 0 || w < wait))
+            wait = w;
+    }
+    if (p->timerfd1 > 0) {
+        struct itimerspec its = {.it_value = {.tv_sec = (time_t)(wait / 1000000),
+                                              .tv_nsec = (long)(wait % 1000000) * 1000}};
+        timerfd_settime(p->timerfd1 - 1, 0, &its, NULL);
+    }
 }
 
 static void net_kick(struct bhdev *d)
 {
-    struct net_kept *k = d->kept;
+    ((struct net_kept *)d->kept)->kicks++;
+    net_serve(d);
+}
+
+static int net_pollfd(struct bhdev *d)
+{
     struct net_priv *p = d->priv;
 
-    k->kicks++;
-    if (p->tx_page != NULL) {
-        bhring_save(&p->tx, &k->tx);
-        bhring_save(&p->rx, &k->rx);
+    return p->epfd1 > 0 ? p->epfd1 - 1 : -1;
+}
+
+/* A TAP readable or the timer: take the epoll's events (level-triggered) and serve. */
+static void net_ready(struct bhdev *d)
+{
+    struct net_priv *p = d->priv;
+    struct epoll_event ev[NET_MAX_QUEUES + 1];
+    uint64_t ticks;
+
+    if (p->epfd1 == 0)
+        return;
+    if (epoll_wait(p->epfd1 - 1, ev, NET_MAX_QUEUES + 1, 0) > 0 && p->timerfd1 > 0 &&
+        read(p->timerfd1 - 1, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+        bhdev_log(d, "timerfd: %s", strerror(errno));
+    net_serve(d);
+}
+
+/*
+ * Now and then: an RX stall noticed without an event, the counters in
+ * the log when they moved (a second late at most), and dynamic
+ * multicast control (request-multicast-control may change while
+ * connected, io/netif.h) - re-read here rather than watched.
+ */
+static void net_tick(struct bhdev *d)
+{
+    struct net_kept *k = d->kept;
+    struct net_priv *p = d->priv;
+    bool mcast = k->mcast != 0;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {{"request-multicast-control", BHXB_BOOL, &mcast, 0, false, 0}};
+
+    if (p->q[0].eng == NULL)
+        return;
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, 1, &bad) == 0 && mcast != (k->mcast != 0)) {
+        k->mcast = mcast;
+        for (unsigned int i = 0; i < k->nqueues; i++)
+            if (p->q[i].eng != NULL)
+                bhnet_set_mcast(p->q[i].eng, mcast);
+        bhdev_log(d, "multicast control %s", mcast ? "on" : "off");
     }
+    net_serve(d);
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        const struct bhnet_stats *s;
+
+        if (p->q[i].eng == NULL ||
+            memcmp(s = bhnet_get_stats(p->q[i].eng), &p->logged[i], sizeof(*s)) == 0)
+            continue;
+        p->logged[i] = *s;
+        bhdev_log(d,
+                  "queue %u: sent %llu, dropped %llu, spoofed %llu, throttled %llu; received "
+                  "%llu, dropped %llu, stalls %llu",
+                  i, (unsigned long long)s->tx_packets, (unsigned long long)s->tx_dropped,
+                  (unsigned long long)s->tx_filtered, (unsigned long long)s->tx_throttled,
+                  (unsigned long long)s->rx_packets, (unsigned long long)s->rx_dropped,
+                  (unsigned long long)s->rx_stalls);
+    } /* an RX stall is noticed without an event */
 }
 
 static void net_disconnect(struct bhdev *d)
 {
     struct net_kept *k = d->kept;
-    struct net_priv *p = d->priv;
+    struct net_queue_kept *qk = &k->q[0];
 
-    if (p->port_rx != p->port_tx)
-        bhdev_unbind(d, p->port_rx);
-    bhdev_unbind(d, p->port_tx);
-    bhdev_unmap(d, p->tx_page, 1);
-    bhdev_unmap(d, p->rx_page, 1);
-    memset(p, 0, sizeof(*p));
+    if (k->connected && k->nqueues > 0)
+        bhdev_log(d,
+                  "disconnected: queue 0 sent %llu, dropped %llu, spoofed %llu, throttled %llu; "
+                  "received %llu, dropped %llu, stalls %llu",
+                  (unsigned long long)qk->eng.st.tx_packets,
+                  (unsigned long long)qk->eng.st.tx_dropped,
+                  (unsigned long long)qk->eng.st.tx_filtered,
+                  (unsigned long long)qk->eng.st.tx_throttled,
+                  (unsigned long long)qk->eng.st.rx_packets,
+                  (unsigned long long)qk->eng.st.rx_dropped,
+                  (unsigned long long)qk->eng.st.rx_stalls);
+    net_detach(d);
     k->connected = 0;
 }
 
-const struct bhdrv netback_trivial = {
-    .name = "netback (handshake only)",
+const struct bhdrv netback = {
+    .name = "netback",
     .kinds = {"vif", NULL},
     .frontend_kind = "vif",
     .kept_size = sizeof(struct net_kept),
@@ -213,4 +708,8 @@ const struct bhdrv netback_trivial = {
     .resume = net_resume,
     .kick = net_kick,
     .disconnect = net_disconnect,
+    .pollfd = net_pollfd,
+    .ready = net_ready,
+    .tick = net_tick,
+    .tick_ms = 1000,
 };

@@ -19,6 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +32,7 @@
 #include <unistd.h>
 #include <xen/event_channel.h>
 #include <xen/io/blkif.h>
+#include <xen/io/netif.h>
 #include <xenstore.h>
 
 #include "bhxenbus.h"
@@ -308,6 +314,8 @@ static struct bhxb_dev dev(const char *kind, const char *bkind, uint32_t fe, uin
  * writes a device: the disk's image (beneath the domain's storage) or the
  * vif's TAP.  A dom0 backend opens its image itself.
  */
+static unsigned int vif_queues = 1; /* the TAP's queues for the next vif registered */
+
 static void register_device(struct bhxb_dev d, char *image, size_t size)
 {
     char dir[600];
@@ -326,7 +334,7 @@ static void register_device(struct bhxb_dev d, char *image, size_t size)
         return;
     if (strcmp(d.kind, "vif") == 0) {
         struct hvw_brk_vif_reg r = {.backend = (uint16_t)d.backend_domid,
-                                    .frontend = (uint16_t)d.domid, .devid = d.devid, .queues = 1,
+                                    .frontend = (uint16_t)d.domid, .devid = d.devid, .queues = vif_queues,
                                     .mtu = 1500, .mac = {0x00, 0x16, 0x3e, 0, 0, (uint8_t)d.devid},
                                     .bridge = "xenbr0"};
         ck_assert_int_eq(hv_call(HVW_OP_BRK_REG_VIF, &r, sizeof(r), NULL, 0), 0);
@@ -820,7 +828,7 @@ START_TEST(test_lying_frontend_loses_only_its_device)
     static const char *const garbage_ref[] = {"ring-ref", "12abc", "event-channel", "5", NULL};
     static const char *const bad_port[] = {
         "tx-ring-ref",     "1", "rx-ring-ref", "2", "event-channel", "-7",
-        "request-rx-copy", "1", NULL};
+        "request-rx-copy", "1", "feature-rx-notify", "1", NULL};
     static const char *const unmapped[] = {"ring-ref", "4000", "event-channel", "3", NULL};
     static const char *const huge_order[] = {"ring-page-order", "9", "ring-ref0", "1",
                                              "event-channel",   "3", NULL};
@@ -1274,6 +1282,579 @@ START_TEST(test_startup_errors_name_the_fix)
 }
 END_TEST
 
+
+
+/* ---- netback: a hostile frontend against the vif backend, frames through its TAP ---- */
+
+#define VIF_ETHERTYPE 0x88b5 /* IEEE 802 local experimental: nothing else sends it */
+
+/* A vif whose TAP has `queues` queues, with extra backend keys (key, value, ..., NULL). */
+static void add_vif(struct bhxb_dev d, unsigned int queues, const char *const *kv)
+{
+    struct bhxb_layout *l = bhxb_layout_new(&d);
+    char image[700];
+
+    ck_assert_ptr_nonnull(l);
+    vif_queues = queues;
+    register_device(d, image, sizeof(image));
+    vif_queues = 1;
+    ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
+    ck_assert_int_eq(bhxb_layout_set(l, BHXB_FRONT, "mac", "00:16:3e:00:00:%02x", d.devid), 0);
+    for (; kv != NULL && kv[0] != NULL; kv += 2)
+        ck_assert_int_eq(bhxb_layout_set(l, BHXB_BACK, kv[0], "%s", kv[1]), 0);
+    ck_assert_int_eq(bhxb_layout_write(xs, l), 0);
+    bhxb_layout_free(l);
+}
+
+/* The hostile frontend of a vif with nq queues, connected to the driver domain's backend. */
+static void vif_connect(struct hst_end *f, struct hst_id *id, struct bhxb_dev d, unsigned int nq)
+{
+    struct bhxb_paths p = paths_of(d);
+
+    wait_key(p.backend, "state", "2");
+    ck_assert_msg(hst_front_init_vif(f, id, &d, nq) == 0, "%s", f->why);
+    ck_assert_int_eq(hst_front_publish(f), 0);
+    ck_assert_int_eq(hst_state(f, XenbusStateInitialised), 0);
+    wait_key(p.backend, "state", "4");
+    ck_assert_int_eq(hst_state(f, XenbusStateConnected), 0);
+}
+
+/*
+ * A packet socket on the vif's TAP (vif<domid>.<devid>) in the driver
+ * domain's network namespace: what the backend writes to the TAP is read
+ * here, and what is sent here the backend reads from the TAP.
+ */
+static int tap_socket(const struct hvw_dominfo *dd, struct bhxb_dev d)
+{
+    char path[64], name[IFNAMSIZ];
+    int self, ns, s;
+    struct sockaddr_ll a = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
+
+    snprintf(path, sizeof(path), "/proc/%u/ns/net", dd->pid);
+    ck_assert_int_ge(self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), 0);
+    ck_assert_int_ge(ns = open(path, O_RDONLY | O_CLOEXEC), 0);
+    ck_assert_int_eq(setns(ns, CLONE_NEWNET), 0);
+    snprintf(name, sizeof(name), "vif%u.%u", d.domid, d.devid);
+    ck_assert_int_ge(s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)), 0);
+    ck_assert_msg((a.sll_ifindex = (int)if_nametoindex(name)) > 0, "no %s in the driver domain",
+                  name);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(setns(self, CLONE_NEWNET), 0);
+    close(self);
+    close(ns);
+    return s;
+}
+
+/* An Ethernet frame of ours: dst, src, VIF_ETHERTYPE, the tag, zero padding to 60 bytes. */
+static size_t vif_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], const char *tag)
+{
+    memset(f, 0, 60);
+    memcpy(f, dst, 6);
+    memcpy(f + 6, src, 6);
+    f[12] = VIF_ETHERTYPE >> 8;
+    f[13] = VIF_ETHERTYPE & 0xff;
+    memcpy(f + 14, tag, strlen(tag));
+    return 60;
+}
+
+/* Reads frames off the TAP until one of ours arrives; returns its tag (first seen wins). */
+static const char *tap_next(int s)
+{
+    static char tag[64];
+    time_t end = time(NULL) + WAIT_S;
+    uint8_t buf[2048];
+
+    for (;;) {
+        struct pollfd pf = {.fd = s, .events = POLLIN};
+        ssize_t n;
+
+        ck_assert_msg(time(NULL) < end, "no frame of ours on the TAP after %d s; logs:%s", WAIT_S,
+                      logs());
+        if (poll(&pf, 1, 1000) != 1)
+            continue;
+        ck_assert_int_gt(n = recv(s, buf, sizeof(buf), 0), 0);
+        if (n >= 60 && buf[12] == VIF_ETHERTYPE >> 8 && buf[13] == (VIF_ETHERTYPE & 0xff)) {
+            snprintf(tag, sizeof(tag), "%.40s", (const char *)buf + 14);
+            return tag;
+        }
+    }
+}
+
+/* Waits until ring r's rsp_prod reaches want; returns it. */
+static uint32_t vif_wait_rsp(struct hst_end *f, unsigned int r, uint32_t want)
+{
+    time_t end = time(NULL) + WAIT_S;
+    uint32_t got;
+
+    while ((int32_t)((got = hst_idx_get(&f->ring[r], HST_RSP_PROD)) - want) < 0) {
+        ck_assert_msg(time(NULL) < end, "ring %u: %u responses, not %u, after %d s; logs:%s", r,
+                      got, want, WAIT_S, logs());
+        hst_events(f);
+        nap();
+    }
+    return got;
+}
+
+/* Puts one single-slot TX request for page gref (len bytes) on queue q and notifies. */
+static void vif_tx(struct hst_end *f, unsigned int q, uint16_t id, uint32_t gref, uint16_t len)
+{
+    struct netif_tx_request req = {.gref = gref, .offset = 0, .flags = 0, .id = id, .size = len};
+
+    ck_assert_int_eq(hst_produce(f, 2 * q, &req, sizeof(req), 1, true), 0);
+}
+
+static struct netif_tx_response vif_tx_rsp(struct hst_end *f, unsigned int q, uint32_t idx)
+{
+    struct netif_tx_response r;
+
+    ck_assert_int_eq(hst_slot_read(&f->ring[2 * q], idx, &r, sizeof(r)), 0);
+    return r;
+}
+
+static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+/*
+ * Waits for a frame of ours tagged `tag` in queue 0's RX buffers (the 8
+ * pages rx[], posted with ids 0..7 once, before any response): every
+ * response from the ring's first is looked at - ours may be answered
+ * before this is called - and every buffer that came back with another
+ * frame (the driver domain's stack talks on the TAP too) is posted again,
+ * so the frames before ours cannot use them all up.
+ */
+static void vif_rx_find(struct hst_end *f, uint8_t *const *rx, const uint32_t *rxref,
+                        const char *tag)
+{
+    uint32_t seen = 0, n;
+
+    for (;;) {
+        n = vif_wait_rsp(f, 1, seen + 1);
+        for (; seen != n; seen++) {
+            struct netif_rx_response r;
+            struct netif_rx_request req;
+
+            ck_assert_int_eq(hst_slot_read(&f->ring[1], seen, &r, sizeof(r)), 0);
+            ck_assert_uint_lt(r.id, 8);
+            if (r.status == 60 && r.offset == 0 && rx[r.id][12] == VIF_ETHERTYPE >> 8 &&
+                rx[r.id][13] == (VIF_ETHERTYPE & 0xff) &&
+                memcmp(rx[r.id] + 14, tag, strlen(tag)) == 0)
+                return;
+            req = (struct netif_rx_request){.id = r.id, .gref = rxref[r.id]};
+            ck_assert_int_eq(hst_produce(f, 1, &req, sizeof(req), 1, true), 0);
+        }
+    }
+}
+
+START_TEST(test_vif_publishes_what_it_serves)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    struct bhxb_paths p = paths_of(d);
+    static const char *const want[] = {
+        "feature-rx-copy", "1", "feature-rx-flip", "0", "feature-sg", "1",
+        "feature-gso-tcpv4", "1", "feature-gso-tcpv6", "1", "feature-ipv6-csum-offload", "1",
+        "feature-split-event-channels", "1", "feature-multicast-control", "1",
+        "feature-dynamic-multicast-control", "1", "multi-queue-max-queues", "2",
+        "hotplug-status", "connected", NULL};
+
+    drvdom_start(&dd, "drvdom");
+    add_vif(d, 2, NULL); /* a TAP of 2 queues caps the 4 we would offer */
+    wait_key(p.backend, "state", "2");
+    for (const char *const *kv = want; kv[0] != NULL; kv += 2)
+        ck_assert_msg(strcmp(key(p.backend, kv[0]), kv[1]) == 0, "%s is '%s', not '%s'", kv[0],
+                      key(p.backend, kv[0]), kv[1]);
+    /* No control ring: it is not advertised. */
+    ck_assert_str_eq(key(p.backend, "feature-ctrl-ring"), "(none)");
+}
+END_TEST
+
+/*
+ * A frame put on the TX ring comes out of the TAP, answered OKAY; one sent
+ * into the TAP lands in an RX buffer, described by its response.  A frame
+ * from another MAC is answered OKAY too but never reaches the TAP, and is
+ * counted.
+ */
+START_TEST(test_vif_frames_both_ways_and_spoofing_dropped)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0}, other[6] = {0x00, 0x16, 0x3e, 0, 0, 0x99};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx, *rx[8], frame[60];
+    uint32_t txref, rxref[8];
+    int s;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, NULL);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+
+    /* TX: a spoofed frame first, then an honest one: only the honest one comes out. */
+    ck_assert_ptr_nonnull(tx = hst_grant(&f, 1, false, &txref));
+    vif_frame(tx, bcast, other, "spoofed");
+    vif_tx(&f, 0, 7, txref, 60);
+    vif_wait_rsp(&f, 0, 1);
+    ck_assert_int_eq(vif_tx_rsp(&f, 0, 0).id, 7);
+    ck_assert_int_eq(vif_tx_rsp(&f, 0, 0).status, NETIF_RSP_OKAY);
+    vif_frame(tx, bcast, mine, "honest");
+    vif_tx(&f, 0, 8, txref, 60);
+    vif_wait_rsp(&f, 0, 2);
+    ck_assert_int_eq(vif_tx_rsp(&f, 0, 1).id, 8);
+    ck_assert_int_eq(vif_tx_rsp(&f, 0, 1).status, NETIF_RSP_OKAY);
+    /* The TAP is a queue in order: the spoofed frame, if written, would come first. */
+    ck_assert_str_eq(tap_next(s), "honest");
+    wait_log("drvdom", "sent 1, dropped 0, spoofed 1");
+
+    /* RX: buffers posted, then a frame into the TAP. */
+    for (uint16_t i = 0; i < 8; i++) {
+        struct netif_rx_request req = {.id = i};
+
+        ck_assert_ptr_nonnull(rx[i] = hst_grant(&f, 1, true, &rxref[i]));
+        req.gref = rxref[i];
+        ck_assert_int_eq(hst_produce(&f, 1, &req, sizeof(req), 1, i == 7), 0);
+    }
+    vif_frame(frame, mine, other, "into the guest");
+    ck_assert_int_eq(send(s, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    /* Other frames may come first (the stack's own, queued in the TAP since it came up). */
+    vif_rx_find(&f, rx, rxref, "into the guest");
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/* With ip=, IPv4 from another address is dropped, from ours sent. */
+START_TEST(test_vif_ip_antispoof)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const char *const kv[] = {"ip", "10.9.8.7 10.9.8.6", NULL};
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx;
+    uint32_t txref;
+    int s;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, kv);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    ck_assert_ptr_nonnull(tx = hst_grant(&f, 1, false, &txref));
+    /* An IPv4 header (protocol 253, experimental) from 10.9.8.5: not ours. */
+    for (int i = 0; i < 3; i++) {
+        static const uint8_t src[3][4] = {{10, 9, 8, 5}, {10, 9, 8, 6}, {10, 9, 8, 7}};
+
+        vif_frame(tx, bcast, mine, "");
+        tx[12] = 0x08;
+        tx[13] = 0x00;
+        tx[14] = 0x45;
+        tx[17] = 46; /* total length */
+        tx[22] = 64;
+        tx[23] = 253;
+        memcpy(tx + 26, src[i], 4);
+        memcpy(tx + 30, "\x0a\x09\x08\x01", 4);
+        vif_tx(&f, 0, (uint16_t)i, txref, 60);
+        vif_wait_rsp(&f, 0, (uint32_t)i + 1);
+        ck_assert_int_eq(vif_tx_rsp(&f, 0, (uint32_t)i).status, NETIF_RSP_OKAY);
+    }
+    /* The first to reach the TAP is from 10.9.8.6: the one before it was dropped. */
+    {
+        time_t end = time(NULL) + WAIT_S;
+        uint8_t buf[2048];
+        ssize_t n;
+
+        for (;;) {
+            struct pollfd pf = {.fd = s, .events = POLLIN};
+
+            ck_assert_msg(time(NULL) < end, "no IPv4 frame of ours on the TAP; logs:%s", logs());
+            if (poll(&pf, 1, 1000) != 1)
+                continue;
+            n = recv(s, buf, sizeof(buf), 0);
+            if (n >= 34 && buf[12] == 0x08 && buf[13] == 0 && buf[23] == 253)
+                break;
+        }
+        ck_assert_uint_eq(buf[29], 6);
+    }
+    wait_log("drvdom", "sent 2, dropped 0, spoofed 1");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/* Two queues: a frame on each queue's TX ring comes out of the TAP. */
+START_TEST(test_vif_two_queues)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx[2];
+    uint32_t txref[2];
+    int s;
+    bool seen[2] = {false, false};
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 2, NULL);
+    vif_connect(&f, &id, d, 2);
+    s = tap_socket(&dd, d);
+    for (unsigned int q = 0; q < 2; q++) {
+        ck_assert_ptr_nonnull(tx[q] = hst_grant(&f, 1, false, &txref[q]));
+        vif_frame(tx[q], bcast, mine, q == 0 ? "queue 0" : "queue 1");
+        vif_tx(&f, q, (uint16_t)(10 + q), txref[q], 60);
+    }
+    for (unsigned int q = 0; q < 2; q++) {
+        vif_wait_rsp(&f, 2 * q, 1);
+        ck_assert_int_eq(vif_tx_rsp(&f, q, 0).id, 10 + q);
+        ck_assert_int_eq(vif_tx_rsp(&f, q, 0).status, NETIF_RSP_OKAY);
+    }
+    while (!seen[0] || !seen[1]) {
+        const char *t = tap_next(s);
+
+        ck_assert(strcmp(t, "queue 0") == 0 || strcmp(t, "queue 1") == 0);
+        seen[t[6] - '0'] = true;
+    }
+    ck_assert(log_has("drvdom", "connected: 2 queues"));
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/*
+ * A worker killed between two frames: the new one goes on from the kept
+ * indices - the first TX slot is not answered (nor sent) again, and RX
+ * buffers posted before the kill are still there for a frame after it.
+ */
+START_TEST(test_vif_worker_restart_keeps_the_rings)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0}, other[6] = {2, 0, 0, 0, 0, 1};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx, *rx[8], frame[60];
+    uint32_t txref, rxref[8];
+    char wcomm[16];
+    pid_t worker;
+    int s;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, NULL);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    ck_assert_ptr_nonnull(tx = hst_grant(&f, 1, false, &txref));
+    vif_frame(tx, bcast, mine, "before");
+    vif_tx(&f, 0, 1, txref, 60);
+    vif_wait_rsp(&f, 0, 1);
+    ck_assert_str_eq(tap_next(s), "before");
+    for (uint16_t i = 0; i < 8; i++) {
+        struct netif_rx_request req = {.id = i};
+
+        ck_assert_ptr_nonnull(rx[i] = hst_grant(&f, 1, true, &rxref[i]));
+        req.gref = rxref[i];
+        ck_assert_int_eq(hst_produce(&f, 1, &req, sizeof(req), 1, i == 7), 0);
+    }
+
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-0", fe.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    wait_proc(dd.uid, wcomm, worker, false);
+    wait_log("drvdom", "resumed: tx-ring-ref");
+    wait_log("drvdom", "TX at 1");
+
+    vif_frame(tx, bcast, mine, "after");
+    vif_tx(&f, 0, 2, txref, 60);
+    vif_wait_rsp(&f, 0, 2);
+    ck_assert_int_eq(vif_tx_rsp(&f, 0, 1).id, 2);
+    /* The first frame out after the restart is the new one: the old slot was not sent again. */
+    ck_assert_str_eq(tap_next(s), "after");
+    vif_frame(frame, mine, other, "after the kill");
+    ck_assert_int_eq(send(s, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    vif_rx_find(&f, rx, rxref, "after the kill");
+    ck_assert_uint_eq(hst_idx_get(&f.ring[0], HST_RSP_PROD), 2);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/* A bad key from the toolstack (mac=, ip=, rate=, mtu=) fails its vif at probe, naming it. */
+START_TEST(test_vif_bad_backend_keys)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    static const struct {
+        const char *kv[3];
+        const char *why;
+    } bad[] = {
+        {{"rate", "12abc", NULL}, "backend key rate"},
+        {{"rate", "100,0", NULL}, "backend key rate"},
+        {{"ip", "10.0.0.300", NULL}, "backend key ip"},
+        {{"mtu", "40", NULL}, "backend key mtu"},
+    };
+    const unsigned int n = sizeof(bad) / sizeof(bad[0]);
+
+    drvdom_start(&dd, "drvdom");
+    for (unsigned int i = 0; i < n; i++)
+        add_vif(dev("vif", "vif", fe.domid, dd.domid, i), 1, bad[i].kv);
+    for (unsigned int i = 0; i < n; i++)
+        wait_failed(dev("vif", "vif", fe.domid, dd.domid, i), bad[i].why);
+}
+END_TEST
+
+/*
+ * rate=60,1000000000: 60 bytes per 1000 s.  The first 60-byte frame goes;
+ * the second waits on the ring, unanswered, for a window that does not
+ * come during the test, and the throttling is counted.
+ */
+START_TEST(test_vif_rate_limits_tx)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const char *const kv[] = {"rate", "60,1000000000", NULL};
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t *tx[2];
+    uint32_t ref[2];
+    int s;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, kv);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    for (unsigned int i = 0; i < 2; i++) {
+        ck_assert_ptr_nonnull(tx[i] = hst_grant(&f, 1, false, &ref[i]));
+        vif_frame(tx[i], bcast, mine, i == 0 ? "first" : "second");
+        vif_tx(&f, 0, (uint16_t)i, ref[i], 60);
+    }
+    vif_wait_rsp(&f, 0, 1);
+    ck_assert_str_eq(tap_next(s), "first");
+    wait_log("drvdom", "sent 1, dropped 0, spoofed 0, throttled 1");
+    ck_assert_uint_eq(hst_idx_get(&f.ring[0], HST_RSP_PROD), 1);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/*
+ * XSA-392 with --rx-stall-ms 200: a frontend that posts no RX buffer has
+ * its queue stalled (frames from the TAP dropped and counted) instead of
+ * the driver domain holding them; the vif itself stays connected.
+ */
+START_TEST(test_vif_rx_stall_without_buffers)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0}, other[6] = {2, 0, 0, 0, 0, 1};
+    char bin[512];
+    char *argv[] = {bin, "--rx-stall-ms", "200", NULL};
+    struct hst_id id;
+    struct hst_end f;
+    uint8_t frame[60];
+    int s;
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(&dd, "drvdom", argv);
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 1, NULL);
+    vif_connect(&f, &id, d, 1);
+    s = tap_socket(&dd, d);
+    vif_frame(frame, mine, other, "nobody takes it");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(send(s, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    wait_log("drvdom", "stalls 1");
+    ck_assert_uint_eq(hst_idx_get(&f.ring[1], HST_RSP_PROD), 0);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/* Each bad frontend key loses its own vif, and only it. */
+START_TEST(test_vif_bad_keys_lose_only_their_vif)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest"), evil = dom_up("evil");
+    struct bhxb_dev good = dev("vif", "vif", g.domid, dd.domid, 0);
+    static const char *const base[] = {"tx-ring-ref", "1", "rx-ring-ref", "2", "event-channel",
+                                       "5", NULL};
+    static const struct {
+        const char *kv[8];
+        const char *why;
+    } lies[] = {
+        {{"request-rx-copy", "0", "feature-rx-notify", "1", NULL}, "request-rx-copy"},
+        {{"request-rx-copy", "1", NULL}, "feature-rx-notify"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "feature-sg", "2", NULL}, "feature-sg"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "multi-queue-num-queues", "3", NULL},
+         "multi-queue-num-queues is 3"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "feature-gso-tcpv4", "1", NULL},
+         "without feature-sg"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "event-channel-tx", "6", NULL},
+         "event-channel-rx"},
+    };
+    const unsigned int nlies = sizeof(lies) / sizeof(lies[0]);
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(good);
+    wait_connected(good);
+    for (unsigned int i = 0; i < nlies; i++)
+        add_vif(dev("vif", "vif", evil.domid, dd.domid, i), 1, NULL);
+    for (unsigned int i = 0; i < nlies; i++) {
+        const char *kv[16];
+        unsigned int n = 0;
+
+        for (const char *const *p = base; *p != NULL; p++)
+            kv[n++] = *p;
+        for (const char *const *p = lies[i].kv; *p != NULL; p++)
+            kv[n++] = *p;
+        kv[n] = NULL;
+        lie(dev("vif", "vif", evil.domid, dd.domid, i), kv);
+    }
+    for (unsigned int i = 0; i < nlies; i++)
+        wait_failed(dev("vif", "vif", evil.domid, dd.domid, i), lies[i].why);
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(good).frontend, "state"), "4");
+}
+END_TEST
+
+/* A lie on the TX ring (req_prod a ring and more ahead) loses that vif only. */
+START_TEST(test_vif_ring_lie_loses_only_its_vif)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest"), evil = dom_up("evil");
+    struct bhxb_dev good = dev("vif", "vif", g.domid, dd.domid, 0);
+    struct bhxb_dev bad = dev("vif", "vif", evil.domid, dd.domid, 0);
+    struct hst_id id;
+    struct hst_end f;
+
+    drvdom_start(&dd, "drvdom");
+    guest_start(&g, "guest");
+    add_device(good);
+    wait_connected(good);
+    ck_assert_int_eq(hst_id_open(&id, evil.uid), 0);
+    add_vif(bad, 1, NULL);
+    vif_connect(&f, &id, bad, 1);
+    hst_idx_set(&f.ring[0], HST_REQ_PROD, f.ring[0].nr_ents + 1);
+    ck_assert_int_eq(hst_notify(&f), 0);
+    wait_failed(bad, "the frontend lied");
+    ck_assert_str_eq(key(paths_of(good).backend, "state"), "4");
+    ck_assert_str_eq(key(paths_of(good).frontend, "state"), "4");
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
 int main(void)
 {
     Suite *s = suite_create("drvdom");
@@ -1296,6 +1877,16 @@ int main(void)
     tcase_add_test(tc, test_startup_errors_name_the_fix);
     tcase_add_test(tc, test_geometry_and_resize_without_a_request);
     tcase_add_test(tc, test_idle_grants_unmapped_and_mapped_again);
+    tcase_add_test(tc, test_vif_publishes_what_it_serves);
+    tcase_add_test(tc, test_vif_frames_both_ways_and_spoofing_dropped);
+    tcase_add_test(tc, test_vif_ip_antispoof);
+    tcase_add_test(tc, test_vif_two_queues);
+    tcase_add_test(tc, test_vif_worker_restart_keeps_the_rings);
+    tcase_add_test(tc, test_vif_bad_keys_lose_only_their_vif);
+    tcase_add_test(tc, test_vif_ring_lie_loses_only_its_vif);
+    tcase_add_test(tc, test_vif_bad_backend_keys);
+    tcase_add_test(tc, test_vif_rate_limits_tx);
+    tcase_add_test(tc, test_vif_rx_stall_without_buffers);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -846,9 +846,19 @@ struct vif {
     struct bhnet *eng;
 };
 
+static void vif_open_with(struct vif *v, const struct bhnet_opts *more);
+
 static void vif_open(struct vif *v, const struct bhnet_txopts *tx, const struct bhnet_rxopts *rx)
 {
-    struct bhnet_opts o = {0};
+    struct bhnet_opts o = {.tx = *tx, .rx = *rx};
+
+    vif_open_with(v, &o);
+}
+
+/* The rings and an engine over them, with more's tx, rx and optional fields. */
+static void vif_open_with(struct vif *v, const struct bhnet_opts *more)
+{
+    struct bhnet_opts o = *more;
     char why[WHY] = "";
 
     v->txmem = aligned_alloc(BHRING_PAGE_SIZE, bhring_bytes(0));
@@ -858,7 +868,6 @@ static void vif_open(struct vif *v, const struct bhnet_txopts *tx, const struct 
     ck_assert_int_eq(bhring_attach(&v->frx, &bhring_netif_rx, BHRING_FRONT, v->rxmem, 0, 0, true), 0);
     o.tx_ring = v->txmem, o.rx_ring = v->rxmem;
     o.fd = sp[0], o.hdrsz = 12, o.page = page_of;
-    o.tx = *tx, o.rx = *rx;
     v->eng = bhnet_open(&o, why, sizeof(why));
     ck_assert_msg(v->eng != NULL, "%s", why);
 }
@@ -986,6 +995,244 @@ START_TEST(test_engine_rx)
 }
 END_TEST
 
+
+/* A 60-byte frame from src in page gref, and its single-slot request. */
+static struct netif_tx_request tx_frame(uint32_t gref, uint8_t src_last, uint16_t id)
+{
+    memset(pages[gref], 0, 60);
+    memset(pages[gref], 0xff, 6);
+    memcpy(pages[gref] + 6, "\x00\x16\x3e\x00\x00", 5);
+    pages[gref][11] = src_last;
+    pages[gref][12] = 0x88;
+    pages[gref][13] = 0xb5;
+    pages[gref][14] = (uint8_t)id;
+    return (struct netif_tx_request){.gref = gref, .offset = 0, .flags = 0, .id = id, .size = 60};
+}
+
+static int put_tx(struct vif *v, struct netif_tx_request r)
+{
+    return bhring_front_put(&v->ftx, &r);
+}
+
+static bool only_src_1(void *ctx, const uint8_t *f, size_t len)
+{
+    static const struct bhnet_antispoof a = {.has_mac = true, .mac = {0, 0x16, 0x3e, 0, 0, 1}};
+
+    (void)ctx;
+    return bhnet_antispoof_ok(&a, f, len);
+}
+
+/* The filter: a refused frame is answered OKAY, never written, counted apart. */
+START_TEST(test_engine_filter)
+{
+    struct vif v;
+    struct bhnet_opts o = {.tx = all_off, .filter = only_src_1};
+    struct netif_tx_response rsp;
+    uint8_t got[200];
+    char why[WHY] = "";
+
+    vif_open_with(&v, &o);
+    ck_assert_int_eq(put_tx(&v, tx_frame(1, 9, 1)), 0);
+    ck_assert_int_eq(put_tx(&v, tx_frame(2, 1, 2)), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_uint_eq(got[12 + 14], 2); /* the second: the first never left */
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1);
+    for (uint16_t id = 1; id <= 2; id++) {
+        ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 1);
+        ck_assert_uint_eq(rsp.id, id);
+        ck_assert_int_eq(rsp.status, NETIF_RSP_OKAY);
+    }
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_filtered, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_packets, 1);
+    vif_close(&v);
+}
+END_TEST
+
+/*
+ * rate=: 100 bytes per 1000 s.  Two 60-byte frames go (the second puts the
+ * window in debt), the third stays on the ring, unanswered, with the time
+ * to wait said; no window passes during the test.
+ */
+START_TEST(test_engine_credit)
+{
+    struct vif v;
+    struct bhnet_opts o = {.tx = all_off, .credit_bytes = 100, .credit_usec = 1000000000u};
+    struct netif_tx_response rsp;
+    uint8_t got[200];
+    char why[WHY] = "";
+
+    vif_open_with(&v, &o);
+    ck_assert_uint_eq(bhnet_wait_usec(v.eng), 0);
+    for (uint16_t id = 1; id <= 3; id++)
+        ck_assert_int_eq(put_tx(&v, tx_frame(id, 1, id)), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 1);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 1);
+    ck_assert_uint_eq(rsp.id, 2);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_throttled, 1);
+    ck_assert_uint_gt(bhnet_wait_usec(v.eng), 0);
+    ck_assert_uint_le(bhnet_wait_usec(v.eng), 1000000000u);
+    /* Another run (an event) does not send it either, nor count a second throttling. */
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_throttled, 1);
+    vif_close(&v);
+}
+END_TEST
+
+/*
+ * The kept state: an engine closed (a worker gone) and another opened over
+ * the same rings goes on - no TX slot answered or sent twice, and an RX
+ * request taken for a frame still there for the next.
+ */
+START_TEST(test_engine_kept_across_engines)
+{
+    static struct bhnet_kept k;
+    static uint8_t wire[12 + 5000];
+    struct vif v;
+    struct bhnet_opts o = {.tx = all_off, .rx = {.ring_ids = 256}, .kept = &k};
+    struct netif_tx_response rsp;
+    struct netif_rx_response rrsp;
+    uint8_t got[200];
+    char why[WHY] = "";
+
+    memset(&k, 0, sizeof(k));
+    vif_open_with(&v, &o);
+    ck_assert_int_eq(put_tx(&v, tx_frame(1, 1, 1)), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    /* A 5000-byte frame and one RX buffer: the buffer is taken, the frame held. */
+    memset(wire, 0, sizeof(wire));
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = 5, .gref = 20}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_uint_eq(k.nreq, 1);
+    ck_assert_uint_eq(k.tx.cons, 1);
+    bhnet_close(v.eng); /* the worker dies: its held frame with it */
+
+    ck_assert_ptr_nonnull(v.eng = bhnet_open(&(struct bhnet_opts){.tx_ring = v.txmem, .rx_ring = v.rxmem,
+                                                                  .fd = sp[0], .hdrsz = 12, .page = page_of,
+                                                                  .tx = all_off, .rx = {.ring_ids = 256},
+                                                                  .kept = &k},
+                                             why, sizeof(why)));
+    ck_assert_int_eq(put_tx(&v, tx_frame(2, 1, 2)), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = 6, .gref = 21}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_uint_eq(got[12 + 14], 2); /* the new frame only */
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), -1);
+    for (uint16_t id = 1; id <= 2; id++) {
+        ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 1);
+        ck_assert_uint_eq(rsp.id, id);
+    }
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 0);
+    /* The buffer taken by the first engine carries the first part of the new frame. */
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 1);
+    ck_assert_uint_eq(rrsp.id, 5);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 1);
+    ck_assert_uint_eq(rrsp.id, 6);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->tx_packets, 2); /* counters are kept too */
+    vif_close(&v);
+}
+END_TEST
+
+/*
+ * XSA-392: with no RX buffers the engine holds one frame and stops reading
+ * (wants_fd false); past rx_stall_ms the queue stalls and drops what comes,
+ * reading the TAP again; a buffer posted ends the stall.
+ */
+START_TEST(test_engine_rx_stall)
+{
+    static uint8_t wire[12 + 100];
+    struct vif v;
+    struct bhnet_opts o = {.tx = all_off, .rx = {.ring_ids = 256}, .rx_stall_ms = 1};
+    struct netif_rx_response rrsp;
+    char why[WHY] = "";
+
+    vif_open_with(&v, &o);
+    memset(wire, 0, sizeof(wire));
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert(!bhnet_wants_fd(v.eng));
+    ck_assert_uint_gt(bhnet_wait_usec(v.eng), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 0);
+    usleep(20000); /* past the 1 ms stall timeout: what is asserted is the state after it */
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_stalls, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 3);
+    ck_assert(bhnet_wants_fd(v.eng));
+    /* Buffers again: the next frame is delivered. */
+    ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = 1, .gref = 20}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 1);
+    ck_assert_int_eq(rrsp.status, 100);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    vif_close(&v);
+}
+END_TEST
+
+
+/* Multicast control: RX multicast only to groups added (broadcast always); off, all pass. */
+START_TEST(test_engine_rx_mcast_filter)
+{
+    static uint8_t wire[12 + 60];
+    struct bhnet_txopts tx = {.mcast = true};
+    struct vif v;
+    struct netif_rx_response rrsp;
+    struct netif_tx_response trsp;
+    struct netif_tx_request add[2] = {data(0, 0, EI), extra(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, 0, 0x44, 0)};
+    char why[WHY] = "";
+
+    vif_open(&v, &tx, &(struct bhnet_rxopts){.ring_ids = 256});
+    for (uint16_t i = 0; i < 4; i++)
+        ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = i, .gref = 20u + i}), 0);
+    ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+    memset(wire, 0, sizeof(wire));
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x44", 6); /* a group not added: dropped */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    memset(wire + 12, 0xff, 6); /* broadcast: delivered */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 1);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 1);
+    ck_assert_int_eq(bhring_front_get(&v.frx, &rrsp), 0);
+    /* The frontend adds the group: now it is delivered. */
+    for (unsigned int i = 0; i < 2; i++)
+        ck_assert_int_eq(bhring_front_put(&v.ftx, &add[i]), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x44", 6);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &trsp), 1);
+    ck_assert_int_eq(trsp.status, NETIF_RSP_OKAY);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 2);
+    /* Multicast control off (dynamic): every group passes. */
+    bhnet_set_mcast(v.eng, false);
+    memcpy(wire + 12, "\x01\x00\x00\x00\x00\x55", 6);
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 3);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_dropped, 1);
+    vif_close(&v);
+}
+END_TEST
+
 static Suite *netparse_suite(void)
 {
     Suite *s = suite_create("netparse");
@@ -1016,6 +1263,11 @@ static Suite *netparse_suite(void)
     tcase_add_checked_fixture(engine, vnet_setup, vnet_teardown);
     tcase_add_test(engine, test_engine_tx);
     tcase_add_test(engine, test_engine_rx);
+    tcase_add_test(engine, test_engine_filter);
+    tcase_add_test(engine, test_engine_credit);
+    tcase_add_test(engine, test_engine_kept_across_engines);
+    tcase_add_test(engine, test_engine_rx_stall);
+    tcase_add_test(engine, test_engine_rx_mcast_filter);
     suite_add_tcase(s, engine);
     return s;
 }

@@ -313,12 +313,18 @@ static int front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
     if (end_init(f, id, BHXB_FRONTEND, p, dev) != 0)
         return -1;
     if (order > BHRING_MAX_ORDER || (p == HST_NETIF && order != 0) || nqueues == 0 ||
-        nqueues > HST_MAX_QUEUES || (p == HST_NETIF && nqueues != 1)) {
+        nqueues > HST_MAX_QUEUES || (p == HST_NETIF && 2 * nqueues > HST_MAX_QUEUES)) {
         errno = EINVAL;
         return -1;
     }
     if (p == HST_BLKIF)
         f->nrings = f->nqueues = nqueues;
+    if (p == HST_NETIF) {
+        f->nqueues = nqueues;
+        f->nrings = 2 * nqueues;
+        for (unsigned int i = 0; i < f->nrings; i++)
+            f->ring[i].type = i % 2 ? &bhring_netif_rx : &bhring_netif_tx;
+    }
     for (unsigned int i = 0; i < f->nrings; i++) {
         struct hst_ring *r = &f->ring[i];
         ring_geometry(r, order);
@@ -356,6 +362,12 @@ int hst_front_init_mq(struct hst_end *f, struct hst_id *id, const struct bhxb_de
                       unsigned int order, unsigned int nqueues)
 {
     return front_init(f, id, HST_BLKIF, dev, order, nqueues);
+}
+
+int hst_front_init_vif(struct hst_end *f, struct hst_id *id, const struct bhxb_dev *dev,
+                       unsigned int nqueues)
+{
+    return front_init(f, id, HST_NETIF, dev, 0, nqueues);
 }
 
 int hst_back_init(struct hst_end *b, struct hst_id *id, enum hst_proto p,
@@ -478,13 +490,27 @@ int hst_front_publish(struct hst_end *f)
         return -1;
     }
     if (f->proto == HST_NETIF) {
-        kv[n] = (struct kv){"tx-ring-ref", ""};
-        snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[0].refs[0]);
-        kv[n] = (struct kv){"rx-ring-ref", ""};
-        snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[1].refs[0]);
         kv[n++] = (struct kv){"request-rx-copy", "1"};
-        kv[n] = (struct kv){"event-channel", ""};
-        snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->port);
+        kv[n++] = (struct kv){"feature-rx-notify", "1"};
+        if (f->nqueues > 1) {
+            kv[n] = (struct kv){"multi-queue-num-queues", ""};
+            snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->nqueues);
+        }
+        for (unsigned int q = 0; q < f->nqueues; q++) {
+            char prefix[24] = "";
+            static const char *const what[3] = {"tx-ring-ref", "rx-ring-ref", "event-channel"};
+
+            if (f->nqueues > 1)
+                snprintf(prefix, sizeof(prefix), "queue-%u/", q);
+            for (unsigned int j = 0; j < 3; j++) {
+                kv[n] = (struct kv){names[k], ""};
+                snprintf(names[k++], sizeof(names[0]), "%s%s", prefix, what[j]);
+                if (j < 2)
+                    snprintf(kv[n++].value, sizeof(kv[0].value), "%u", f->ring[2 * q + j].refs[0]);
+                else
+                    snprintf(kv[n++].value, sizeof(kv[0].value), "%d", f->qport[q]);
+            }
+        }
         return write_txn(f, kv, n);
     }
     if (f->ring[0].order > 0) {
@@ -755,7 +781,7 @@ int hst_produce(struct hst_end *e, unsigned int ring, const void *ent, size_t le
     hst_idx_set(r, prod, base + n);
     if (!notify)
         return 0;
-    return e->proto == HST_BLKIF ? hst_notify_queue(e, ring) : hst_notify(e);
+    return hst_notify_queue(e, e->proto == HST_BLKIF ? ring : ring / 2);
 }
 
 /* ---- event channels and data grants ---- */

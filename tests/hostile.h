@@ -183,11 +183,21 @@ int hst_front_init(struct hst_end *f, struct hst_id *id, enum hst_proto p,
 int hst_front_init_mq(struct hst_end *f, struct hst_id *id, const struct bhxb_dev *dev,
                       unsigned int order, unsigned int nqueues);
 /*
+ * A netif frontend of nqueues (1..HST_MAX_QUEUES / 2) queues: queue q's TX
+ * ring is ring[2q], its RX ring ring[2q + 1], its port qport[q]; one event
+ * channel per queue (not split).
+ */
+int hst_front_init_vif(struct hst_end *f, struct hst_id *id, const struct bhxb_dev *dev,
+                       unsigned int nqueues);
+
+/*
  * Writes the keys an honest frontend writes, in one transaction: blkif
  * ring-ref (order 0) or ring-page-order and ring-ref0..N-1, event-channel,
  * protocol - with several queues, multi-queue-num-queues and each queue's
  * ring-ref* and event-channel under queue-N/ (ring-page-order stays at the
- * top); netif tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy.
+ * top); netif tx-ring-ref, rx-ring-ref, event-channel (under queue-N/ with
+ * several queues, and multi-queue-num-queues), request-rx-copy,
+ * feature-rx-notify.
  * Not the state: the caller writes states in whatever order it likes.
  */
 int hst_front_publish(struct hst_end *f);
@@ -254,7 +264,8 @@ int hst_slot_read(const struct hst_ring *r, uint32_t idx, void *out, size_t len)
  * What a producer does, with raw entries: writes n copies of `ent` (len
  * bytes) from the producer index now in the header (req_prod for a
  * frontend, rsp_prod for a backend), moves that index on by n, and
- * notifies if asked.  `ring` is 0, or 1 for netif rx.
+ * notifies if asked (the ring's queue's port).  netif: `ring` is 2q for
+ * queue q's TX, 2q + 1 for its RX.
  */
 int hst_produce(struct hst_end *e, unsigned int ring, const void *ent, size_t len, unsigned int n,
                 bool notify);

@@ -234,6 +234,15 @@ struct netif_rx_response bhnet_rx_error(const struct netif_rx_request *req, int1
 typedef void *(*bhnet_page_fn)(void *ctx, uint32_t gref, bool writable);
 
 /*
+ * A TX frame's last check before it reaches the TAP (anti-spoofing): the
+ * frame's bytes as they will be written, from our private copy.  true:
+ * send it; false: drop it - answered NETIF_RSP_OKAY all the same, as a
+ * frame a filter on the bridge drops (Linux's netback has no filter of its
+ * own; the vif scripts' iptables rules drop after the backend said OKAY).
+ */
+typedef bool (*bhnet_filter_fn)(void *ctx, const uint8_t *frame, size_t len);
+
+/*
  * Room for a frame after its header, in the buffers the caller gives: a TX
  * frame (<= 65535) or an RX one (<= BHNET_RX_MAX_LEN), plus one byte so
  * that a longer frame from the TAP shows as longer instead of being cut.
@@ -263,6 +272,14 @@ int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_pa
                    void *ctx, uint8_t *scratch, char *why, size_t whylen);
 
 /*
+ * The same with a filter run on the gathered frame (NULL: none): 2 when
+ * the filter refused it (nothing written).  filter gets ctx.
+ */
+int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
+                            bhnet_page_fn page, void *ctx, bhnet_filter_fn filter,
+                            uint8_t *scratch, char *why, size_t whylen);
+
+/*
  * Reads one frame from fd into buf (room for hdrsz + BHNET_FRAME_MAX) and
  * describes it: *m from its virtio_net_hdr, *frame where its bytes start.
  * Returns 1 with a frame, 0 with none waiting (EAGAIN), 2 when the frame
@@ -287,7 +304,29 @@ int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
                      bhnet_page_fn page, void *ctx, struct netif_rx_response *rsp,
                      unsigned int *used);
 
+/* ---- anti-spoofing (spoof.c) ---- */
+
+#define BHNET_SPOOF_MAX_IPS 8
+
+/* What a vif may send as: the toolstack's mac= and ip= (IPv4, network byte order). */
+struct bhnet_antispoof {
+    bool has_mac;
+    uint8_t mac[6];
+    unsigned int nip; /* 0: any address */
+    uint32_t ip[BHNET_SPOOF_MAX_IPS];
+};
+
+/*
+ * Whether a TX frame may go: its source MAC is the vif's (when has_mac),
+ * and with addresses given, an IPv4 frame's source and an ARP frame's
+ * sender are among them (one 802.1Q tag looked through; a frame too short
+ * to hold what is checked is refused).  Other protocols pass.
+ */
+bool bhnet_antispoof_ok(const struct bhnet_antispoof *a, const uint8_t *frame, size_t len);
+
 /* ---- the engine: one vif queue's rings served from a TAP (engine.c) ---- */
+
+struct bhnet_kept;
 
 /*
  * Like blkback's engine, it owns no XenStore and no event channel: the
@@ -308,14 +347,46 @@ struct bhnet_opts {
     void *ctx;
     struct bhnet_txopts tx;      /* what the backend offered */
     struct bhnet_rxopts rx;      /* what the frontend asked */
+    /* Optional (zero: none): */
+    bhnet_filter_fn filter;      /* TX frames' anti-spoofing check, with ctx */
+    struct bhnet_kept *kept;     /* state that outlives the engine (a keeper's) */
+    uint64_t credit_bytes;       /* TX rate: this many bytes ... */
+    uint32_t credit_usec;        /* ... per this many microseconds (Linux's rate=) */
+    unsigned int rx_stall_ms;    /* RX buffers short this long: the queue stalls */
 };
 
 struct bhnet_stats {
     uint64_t tx_packets, tx_dropped; /* frames sent; chains answered with an error */
     uint64_t rx_packets, rx_dropped; /* frames delivered; frames from the TAP dropped */
+    uint64_t tx_filtered;            /* frames the filter refused (answered OKAY) */
+    uint64_t tx_throttled;           /* times TX stopped for want of credit */
+    uint64_t rx_stalls;              /* times the RX side stalled (XSA-392) */
 };
 
 #define BHNET_MCAST_MAX 64u /* multicast addresses a frontend may add, as Linux */
+
+/*
+ * What a restarted engine needs to go on where the last one stopped,
+ * plain values only (it lives in a keeper's memory): both rings' private
+ * indices, the TX requests of a chain taken in part, the RX requests taken
+ * for a frame and not yet answered (the frontend's buffers: lost, they
+ * would never come back), the multicast list and the counters.  Zero it
+ * for a new pair of rings; the engine saves it after every chain and
+ * every frame.  A frame read from the TAP but not yet delivered is not
+ * kept: a worker that dies loses it, as a wire may.  A worker that dies
+ * between a TX frame's write and the save after it sends that frame twice
+ * (the window is one write() long).
+ */
+struct bhnet_kept {
+    uint32_t valid;
+    struct bhring_state tx, rx;
+    struct bhnet_txq txq;
+    uint32_t nreq;
+    struct netif_rx_request req[BHNET_RX_MAX_REQS];
+    uint32_t nmcast;
+    uint8_t mcast[BHNET_MCAST_MAX][6];
+    struct bhnet_stats st;
+};
 #define BHNET_NOTIFY_TX 1
 #define BHNET_NOTIFY_RX 2
 #define BHNET_AGAIN     4 /* a budget ran out: call bhnet_run() again before sleeping */
@@ -337,6 +408,28 @@ void bhnet_close(struct bhnet *n);
 int bhnet_run(struct bhnet *n, char *why, size_t whylen);
 
 const struct bhnet_stats *bhnet_get_stats(const struct bhnet *n);
+
+/*
+ * Whether bhnet_run() wants to hear that the TAP is readable: false while
+ * a frame waits for RX buffers (the engine reads no more until the
+ * frontend posts some, and its event says so), so that a poller does not
+ * spin on a TAP it will not read.
+ */
+bool bhnet_wants_fd(const struct bhnet *n);
+
+/*
+ * Microseconds until bhnet_run() has something to do that no event will
+ * announce: TX credit coming back (rate), or an RX stall to declare.
+ * 0: nothing pending on the clock.
+ */
+uint64_t bhnet_wait_usec(const struct bhnet *n);
+
+/*
+ * Multicast control on or off (request-multicast-control, which a frontend
+ * may change while connected).  On: RX multicast frames reach the
+ * frontend only to addresses it added (broadcast always does).
+ */
+void bhnet_set_mcast(struct bhnet *n, bool on);
 
 /* Whether the frontend has added this multicast address (multicast control). */
 bool bhnet_mcast_has(const struct bhnet *n, const uint8_t addr[6]);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bhnetback.h"
 
@@ -15,21 +16,25 @@
 struct bhnet {
     struct bhnet_opts o;
     struct bhring tx, rx;
-    struct bhnet_txq txq;
-    struct bhnet_stats st;
+    struct bhnet_kept *k; /* o.kept, or own */
+    struct bhnet_kept own;
     bool broken;
     char why[200];
-    /* RX: one frame held while buffers are short, and the requests taken for it. */
+    /* RX: one frame held while buffers are short (the requests taken for it are in k). */
     bool have_frame;
     struct bhnet_rxmeta m;
     const uint8_t *frame;
-    unsigned int nreq;
-    struct netif_rx_request req[BHNET_RX_MAX_REQS];
-    unsigned int nmcast;
-    uint8_t mcast[BHNET_MCAST_MAX][6];
-    uint8_t txbuf[12 + BHNET_FRAME_MAX];
-    uint8_t rxbuf[12 + BHNET_FRAME_MAX];
+    uint64_t short_since; /* ns: when the held frame first found too few buffers; 0: not */
+    bool stalled;         /* XSA-392: frames from the TAP are dropped until buffers come */
+    /* TX credit (rate=), as Linux's netback: a window of credit_usec refills credit_bytes. */
+    int64_t credit;       /* bytes left in this window; may go below 0 by one frame */
+    uint64_t window;      /* ns: when this window started */
+    bool throttled;
+    _Alignas(16) uint8_t txbuf[12 + BHNET_FRAME_MAX]; /* a virtio_net_hdr is written at the start */
+    _Alignas(16) uint8_t rxbuf[12 + BHNET_FRAME_MAX];
 };
+
+static uint64_t now_ns(void);
 
 struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen)
 {
@@ -45,6 +50,7 @@ struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen)
         return NULL;
     }
     n->o = *o;
+    n->k = o->kept != NULL ? o->kept : &n->own;
     if (bhring_attach(&n->tx, &bhring_netif_tx, BHRING_BACK, o->tx_ring, o->tx_order, 0, false) != 0 ||
         bhring_attach(&n->rx, &bhring_netif_rx, BHRING_BACK, o->rx_ring, o->rx_order, 0, false) != 0) {
         snprintf(why, whylen, "netback engine: rings not attachable (unaligned or order > 4)");
@@ -52,7 +58,89 @@ struct bhnet *bhnet_open(const struct bhnet_opts *o, char *why, size_t whylen)
         errno = EINVAL;
         return NULL;
     }
+    if (!n->k->valid) {
+        memset(n->k, 0, sizeof(*n->k));
+        n->k->valid = 1;
+    } else if (n->k->txq.n > BHNET_TX_MAX_REQS || n->k->nreq > BHNET_RX_MAX_REQS ||
+               n->k->nmcast > BHNET_MCAST_MAX || bhring_restore(&n->tx, &n->k->tx) != 0 ||
+               bhring_restore(&n->rx, &n->k->rx) != 0) {
+        snprintf(why, whylen, "netback engine: the kept state is not a ring's");
+        free(n);
+        errno = EINVAL;
+        return NULL;
+    }
+    n->credit = (int64_t)o->credit_bytes;
+    n->window = now_ns(); /* the first window starts now, full (Linux's credit_window_start) */
     return n;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Both rings' private indices into the kept state: after every chain and frame. */
+static void save(struct bhnet *n)
+{
+    bhring_save(&n->tx, &n->k->tx);
+    bhring_save(&n->rx, &n->k->rx);
+}
+
+bool bhnet_wants_fd(const struct bhnet *n)
+{
+    return !n->have_frame || n->stalled;
+}
+
+uint64_t bhnet_wait_usec(const struct bhnet *n)
+{
+    uint64_t t = now_ns(), w = 0, end;
+
+    if (n->throttled) {
+        end = n->window + (uint64_t)n->o.credit_usec * 1000u;
+        w = end > t ? (end - t + 999) / 1000 : 1;
+    }
+    if (n->have_frame && !n->stalled && n->short_since != 0 && n->o.rx_stall_ms > 0) {
+        uint64_t s;
+
+        end = n->short_since + (uint64_t)n->o.rx_stall_ms * 1000000u;
+        s = end > t ? (end - t + 999) / 1000 : 1;
+        if (w == 0 || s < w)
+            w = s;
+    }
+    return w;
+}
+
+/*
+ * TX credit (Linux's tx_credit_exceeded): a frame goes while credit is
+ * left, and takes its length off (a frame larger than what is left still
+ * goes, putting the window in debt: no frame is ever too large to send);
+ * a new window tops credit up by credit_bytes, to at most credit_bytes.
+ * false: wait for the next window (bhnet_wait_usec says when).
+ */
+static bool tx_credit_ok(struct bhnet *n)
+{
+    uint64_t t;
+
+    if (n->o.credit_bytes == 0 || n->o.credit_usec == 0 || n->credit > 0)
+        return true;
+    t = now_ns();
+    if (t - n->window >= (uint64_t)n->o.credit_usec * 1000u) {
+        n->window = t;
+        n->credit += (int64_t)n->o.credit_bytes;
+        if (n->credit > (int64_t)n->o.credit_bytes)
+            n->credit = (int64_t)n->o.credit_bytes;
+    }
+    if (n->credit > 0) {
+        n->throttled = false;
+        return true;
+    }
+    if (!n->throttled)
+        n->k->st.tx_throttled++;
+    n->throttled = true;
+    return false;
 }
 
 void bhnet_close(struct bhnet *n)
@@ -62,13 +150,18 @@ void bhnet_close(struct bhnet *n)
 
 const struct bhnet_stats *bhnet_get_stats(const struct bhnet *n)
 {
-    return &n->st;
+    return &n->k->st;
+}
+
+void bhnet_set_mcast(struct bhnet *n, bool on)
+{
+    n->o.tx.mcast = on;
 }
 
 bool bhnet_mcast_has(const struct bhnet *n, const uint8_t addr[6])
 {
-    for (unsigned int i = 0; i < n->nmcast; i++)
-        if (memcmp(n->mcast[i], addr, 6) == 0)
+    for (unsigned int i = 0; i < n->k->nmcast; i++)
+        if (memcmp(n->k->mcast[i], addr, 6) == 0)
             return true;
     return false;
 }
@@ -77,18 +170,18 @@ static int16_t mcast_apply(struct bhnet *n, const struct bhnet_txpkt *pkt)
 {
     unsigned int i;
 
-    for (i = 0; i < n->nmcast && memcmp(n->mcast[i], pkt->mcast, 6) != 0; i++)
+    for (i = 0; i < n->k->nmcast && memcmp(n->k->mcast[i], pkt->mcast, 6) != 0; i++)
         ;
     if (pkt->kind == BHNET_TX_MCAST_DEL) {
-        if (i < n->nmcast)
-            memcpy(n->mcast[i], n->mcast[--n->nmcast], 6);
+        if (i < n->k->nmcast)
+            memcpy(n->k->mcast[i], n->k->mcast[--n->k->nmcast], 6);
         return NETIF_RSP_OKAY;
     }
-    if (i < n->nmcast)
+    if (i < n->k->nmcast)
         return NETIF_RSP_OKAY;
-    if (n->nmcast == BHNET_MCAST_MAX)
+    if (n->k->nmcast == BHNET_MCAST_MAX)
         return NETIF_RSP_ERROR;
-    memcpy(n->mcast[n->nmcast++], pkt->mcast, 6);
+    memcpy(n->k->mcast[n->k->nmcast++], pkt->mcast, 6);
     return NETIF_RSP_OKAY;
 }
 
@@ -110,8 +203,13 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
     char msg[200] = "";
     int16_t status = NETIF_RSP_OKAY;
     unsigned int nr;
+    bool filtered = false;
+    int r;
 
-    switch (bhnet_tx_take(&n->tx, &n->o.tx, &n->txq, &pkt, msg, sizeof(msg))) {
+    /* Out of credit: the chain stays on the ring (a partial one in k->txq). */
+    if (!tx_credit_ok(n))
+        return 0;
+    switch (bhnet_tx_take(&n->tx, &n->o.tx, &n->k->txq, &pkt, msg, sizeof(msg))) {
     case BHNET_MORE:
         return 0;
     case BHNET_LIE:
@@ -124,21 +222,28 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
             status = mcast_apply(n, &pkt);
         /* A frame the TAP cannot take now (EAGAIN) or at all is dropped
          * and answered as such: the frontend's slots are never held. */
-        else if (bhnet_tx_to_fd(n->o.fd, n->o.hdrsz, &pkt, n->o.page, n->o.ctx, n->txbuf, msg,
-                                sizeof(msg)) != 0)
+        else if ((r = bhnet_tx_to_fd_filtered(n->o.fd, n->o.hdrsz, &pkt, n->o.page, n->o.ctx,
+                                              n->o.filter, n->txbuf, msg, sizeof(msg))) == 2)
+            filtered = true; /* answered OKAY, counted apart: not sent */
+        else if (r != 0)
             status = NETIF_RSP_ERROR;
         break;
     }
+    if (pkt.kind == BHNET_TX_PACKET && n->o.credit_bytes != 0)
+        n->credit -= (int64_t)pkt.len;
     if (pkt.kind == BHNET_TX_PACKET) {
-        if (status == NETIF_RSP_OKAY)
-            n->st.tx_packets++;
+        if (filtered)
+            n->k->st.tx_filtered++;
+        else if (status == NETIF_RSP_OKAY)
+            n->k->st.tx_packets++;
         else
-            n->st.tx_dropped++;
+            n->k->st.tx_dropped++;
     }
     nr = bhnet_tx_responses(&pkt, status, rsp);
     for (unsigned int i = 0; i < nr; i++)
         if (bhring_back_put(&n->tx, &rsp[i]) != 0)
             return fail(n, &n->tx, "TX response without a request (engine bug)", why, whylen);
+    save(n);
     return 1;
 }
 
@@ -146,8 +251,36 @@ static void rx_answer(struct bhnet *n, const struct netif_rx_response *rsp, unsi
 {
     for (unsigned int i = 0; i < used; i++)
         bhring_back_put(&n->rx, &rsp[i]); /* each answers a request we hold: cannot fail */
-    n->nreq -= used;
-    memmove(n->req, n->req + used, n->nreq * sizeof(n->req[0]));
+    n->k->nreq -= used;
+    memmove(n->k->req, n->k->req + used, n->k->nreq * sizeof(n->k->req[0]));
+    save(n);
+}
+
+/*
+ * The held frame found too few RX buffers.  Holding it (and reading no
+ * more) leaves later frames in the kernel's TAP queue, bounded.  After
+ * rx_stall_ms with no buffers the queue is stalled, as Linux's
+ * rx_stall_timeout turns the carrier off: the frame is dropped and so is
+ * every frame read while buffers stay short, so that neither we nor the
+ * kernel queue hold a frontend's traffic for it (XSA-392).  The first
+ * buffer posted ends the stall.
+ */
+static int rx_short(struct bhnet *n)
+{
+    uint64_t t = now_ns();
+
+    if (n->short_since == 0)
+        n->short_since = t;
+    if (!n->stalled && n->o.rx_stall_ms > 0 &&
+        t - n->short_since >= (uint64_t)n->o.rx_stall_ms * 1000000u) {
+        n->stalled = true;
+        n->k->st.rx_stalls++;
+    }
+    if (!n->stalled)
+        return 0; /* no buffers: hold this frame, read no more */
+    n->have_frame = false;
+    n->k->st.rx_dropped++;
+    return 1;
 }
 
 /* One RX frame: 1 done (delivered or dropped), 0 waiting, -1 a lie. */
@@ -163,29 +296,38 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
         if (r == 0 || r < 0)
             return 0; /* nothing waiting, or a read error the next wake-up retries */
         if (r == 2) {
-            n->st.rx_dropped++;
+            n->k->st.rx_dropped++;
+            return 1;
+        }
+        /* Multicast control: a group the frontend did not add is not its (Linux's mcast_match). */
+        if (n->o.tx.mcast && (n->frame[0] & 1) != 0 &&
+            memcmp(n->frame, "\xff\xff\xff\xff\xff\xff", 6) != 0 && !bhnet_mcast_has(n, n->frame)) {
+            n->k->st.rx_dropped++;
             return 1;
         }
         n->have_frame = true;
     }
     need = bhnet_rx_slots(&n->o.rx, &n->m);
-    while (need > 0 && n->nreq < need) {
-        if ((r = bhring_back_get(&n->rx, &n->req[n->nreq])) < 0)
+    while (need > 0 && n->k->nreq < need) {
+        if ((r = bhring_back_get(&n->rx, &n->k->req[n->k->nreq])) < 0)
             return fail(n, &n->rx, bhring_error(&n->rx), why, whylen);
         if (r == 0)
-            return 0; /* no buffers: hold this frame, read no more */
-        if (bhnet_rx_check_req(&n->req[n->nreq], &n->o.rx, msg, sizeof(msg)) != BHNET_GO)
+            return rx_short(n);
+        if (bhnet_rx_check_req(&n->k->req[n->k->nreq], &n->o.rx, msg, sizeof(msg)) != BHNET_GO)
             return fail(n, &n->rx, msg, why, whylen);
-        n->nreq++;
+        n->k->nreq++;
+        save(n);
     }
     n->have_frame = false;
-    if (bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->req, n->nreq, n->o.page, n->o.ctx, rsp,
+    n->short_since = 0;
+    n->stalled = false;
+    if (bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp,
                          &used) != 0) {
-        n->st.rx_dropped++;
+        n->k->st.rx_dropped++;
         rx_answer(n, rsp, used); /* EFAULT answers one buffer with an error; EINVAL none */
         return 1;
     }
-    n->st.rx_packets++;
+    n->k->st.rx_packets++;
     rx_answer(n, rsp, used);
     return 1;
 }

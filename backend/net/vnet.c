@@ -114,6 +114,13 @@ static int tx_hdr(const struct bhnet_txpkt *pkt, const uint8_t *f, size_t len,
 int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
                    void *ctx, uint8_t *scratch, char *why, size_t whylen)
 {
+    return bhnet_tx_to_fd_filtered(fd, hdrsz, pkt, page, ctx, NULL, scratch, why, whylen);
+}
+
+int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
+                            bhnet_page_fn page, void *ctx, bhnet_filter_fn filter,
+                            uint8_t *scratch, char *why, size_t whylen)
+{
     struct virtio_net_hdr h;
     uint8_t *f = scratch + hdrsz;
     size_t len = 0;
@@ -133,6 +140,10 @@ int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_pa
         }
         memcpy(f + len, pg + fr->off, fr->len);
         len += fr->len;
+    }
+    if (filter != NULL && !filter(ctx, f, len)) {
+        snprintf(why, whylen, "refused by the filter");
+        return 2;
     }
     if ((rc = tx_hdr(pkt, f, len, &h, why, whylen)) != 0)
         return rc;

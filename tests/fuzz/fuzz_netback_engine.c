@@ -3,13 +3,17 @@
  * TX and RX rings against a TAP-like socket (a SOCK_SEQPACKET pair).
  *
  * Input: one byte of options (GSO TCPv4/v6 offered and asked, multicast,
- * RX ids bounded), then operations, one byte each: 0 puts k TX requests
+ * RX ids bounded, state kept outside the engine, the anti-spoofing filter
+ * on), then operations, one byte each: 0 puts k TX requests
  * (a byte k, then 12 bytes each), 1 puts k RX requests (8 bytes each), 2
  * sends a frame from the TAP's side (2 bytes of length up to 9000, a
  * 12-byte virtio_net_hdr, then the frame's bytes), 3 runs the engine and
  * takes the responses, 4 writes into a data page (a byte of page, 2 of
- * offset, a byte n, n bytes).  Whatever the frontend does, the engine leaves at
- * most one partial TX chain unanswered, and a lie is final.
+ * offset, a byte n, n bytes), 5 closes the engine and opens another over
+ * the same rings and kept state (a worker restarted; not after a lie,
+ * which loses the vif).  Whatever the frontend does, the engine leaves at
+ * most one partial TX chain unanswered, and a lie is final; a restarted
+ * engine takes the kept state it left.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +32,18 @@ static void *page_of(void *ctx, uint32_t gref, bool writable)
     return gref < 64 ? pages[gref] : NULL;
 }
 
+static bool spoof_filter(void *ctx, const uint8_t *f, size_t len)
+{
+    static const struct bhnet_antispoof a = {.has_mac = true, .mac = {0, 0x16, 0x3e, 0, 0, 1},
+                                             .nip = 1, .ip = {0x0100000a}};
+
+    (void)ctx;
+    return bhnet_antispoof_ok(&a, f, len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static struct bhnet_kept kept;
     static uint8_t frame[12 + 9000];
     struct fuzz_in in = {data, size};
     struct bhnet_opts o = {0};
@@ -50,13 +64,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.tx.gso_tcpv6 = o.rx.gso_tcpv6 = opt & 2;
     o.tx.mcast = opt & 4;
     o.rx.ring_ids = opt & 8 ? 256 : 0;
+    memset(&kept, 0, sizeof(kept));
+    o.kept = opt & 16 ? &kept : NULL;
+    o.filter = opt & 32 ? spoof_filter : NULL;
     o.tx_ring = txmem, o.rx_ring = rxmem, o.fd = sp[0], o.hdrsz = 12, o.page = page_of;
     if (bhring_attach(&ftx, &bhring_netif_tx, BHRING_FRONT, txmem, 0, 0, true) != 0 ||
         bhring_attach(&frx, &bhring_netif_rx, BHRING_FRONT, rxmem, 0, 0, true) != 0 ||
         (eng = bhnet_open(&o, why, sizeof(why))) == NULL)
         abort();
     while (in.n > 0) {
-        uint8_t op = fuzz_u8(&in) % 5;
+        uint8_t op = fuzz_u8(&in) % 6;
         unsigned int k, len;
         switch (op) {
         case 0:
@@ -85,6 +102,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 pg[at + i] = fuzz_u8(&in);
             break;
         }
+        case 5:
+            if (lied || o.kept == NULL)
+                break;
+            bhnet_close(eng);
+            eng = bhnet_open(&o, why, sizeof(why));
+            FUZZ_ASSERT(eng != NULL);
+            break;
         case 2:
             len = (unsigned int)(fuzz_u8(&in) << 8 | fuzz_u8(&in)) % 9001;
             for (unsigned int i = 0; i < 12 + len; i++)
