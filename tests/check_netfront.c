@@ -10,7 +10,8 @@
  * TX ring (slots, flags, GSO extra, bytes, trusted=0 clearing); a frame
  * from the RX ring on the TAP (chains, GSO, checksum flags); lies (unknown
  * TX id, RX slot out of its page, endless more_data, rsp_prod overflow)
- * that break that vif only, while another keeps moving frames.
+ * that break that vif only, while another keeps moving frames; and a
+ * kernel TAP as the broker makes it, in a network namespace of the test's.
  * Needs root (the simulation).
  */
 #define _GNU_SOURCE
@@ -22,6 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -181,6 +188,8 @@ static void fake_connect(struct fake *f)
 enum offer { BASIC, FULL };
 
 /* Both ends of vif devid up to Connected: the backend's offer, the frontend's ntap queues. */
+static int real_tap = -1; /* a kernel TAP instead of the socket pair of queue 0 */
+
 static void attach(struct fake *f, uint32_t devid, enum offer offer, unsigned int ntap, int trusted)
 {
     struct bhnetfront_cfg cfg = {0};
@@ -211,6 +220,8 @@ static void attach(struct fake *f, uint32_t devid, enum offer offer, unsigned in
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, f->sp[q]), 0);
         tap[q] = f->sp[q][0];
     }
+    if (real_tap >= 0)
+        tap[0] = real_tap;
     cfg.xs = gid.xs;
     cfg.gntshr = gid.gs;
     cfg.evtchn = gid.ev;
@@ -702,6 +713,74 @@ START_TEST(test_reconnect_after_lie)
 }
 END_TEST
 
+/*
+ * A kernel TAP made as the broker makes eth<devid> (IFF_VNET_HDR, a
+ * 12-byte header, CSUM and TSO offloads), in a network namespace of this
+ * test's own: the kernel takes the GSO frame the frontend writes (it
+ * refuses a virtio_net_hdr that does not describe the frame), and a frame
+ * sent on the interface reaches the TX ring.
+ */
+START_TEST(test_kernel_tap)
+{
+    struct ifreq ifr;
+    struct sockaddr_ll ll;
+    int hdr = HDRSZ, s, pk;
+    bool seen = false;
+
+    ck_assert_int_eq(unshare(CLONE_NEWNET), 0);
+    real_tap = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    ck_assert_msg(real_tap >= 0, "/dev/net/tun: %s", strerror(errno));
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+    ck_assert_int_eq(ioctl(real_tap, TUNSETIFF, &ifr), 0);
+    ck_assert_int_eq(ioctl(real_tap, TUNSETVNETHDRSZ, &hdr), 0);
+    s = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(s, 0);
+    ck_assert_int_eq(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+    ifr.ifr_flags |= IFF_UP;
+    ck_assert_int_eq(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
+    ck_assert_int_eq(ioctl(s, SIOCGIFINDEX, &ifr), 0);
+    close(s);
+    attach(&fk[0], 0, FULL, 1, -1);
+    /* TSO only as the backend offers it: the frontend's user sets it from the info (fe_vif.c). */
+    ck_assert_int_eq(ioctl(real_tap, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), 0);
+
+    /* RX: a GSO frame over three slots, written to the kernel whole. */
+    tcp_frame(fr, 9000, false);
+    fr[14 + 2] = (uint8_t)((9000 - 14) >> 8); /* the IPv4 total length */
+    fr[14 + 3] = (uint8_t)(9000 - 14);
+    fake_rx(&fk[0], 0, fr, 9000, NETRXF_csum_blank | NETRXF_data_validated,
+            XEN_NETIF_GSO_TYPE_TCPV4, 1400);
+    guest_turn(&fk[0]);
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->rx_dropped, 0);
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->rx_frames, 1);
+
+    /* TX: a frame sent on eth0 through a packet socket, on the ring (the kernel may send its own too). */
+    pk = socket(AF_PACKET, SOCK_RAW, 0);
+    ck_assert_int_ge(pk, 0);
+    memset(&ll, 0, sizeof(ll));
+    ll.sll_family = AF_PACKET;
+    ll.sll_ifindex = ifr.ifr_ifindex;
+    ll.sll_halen = 6;
+    memset(fr, 0, 200);
+    memcpy(fr, "\x00\x16\x3e\x00\x00\x09\x00\x16\x3e\x00\x00\x08\x88\xb5", 14);
+    for (unsigned int i = 14; i < 200; i++)
+        fr[i] = (uint8_t)i;
+    ck_assert_int_eq(sendto(pk, fr, 200, 0, (struct sockaddr *)&ll, sizeof(ll)), 200);
+    close(pk);
+    for (int i = 0; i < 64 && !seen; i++) {
+        bhnetfront_tap_ready(fk[0].nf, 0);
+        while (!seen && fake_tx(&fk[0], 0) > 0)
+            seen = fk[0].flen == 200 && memcmp(fk[0].frame, fr, 200) == 0;
+        guest_turn(&fk[0]);
+    }
+    ck_assert(seen);
+    close(real_tap);
+    real_tap = -1;
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("netfront");
@@ -715,6 +794,10 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rx_gso);
     tcase_add_loop_test(tc, test_lies_break_only_the_vif, 0, LIES);
     tcase_add_test(tc, test_reconnect_after_lie);
+    if (access("/dev/net/tun", R_OK | W_OK) == 0)
+        tcase_add_test(tc, test_kernel_tap);
+    else
+        fprintf(stderr, "check_netfront: no /dev/net/tun: the kernel TAP test is skipped\n");
     suite_add_tcase(s, tc);
     return s;
 }
