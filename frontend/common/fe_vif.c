@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -98,13 +99,28 @@ static void vif_release(struct bhfront *f)
     v->ntap = 0;
 }
 
-/* The TAP hands us GSO and partial checksums only of the kinds this backend takes. */
+/*
+ * The TAP hands us GSO and partial checksums only of the kinds this backend
+ * takes, and spreads the stack's frames only over the queues that have a
+ * ring pair: the others are detached (a backend may offer fewer queues than
+ * the TAP has), so no frame waits on an fd nobody reads.
+ */
 static void vif_offloads(struct bhfront *f, struct vif_front *v, const struct bhnetfront_info *in)
 {
     unsigned long off = TUN_F_CSUM;
 
     if (v->no_tap)
         return;
+    for (unsigned int q = 0; q < v->ntap && v->ntap > 1; q++) {
+        struct ifreq ifr;
+
+        memset(&ifr, 0, sizeof(ifr));
+        ifr.ifr_flags = q < in->queues ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+        /* EINVAL: already so. */
+        if (ioctl(v->tap[q], TUNSETQUEUE, &ifr) != 0 && errno != EINVAL)
+            bhfront_log(f, "eth%u: cannot %s queue %u: %s", f->devid,
+                        q < in->queues ? "attach" : "detach", q, strerror(errno));
+    }
     if (in->gso_tcpv4)
         off |= TUN_F_TSO4;
     if (in->gso_tcpv6)
