@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -175,11 +176,70 @@ static int vif_publish(struct bhfront *f, char *why, size_t len)
     return 0;
 }
 
+/*
+ * eth<devid> as the toolstack describes the vif in our directory: its mac
+ * (what the backend's anti-spoofing lets through) and mtu, and up.  The
+ * broker made it so; this holds it so across whatever changed it since.
+ */
+static int vif_link(struct bhfront *f, struct vif_front *v, char *why, size_t len)
+{
+    char mac[32] = "";
+    unsigned int mtu = 0, b[6];
+    const char *bad = NULL;
+    struct bhxb_key k[] = {{"mac", BHXB_STR, mac, sizeof(mac), false, 0},
+                           {"mtu", BHXB_UINT, &mtu, 0, false, 65535}};
+    struct ifreq ifr;
+    int s, rc = -1;
+
+    if (v->no_tap)
+        return 0;
+    if (bhxb_read_keys(f->xs, f->dir, k, 2, &bad) != 0) {
+        snprintf(why, len, "our key %s: %s (the toolstack writes it)", bad, strerror(errno));
+        return -1;
+    }
+    if ((s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+        snprintf(why, len, "cannot open a socket to set eth%u up: %s", f->devid, strerror(errno));
+        return -1;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth%u", f->devid);
+    if (mac[0] != '\0') {
+        if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6) {
+            snprintf(why, len, "our mac key \"%s\" is not xx:xx:xx:xx:xx:xx (fix the vif spec)", mac);
+            goto out;
+        }
+        ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        for (int i = 0; i < 6; i++)
+            ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+        if (ioctl(s, SIOCSIFHWADDR, &ifr) != 0) {
+            snprintf(why, len, "cannot give eth%u the mac %s: %s", f->devid, mac, strerror(errno));
+            goto out;
+        }
+    }
+    if (mtu != 0) {
+        ifr.ifr_mtu = (int)mtu;
+        if (ioctl(s, SIOCSIFMTU, &ifr) != 0) {
+            snprintf(why, len, "cannot give eth%u the mtu %u: %s (68..65521)", f->devid, mtu,
+                     strerror(errno));
+            goto out;
+        }
+    }
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0 ||
+        (!(ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr)) != 0)) {
+        snprintf(why, len, "cannot bring eth%u up: %s", f->devid, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(s);
+    return rc;
+}
+
 static int vif_connect(struct bhfront *f, char *why, size_t len)
 {
     struct vif_front *v = f->priv;
 
-    if (bhnetfront_connect(v->nf, why, len) != 0)
+    if (bhnetfront_connect(v->nf, why, len) != 0 || vif_link(f, v, why, len) != 0)
         return -1;
     bhfront_log(f, "connected");
     return 0;
