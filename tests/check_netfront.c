@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bhnetfront.h"
@@ -781,6 +782,64 @@ START_TEST(test_kernel_tap)
 }
 END_TEST
 
+/*
+ * bulkhead-guest itself in the guest domain, two vifs served by this test
+ * (no TAP registered: the runtime stands a socket pair in).  A lying RX
+ * response on vif 0 fails vif 0 (error node naming the lie, Closing); vif 1
+ * stays Connected and the runtime lives.
+ */
+START_TEST(test_guest_runtime_lie)
+{
+    struct hst_end be[2];
+    struct bhxb_layout *lay[2];
+    char bin[512], why[512], err[512];
+    char *argv[] = {bin, NULL};
+    struct netif_rx_response lie = {.id = 77, .status = 60};
+    pid_t pid;
+    int status;
+
+    snprintf(bin, sizeof(bin), "%s/frontend/common/bulkhead-guest", test_builddir());
+    for (unsigned int i = 0; i < 2; i++) {
+        struct bhxb_dev d = {"vif", NULL, guest.domid, drv.domid, i};
+
+        lay[i] = hst_layout(sim.xs, &d);
+        ck_assert_ptr_nonnull(lay[i]);
+        ck_assert_int_eq(hst_back_init(&be[i], &did, HST_NETIF, &d), 0);
+        ck_assert_int_eq(hst_back_publish(&be[i]), 0);
+        ck_assert_int_eq(hst_state(&be[i], XenbusStateInitWait), 0);
+    }
+    pid = hst_sim_spawn(&guest, argv, -1);
+    ck_assert_int_gt(pid, 0);
+    for (unsigned int i = 0; i < 2; i++) {
+        ck_assert_msg(hst_wait(sim.xs, be[i].peer_dir, HST_STATE(XenbusStateInitialised), true,
+                               HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateInitialised,
+                      "%s", why);
+        ck_assert_msg(hst_back_connect(&be[i]) == 0, "%s", be[i].why);
+        ck_assert_int_eq(hst_state(&be[i], XenbusStateConnected), 0);
+        ck_assert_msg(hst_wait(sim.xs, be[i].peer_dir, HST_STATE(XenbusStateConnected), true,
+                               HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateConnected,
+                      "%s", why);
+    }
+    /* The guest posted its RX buffers: slot 0 holds id 0, answered as 77. */
+    ck_assert_int_eq(hst_produce(&be[0], 1, &lie, sizeof(lie), 1, true), 0);
+    ck_assert_msg(hst_wait(sim.xs, be[0].peer_dir, 0, true, HST_TIMEOUT_MS, why, sizeof(why)) ==
+                      HST_ERROR,
+                  "%s", why);
+    ck_assert_int_eq(hst_read_error(sim.xs, be[0].peer_dir, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "names id 77") != NULL, "%s", err);
+    ck_assert_msg(hst_wait(sim.xs, be[0].peer_dir, HST_STATE(XenbusStateClosing), false,
+                           HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateClosing,
+                  "%s", why);
+    ck_assert_int_eq(hst_read_state(sim.xs, be[1].peer_dir), XenbusStateConnected);
+    ck_assert_int_eq(hst_read_error(sim.xs, be[1].peer_dir, err, sizeof(err)), -1);
+    ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+    for (unsigned int i = 0; i < 2; i++) {
+        hst_end_close(&be[i]);
+        bhxb_layout_free(lay[i]);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("netfront");
@@ -794,6 +853,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rx_gso);
     tcase_add_loop_test(tc, test_lies_break_only_the_vif, 0, LIES);
     tcase_add_test(tc, test_reconnect_after_lie);
+    tcase_add_test(tc, test_guest_runtime_lie);
     if (access("/dev/net/tun", R_OK | W_OK) == 0)
         tcase_add_test(tc, test_kernel_tap);
     else
