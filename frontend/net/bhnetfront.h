@@ -114,7 +114,7 @@ enum bhnetf_verdict bhnetf_rx_parse(const struct netif_rx_response *rsp, const u
  * hdrsz bytes before each frame; any fd with the same framing - a
  * SOCK_SEQPACKET socket - will do).  TX: bhnetfront_tap_ready reads frames
  * while the ring has room for one of the largest: a frame goes into up to
- * 17 pool pages, one slot each chained with NETTXF_more_data, its GSO as a
+ * 16 pool pages, one slot each chained with NETTXF_more_data, its GSO as a
  * GSO extra and its partial checksum as NETTXF_csum_blank.  RX: responses
  * (validated by bhnetf_rx_parse) are assembled into frames written to the
  * TAP, a GSO extra and NETRXF_* flags mapped back to the header.  Frames

@@ -508,8 +508,8 @@ void bhnetfront_tap_ready(bhnetfront *n, unsigned int qi)
     while (bhnetfront_tx_room(n, qi)) {
         ssize_t r = read(n->tap[qi], n->scratch, n->cfg.hdrsz + FRAME_MAX + 1);
 
-        if (r < 0)
-            break; /* EAGAIN: drained; anything else shows again at the next poll */
+        if (r <= 0)
+            break; /* EAGAIN: drained; 0 (a socket whose peer left) or an error: not now */
         if ((size_t)r < n->cfg.hdrsz) {
             n->st.tx_dropped++;
             continue;
