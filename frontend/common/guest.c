@@ -555,9 +555,8 @@ static long now_ms(void)
 
 #define GUEST_MAX_FDS 64 /* the runtime's 3, then the drivers' own (a vif: a TAP fd per queue) */
 
-/* The drivers' fds after the runtime's three: owner[i] is pf[3 + i]'s device. */
-static unsigned int driver_fds(struct guest *g, struct pollfd *pf, struct bhfront **owner,
-                               unsigned int *count)
+/* The drivers' fds after the runtime's three, and their count: owner[i] is pf[i]'s device. */
+static unsigned int driver_fds(struct guest *g, struct pollfd *pf, struct bhfront **owner)
 {
     unsigned int n = 0;
 
@@ -570,7 +569,6 @@ static unsigned int driver_fds(struct guest *g, struct pollfd *pf, struct bhfron
             owner[n + i] = f;
         n += k;
     }
-    *count = n;
     return n;
 }
 
@@ -599,7 +597,7 @@ static void run(struct guest *g, long wait_ms)
                                            {.fd = bhxb_watches_fd(g->watches), .events = POLLIN},
                                            {.fd = bhevtchn_fd(g->evtchn), .events = POLLIN}};
         struct bhfront *owner[GUEST_MAX_FDS];
-        unsigned int nd = 0;
+        unsigned int nd;
         long timeout = -1;
         if (fail_pending) {
             fail_pending = false;
@@ -625,7 +623,7 @@ static void run(struct guest *g, long wait_ms)
                 timeout = wait_ms - (now_ms() - started);
             }
         }
-        driver_fds(g, pf + 3, owner, &nd);
+        nd = driver_fds(g, pf + 3, owner);
         if (poll(pf, 3 + nd, (int)timeout) < 0 && errno != EINTR) {
             glog("poll: %s", strerror(errno));
             return;
