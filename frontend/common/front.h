@@ -26,11 +26,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 
 #include "bhplat.h"
 #include "bhxenbus.h"
 
-#define BHFRONT_MAX_PORTS 4
+#define BHFRONT_MAX_PORTS 16 /* a vif: 8 queues with split event channels */
 #define BHFRONT_MAX_RING  16
 
 struct bhfrontdrv;
@@ -75,6 +76,13 @@ struct bhfrontdrv {
      * device fails (error node, Closing).
      */
     int (*supervise)(struct bhfront *f, bool stopping, char *why, size_t whylen);
+    /*
+     * A driver that also waits on fds of its own (a vif's TAP queues) fills
+     * up to max entries of pf (fd, events) before every poll; ready then
+     * gets the same entries with their revents.  Both may be NULL.
+     */
+    unsigned int (*pollfds)(struct bhfront *f, struct pollfd *pf, unsigned int max);
+    void (*ready)(struct bhfront *f, const struct pollfd *pf, unsigned int n);
 };
 
 /* fe_vbd.c: the vbd frontend, nbdkit with the blkfront plugin. */
@@ -84,7 +92,10 @@ extern unsigned int fe_vbd_queues;
 /* Whether every vbd asks for persistent grants (--vbd-persistent); -1: the plugin's default (yes). */
 extern int fe_vbd_persistent;
 
-/* fe_trivial.c: the built-in frontends; the one for a kind, or NULL. */
+/* fe_vif.c: the vif frontend, libbhnetfront over eth<devid> from dom0's broker. */
+extern const struct bhfrontdrv netfront_tap;
+
+/* fe_table.c: the built-in frontends; the one for a kind, or NULL. */
 const struct bhfrontdrv *bhfrontdrv_find(const char *kind);
 
 /* ---- helpers (guest.c) ---- */

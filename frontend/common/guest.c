@@ -40,6 +40,8 @@
 #define BOOT_XS_WAIT_MS 15000 /* for the toolstack to introduce us */
 
 static const char *progname = "bulkhead-guest";
+/* A driver failed its device from a kick or its fds: the next turn steps the machines. */
+static bool fail_pending;
 
 struct guest {
     struct xs_handle *xs;
@@ -262,6 +264,7 @@ void bhfront_fail(struct bhfront *f, int err, const char *fmt, ...)
     va_end(ap);
     f->err = err ? err : EPROTO;
     f->machine.view.error = true;
+    fail_pending = true;
 }
 
 /* ---- devices ---- */
@@ -550,16 +553,56 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+#define GUEST_MAX_FDS 64 /* the runtime's 3, then the drivers' own (a vif: a TAP fd per queue) */
+
+/* The drivers' fds after the runtime's three, and their count: owner[i] is pf[i]'s device. */
+static unsigned int driver_fds(struct guest *g, struct pollfd *pf, struct bhfront **owner)
+{
+    unsigned int n = 0;
+
+    for (struct bhfront *f = g->fronts; f != NULL; f = f->next) {
+        unsigned int k = 0;
+
+        if (f->drv->pollfds != NULL && !f->machine.view.error)
+            k = f->drv->pollfds(f, pf + n, GUEST_MAX_FDS - 3 - n);
+        for (unsigned int i = 0; i < k; i++)
+            owner[n + i] = f;
+        n += k;
+    }
+    return n;
+}
+
+/* Each device's ready() with its own entries (they are contiguous). */
+static void drivers_ready(struct pollfd *pf, struct bhfront **owner, unsigned int n)
+{
+    for (unsigned int i = 0; i < n;) {
+        unsigned int j = i;
+        bool any = false;
+
+        while (j < n && owner[j] == owner[i])
+            any |= pf[j++].revents != 0;
+        if (any)
+            owner[i]->drv->ready(owner[i], pf + i, j - i);
+        i = j;
+    }
+}
+
 static void run(struct guest *g, long wait_ms)
 {
     long started = now_ms(), stop_at = -1;
 
     g->dirty = true;
     for (;;) {
-        struct pollfd pf[3] = {{.fd = g->sigfd, .events = POLLIN},
-                               {.fd = bhxb_watches_fd(g->watches), .events = POLLIN},
-                               {.fd = bhevtchn_fd(g->evtchn), .events = POLLIN}};
+        struct pollfd pf[GUEST_MAX_FDS] = {{.fd = g->sigfd, .events = POLLIN},
+                                           {.fd = bhxb_watches_fd(g->watches), .events = POLLIN},
+                                           {.fd = bhevtchn_fd(g->evtchn), .events = POLLIN}};
+        struct bhfront *owner[GUEST_MAX_FDS];
+        unsigned int nd;
         long timeout = -1;
+        if (fail_pending) {
+            fail_pending = false;
+            g->dirty = true;
+        }
         if (g->dirty) {
             g->dirty = false;
             step_all(g);
@@ -580,7 +623,8 @@ static void run(struct guest *g, long wait_ms)
                 timeout = wait_ms - (now_ms() - started);
             }
         }
-        if (poll(pf, 3, (int)timeout) < 0 && errno != EINTR) {
+        nd = driver_fds(g, pf + 3, owner);
+        if (poll(pf, 3 + nd, (int)timeout) < 0 && errno != EINTR) {
             glog("poll: %s", strerror(errno));
             return;
         }
@@ -590,6 +634,8 @@ static void run(struct guest *g, long wait_ms)
             bhxb_watches_dispatch(g->watches);
         if (pf[2].revents)
             on_event(g);
+        /* Devices are freed only in step_all, at the top: every owner is alive. */
+        drivers_ready(pf + 3, owner, nd);
     }
 }
 
