@@ -135,6 +135,12 @@ static int vbd_spawn(struct bhfront *f, struct vbd_front *v, char *why, size_t l
          * constructor runs before p11-kit's and the lock stays sound.
          */
         setenv("LD_PRELOAD", BH_ASAN_RUNTIME " libp11-kit.so.0", 1);
+        /*
+         * ASan's quarantine keeps 256 MiB of freed memory by default: in a
+         * guest's 128 MiB memory cgroup, an nbdkit serving many requests was
+         * killed by the OOM killer.  A smaller one unless the caller chose.
+         */
+        setenv("ASAN_OPTIONS", "quarantine_size_mb=8", 0);
 #endif
         execvp(argv[0], argv);
         fprintf(stderr, "bulkhead-guest: cannot run nbdkit: %s (apt-get install nbdkit)\n",

@@ -27,6 +27,9 @@ printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/stor
 cat >"$W/g.cfg" <<CFG
 name = "g"
 vcpus = 2
+# Twelve fio jobs and two nbdkits (4 queues, 32 threads each; sanitized ones
+# in a sanitizer build) need more than the default 128 MiB.
+memory = 512
 disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
          "format=raw, vdev=xvdc, access=rw, target=$W/dom0/c.img" ]
 CFG
