@@ -319,6 +319,23 @@ static void usage(FILE *f)
             progname);
 }
 
+/* An option's milliseconds, 0 to a day; 0 means what zero says. */
+static int parse_ms(const char *opt, const char *arg, const char *zero, unsigned int *out)
+{
+    char *end;
+    unsigned long ms;
+
+    errno = 0;
+    ms = strtoul(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-' || ms > 86400000ul) {
+        fprintf(stderr, "%s: %s '%s': give milliseconds, 0%s to 86400000\n", progname, opt, arg,
+                zero);
+        return -1;
+    }
+    *out = (unsigned int)ms;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct drvdom dd = {.sigfd = -1};
@@ -332,29 +349,13 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--grant-idle-ms") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long ms;
-            errno = 0;
-            ms = strtoul(argv[++i], &end, 10);
-            if (errno != 0 || end == argv[i] || *end != '\0' || argv[i][0] == '-' ||
-                ms > 86400000ul) {
-                fprintf(stderr, "%s: --grant-idle-ms '%s': give milliseconds, 0 to 86400000\n",
-                        progname, argv[i]);
+            if (parse_ms(argv[i], argv[i + 1], "", &blkback_grant_idle_ms) != 0)
                 return 2;
-            }
-            blkback_grant_idle_ms = (unsigned int)ms;
+            i++;
         } else if (strcmp(argv[i], "--rx-stall-ms") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long ms;
-            errno = 0;
-            ms = strtoul(argv[++i], &end, 10);
-            if (errno != 0 || end == argv[i] || *end != '\0' || argv[i][0] == '-' ||
-                ms > 86400000ul) {
-                fprintf(stderr, "%s: --rx-stall-ms '%s': give milliseconds, 0 (never) to 86400000\n",
-                        progname, argv[i]);
+            if (parse_ms(argv[i], argv[i + 1], " (never)", &netback_rx_stall_ms) != 0)
                 return 2;
-            }
-            netback_rx_stall_ms = (unsigned int)ms;
+            i++;
         } else {
             usage(help ? stdout : stderr);
             if (!help)

@@ -51,17 +51,12 @@ guest g0 "$W/store/disk0.img" "" >"$W/g0.cfg"
 for c in drv g g1 gnp g0; do
     "$B" create "$W/$c.cfg" >/dev/null || { echo "bench_blk: cannot create $c"; exit 1; }
 done
-# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
+. "$(dirname "$0")/../dev/lib.sh"
 uri() { # guest vdev
-    local u i
-    for i in $(seq 300); do
-        u=$("$B" block-list "$1" --json |
-            sed -n "s/.*\"vdev\": \"$2\".*\"uri\": \"\([^\"]*\)\".*/\1/p")
-        [ -n "$u" ] && { echo "$u"; return; }
-        sleep 0.1
-    done
-    echo "bench_blk: $1's $2 has no NBD URI after 30 s" >&2
-    exit 1
+    local u
+    u=$(vbd_uri "$1" "$2")
+    [ -n "$u" ] || echo "bench_blk: $1's $2 has no NBD URI after 30 s" >&2
+    echo "$u"
 }
 U_g=$(uri g xvda) U_q=$(uri g xvdb) U_g1=$(uri g1 xvda) U_gnp=$(uri gnp xvda) U_g0=$(uri g0 xvda)
 [ -n "$U_g" ] && [ -n "$U_q" ] && [ -n "$U_g1" ] && [ -n "$U_gnp" ] && [ -n "$U_g0" ] || exit 1

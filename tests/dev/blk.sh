@@ -9,6 +9,7 @@
 # with no I/O; a disk with 4096-byte sectors (a losetup -b 4096 loop device).
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
@@ -45,16 +46,7 @@ CFG
 ok "up" "$B" up
 ok "create the driver domain" "$B" create "$W/drv.cfg"
 ok "create the guest with three disks" "$B" create "$W/g.cfg"
-# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
-uri() {
-    local u i
-    for i in $(seq 300); do
-        u=$("$B" block-list g --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p")
-        [ -n "$u" ] && break
-        sleep 0.1
-    done
-    echo "$u"
-}
+uri() { vbd_uri g "$1"; }
 ua=$(uri xvda); ub=$(uri xvdb); uc=$(uri xvdc)
 is "each disk has an NBD URI in the guest" "$(echo "$ua $ub $uc" | grep -o 'nbd+unix://' | wc -l)" "3"
 # 51712 is xvda, 51744 xvdc: blkfront asked for 4 queues, both backends offer 4.

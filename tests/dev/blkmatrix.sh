@@ -12,6 +12,7 @@
 # 400 MiB.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
@@ -37,16 +38,7 @@ CFG
 ok "up" "$B" up
 ok "create the driver domain" "$B" create "$W/drv.cfg"
 ok "create the guest with a disk in each placement" "$B" create "$W/g.cfg"
-# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
-uri() {
-    local u i
-    for i in $(seq 300); do
-        u=$("$B" block-list g --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p")
-        [ -n "$u" ] && break
-        sleep 0.1
-    done
-    echo "$u"
-}
+uri() { vbd_uri g "$1"; }
 ua=$(uri xvda); uc=$(uri xvdc)
 is "both disks have an NBD URI in the guest" "$(echo "$ua $uc" | grep -o 'nbd+unix://' | wc -l)" "2"
 

@@ -8,6 +8,7 @@
 # missing qemu-nbd refused in one line with nothing left behind.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null ||
@@ -53,16 +54,7 @@ is "the read-only disk has no discard" \
 is "the guest sees the image's virtual size" \
    "$(xenstore-read "$be/sectors")" "$((64 * 1024 * 2))"
 
-# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
-uri() {
-    local u i
-    for i in $(seq 300); do
-        u=$("$B" block-list g --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p")
-        [ -n "$u" ] && break
-        sleep 0.1
-    done
-    echo "$u"
-}
+uri() { vbd_uri g "$1"; }
 ua=$(uri xvda); ub=$(uri xvdb); uc=$(uri xvdc)
 fio_in_g() {
     "$B" exec g -- fio --output-format=terse --terse-version=3 --ioengine=nbd --uri="$1" \
@@ -143,16 +135,7 @@ qemu-img create -q -f qed "$W/store/e.qed" 32M
 printf 'name = "f"\ndisk = [ "format=vhd, vdev=xvda, backend=drv, target=%s", "format=qed, vdev=xvdb, backend=drv, target=%s" ]\n' \
     "$W/store/v.vhd" "$W/store/e.qed" >"$W/f.cfg"
 ok "create a guest with a vhd and a qed disk" "$B" create "$W/f.cfg"
-# The guest publishes a vbd's URI once its nbdkit serves it, just after Connected.
-furi() {
-    local u i
-    for i in $(seq 300); do
-        u=$("$B" block-list f --json | sed -n "s/.*\"vdev\": \"$1\".*\"uri\": \"\([^\"]*\)\".*/\1/p")
-        [ -n "$u" ] && break
-        sleep 0.1
-    done
-    echo "$u"
-}
+furi() { vbd_uri f "$1"; }
 ok "fio verify on the vhd disk" "$B" exec f -- fio --ioengine=nbd --uri="$(furi xvda)" --rw=randwrite \
     --bs=4k --iodepth=8 --size=8M --verify=crc32c --verify_fatal=1 --do_verify=1 --name=v
 ok "fio verify on the qed disk" "$B" exec f -- fio --ioengine=nbd --uri="$(furi xvdb)" --rw=randwrite \
