@@ -74,6 +74,7 @@ struct net_kept {
     uint64_t rate_bytes;
     uint32_t rate_usec;
     uint32_t mtu;
+    uint32_t pools; /* the frontend's bulkhead-persistent-pools: its pages may stay mapped */
     uint64_t kicks;
     struct net_queue_kept q[NET_MAX_QUEUES];
 };
@@ -88,7 +89,23 @@ struct net_queue {
     void *map;
     uint32_t map_ref;
     bool map_rw;
+    /* With persistent pools: the frontend's pages mapped so far, by grant reference. */
+    struct net_mapped {
+        uint32_t gref;
+        bool rw;
+        void *page; /* NULL: a free bucket */
+    } *mc;
+    unsigned int nmc;
 };
+
+/*
+ * Mappings kept per queue with persistent pools: twice what our netfront
+ * grants a queue (256 TX + 256 RX pages), so that open addressing stays
+ * short; a frontend that shows more pages than that has its mappings
+ * dropped and made again, never more memory.
+ */
+#define NET_MAP_BUCKETS 1024u
+#define NET_MAP_MAX     (NET_MAP_BUCKETS / 2)
 
 struct net_priv {
     struct net_queue q[NET_MAX_QUEUES];
@@ -264,10 +281,59 @@ static void unmap_data(struct net_queue *q)
     q->map = NULL;
 }
 
+/* Drops every kept mapping of q. */
+static void unmap_kept(struct net_queue *q)
+{
+    for (unsigned int i = 0; q->mc != NULL && i < NET_MAP_BUCKETS; i++)
+        if (q->mc[i].page != NULL) {
+            bhgnttab_unmap(q->d->gnttab, q->mc[i].page, 1);
+            q->mc[i].page = NULL;
+        }
+    q->nmc = 0;
+}
+
+/*
+ * A page of a frontend with persistent pools: mapped once and kept (the
+ * simulation's map is a call to the hypervisor, hundreds of microseconds:
+ * once per packet it was the whole cost of the data path).
+ */
+static void *kept_page(struct net_queue *q, uint32_t gref, bool writable)
+{
+    unsigned int i = (gref * 2654435761u) % NET_MAP_BUCKETS;
+    struct net_mapped *m;
+
+    if (q->mc == NULL && (q->mc = calloc(NET_MAP_BUCKETS, sizeof(*q->mc))) == NULL)
+        return NULL;
+    while (q->mc[i].page != NULL && q->mc[i].gref != gref)
+        i = (i + 1) % NET_MAP_BUCKETS;
+    m = &q->mc[i];
+    if (m->page != NULL && (m->rw || !writable))
+        return m->page;
+    if (m->page != NULL) { /* mapped read-only, wanted writable: map it again */
+        bhgnttab_unmap(q->d->gnttab, m->page, 1);
+        m->page = NULL;
+        q->nmc--;
+    }
+    if (q->nmc >= NET_MAP_MAX) {
+        unmap_kept(q);
+        return kept_page(q, gref, writable);
+    }
+    m->page = bhgnttab_map_grant_ref(q->d->gnttab, q->d->id.domid, gref,
+                                     writable ? PROT_READ | PROT_WRITE : PROT_READ);
+    if (m->page == NULL)
+        return NULL;
+    m->gref = gref;
+    m->rw = writable;
+    q->nmc++;
+    return m->page;
+}
+
 static void *net_page(void *ctx, uint32_t gref, bool writable)
 {
     struct net_queue *q = ctx;
 
+    if (((struct net_kept *)q->d->kept)->pools)
+        return kept_page(q, gref, writable);
     if (q->map != NULL && q->map_ref == gref && (q->map_rw || !writable))
         return q->map;
     unmap_data(q);
@@ -295,6 +361,9 @@ static void net_detach(struct bhdev *d)
 
         bhnet_close(q->eng);
         unmap_data(q);
+        unmap_kept(q);
+        free(q->mc);
+        q->mc = NULL;
         if (q->port_rx != q->port_tx)
             bhdev_unbind(d, q->port_rx);
         bhdev_unbind(d, q->port_tx);
@@ -470,7 +539,7 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
     struct net_kept *k = d->kept;
     unsigned int copy = 0, queues = 1, fmtu = 0, max = net_max_queues(d);
     bool sg = false, gso4 = false, gso6 = false, nocsum = false, csum6 = false, notify = false,
-         mcast = false;
+         mcast = false, pools = false;
     const char *bad = NULL;
     struct bhxb_key in[] = {
         {"request-rx-copy", BHXB_UINT, &copy, 0, true, 1},
@@ -483,6 +552,7 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
         {"request-multicast-control", BHXB_BOOL, &mcast, 0, false, 0},
         {"multi-queue-num-queues", BHXB_UINT, &queues, 0, false, 0},
         {"mtu", BHXB_UINT, &fmtu, 0, false, NET_MTU_MAX},
+        {"bulkhead-persistent-pools", BHXB_BOOL, &pools, 0, false, 0},
     };
 
     if (bhxb_read_keys(d->xs, d->paths.frontend, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
@@ -522,6 +592,7 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
     k->gso4 = gso4;
     k->gso6 = gso6;
     k->mcast = mcast;
+    k->pools = pools;
     if (net_offloads(d, !nocsum, csum6, why, len) != 0 || net_attach(d, why, len) != 0)
         return -1;
     bhdev_log(d,

@@ -268,7 +268,7 @@ static void remove_stale(bhnetfront *n)
     }
 }
 
-#define NF_MAX_KEYS (8 + 5 * BHNETFRONT_MAX_QUEUES)
+#define NF_MAX_KEYS (9 + 5 * BHNETFRONT_MAX_QUEUES)
 
 int bhnetfront_publish(bhnetfront *n, char *why, size_t len)
 {
@@ -321,6 +321,12 @@ int bhnetfront_publish(bhnetfront *n, char *why, size_t len)
         k[nk++] = (struct bhxb_key){"multi-queue-num-queues", BHXB_UINT, &nq, 0, false, 0};
     k[nk++] = (struct bhxb_key){"request-rx-copy", BHXB_BOOL, &yes, 0, false, 0};
     k[nk++] = (struct bhxb_key){"feature-rx-notify", BHXB_BOOL, &yes, 0, false, 0};
+    /*
+     * Ours: the pools are granted once per connection and never ended
+     * before it ends, so the backend may keep their pages mapped (Linux's
+     * netfront ends a grant per packet, and a backend must not).
+     */
+    k[nk++] = (struct bhxb_key){"bulkhead-persistent-pools", BHXB_BOOL, &yes, 0, false, 0};
     k[nk++] = (struct bhxb_key){"feature-sg", BHXB_BOOL, &yes, 0, false, 0};
     k[nk++] = (struct bhxb_key){"feature-ipv6-csum-offload", BHXB_BOOL, &yes, 0, false, 0};
     if (n->rxo.gso_tcpv4)
