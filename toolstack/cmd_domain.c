@@ -17,6 +17,7 @@
 #include "devices.h"
 #include "devplan.h"
 #include "dombuild.h"
+#include "domxml.h"
 #include "toolstack.h"
 #include "xlcfg.h"
 #include "xsdom.h"
@@ -204,7 +205,7 @@ static int create_dry_run(const char *file, struct devplan_opts *o, struct resol
     char err[1024];
     int rc = 1;
 
-    if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
+    if (domcfg_read(&cfg, file, err, sizeof(err)) != 0) {
         errorf("%s", err);
         return 1;
     }
@@ -388,7 +389,7 @@ static int create_domain(const char *file)
     bool created = false;
     int rc = 1, hrc;
 
-    if (xlcfg_read(&cfg, file, NULL, 0, err, sizeof(err)) != 0) {
+    if (domcfg_read(&cfg, file, err, sizeof(err)) != 0) {
         errorf("%s", err);
         return 1;
     }

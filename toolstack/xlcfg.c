@@ -61,10 +61,7 @@ static int check_type(struct xlcfg *cfg, XLU_Config *c, const char *file, char *
     xlu_cfg_get_string(c, "builder", &builder, 1);
     if ((type && strcmp(type, "pv") != 0) || (builder && strcmp(builder, "linux") != 0 &&
                                               strcmp(builder, "generic") != 0)) {
-        snprintf(err, errlen,
-                 "%s: %s guests are not available in the simulation: use type = \"pv\" (or run "
-                 "this config on Xen with xl)",
-                 file, type ? type : builder);
+        snprintf(err, errlen, XLCFG_NOT_PV_FMT, file, type ? type : builder);
         return -1;
     }
     snprintf(cfg->type, sizeof(cfg->type), "pv");

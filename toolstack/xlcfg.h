@@ -58,6 +58,14 @@ struct xlcfg {
     long vbd_persistent; /* bulkhead_vbd_persistent, -1 when not given */
 };
 
+/*
+ * The refusal of an HVM or PVH guest, from an xl config or libvirt XML
+ * (domxml.h) alike: the config's file, then "hvm" or "pvh".
+ */
+#define XLCFG_NOT_PV_FMT                                                                           \
+    "%s: %s guests are not available in the simulation: make it a PV guest (xl: type = \"pv\"; " \
+    "libvirt: <type>linux</type>) or run it on Xen"
+
 #define XLCFG_DEVS_MAX 64     /* disks, vifs: each list */
 #define XLCFG_STORAGE_MAX 32  /* bulkhead_storage entries */
 #define XLCFG_INIT_MAX 64     /* bulkhead_init arguments */
