@@ -578,28 +578,80 @@ static xmlRelaxNGPtr load_schema(const char *path, char *err, size_t errlen)
     return s;
 }
 
+/* 0 if doc follows the schema, 1 if not, -1 out of memory; the first error into *fe. */
+static int valid(xmlRelaxNGPtr s, xmlDocPtr doc, struct firsterr *fe)
+{
+    xmlRelaxNGValidCtxtPtr vc = xmlRelaxNGNewValidCtxt(s);
+    int r;
+
+    if (vc == NULL)
+        return -1;
+    xmlRelaxNGSetValidStructuredErrors(vc, keep_first, fe);
+    r = xmlRelaxNGValidateDoc(vc, doc);
+    xmlRelaxNGFreeValidCtxt(vc);
+    return r == 0 ? 0 : r > 0 ? 1 : -1;
+}
+
+/*
+ * Which element breaks the schema.  libxml2 reports an invalid device
+ * inside libvirt's <interleave>s as "Extra element devices in interleave"
+ * on <domain>, which names nothing a user can fix; so the document is
+ * tried without each child element in turn: the one whose removal makes it
+ * valid is the culprit, and its own children are tried the same way.
+ * Bounded (*budget validations) so that a hostile file cannot make it slow.
+ */
+static xmlNode *culprit(xmlRelaxNGPtr s, xmlDocPtr doc, xmlNode *node, int depth, int *budget)
+{
+    for (xmlNode *c = node->children; c != NULL && *budget > 0; c = c->next) {
+        struct firsterr fe = {.set = false};
+        xmlNode *next = c->next, *deeper;
+        int r;
+
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        xmlUnlinkNode(c);
+        (*budget)--;
+        r = valid(s, doc, &fe);
+        if (next != NULL)
+            xmlAddPrevSibling(next, c);
+        else
+            xmlAddChild(node, c);
+        if (r == 0) {
+            deeper = depth < 4 ? culprit(s, doc, c, depth + 1, budget) : NULL;
+            return deeper != NULL ? deeper : c;
+        }
+    }
+    return NULL;
+}
+
 static int validate(xmlDocPtr doc, const char *file, const char *schema, char *err,
                     size_t errlen)
 {
     struct firsterr fe = {.set = false};
-    xmlRelaxNGValidCtxtPtr vc;
+    xmlNode *bad;
     xmlRelaxNGPtr s;
-    int r;
+    int r, budget = 64;
 
     if ((s = load_schema(schema, err, errlen)) == NULL)
         return -1;
-    if ((vc = xmlRelaxNGNewValidCtxt(s)) == NULL) {
+    if ((r = valid(s, doc, &fe)) == 0)
+        return 0;
+    if (r < 0) {
         snprintf(err, errlen, "%s: out of memory", file);
         return -1;
     }
-    xmlRelaxNGSetValidStructuredErrors(vc, keep_first, &fe);
-    r = xmlRelaxNGValidateDoc(vc, doc);
-    xmlRelaxNGFreeValidCtxt(vc);
-    if (r == 0)
-        return 0;
-    snprintf(err, errlen, "%s:%d: <%s> does not follow libvirt's domain.rng (%s): fix it as "
-             "formatdomain describes", file, fe.line, fe.elem[0] ? fe.elem : "domain",
-             fe.set ? fe.msg : "invalid");
+    if ((bad = culprit(s, doc, xmlDocGetRootElement(doc), 0, &budget)) != NULL)
+        snprintf(err, errlen, "%s:%ld: <%s>%s%s%s does not follow libvirt's domain.rng: check "
+                 "its attributes, values and children against libvirt's formatdomain page",
+                 file, xmlGetLineNo(bad), (const char *)bad->name,
+                 bad->parent && bad->parent->type == XML_ELEMENT_NODE ? " in <" : "",
+                 bad->parent && bad->parent->type == XML_ELEMENT_NODE
+                     ? (const char *)bad->parent->name : "",
+                 bad->parent && bad->parent->type == XML_ELEMENT_NODE ? ">" : "");
+    else
+        snprintf(err, errlen, "%s:%d: <%s> does not follow libvirt's domain.rng (%s): fix it as "
+                 "libvirt's formatdomain page describes", file, fe.line,
+                 fe.elem[0] ? fe.elem : "domain", fe.set ? fe.msg : "invalid");
     xlcfg_one_line(err);
     return -1;
 }
