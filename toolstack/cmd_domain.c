@@ -363,29 +363,6 @@ static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct x
     return off;
 }
 
-/*
- * Every disk's target must be there and readable (writable too for a
- * read-write disk) before anything is made: create -n plans without them,
- * a real create would only learn it from a backend that never connects.
- * The driver domain's storage is a host directory, so dom0 sees the same
- * path.  0, or -1 with a one-line message naming the fix.
- */
-static int targets_check(const struct devplan *plan, const char *file, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < plan->n; i++) {
-        const struct devplan_dev *d = &plan->devs[i];
-        if (d->kind != DEVPLAN_DISK || d->target[0] == '\0')
-            continue;
-        if (access(d->target, d->readwrite ? R_OK | W_OK : R_OK) != 0) {
-            snprintf(err, errlen, "%s: disk %s: target %s: %s: create the image (e.g. truncate "
-                     "-s 1G %s) or correct target=", file, d->vdev, d->target, strerror(errno),
-                     d->target);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Plans the devices for domid (HVW_DOMID_MAX before the domain exists: a check). */
 static int plan_devices(const struct xlcfg *cfg, const char *file, uint32_t domid,
                         struct devices_resolver *res, struct devplan **plan, char *err,
@@ -424,7 +401,7 @@ static int create_domain(const char *file)
     res.xs = xs;
     /* Every device is checked before anything is made: a bad one changes nothing. */
     if (plan_devices(&cfg, file, HVW_DOMID_MAX, &res, &plan, err, sizeof(err)) != 0 ||
-        targets_check(plan, file, err, sizeof(err)) != 0)
+        devices_check_targets(plan, file, err, sizeof(err)) != 0)
         goto fail;
     for (size_t i = 0; cfg.driver_domain && i < cfg.nstorage; i++) {
         struct stat st;

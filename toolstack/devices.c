@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <xenstore.h>
 
@@ -275,6 +276,22 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
     return 0;
 }
 
+int devices_check_targets(const struct devplan *p, const char *file, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        const struct devplan_dev *d = &p->devs[i];
+        if (d->kind != DEVPLAN_DISK || d->target[0] == '\0')
+            continue;
+        if (access(d->target, d->readwrite ? R_OK | W_OK : R_OK) != 0) {
+            snprintf(err, errlen, "%s: disk %s: target %s: %s: create the image (e.g. truncate "
+                     "-s 1G %s) or correct target=", file, d->vdev, d->target, strerror(errno),
+                     d->target);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- waiting for Connected ---- */
 
 static void dev_name(const struct devplan_dev *d, char *buf, size_t size)
@@ -434,6 +451,44 @@ static void rm_empty_parents(struct xs_handle *xs, const char *path)
     }
 }
 
+/* Waits up to deadline for backend be to be Closed (or gone); false if it was not. */
+static bool wait_closed(struct xs_handle *xs, const char *be, long deadline)
+{
+    for (;;) {
+        int s = bhxb_read_state(xs, be);
+        if (s == XenbusStateClosed || s == XenbusStateUnknown || s == BHXB_PEER_INVALID || s == -2)
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int devices_remove_one(struct xs_handle *xs, uint16_t domid, const char *kind, uint32_t devid,
+                       int timeout_ms)
+{
+    char ldir[BHXB_PATH_MAX], be[BHXB_PATH_MAX], fe[BHXB_PATH_MAX];
+    bool closed;
+
+    snprintf(ldir, sizeof(ldir), "/libxl/%u/device/%s/%u", domid, kind, devid);
+    if (trusted_backend(xs, ldir, be, sizeof(be)) != 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    /* As libxl's device removal: the backend is told, and closes with its frontend. */
+    tell_backend(xs, be);
+    closed = wait_closed(xs, be, now_ms() + timeout_ms);
+    xs_rm(xs, XBT_NULL, be);
+    rm_empty_parents(xs, be);
+    snprintf(fe, sizeof(fe), "/local/domain/%u/device/%s/%u", domid, kind, devid);
+    xs_rm(xs, XBT_NULL, fe);
+    xs_rm(xs, XBT_NULL, ldir);
+    if (strcmp(kind, "vbd") == 0)
+        nbdserve_stop(domid, devid);
+    return closed ? 0 : 1;
+}
+
 int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms)
 {
     static const char *const kinds[] = {"vbd", "vif"};
@@ -468,18 +523,8 @@ int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms)
     }
     deadline = now_ms() + timeout_ms;
     for (size_t i = 0; i < nb; i++) {
-        for (;;) {
-            int s = bhxb_read_state(xs, backs[i]);
-            if (s == XenbusStateClosed || s == XenbusStateUnknown || s == BHXB_PEER_INVALID ||
-                s == -2)
-                break;
-            if (now_ms() >= deadline) {
-                left++;
-                break;
-            }
-            struct timespec ts = {0, 20 * 1000000};
-            nanosleep(&ts, NULL);
-        }
+        if (!wait_closed(xs, backs[i], deadline))
+            left++;
         xs_rm(xs, XBT_NULL, backs[i]);
         rm_empty_parents(xs, backs[i]);
     }

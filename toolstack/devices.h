@@ -58,6 +58,25 @@ int devices_wait(struct xs_handle *xs, const struct devplan *p, int timeout_ms, 
 int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms);
 
 /*
+ * Removes one device (kind "vbd" or "vif") of domain domid as
+ * devices_remove does: its backend told, timeout_ms to reach Closed, then
+ * its three directories; a vbd's NBD server stopped.  0 if it closed in
+ * time, 1 if it was removed without closing, -1 with ENOENT if the
+ * toolstack never made it.
+ */
+int devices_remove_one(struct xs_handle *xs, uint16_t domid, const char *kind, uint32_t devid,
+                       int timeout_ms);
+
+/*
+ * Every disk's target must be there and readable (writable too for a
+ * read-write disk) before anything is made: create -n plans without them,
+ * but a real create or block-attach would only learn it from a backend
+ * that never connects.  A driver domain's storage is a host directory, so
+ * dom0 sees the same path.  0, or -1 with a one-line message naming the fix.
+ */
+int devices_check_targets(const struct devplan *p, const char *file, char *err, size_t errlen);
+
+/*
  * nbdserve.c: dom0's qemu-nbd for a disk that is not raw (bulkhead.cfg(5),
  * format=).  nbdserve_format: qemu's name of the format, NULL when the disk
  * needs no server.  nbdserve_socket: where the device's server listens.

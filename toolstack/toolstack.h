@@ -69,6 +69,12 @@ int find_prog(const char *name, const char *env_name, char *out, size_t outlen, 
 int cmd_block_list(int argc, char **argv);
 int cmd_network_list(int argc, char **argv);
 
+/* cmd_hotplug.c */
+int cmd_block_attach(int argc, char **argv);
+int cmd_block_detach(int argc, char **argv);
+int cmd_network_attach(int argc, char **argv);
+int cmd_network_detach(int argc, char **argv);
+
 /* netns.c: dom0's network namespace, pinned at <state-dir>/netns/dom0 */
 void dom0_netns_path(char *buf, size_t size);
 int dom0_netns_make(char *err, size_t errlen); /* 0, or -1 with a one-line reason */
