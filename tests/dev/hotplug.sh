@@ -20,7 +20,7 @@ W=$(mktemp -d /tmp/bh-hpw-XXXXXX)
 trap 'kill $fiopid 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
 fiopid=
 stop=$$
-plan 32
+plan 37
 
 mkdir -p "$W/store"
 truncate -s 256M "$W/store/a.img"
@@ -101,6 +101,33 @@ is "network-list is empty" "$("$B" network-list g --json | grep -c devid)" "0"
 out=$("$B" block-attach g "format=raw, vdev=xvdc, backend=drv, target=$W/store/missing.img" 2>&1)
 is "a missing target is refused in one line naming the fix, nothing added" \
     "$(echo "$out" | wc -l)/$(echo "$out" | grep -c 'create the image')/$("$B" block-list g --json | grep -c vdev)" "1/1/1"
+
+# Bad guests, xl and libvirt XML, refused by a real create: no domain, node or file left.
+cat >"$W/bad-outside.xml" <<XML
+<domain type='xen'>
+  <name>bad1</name>
+  <memory unit='MiB'>128</memory>
+  <os><type>linux</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='$W/b-outside.img'/>
+      <target dev='xvda'/>
+      <backenddomain name='drv'/>
+    </disk>
+  </devices>
+</domain>
+XML
+truncate -s 1M "$W/b-outside.img"
+sed -e 's/bad1/bad2/' -e "s|$W/b-outside.img|$W/store/missing.img|" "$W/bad-outside.xml" >"$W/bad-missing.xml"
+printf 'name = "bad3"\ndisk = [ "format=raw, vdev=xvda, backend=nosuch, target=%s" ]\n' "$W/store/a.img" >"$W/bad-backend.cfg"
+printf 'name = "bad4"\nvif = [ "mac=00:16:3e:00:01, backend=drv" ]\n' >"$W/bad-mac.cfg"
+before="$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')/$(xenstore-ls /libxl | wc -l)/$(ls "$BULKHEAD_STATE_DIR"/console | wc -l)"
+for f in bad-outside.xml bad-missing.xml bad-backend.cfg bad-mac.cfg; do
+    out=$("$B" create "$W/$f" 2>&1)
+    is "create $f is refused in one line" "$(echo "$out" | wc -l)/$(echo "$out" | grep -c "^bulkhead: $W/$f")" "1/1"
+done
+is "... and none left a domain, a node or a file" \
+    "$("$B" list | awk 'NR>1{print $1}' | sort | tr '\n' ' ')/$(xenstore-ls /libxl | wc -l)/$(ls "$BULKHEAD_STATE_DIR"/console | wc -l)" "$before"
 
 "$B" exec g -- touch /tmp/hp-stop-$stop
 wait $fiopid
