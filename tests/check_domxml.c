@@ -123,13 +123,15 @@ START_TEST(test_refusals)
     refused("<vcpu current='9'>8</vcpu>", "", "<vcpu current='9'> must be a number from 1 to 8");
     refused("", "<disk type='file'><source file='/x'/><target dev='xvda'/><transient/></disk>",
             "<transient/> disks are not available");
-    refused("", "<disk type='file'><driver type='vmdk'/><source file='/x'/>"
-                "<target dev='xvda'/></disk>",
+    refused("",
+            "<disk type='file'><driver type='vmdk'/><source file='/x'/>"
+            "<target dev='xvda'/></disk>",
             "the format must be raw, qcow, qcow2, vhd or qed");
     refused("", "<interface type='user'/>", "<interface type='user'> is not available");
     refused("", "<interface type='bridge'/>", "has no <source bridge='...'/>");
-    refused("", "<interface type='bridge'><source bridge='b'/><vlan><tag id='1'/><tag id='2'/>"
-                "</vlan></interface>",
+    refused("",
+            "<interface type='bridge'><source bridge='b'/><vlan><tag id='1'/><tag id='2'/>"
+            "</vlan></interface>",
             "<vlan> takes one <tag id='N'/>");
     refused("", "<interface type='ethernet'><script path='/a,b'/></interface>",
             "script '/a,b' holds a ','");
@@ -158,9 +160,8 @@ START_TEST(test_document_refusals)
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        ck_assert_int_eq(domxml_read(&c, "d.xml", cases[i][0], strlen(cases[i][0]), NULL, err,
-                                     sizeof(err)),
-                         -1);
+        ck_assert_int_eq(
+            domxml_read(&c, "d.xml", cases[i][0], strlen(cases[i][0]), NULL, err, sizeof(err)), -1);
         ck_assert_ptr_null(strchr(err, '\n'));
         ck_assert_msg(strstr(err, cases[i][1]) != NULL, "case %zu: '%s'", i, err);
     }
@@ -173,9 +174,8 @@ START_TEST(test_schema_missing)
     char err[1024];
     const char *x = "<domain type='xen'><name>a</name></domain>";
 
-    ck_assert_int_eq(domxml_read(&c, "m.xml", x, strlen(x), "/nonexistent/domain.rng", err,
-                                 sizeof(err)),
-                     -1);
+    ck_assert_int_eq(
+        domxml_read(&c, "m.xml", x, strlen(x), "/nonexistent/domain.rng", err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "install libvirt0"));
 }
 END_TEST

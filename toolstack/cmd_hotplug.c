@@ -76,7 +76,8 @@ static char *join(int argc, char **argv)
     return s;
 }
 
-/* The toolstack's copy of one of the guest's devices: /libxl/<domid>/device/<kind>/<devid>/<key>. */
+/* The toolstack's copy of one of the guest's devices: /libxl/<domid>/device/<kind>/<devid>/<key>.
+ */
 static char *libxl_read(struct hp *p, const char *kind, const char *devid, const char *key)
 {
     char path[400];
@@ -114,13 +115,15 @@ static int clash(struct hp *p, const struct devplan_dev *d, const char *what, ch
     if ((v = libxl_read(p, kind, id, NULL)) != NULL) {
         free(v);
         if (d->kind == DEVPLAN_DISK)
-            snprintf(err, errlen, "%s: %s has a disk with the device number of %s (%u) already: "
+            snprintf(err, errlen,
+                     "%s: %s has a disk with the device number of %s (%u) already: "
                      "choose another vdev, or detach it first (bulkhead block-detach %s %s)",
                      what, p->info.name, d->vdev, d->devid, p->info.name, d->vdev);
         else
-            snprintf(err, errlen, "%s: %s has a vif %u already: give another devid=, or detach "
-                     "it first (bulkhead network-detach %s %u)", what, p->info.name, d->devid,
-                     p->info.name, d->devid);
+            snprintf(err, errlen,
+                     "%s: %s has a vif %u already: give another devid=, or detach "
+                     "it first (bulkhead network-detach %s %u)",
+                     what, p->info.name, d->devid, p->info.name, d->devid);
         return -1;
     }
     if (d->kind != DEVPLAN_VIF)
@@ -128,8 +131,10 @@ static int clash(struct hp *p, const struct devplan_dev *d, const char *what, ch
     ents = libxl_list(p, "vif", &n);
     for (unsigned int i = 0; ents != NULL && i < n && rc == 0; i++) {
         if ((v = libxl_read(p, "vif", ents[i], "mac")) != NULL && strcmp(v, d->mac) == 0) {
-            snprintf(err, errlen, "%s: %s's vif %s has the mac %s already: give each its own "
-                     "mac= (or leave it out)", what, p->info.name, ents[i], d->mac);
+            snprintf(err, errlen,
+                     "%s: %s's vif %s has the mac %s already: give each its own "
+                     "mac= (or leave it out)",
+                     what, p->info.name, ents[i], d->mac);
             rc = -1;
         }
         free(v);
@@ -201,8 +206,7 @@ static int attach(struct hp *p, const char *what, bool disk, const char *spec)
         devices_remove_one(p->xs, p->info.domid, disk ? "vbd" : "vif", d->devid, 2000);
         if (disk)
             nbdserve_stop(p->info.domid, d->devid);
-        hvc_brk_unreg(&p->h, disk ? HVW_BRK_KIND_DISK : HVW_BRK_KIND_VIF, p->info.domid,
-                      d->devid);
+        hvc_brk_unreg(&p->h, disk ? HVW_BRK_KIND_DISK : HVW_BRK_KIND_VIF, p->info.domid, d->devid);
         goto fail;
     }
     rc = 0;
@@ -260,8 +264,8 @@ int cmd_network_attach(int argc, char **argv)
     if (v.devid < 0) {
         /* A vif's devid defaults to its place in the config's list; here, to the next free. */
         char *with = NULL;
-        if (asprintf(&with, "%s%sdevid=%u", spec ? spec : "", spec ? "," : "",
-                     next_vif_devid(&p)) < 0) {
+        if (asprintf(&with, "%s%sdevid=%u", spec ? spec : "", spec ? "," : "", next_vif_devid(&p)) <
+            0) {
             errorf("out of memory");
             goto out;
         }
@@ -289,7 +293,8 @@ static int detach(struct hp *p, const char *kind, uint32_t devid, const char *na
                   p->info.domid, devid);
     if (r == 1)
         errorf("%s: its backend (%s) did not close within %d s: its nodes are removed anyway "
-               "(see %s/console/)", name, be ? be : "?", DETACH_GRACE_MS / 1000, state_dir);
+               "(see %s/console/)",
+               name, be ? be : "?", DETACH_GRACE_MS / 1000, state_dir);
     free(be);
     return r == 0 ? 0 : 1;
 }
@@ -340,7 +345,8 @@ int cmd_network_detach(int argc, char **argv)
         devid = strtol(argv[2], &end, 10);
         if (errno || end == argv[2] || *end || devid < 0 || devid > VIFSPEC_DEVID_MAX) {
             errorf("network-detach: '%s' is neither a mac nor a devid (0 to %d): see "
-                   "'bulkhead network-list'", argv[2], VIFSPEC_DEVID_MAX);
+                   "'bulkhead network-list'",
+                   argv[2], VIFSPEC_DEVID_MAX);
             return 2;
         }
     } else if (vifspec_parse_mac(argv[2], mac, why, sizeof(why)) != 0) {

@@ -21,7 +21,7 @@
 #include "domxml.h"
 
 #define DOMXML_MAX_BYTES (1u << 20) /* as xlcfg's bound on an xl config */
-#define VAL_MAX 256                 /* one attribute or text we keep */
+#define VAL_MAX          256        /* one attribute or text we keep */
 
 struct rd {
     struct xlcfg *cfg;
@@ -53,8 +53,7 @@ static int fail(struct rd *r, const xmlNode *n, const char *fmt, ...)
 
 static bool is_elem(const xmlNode *n, const char *name)
 {
-    return n->type == XML_ELEMENT_NODE && n->ns == NULL &&
-           strcmp((const char *)n->name, name) == 0;
+    return n->type == XML_ELEMENT_NODE && n->ns == NULL && strcmp((const char *)n->name, name) == 0;
 }
 
 /* The first child element called name (libvirt's elements have no namespace). */
@@ -123,9 +122,9 @@ static const struct {
     const char *name;
     uint64_t bytes;
 } units[] = {
-    {"b", 1},           {"bytes", 1},       {"KB", 1000},       {"k", 1024},
-    {"KiB", 1024},      {"MB", 1000000},    {"M", 1 << 20},     {"MiB", 1 << 20},
-    {"GB", 1000000000}, {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"TB", 1000000000000ull},
+    {"b", 1},           {"bytes", 1},        {"KB", 1000},        {"k", 1024},
+    {"KiB", 1024},      {"MB", 1000000},     {"M", 1 << 20},      {"MiB", 1 << 20},
+    {"GB", 1000000000}, {"G", 1ull << 30},   {"GiB", 1ull << 30}, {"TB", 1000000000000ull},
     {"T", 1ull << 40},  {"TiB", 1ull << 40},
 };
 
@@ -176,8 +175,7 @@ static int read_vcpus(struct rd *r, const xmlNode *dom)
     int got;
 
     r->cfg->vcpus = 1;
-    if ((got = value(r, n, NULL, max, sizeof(max))) < 0 ||
-        (got > 0 && !number(max, 1, 512, &m)))
+    if ((got = value(r, n, NULL, max, sizeof(max))) < 0 || (got > 0 && !number(max, 1, 512, &m)))
         return got < 0 ? -1 : fail(r, n, "<vcpu> must be a number from 1 to 512");
     r->cfg->vcpus = (long)m;
     if ((got = value(r, n, "current", cur, sizeof(cur))) < 0)
@@ -279,8 +277,7 @@ static void spec_put(struct spec *sp, const char *key, const char *val)
 static int spec_value(struct rd *r, const xmlNode *n, const char *what, const char *v)
 {
     if (strchr(v, ',') != NULL)
-        return fail(r, n, "%s '%s' holds a ',', which an xl spec cannot carry: rename it", what,
-                    v);
+        return fail(r, n, "%s '%s' holds a ',', which an xl spec cannot carry: rename it", what, v);
     return 0;
 }
 
@@ -338,11 +335,14 @@ static int disk_source(struct rd *r, const xmlNode *d, const char *type, char *t
     if (strcmp(type, "block") == 0)
         return value(r, src, "dev", target, size) < 0 ? -1 : 0;
     if (strcmp(type, "network") == 0)
-        return fail(r, d, "<disk type='network'> is not served by the simulation (its backends "
-                          "serve files and block devices): give <disk type='file'> or "
-                          "<disk type='block'> inside the driver domain's storage");
-    return fail(r, d, "<disk type='%s'> is not available in the simulation: use type='file' or "
-                      "type='block'", type);
+        return fail(r, d,
+                    "<disk type='network'> is not served by the simulation (its backends "
+                    "serve files and block devices): give <disk type='file'> or "
+                    "<disk type='block'> inside the driver domain's storage");
+    return fail(r, d,
+                "<disk type='%s'> is not available in the simulation: use type='file' or "
+                "type='block'",
+                type);
 }
 
 static int read_disk(struct rd *r, const xmlNode *d)
@@ -361,8 +361,10 @@ static int read_disk(struct rd *r, const xmlNode *d)
         value(r, child(d, "backenddomain"), "name", backend, sizeof(backend)) < 0)
         return -1;
     if (device[0] != '\0' && strcmp(device, "disk") != 0 && strcmp(device, "cdrom") != 0)
-        return fail(r, d, "<disk device='%s'> is not available in the simulation: use "
-                          "device='disk' or device='cdrom'", device);
+        return fail(r, d,
+                    "<disk device='%s'> is not available in the simulation: use "
+                    "device='disk' or device='cdrom'",
+                    device);
     if (child(d, "transient") != NULL)
         return fail(r, d, "<transient/> disks are not available in the simulation: remove it");
     if ((fmt = disk_format(dtype)) == NULL)
@@ -426,8 +428,9 @@ static int vif_bridge(struct rd *r, const xmlNode *i, char *bridge, size_t size,
     if (value(r, child(i, "source"), "bridge", bridge, size) < 0)
         return -1;
     if (bridge[0] == '\0')
-        return fail(r, i, "<interface type='bridge'> has no <source bridge='...'/>: name the "
-                          "bridge in the driver domain (or dom0)");
+        return fail(r, i,
+                    "<interface type='bridge'> has no <source bridge='...'/>: name the "
+                    "bridge in the driver domain (or dom0)");
     if (vlan != NULL) {
         const xmlNode *t = child(vlan, "tag");
         int tags = 0;
@@ -465,12 +468,15 @@ static int read_interface(struct rd *r, const xmlNode *i)
         if (vif_bridge(r, i, bridge, sizeof(bridge), script, sizeof(script)) != 0)
             return -1;
     } else if (strcmp(type, "network") == 0) {
-        return fail(r, i, "<interface type='network'> needs libvirt's networks, which the "
-                          "simulation has not: use <interface type='bridge'> with <source "
-                          "bridge='...'/>");
+        return fail(r, i,
+                    "<interface type='network'> needs libvirt's networks, which the "
+                    "simulation has not: use <interface type='bridge'> with <source "
+                    "bridge='...'/>");
     } else if (strcmp(type, "ethernet") != 0) {
-        return fail(r, i, "<interface type='%s'> is not available in the simulation: use "
-                          "type='bridge' or type='ethernet'", type);
+        return fail(r, i,
+                    "<interface type='%s'> is not available in the simulation: use "
+                    "type='bridge' or type='ethernet'",
+                    type);
     }
     if (spec_value(r, i, "mac", mac) || spec_value(r, i, "bridge", bridge) ||
         spec_value(r, i, "script", script) || spec_value(r, i, "model", model) ||
@@ -556,8 +562,10 @@ static xmlRelaxNGPtr load_schema(const char *path, char *err, size_t errlen)
     if (cached_schema != NULL && strcmp(cached_path, path) == 0)
         return cached_schema;
     if (access(path, R_OK) != 0) {
-        snprintf(err, errlen, "cannot read libvirt's schema %s: %s: install libvirt0 "
-                 "(apt-get install libvirt0) or set BULKHEAD_DOMAIN_RNG", path, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot read libvirt's schema %s: %s: install libvirt0 "
+                 "(apt-get install libvirt0) or set BULKHEAD_DOMAIN_RNG",
+                 path, strerror(errno));
         return NULL;
     }
     if ((pc = xmlRelaxNGNewParserCtxt(path)) != NULL) {
@@ -566,8 +574,8 @@ static xmlRelaxNGPtr load_schema(const char *path, char *err, size_t errlen)
         xmlRelaxNGFreeParserCtxt(pc);
     }
     if (s == NULL) {
-        snprintf(err, errlen, "libvirt's schema %s does not compile (%s): reinstall libvirt0",
-                 path, fe.set ? fe.msg : "out of memory");
+        snprintf(err, errlen, "libvirt's schema %s does not compile (%s): reinstall libvirt0", path,
+                 fe.set ? fe.msg : "out of memory");
         xlcfg_one_line(err);
         return NULL;
     }
@@ -624,8 +632,7 @@ static xmlNode *culprit(xmlRelaxNGPtr s, xmlDocPtr doc, xmlNode *node, int depth
     return NULL;
 }
 
-static int validate(xmlDocPtr doc, const char *file, const char *schema, char *err,
-                    size_t errlen)
+static int validate(xmlDocPtr doc, const char *file, const char *schema, char *err, size_t errlen)
 {
     struct firsterr fe = {.set = false};
     xmlNode *bad;
@@ -641,17 +648,20 @@ static int validate(xmlDocPtr doc, const char *file, const char *schema, char *e
         return -1;
     }
     if ((bad = culprit(s, doc, xmlDocGetRootElement(doc), 0, &budget)) != NULL)
-        snprintf(err, errlen, "%s:%ld: <%s>%s%s%s does not follow libvirt's domain.rng: check "
+        snprintf(err, errlen,
+                 "%s:%ld: <%s>%s%s%s does not follow libvirt's domain.rng: check "
                  "its attributes, values and children against libvirt's formatdomain page",
                  file, xmlGetLineNo(bad), (const char *)bad->name,
                  bad->parent && bad->parent->type == XML_ELEMENT_NODE ? " in <" : "",
                  bad->parent && bad->parent->type == XML_ELEMENT_NODE
-                     ? (const char *)bad->parent->name : "",
+                     ? (const char *)bad->parent->name
+                     : "",
                  bad->parent && bad->parent->type == XML_ELEMENT_NODE ? ">" : "");
     else
-        snprintf(err, errlen, "%s:%d: <%s> does not follow libvirt's domain.rng (%s): fix it as "
-                 "libvirt's formatdomain page describes", file, fe.line,
-                 fe.elem[0] ? fe.elem : "domain", fe.set ? fe.msg : "invalid");
+        snprintf(err, errlen,
+                 "%s:%d: <%s> does not follow libvirt's domain.rng (%s): fix it as "
+                 "libvirt's formatdomain page describes",
+                 file, fe.line, fe.elem[0] ? fe.elem : "domain", fe.set ? fe.msg : "invalid");
     xlcfg_one_line(err);
     return -1;
 }
@@ -664,21 +674,21 @@ static int read_domain(struct rd *r, const xmlNode *dom)
     if (value(r, dom, "type", type, sizeof(type)) < 0)
         return -1;
     if (strcmp(type, "xen") != 0)
-        return fail(r, dom, "<domain type='%s'>: Bulkhead runs Xen guests: write <domain "
-                            "type='xen'>", type);
+        return fail(r, dom,
+                    "<domain type='%s'>: Bulkhead runs Xen guests: write <domain "
+                    "type='xen'>",
+                    type);
     if ((got = value(r, child(dom, "name"), NULL, name, sizeof(name))) < 0)
         return -1;
     if (got == 0 || name[0] == '\0')
         return fail(r, dom, "no name: add <name>NAME</name>");
     if (strlen(name) >= XLCFG_NAME_MAX)
-        return fail(r, child(dom, "name"), "name is longer than %d characters",
-                    XLCFG_NAME_MAX - 1);
+        return fail(r, child(dom, "name"), "name is longer than %d characters", XLCFG_NAME_MAX - 1);
     snprintf(r->cfg->name, sizeof(r->cfg->name), "%s", name);
     r->cfg->vbd_persistent = -1;
     if (read_memory(r, dom) != 0 || read_vcpus(r, dom) != 0 || read_os(r, dom) != 0)
         return -1;
-    return read_xenbus(r, child(dom, "devices")) != 0 ? -1
-                                                      : read_devices(r, child(dom, "devices"));
+    return read_xenbus(r, child(dom, "devices")) != 0 ? -1 : read_devices(r, child(dom, "devices"));
 }
 
 bool domxml_is_xml(const char *data, size_t len)
@@ -729,8 +739,10 @@ int domxml_read(struct xlcfg *cfg, const char *file, const char *data, size_t le
         goto out;
     }
     if ((root = xmlDocGetRootElement(doc)) == NULL || !is_elem(root, "domain")) {
-        snprintf(err, errlen, "%s: the root element is not <domain>: give a libvirt domain XML "
-                 "(virsh dumpxml) or an xl config", file);
+        snprintf(err, errlen,
+                 "%s: the root element is not <domain>: give a libvirt domain XML "
+                 "(virsh dumpxml) or an xl config",
+                 file);
         goto out;
     }
     if (validate(doc, file, schema, err, errlen) != 0)
