@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -820,6 +821,20 @@ int cmd_upgrade(int argc, char **argv)
         pid_t pid;
         fflush(stdout);
         if ((pid = fork()) == 0) {
+            /* Where bulkhead up runs dom0's bulkhead-drvdom: its keepers' sockets are there. */
+            char file[4096];
+            int fd;
+            dom0_netns_path(file, sizeof(file));
+            if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
+                errorf("cannot enter dom0's network namespace %s: %s (is the simulation up?)",
+                       file, strerror(errno));
+                _exit(127);
+            }
+            close(fd);
+            snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
+            setenv("BULKHEAD_HV_SOCKET", file, 1);
+            snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
+            setenv("XENSTORED_PATH", file, 1);
             execv(prog, args);
             errorf("cannot run %s: %s", prog, strerror(errno));
             _exit(127);

@@ -25,15 +25,16 @@ W=$(mktemp -d /tmp/bh-rstw-XXXXXX)
 bg=""
 COPY=""
 trap '[ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W" $COPY' EXIT
-plan 25
+plan 27
 
-mkdir -p "$W/store"
-truncate -s 64M "$W/store/a.img"
+mkdir -p "$W/store" "$W/dom0"
+truncate -s 64M "$W/store/a.img" "$W/dom0/b.img"
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/store" >"$W/drv.cfg"
 cat >"$W/g1.cfg" <<CFG
 name = "g1"
 vcpus = 2
-disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img" ]
+disk = [ "format=raw, vdev=xvda, access=rw, backend=drv, target=$W/store/a.img",
+         "format=raw, vdev=xvdb, access=rw, target=$W/dom0/b.img" ]
 vif = [ "mac=00:16:3e:00:01:01, backend=drv, bridge=br0, ip=10.9.2.1" ]
 CFG
 printf 'name = "g2"\nvif = [ "mac=00:16:3e:00:01:02, backend=drv, bridge=br0, ip=10.9.2.2" ]\n' >"$W/g2.cfg"
@@ -41,7 +42,7 @@ printf 'name = "g2"\nvif = [ "mac=00:16:3e:00:01:02, backend=drv, bridge=br0, ip
 ok "up" "$B" up
 eval "$("$B" env)"
 ok "create the driver domain" "$B" create "$W/drv.cfg"
-ok "create g1 (a vif and a vbd) and g2 (a vif)" sh -c '"$1" create "$2" && "$1" create "$3"' \
+ok "create g1 (a vif, a vbd and a vbd served by dom0) and g2 (a vif)" sh -c '"$1" create "$2" && "$1" create "$3"' \
     sh "$B" "$W/g1.cfg" "$W/g2.cfg"
 "$B" exec g1 -- ip addr add 10.9.2.1/24 dev eth0
 "$B" exec g2 -- ip addr add 10.9.2.2/24 dev eth0
@@ -97,7 +98,9 @@ send_pid=$!
 fio_pid=$!
 
 worker() { # vbd|vif: the pid of g1's worker, as dom0 sees it
-    if [ "$1" = vbd ]; then "$B" block-list g1 --json; else "$B" network-list g1 --json; fi |
+    if [ "$1" = vbd ]; then "$B" block-list g1 --json | grep '"vdev": "xvda"'
+    elif [ "$1" = dom0vbd ]; then "$B" block-list g1 --json | grep '"vdev": "xvdb"'
+    else "$B" network-list g1 --json; fi |
         sed -n 's/.*"worker_pid": \([0-9-]*\).*/\1/p'
 }
 # Waits (a bound against a hang only) for g1's $1 worker to be another than $2.
@@ -146,6 +149,16 @@ sleep 1
 ok "SIGKILL the upgraded vbd worker: its keeper forks its own" kill_worker vbd
 ok "SIGKILL the upgraded vif worker: its keeper forks its own" kill_worker vif
 sleep 1
+
+# dom0's own bulkhead-drvdom (devices with no backend=) is upgraded the same way.
+d0=$(worker dom0vbd)
+ok "bulkhead upgrade 0: dom0's device daemon's one device taken over" \
+    sh -c '"$1" upgrade 0 --binary "$2" | grep -x "1 of 1 device taken over"' sh "$B" "$COPY"
+dom0_served() {
+    new_worker dom0vbd "$d0" && "$B" exec g1 -- fio --ioengine=nbd --uri="$(vbd_uri g1 xvdb)" \
+        --rw=randwrite --bs=64k --iodepth=8 --size=8M --verify=crc32c --verify_fatal=1 --name=d0
+}
+ok "... served by a new worker, which fio's verify goes through" dom0_served
 
 "$B" exec g1 -- touch /tmp/stop-fio /tmp/stop-stream
 wait $fio_pid
