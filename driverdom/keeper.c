@@ -167,20 +167,30 @@ static int start_worker(const struct devref *r, const struct bhdrv *drv, struct 
     _exit(worker_main(r, drv, k, &k->acq, -1));
 }
 
-/* Reads one message from a connection, waiting up to ms (-1: no limit). */
+/*
+ * Reads one message from a connection, waiting up to ms (-1: no limit).
+ * While it waits, the serving worker's end (watch: its pidfd or connection,
+ * -1 for none) cuts it short with ECANCELED: a newcomer that says nothing
+ * never delays the restart of a worker that died.
+ */
 static int ho_read(int fd, int ms, unsigned int allowed, struct ho_msg *m, char *why,
-                   size_t whylen)
+                   size_t whylen, int watch)
 {
     unsigned char buf[sizeof(*m) + 1];
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = watch, .events = POLLIN}};
     ssize_t n;
     int rc;
 
-    while ((rc = poll(&pf, 1, ms)) < 0 && errno == EINTR)
+    while ((rc = poll(pf, 2, ms)) < 0 && errno == EINTR)
         ;
     if (rc == 0) {
         snprintf(why, whylen, "no answer in %d ms", ms);
         errno = ETIMEDOUT;
+        return -1;
+    }
+    if (pf[1].revents && !pf[0].revents) {
+        snprintf(why, whylen, "nothing before the serving worker ended");
+        errno = ECANCELED;
         return -1;
     }
     /* SOCK_SEQPACKET: one message per read; a longer one reads as one byte too long. */
@@ -246,7 +256,7 @@ static int wait_cur(const struct devref *r, struct cur *c, int ms)
     for (;;) {
         struct ho_msg m;
         char why[200];
-        if (ho_read(c->conn, -1, HO_BIT(HO_EXIT), &m, why, sizeof(why)) == 0) {
+        if (ho_read(c->conn, -1, HO_BIT(HO_EXIT), &m, why, sizeof(why), -1) == 0) {
             status = (int)m.status << 8;
             continue; /* the close follows it */
         }
@@ -305,8 +315,8 @@ static int handover(const struct devref *r, const struct bhdrv *drv, struct keep
     snprintf(m.backend_kind, sizeof(m.backend_kind), "%s", r->backend_kind);
     snprintf(m.drv, sizeof(m.drv), "%s", drv->name);
     if (ho_send(conn, &m, NULL, 0) != 0 ||
-        ho_read(conn, HO_REPLY_MS, HO_BIT(HO_TAKE) | HO_BIT(HO_REFUSE), &m, why, sizeof(why)) !=
-            0) {
+        ho_read(conn, HO_REPLY_MS, HO_BIT(HO_TAKE) | HO_BIT(HO_REFUSE), &m, why, sizeof(why),
+                c->conn >= 0 ? c->conn : c->pidfd) != 0) {
         if (errno != ECONNRESET && errno != EPIPE)
             klog(r, "keeper: handover socket: pid %d sent %s: ignored; worker %d serves on",
                  (int)cred.pid, why, (int)c->pid);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,16 +113,20 @@ static int ho_recv(int fd, int ms, unsigned int allowed, struct ho_msg *m, int *
                     close(f);
             }
         }
-    if (ho_check(buf, (size_t)n, allowed, m, why, whylen) != 0 ||
-        (m->type == HO_GO && m->nfds != *nfds)) {
-        if (why[0] == '\0' || m->type == HO_GO)
-            snprintf(why, whylen, "a GO of %u descriptors came with %u", m->nfds, *nfds);
-        for (unsigned int i = 0; i < *nfds; i++)
-            close(fds[i]);
-        *nfds = 0;
-        return -1;
+    if (ho_check(buf, (size_t)n, allowed, m, why, whylen) != 0)
+        goto bad;
+    /* Descriptors come with GO alone, as many as it says. */
+    if ((m->type == HO_GO) != (*nfds > 0) || (m->type == HO_GO && m->nfds != *nfds)) {
+        snprintf(why, whylen, "the keeper's message of type %u came with %u descriptors",
+                 m->type, *nfds);
+        goto bad;
     }
     return 0;
+bad:
+    for (unsigned int i = 0; i < *nfds; i++)
+        close(fds[i]);
+    *nfds = 0;
+    return -1;
 }
 
 static void send_msg(int fd, const struct ho_msg *m)
@@ -146,6 +151,7 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
     int fd, fds[HO_MAX_FDS], rc, devnull;
     unsigned int nfds = 0;
     socklen_t len;
+    struct stat st;
 
     snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "%s", name);
     len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
@@ -190,7 +196,11 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
         snprintf(line + strlen(line), sizeof(line) - strlen(line), ": %s\n", why);
         goto fail;
     }
-    k = mmap(NULL, offer.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    /* A memfd shorter than offered would fault on first touch: measured first. */
+    if (fstat(fds[0], &st) != 0 || st.st_size < (off_t)offer.map_size)
+        k = MAP_FAILED;
+    else
+        k = mmap(NULL, offer.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
     /* The memfd says its layout too: what the offer said must be what is there. */
     if (k == MAP_FAILED || k->magic != KEEP_MAGIC || k->version != KEEP_VERSION ||
         k->header_size != sizeof(struct keep) || k->kept_size != drv->kept_size ||
@@ -198,7 +208,7 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
         snprintf(line + strlen(line), sizeof(line) - strlen(line),
                  ": the keeper's memory is not the layout it offered (%s): its own worker "
                  "takes the device back\n",
-                 k == MAP_FAILED ? strerror(errno) : "magic or version");
+                 k == MAP_FAILED ? "too short, or not mappable" : "magic or version");
         m = (struct ho_msg){.magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_EXIT,
                             .status = WORKER_FAILED};
         send_msg(fd, &m);
