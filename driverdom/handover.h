@@ -55,12 +55,12 @@ struct ho_msg {
     uint32_t magic;
     uint16_t proto;
     uint16_t type;
-    uint32_t layout;      /* OFFER, TAKE: KEEP_VERSION */
-    uint32_t header_size; /* OFFER, TAKE: sizeof(struct keep) */
-    uint32_t kept_size;   /* OFFER, TAKE: the driver's kept bytes */
-    uint32_t map_size;    /* OFFER: bytes of the memfd */
-    uint32_t nfds;        /* GO: descriptors passed with it */
-    uint32_t status;      /* EXIT: the worker's exit status */
+    uint32_t layout;                               /* OFFER, TAKE: KEEP_VERSION */
+    uint32_t header_size;                          /* OFFER, TAKE: sizeof(struct keep) */
+    uint32_t kept_size;                            /* OFFER, TAKE: the driver's kept bytes */
+    uint32_t map_size;                             /* OFFER: bytes of the memfd */
+    uint32_t nfds;                                 /* GO: descriptors passed with it */
+    uint32_t status;                               /* EXIT: the worker's exit status */
     uint32_t frontend_domid, devid, backend_domid; /* OFFER: the device */
     char backend_kind[33];                         /* OFFER */
     char drv[23];                                  /* OFFER, TAKE: the driver's name */

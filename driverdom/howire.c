@@ -29,12 +29,18 @@ static bool field_ok(const char *s, size_t size, bool nonempty)
 static const char *type_name(unsigned int t)
 {
     switch (t) {
-    case HO_OFFER: return "OFFER";
-    case HO_TAKE: return "TAKE";
-    case HO_REFUSE: return "REFUSE";
-    case HO_GO: return "GO";
-    case HO_EXIT: return "EXIT";
-    default: return "unknown";
+    case HO_OFFER:
+        return "OFFER";
+    case HO_TAKE:
+        return "TAKE";
+    case HO_REFUSE:
+        return "REFUSE";
+    case HO_GO:
+        return "GO";
+    case HO_EXIT:
+        return "EXIT";
+    default:
+        return "unknown";
     }
 }
 
@@ -68,8 +74,8 @@ int ho_check(const void *buf, size_t len, unsigned int allowed, struct ho_msg *o
             goto bad;
         }
         if ((uint64_t)m.header_size + m.kept_size > m.map_size) {
-            snprintf(why, whylen, "OFFER of a %u-byte memfd for %u + %u bytes of state",
-                     m.map_size, m.header_size, m.kept_size);
+            snprintf(why, whylen, "OFFER of a %u-byte memfd for %u + %u bytes of state", m.map_size,
+                     m.header_size, m.kept_size);
             goto bad;
         }
         /* the layout as TAKE has it */

@@ -57,7 +57,7 @@
 #include "drvdom.h"
 #include "handover.h"
 
-#define KEEP_MAX_FAILS 8 /* workers in a row that die before serving */
+#define KEEP_MAX_FAILS 8     /* workers in a row that die before serving */
 #define HO_REPLY_MS    30000 /* for a new worker's TAKE or REFUSE */
 #define HO_STOP_MS     30000 /* for the old worker to stop at a clean point, then SIGKILL */
 
@@ -173,8 +173,8 @@ static int start_worker(const struct devref *r, const struct bhdrv *drv, struct 
  * -1 for none) cuts it short with ECANCELED: a newcomer that says nothing
  * never delays the restart of a worker that died.
  */
-static int ho_read(int fd, int ms, unsigned int allowed, struct ho_msg *m, char *why,
-                   size_t whylen, int watch)
+static int ho_read(int fd, int ms, unsigned int allowed, struct ho_msg *m, char *why, size_t whylen,
+                   int watch)
 {
     unsigned char buf[sizeof(*m) + 1];
     struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = watch, .events = POLLIN}};
@@ -286,8 +286,8 @@ static void describe(int status, char *buf, size_t size)
  * worker, told to stop, ended with the device instead (*status), or -1 when
  * it stopped and the newcomer went away: the keeper forks a worker again.
  */
-static int handover(const struct devref *r, const struct bhdrv *drv, struct keep *k,
-                    size_t size, int lfd, struct cur *c, int *status)
+static int handover(const struct devref *r, const struct bhdrv *drv, struct keep *k, size_t size,
+                    int lfd, struct cur *c, int *status)
 {
     struct ho_msg m = {.magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_OFFER};
     struct ucred cred;
@@ -300,8 +300,10 @@ static int handover(const struct devref *r, const struct bhdrv *drv, struct keep
     if ((conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
         return 0;
     if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.uid != getuid()) {
-        klog(r, "keeper: handover socket: a connection from another user: closed; worker %d "
-             "serves on", (int)c->pid);
+        klog(r,
+             "keeper: handover socket: a connection from another user: closed; worker %d "
+             "serves on",
+             (int)c->pid);
         close(conn);
         return 0;
     }
@@ -324,25 +326,27 @@ static int handover(const struct devref *r, const struct bhdrv *drv, struct keep
         return 0;
     }
     if (m.type == HO_REFUSE) {
-        klog(r, "keeper: pid %d refused the device: %s; worker %d serves on", (int)cred.pid,
-             m.text, (int)c->pid);
+        klog(r, "keeper: pid %d refused the device: %s; worker %d serves on", (int)cred.pid, m.text,
+             (int)c->pid);
         close(conn);
         return 0;
     }
     if (m.layout != KEEP_VERSION || m.header_size != sizeof(struct keep) ||
         m.kept_size != drv->kept_size || strcmp(m.drv, drv->name) != 0) {
-        klog(r, "keeper: pid %d would take layout %u (%u + %u bytes, %s), not ours (%u): "
-             "refused; worker %d serves on", (int)cred.pid, m.layout, m.header_size,
-             m.kept_size, m.drv, KEEP_VERSION, (int)c->pid);
+        klog(r,
+             "keeper: pid %d would take layout %u (%u + %u bytes, %s), not ours (%u): "
+             "refused; worker %d serves on",
+             (int)cred.pid, m.layout, m.header_size, m.kept_size, m.drv, KEEP_VERSION, (int)c->pid);
         close(conn);
         return 0;
     }
-    klog(r, "keeper: handing the device over from worker %d to pid %d", (int)c->pid,
-         (int)cred.pid);
+    klog(r, "keeper: handing the device over from worker %d to pid %d", (int)c->pid, (int)cred.pid);
     kill(c->pid, SIGUSR1);
     if ((st = wait_cur(r, c, HO_STOP_MS)) == -1) {
-        klog(r, "keeper: worker %d did not stop in %d ms: killing it (what it had in flight "
-             "is in the kept state)", (int)c->pid, HO_STOP_MS);
+        klog(r,
+             "keeper: worker %d did not stop in %d ms: killing it (what it had in flight "
+             "is in the kept state)",
+             (int)c->pid, HO_STOP_MS);
         kill(c->pid, SIGKILL);
         st = wait_cur(r, c, -1);
     }
@@ -353,8 +357,7 @@ static int handover(const struct devref *r, const struct bhdrv *drv, struct keep
     }
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == WORKER_HANDED)) {
         describe(st, how, sizeof(how));
-        klog(r, "keeper: worker %d %s instead of stopping: handing over anyway", (int)c->pid,
-             how);
+        klog(r, "keeper: worker %d %s instead of stopping: handing over anyway", (int)c->pid, how);
     }
     k->restarts++;
     k->serving = 0;
@@ -384,14 +387,16 @@ static int listen_handover(const struct devref *r)
     socklen_t len;
     int fd;
 
-    if (ho_sock_name(sa.sun_path + 1, sizeof(sa.sun_path) - 1, r->backend_domid,
-                     r->backend_kind, r->frontend_domid, r->devid) != 0)
+    if (ho_sock_name(sa.sun_path + 1, sizeof(sa.sun_path) - 1, r->backend_domid, r->backend_kind,
+                     r->frontend_domid, r->devid) != 0)
         return -1;
     len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1));
     if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
         bind(fd, (struct sockaddr *)&sa, len) != 0 || listen(fd, 4) != 0) {
-        klog(r, "keeper: cannot listen on @%s: %s (the device cannot be upgraded; is another "
-             "keeper serving it?)", sa.sun_path + 1, strerror(errno));
+        klog(r,
+             "keeper: cannot listen on @%s: %s (the device cannot be upgraded; is another "
+             "keeper serving it?)",
+             sa.sun_path + 1, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -442,8 +447,10 @@ void keeper_main(const struct devref *r, const struct bhdrv *drv)
     for (unsigned int i = 0; i < BHDEV_MAX_FDS; i++)
         k->acq.fds[i] = -1;
     if (drv->acquire != NULL) {
-        struct bhxb_dev id = {.kind = drv->frontend_kind, .backend_kind = r->backend_kind,
-                              .domid = r->frontend_domid, .backend_domid = r->backend_domid,
+        struct bhxb_dev id = {.kind = drv->frontend_kind,
+                              .backend_kind = r->backend_kind,
+                              .domid = r->frontend_domid,
+                              .backend_domid = r->backend_domid,
                               .devid = r->devid};
         if (drv->acquire(&id, &k->acq) != 0)
             klog(r, "keeper: the broker did not give the device: %s", k->acq.why);

@@ -81,8 +81,8 @@ static int ho_recv(int fd, int ms, unsigned int allowed, struct ho_msg *m, int *
     } u;
     unsigned char buf[sizeof(*m) + 1];
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                        .msg_controllen = sizeof(u.buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     ssize_t n;
     int rc;
@@ -117,8 +117,8 @@ static int ho_recv(int fd, int ms, unsigned int allowed, struct ho_msg *m, int *
         goto bad;
     /* Descriptors come with GO alone, as many as it says. */
     if ((m->type == HO_GO) != (*nfds > 0) || (m->type == HO_GO && m->nfds != *nfds)) {
-        snprintf(why, whylen, "the keeper's message of type %u came with %u descriptors",
-                 m->type, *nfds);
+        snprintf(why, whylen, "the keeper's message of type %u came with %u descriptors", m->type,
+                 *nfds);
         goto bad;
     }
     return 0;
@@ -187,8 +187,11 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
         snprintf(line + strlen(line), sizeof(line) - strlen(line), ": refused: %s\n", why);
         goto fail;
     }
-    m = (struct ho_msg){.magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_TAKE,
-                        .layout = KEEP_VERSION, .header_size = sizeof(struct keep),
+    m = (struct ho_msg){.magic = HO_MAGIC,
+                        .proto = HO_PROTO,
+                        .type = HO_TAKE,
+                        .layout = KEEP_VERSION,
+                        .header_size = sizeof(struct keep),
                         .kept_size = (uint32_t)drv->kept_size};
     snprintf(m.drv, sizeof(m.drv), "%s", drv->name);
     send_msg(fd, &m);
@@ -209,8 +212,8 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
                  ": the keeper's memory is not the layout it offered (%s): its own worker "
                  "takes the device back\n",
                  k == MAP_FAILED ? "too short, or not mappable" : "magic or version");
-        m = (struct ho_msg){.magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_EXIT,
-                            .status = WORKER_FAILED};
+        m = (struct ho_msg){
+            .magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_EXIT, .status = WORKER_FAILED};
         send_msg(fd, &m);
         goto fail;
     }
@@ -236,8 +239,8 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
     logline("%s %u/%u: worker-only process of a new binary, kept-state layout %u", ref.backend_kind,
             ref.frontend_domid, ref.devid, KEEP_VERSION);
     rc = worker_main(&ref, drv, k, &acq, fd);
-    m = (struct ho_msg){.magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_EXIT,
-                        .status = (uint32_t)rc};
+    m = (struct ho_msg){
+        .magic = HO_MAGIC, .proto = HO_PROTO, .type = HO_EXIT, .status = (uint32_t)rc};
     send_msg(fd, &m);
     _exit(rc);
 fail:
