@@ -10,6 +10,9 @@
  *   worker.c   one per device at a time: the backend side of the XenBus
  *              handshake and the driver's callbacks, over its own XenStore
  *              connection, grant and event-channel handles.
+ * A fourth, upgrade.c, is another binary's: bulkhead-drvdom --upgrade, run
+ * in the domain by dom0, whose processes become workers under the running
+ * keepers (keeper.c, handover.h).
  */
 #ifndef BULKHEAD_DRVDOM_H
 #define BULKHEAD_DRVDOM_H

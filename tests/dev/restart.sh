@@ -25,7 +25,7 @@ W=$(mktemp -d /tmp/bh-rstw-XXXXXX)
 bg=""
 COPY=""
 trap '[ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W" $COPY' EXIT
-plan 27
+plan 28
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 64M "$W/store/a.img" "$W/dom0/b.img"
@@ -145,6 +145,14 @@ ok "... g1's vif served by a new worker" new_worker vif "${before#* }"
 is "... both running the new binary" \
     "$(readlink /proc/$(worker vbd)/exe) $(readlink /proc/$(worker vif)/exe)" \
     "$COPY $COPY"
+sleep 1
+# Upgraded workers are handed over in turn (they answer their keeper with EXIT).
+up1="$(worker vbd) $(worker vif)"
+again() {
+    "$B" upgrade drv --binary "$COPY" | grep -x "3 of 3 devices taken over" &&
+        new_worker vbd "${up1% *}" && new_worker vif "${up1#* }"
+}
+ok "a second upgrade takes the devices over from the upgraded workers" again
 sleep 1
 ok "SIGKILL the upgraded vbd worker: its keeper forks its own" kill_worker vbd
 ok "SIGKILL the upgraded vif worker: its keeper forks its own" kill_worker vif
