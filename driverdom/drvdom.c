@@ -9,6 +9,10 @@
  * SIGTERM or SIGINT: every keeper is told to stop (its worker closes the
  * device), and the process exits once they all have.
  *
+ * With --upgrade it is instead a worker-only process of a new binary,
+ * started by dom0 inside the domain (upgrade.c): it takes every device over
+ * from the running workers, through their keepers.
+ *
  * Only directories the toolstack has just made (backend state Initialising,
  * online) get a keeper: a device left Closed by an earlier keeper is the
  * toolstack's to remove, not ours to revive.
@@ -314,9 +318,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
+            "       %s --upgrade [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
-            "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
-            progname);
+            "domain, one keeper and one worker process per device.  With --upgrade (run by\n"
+            "`bulkhead upgrade`), takes every device of the domain over from its workers\n"
+            "instead.  See bulkhead-drvdom(8).\n",
+            progname, progname);
 }
 
 /* An option's milliseconds, 0 to a day; 0 means what zero says. */
@@ -341,11 +348,14 @@ int main(int argc, char **argv)
     struct drvdom dd = {.sigfd = -1};
     const char *state = NULL;
     int rc = 1, ready_fd = -1;
+    bool upgrade = false;
 
     for (int i = 1; i < argc; i++) {
         bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
         if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc) {
             state = argv[++i];
+        } else if (strcmp(argv[i], "--upgrade") == 0) {
+            upgrade = true;
         } else if (strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--grant-idle-ms") == 0 && i + 1 < argc) {
@@ -362,6 +372,15 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s: unexpected argument '%s': see --help\n", progname, argv[i]);
             return help ? 0 : 2;
         }
+    }
+    if (upgrade) {
+        if (state != NULL || ready_fd >= 0) {
+            fprintf(stderr, "%s: --upgrade takes no --state-dir or --ready-fd: it serves the "
+                    "devices of the running instance\n", progname);
+            return 2;
+        }
+        setvbuf(stderr, NULL, _IOLBF, 0);
+        return upgrade_main();
     }
     /* In dom0 (bulkhead up): one instance per state directory, as the other daemons. */
     if (state != NULL) {

@@ -10,6 +10,9 @@
  *   worker.c   one per device at a time: the backend side of the XenBus
  *              handshake and the driver's callbacks, over its own XenStore
  *              connection, grant and event-channel handles.
+ * A fourth, upgrade.c, is another binary's: bulkhead-drvdom --upgrade, run
+ * in the domain by dom0, whose processes become workers under the running
+ * keepers (keeper.c, handover.h).
  */
 #ifndef BULKHEAD_DRVDOM_H
 #define BULKHEAD_DRVDOM_H
@@ -29,14 +32,30 @@ struct devref {
 
 
 #define KEEP_MAGIC 0x5045454bu /* "KEEP" */
+/*
+ * The layout of struct keep and of every driver's kept bytes.  Raise it
+ * with any change to either: a worker from another binary (an upgrade)
+ * takes a device over only from a keeper of the same version and sizes,
+ * and refuses any other with one line while the old worker serves on.
+ * A test build overrides it to prove that refusal.
+ */
+#ifndef KEEP_VERSION
+#define KEEP_VERSION 1
+#endif
 
 /*
  * What the keeper holds for its worker, in a shared memfd mapping: the
  * handshake machine (so that a restarted worker resumes at the state the
- * frontend sees), bookkeeping, and the driver's kept bytes after it.
+ * frontend sees), bookkeeping, and the driver's kept bytes after it.  The
+ * first four words say what layout follows, for a worker that did not
+ * come from the keeper's own binary.
  */
 struct keep {
-    uint32_t magic;
+    uint32_t magic;       /* KEEP_MAGIC */
+    uint32_t version;     /* KEEP_VERSION */
+    uint32_t header_size; /* sizeof(struct keep) */
+    uint32_t kept_size;   /* the driver's kept bytes after it */
+    char drv_name[24];    /* the driver's name */
     uint32_t restarts; /* workers started after the first */
     uint32_t started;  /* a worker has initialised the machine: later ones resume */
     uint32_t serving;  /* the current worker reached its event loop */
@@ -48,6 +67,7 @@ struct keep {
 /* Exit statuses of a worker, read by its keeper. */
 #define WORKER_DONE   0  /* the device is gone or stopped: the keeper ends too */
 #define WORKER_FAILED 70 /* could not start (logged): restart after a pause */
+#define WORKER_HANDED 71 /* stopped at a clean point (SIGUSR1): a new worker takes over */
 
 /* drvdom.c */
 extern const char *progname;
@@ -58,8 +78,26 @@ void devref_name(const struct devref *r, char *buf, size_t size); /* "vbd 2/5171
 /* keeper.c: runs in the forked child; never returns */
 __attribute__((noreturn)) void keeper_main(const struct devref *r, const struct bhdrv *drv);
 
-/* worker.c: runs in the keeper's forked child; returns the exit status */
-int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k);
+/*
+ * worker.c: runs in the keeper's forked child, or in a worker-only process
+ * that took the device over (upgrade.c); returns the exit status.  acq: the
+ * broker's descriptors as this process numbers them (&k->acq in a forked
+ * worker).  keeper_fd: the connection to the keeper of a worker-only
+ * process (-1 in a forked one): it closing means the keeper is gone.
+ */
+int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k,
+                const struct bhacquired *acq, int keeper_fd);
+
+/*
+ * worker.c: where a worker, forked or worker-only, enters service: after
+ * it opened its handles, before it touches the device.  Confinement (the
+ * sandbox) belongs here, for both kinds alike.  0, or -1 (logged): the
+ * worker does not serve.
+ */
+int worker_enter_service(struct bhdev *d);
+
+/* upgrade.c: bulkhead-drvdom --upgrade, the worker-only mode; returns the exit status */
+int upgrade_main(void);
 
 /* worker.c: a device's machine is stepped again (bhdev_fail, drv.c) */
 void worker_step(struct bhdev *d);

@@ -9,6 +9,13 @@
  * port bound), and otherwise simply steps on.  Either way it writes nothing
  * the frontend has not already seen unless the handshake itself moves.
  *
+ * A worker stops at a clean point when its keeper hands the device over
+ * to a worker from another binary (keeper.c, SIGUSR1): at the top of its
+ * loop, between two passes, with nothing half done and every index and
+ * in-flight request in the kept state; it writes nothing, unmaps and
+ * unbinds by ending, and exits WORKER_HANDED.  The new worker resumes as
+ * a restarted one does.
+ *
  * Inputs of every step are read again from the store, never taken from the
  * watch event that woke us (events coalesce and repeat): our state node
  * (gone: the toolstack removed the device), our online key (0: the
@@ -22,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,7 +44,10 @@ struct worker {
     bhxb_watches *watches;
     struct bhplat_logger logger;
     int sigfd;
+    int keeper_fd; /* a worker-only process's connection to its keeper; -1 if forked */
     bool dirty;    /* something changed: step the machine */
+    bool handing;  /* SIGUSR1: stop at a clean point, for a new worker to take over */
+    bool orphaned; /* the keeper's connection closed: the keeper is gone */
     bool stopping; /* SIGTERM: close the device and end */
     bool gone;     /* the device was removed: end */
 };
@@ -171,12 +182,21 @@ static void on_signal(struct worker *w)
 {
     struct signalfd_siginfo si;
 
-    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGUSR1) {
+            /* Only the keeper hands over; a stop already asked for goes on. */
+            if (!w->stopping && !w->handing) {
+                bhdev_log(&w->dev, "handing the device over: stopping at a clean point");
+                w->handing = true;
+            }
+            continue;
+        }
         if (!w->stopping) {
             bhdev_log(&w->dev, "stopping: closing the device");
             w->stopping = true;
             w->dirty = true;
         }
+    }
 }
 
 /* ---- set-up ---- */
@@ -223,6 +243,7 @@ static int open_handles(struct worker *w, const struct devref *r)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
     if ((w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
         bhdev_log(d, "cannot make a signalfd: %s", strerror(errno));
@@ -255,7 +276,7 @@ static int open_handles(struct worker *w, const struct devref *r)
 }
 
 static int init_dev(struct worker *w, const struct devref *r, const struct bhdrv *drv,
-                    struct keep *k)
+                    struct keep *k, const struct bhacquired *acq)
 {
     struct bhdev *d = &w->dev;
 
@@ -267,9 +288,9 @@ static int init_dev(struct worker *w, const struct devref *r, const struct bhdrv
                               .devid = r->devid};
     d->kept = k->drv;
     d->machine = &k->machine;
-    d->fds = k->acq.fds;
-    d->nfds = k->acq.nfds;
-    d->acq = &k->acq;
+    d->fds = acq->fds;
+    d->nfds = acq->nfds;
+    d->acq = acq;
     d->restarts = k->restarts;
     w->k = k;
     w->sigfd = -1;
@@ -325,11 +346,15 @@ static void run(struct worker *w)
     clock_gettime(CLOCK_MONOTONIC, &ticked);
 
     while (!w->gone) {
-        struct pollfd pf[4] = {{.fd = w->sigfd, .events = POLLIN},
+        struct pollfd pf[5] = {{.fd = w->sigfd, .events = POLLIN},
                                {.fd = bhxb_watches_fd(w->watches), .events = POLLIN},
                                {.fd = bhevtchn_fd(d->evtchn), .events = POLLIN},
-                               {.fd = -1, .events = POLLIN}};
+                               {.fd = -1, .events = POLLIN},
+                               {.fd = w->keeper_fd, .events = POLLIN}};
         int timeout = -1;
+        /* The clean point: the last pass finished; the next one is the new worker's. */
+        if (w->handing || w->orphaned)
+            break;
         if (w->stopping) {
             if (d->machine->view.ours == XenbusStateClosed)
                 break;
@@ -354,13 +379,20 @@ static void run(struct worker *w)
         }
         if (d->drv->pollfd != NULL && !d->machine->view.error)
             pf[3].fd = d->drv->pollfd(d);
-        if (poll(pf, 4, timeout) < 0 && errno != EINTR) {
+        if (poll(pf, 5, timeout) < 0 && errno != EINTR) {
             bhdev_log(d, "poll: %s", strerror(errno));
             break;
         }
         if (pf[0].revents) {
             on_signal(w);
             clock_gettime(CLOCK_MONOTONIC, &stop_at);
+        }
+        if (pf[4].revents) {
+            /* The keeper sends nothing after GO: anything here is its end. */
+            bhdev_log(d, "the keeper's connection closed: the keeper is gone, and so is its "
+                         "state: ending");
+            w->orphaned = true;
+            continue;
         }
         if (pf[1].revents)
             bhxb_watches_dispatch(w->watches);
@@ -407,12 +439,37 @@ static void worker_pid_remove(const struct bhdev *d)
     xs_rm(d->xs, XBT_NULL, path);
 }
 
-int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
+/*
+ * The seam where a worker, forked by its keeper or started by an upgrade,
+ * goes from setting up to serving: its handles are open, and it has not
+ * read a byte the frontend wrote.  The sandbox (drvdom_confine, being
+ * written apart) is to be called from here, so that both kinds of worker
+ * are confined alike.  Until then it names the process as its keeper names
+ * a forked worker (the tools find workers by that name) and takes
+ * no_new_privs, which a worker never needs to be without.
+ */
+int worker_enter_service(struct bhdev *d)
+{
+    char comm[16];
+
+    snprintf(comm, sizeof(comm), "bhw-%u-%u", d->id.domid, d->id.devid);
+    prctl(PR_SET_NAME, comm);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        bhdev_log(d, "cannot set no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k,
+                const struct bhacquired *acq, int keeper_fd)
 {
     struct worker w = {0};
     int rc = WORKER_FAILED;
 
-    if (init_dev(&w, r, drv, k) != 0 || open_handles(&w, r) != 0)
+    w.keeper_fd = keeper_fd;
+    if (init_dev(&w, r, drv, k, acq) != 0 || open_handles(&w, r) != 0 ||
+        worker_enter_service(&w.dev) != 0)
         goto out;
     if (!k->started) {
         bhxb_machine_init(&k->machine, BHXB_BACKEND);
@@ -428,6 +485,11 @@ int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k)
     k->serving = 1;
     worker_pid_publish(&w.dev);
     run(&w);
+    if (w.handing || w.orphaned) {
+        /* The next worker publishes its pid over ours; the device stays as it is. */
+        rc = w.handing ? WORKER_HANDED : WORKER_FAILED;
+        goto out;
+    }
     worker_pid_remove(&w.dev);
     rc = WORKER_DONE;
 out:

@@ -1068,6 +1068,219 @@ START_TEST(test_worker_killed_with_2_queues_in_flight)
 }
 END_TEST
 
+/* ---- upgrades: a worker-only process of a new binary takes a device over ---- */
+
+/* Runs argv in domain d (or dom0) to its end, output to <logname>.log; its exit status. */
+static int run_in(const struct hvw_dominfo *d, const char *logname, char *const *argv)
+{
+    int status;
+
+    bg_start(d, logname, argv);
+    ck_assert_int_eq(waitpid(bg[nbg - 1], &status, 0), bg[nbg - 1]);
+    nbg--;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* bulkhead-drvdom --upgrade in the driver domain, from the build tree (bin: relative to it). */
+static int upgrade_in(const struct hvw_dominfo *dd, const char *logname, const char *bin)
+{
+    char path[512];
+    char *argv[] = {path, "--upgrade", NULL};
+
+    snprintf(path, sizeof(path), "%s/%s", test_builddir(), bin);
+    return run_in(dd, logname, argv);
+}
+
+/* A read on queue q of the test's frontend, answered: the device is served. */
+static void mq_read_answered(struct hst_end *f, unsigned int q, uint64_t id, uint32_t gref)
+{
+    uint32_t before = hst_idx_get(&f->ring[q], HST_RSP_PROD);
+    blkif_response_t rsp;
+
+    mq_put_read(f, q, id, 0, gref);
+    ck_assert_int_eq(hst_notify_queue(f, q), 0);
+    mq_wait_rsp(f, q, before + 1);
+    ck_assert_int_eq(hst_slot_read(&f->ring[q], before, &rsp, sizeof(rsp)), 0);
+    ck_assert_uint_eq(rsp.id, id);
+    ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+}
+
+/*
+ * An upgrade while both queues have requests in flight: the old worker
+ * stops at a clean point, the new binary's worker resumes each queue from
+ * the keeper, and every request is answered exactly once.
+ */
+START_TEST(test_upgrade_with_2_queues_in_flight)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vbd", "vbd", fe.domid, dd.domid, 51712);
+    char wcomm[16], kcomm[16];
+    struct hst_id id;
+    struct hst_end f;
+    uint32_t gref[MQ_QUEUES][8];
+    pid_t worker, keeper, again;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_device(d);
+    mq_connect(&f, &id, d);
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        for (unsigned int i = 0; i < 8; i++)
+            ck_assert_ptr_nonnull(hst_grant(&f, 1, true, &gref[q][i]));
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        for (unsigned int i = 0; i < 3; i++)
+            mq_put_read(&f, q, 100 * q + i, 8 * i, gref[q][i]);
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    }
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        mq_wait_rsp(&f, q, 3);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", fe.domid);
+    snprintf(kcomm, sizeof(kcomm), "bhk-%u-51712", fe.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    ck_assert_int_ne(keeper = find_proc(dd.uid, kcomm), 0);
+    /* Five more on each, announced, and the upgrade at once: some in flight. */
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        for (unsigned int i = 3; i < 8; i++)
+            mq_put_read(&f, q, 100 * q + i, 8 * i, gref[q][i]);
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    }
+    ck_assert_msg(upgrade_in(&dd, "upgrade", "driverdom/bulkhead-drvdom") == 0, "logs:%s",
+                  logs());
+    ck_assert(log_has("upgrade", "1 of 1 device taken over"));
+    again = wait_proc(dd.uid, wcomm, worker, false);
+    ck_assert(!alive(worker));
+    ck_assert_int_eq(find_proc(dd.uid, kcomm), keeper);
+    wait_log("drvdom", "handing the device over: stopping at a clean point");
+    wait_log("drvdom", "worker 2 resumed at Connected from the keeper's state");
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_int_eq(hst_notify_queue(&f, q), 0);
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        bool seen[8] = {false};
+
+        mq_wait_rsp(&f, q, 8);
+        for (uint32_t i = 0; i < 8; i++) {
+            blkif_response_t rsp;
+
+            ck_assert_int_eq(hst_slot_read(&f.ring[q], i, &rsp, sizeof(rsp)), 0);
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            ck_assert_uint_ge(rsp.id, 100 * q);
+            ck_assert_uint_lt(rsp.id, 100 * q + 8);
+            ck_assert_msg(!seen[rsp.id - 100 * q], "queue %u: id %llu answered twice", q,
+                          (unsigned long long)rsp.id);
+            seen[rsp.id - 100 * q] = true;
+        }
+    }
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_uint_eq(hst_idx_get(&f.ring[q], HST_RSP_PROD), 8);
+    /* The upgraded worker serves on, and when it dies its keeper forks one of its own. */
+    mq_read_answered(&f, 0, 9, gref[0][0]);
+    ck_assert_int_eq(kill(again, SIGKILL), 0);
+    wait_proc(dd.uid, wcomm, again, false);
+    wait_log("drvdom", "worker 3 resumed at Connected from the keeper's state");
+    mq_read_answered(&f, 1, 109, gref[1][0]);
+    ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/*
+ * A new binary of another kept-state layout (KEEP_VERSION 2) refuses the
+ * device with one line, and the old worker was never stopped: the same pid
+ * serves the next request.
+ */
+START_TEST(test_upgrade_refused_layout_keeps_the_worker)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vbd", "vbd", fe.domid, dd.domid, 51712);
+    char wcomm[16];
+    struct hst_id id;
+    struct hst_end f;
+    uint32_t gref;
+    pid_t worker;
+
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_device(d);
+    mq_connect(&f, &id, d);
+    ck_assert_ptr_nonnull(hst_grant(&f, 1, true, &gref));
+    mq_read_answered(&f, 0, 1, gref);
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", fe.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    ck_assert_int_eq(upgrade_in(&dd, "upgrade2", "tests/bulkhead-drvdom-layout2"), 1);
+    ck_assert_msg(log_has("upgrade2", "refused: kept-state layout 1 (") &&
+                      log_has("upgrade2", "is not this binary's 2 (") &&
+                      log_has("upgrade2", "upgrade to a binary of the same layout"),
+                  "logs:%s", logs());
+    wait_log("drvdom", "refused the device: kept-state layout 1");
+    ck_assert(!log_has("drvdom", "handing the device over"));
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+    mq_read_answered(&f, 1, 2, gref);
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/*
+ * The keeper's socket fed garbage by a process of the driver domain: a
+ * short message, a wrong magic, a type out of turn, a peer that leaves
+ * after the offer.  Each costs that connection only: the worker is never
+ * told to stop, and serves the next request.
+ */
+START_TEST(test_keeper_socket_garbage_keeps_the_worker)
+{
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vbd", "vbd", fe.domid, dd.domid, 51712);
+    char wcomm[16], sock[128], prog[1024];
+    char *argv[] = {"/usr/bin/python3", "-c", prog, NULL};
+    struct hst_id id;
+    struct hst_end f;
+    uint32_t gref;
+    pid_t worker;
+
+    if (access("/usr/bin/python3", X_OK) != 0) {
+        printf("SKIP: needs /usr/bin/python3 (apt-get install python3)\n");
+        return;
+    }
+    drvdom_start(&dd, "drvdom");
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_device(d);
+    mq_connect(&f, &id, d);
+    ck_assert_ptr_nonnull(hst_grant(&f, 1, true, &gref));
+    snprintf(wcomm, sizeof(wcomm), "bhw-%u-51712", fe.domid);
+    ck_assert_int_ne(worker = find_proc(dd.uid, wcomm), 0);
+    snprintf(sock, sizeof(sock), "bulkhead-keeper/%u/vbd-%u-51712", dd.domid, fe.domid);
+    /* Each connection reads the keeper's OFFER (292 bytes) first, then lies. */
+    snprintf(prog, sizeof(prog),
+             "import socket, struct\n"
+             "def conn():\n"
+             "    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+             "    s.connect('\\0%s')\n"
+             "    assert len(s.recv(400)) == 292\n"
+             "    return s\n"
+             "def lie(b):\n"
+             "    s = conn(); s.send(b); s.recv(400); s.close()\n"
+             "lie(b'garbage')\n"
+             "lie(struct.pack('<IHH', 0xdeadbeef, 1, 2) + bytes(284))\n"
+             "lie(struct.pack('<IHH', 0x4f484842, 1, 5) + bytes(284))\n"
+             "conn().close()\n"
+             "print('lied four times')\n",
+             sock);
+    ck_assert_msg(run_in(&dd, "liar", argv) == 0, "logs:%s", logs());
+    ck_assert(log_has("liar", "lied four times"));
+    wait_log("drvdom", "sent a message of 7 bytes, not 292: ignored; worker");
+    wait_log("drvdom", "sent magic 0xdeadbeef, not 0x4f484842");
+    wait_log("drvdom", "sent message type 5 (EXIT) out of turn: ignored");
+    ck_assert(!log_has("drvdom", "handing the device over"));
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+    mq_read_answered(&f, 0, 1, gref);
+    ck_assert_int_eq(find_proc(dd.uid, wcomm), worker);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
 START_TEST(test_dom0_serves_a_dom0_device)
 {
     struct hvw_dominfo g = dom_up("guest");
@@ -1872,6 +2085,9 @@ int main(void)
     tcase_add_test(tc, test_lying_queue_keys_lose_only_their_device);
     tcase_add_test(tc, test_lie_on_queue_1_of_2_loses_only_its_device);
     tcase_add_test(tc, test_worker_killed_with_2_queues_in_flight);
+    tcase_add_test(tc, test_upgrade_with_2_queues_in_flight);
+    tcase_add_test(tc, test_upgrade_refused_layout_keeps_the_worker);
+    tcase_add_test(tc, test_keeper_socket_garbage_keeps_the_worker);
     tcase_add_test(tc, test_dom0_serves_a_dom0_device);
     tcase_add_test(tc, test_guest_runs_its_workload_then_closes);
     tcase_add_test(tc, test_startup_errors_name_the_fix);

@@ -37,6 +37,8 @@ static const struct cmd cmds[] = {
     {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",
      "run a command in a guest as its root, passing stdio and its exit status through"},
+    {"upgrade", cmd_upgrade, "upgrade NAME|ID [--binary PATH]",
+     "a new bulkhead-drvdom takes over a driver domain's devices, unseen by the frontends"},
 };
 
 void errorf(const char *fmt, ...)

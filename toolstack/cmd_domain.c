@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,5 +769,107 @@ int cmd_exec(int argc, char **argv)
     }
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+/*
+ * bulkhead upgrade DOMAIN [--binary PATH]: a new bulkhead-drvdom takes over
+ * every device the domain's workers serve, with no state change the
+ * frontends can see (bulkhead-drvdom(8), UPGRADE).  dom0 runs the new
+ * binary with --upgrade inside the driver domain's namespaces, as its root
+ * and with its environment, the way exec runs a guest's command: the
+ * driver domain itself never execs.  For dom0's own devices it runs here.
+ */
+int cmd_upgrade(int argc, char **argv)
+{
+    struct hvw_dominfo info;
+    struct hvc h;
+    char prog[4096], top[4096], err[512], *envbuf = NULL, **envp;
+    char *args[3];
+    const char *binary = NULL;
+    int rc, status;
+
+    if (argc == 4 && strcmp(argv[2], "--binary") == 0)
+        binary = argv[3];
+    else if (argc != 2) {
+        errorf("usage: bulkhead upgrade NAME|ID [--binary PATH]");
+        return 2;
+    }
+    if (binary != NULL) {
+        if (binary[0] != '/' || access(binary, X_OK) != 0) {
+            errorf("--binary %s: give the absolute path of an executable bulkhead-drvdom (%s)",
+                   binary, binary[0] != '/' ? "not absolute" : strerror(errno));
+            return 2;
+        }
+        snprintf(prog, sizeof(prog), "%s", binary);
+    } else if (find_prog("bulkhead-drvdom", "BULKHEAD_DRVDOM", prog, sizeof(prog), top,
+                         sizeof(top)) != 0) {
+        errorf("cannot find bulkhead-drvdom: install Bulkhead ('make install'), set "
+               "BULKHEAD_DRVDOM, or give --binary");
+        return 1;
+    }
+    if (hvc_open(&h, false) != 0)
+        return 1;
+    rc = hvc_find_domain(&h, argv[1], &info);
+    hvc_close(&h);
+    if (rc != 0) {
+        errorf("no domain %s: see 'bulkhead list'", argv[1]);
+        return 1;
+    }
+    args[0] = prog;
+    args[1] = "--upgrade";
+    args[2] = NULL;
+    if (info.domid == 0) {
+        pid_t pid;
+        fflush(stdout);
+        if ((pid = fork()) == 0) {
+            /* Where bulkhead up runs dom0's bulkhead-drvdom: its keepers' sockets are there. */
+            char file[4096];
+            int fd;
+            dom0_netns_path(file, sizeof(file));
+            if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
+                errorf("cannot enter dom0's network namespace %s: %s (is the simulation up?)",
+                       file, strerror(errno));
+                _exit(127);
+            }
+            close(fd);
+            snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
+            setenv("BULKHEAD_HV_SOCKET", file, 1);
+            snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
+            setenv("XENSTORED_PATH", file, 1);
+            execv(prog, args);
+            errorf("cannot run %s: %s", prog, strerror(errno));
+            _exit(127);
+        }
+        if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+            errorf("cannot run %s: %s", prog, strerror(errno));
+            return 1;
+        }
+    } else {
+        if (!(info.flags & HVW_DOM_DRIVER)) {
+            errorf("%s is not a driver domain: only a driver domain's workers can be upgraded",
+                   argv[1]);
+            return 1;
+        }
+        if (info.state != HVW_DOM_RUNNING) {
+            errorf("%s is %s, not running", argv[1], state_name(info.state));
+            return 1;
+        }
+        if ((envp = domain_environ((pid_t)info.pid, &envbuf)) == NULL) {
+            errorf("cannot read the environment of %s: %s", argv[1], strerror(errno));
+            return 1;
+        }
+        rc = dombuild_exec((pid_t)info.pid, args, envp, &status, err, sizeof(err));
+        free(envp);
+        free(envbuf);
+        if (rc != 0) {
+            errorf("%s: %s (is %s visible inside the driver domain?)", argv[1], err, prog);
+            return 1;
+        }
+    }
+    if (WIFSIGNALED(status)) {
+        errorf("%s: bulkhead-drvdom --upgrade was killed by signal %d", argv[1], WTERMSIG(status));
+        return 1;
+    }
     return WEXITSTATUS(status);
 }

@@ -87,6 +87,7 @@ int cmd_list(int argc, char **argv);
 void print_json_string(const char *s); /* quoted and escaped, to stdout */
 int cmd_info(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_upgrade(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_unpause(int argc, char **argv);
 
