@@ -29,6 +29,8 @@ static const struct cmd cmds[] = {
     {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",
      "run a command in a guest as its root, passing stdio and its exit status through"},
+    {"bench", cmd_bench, "bench [OPTION]...",
+     "the main job: fio and iperf3 through the driver domain, dom0 and baselines"},
 };
 
 void errorf(const char *fmt, ...)
