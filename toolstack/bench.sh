@@ -380,6 +380,8 @@ jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(jstr "$(uname -srm)")" "$(nproc)"
     printf '  "seconds": %d,\n  "size": "%s",\n  "quick": %s,\n' "$SECS" "$SIZE" \
         "$([ $QUICK -eq 1 ] && echo true || echo false)"
+    printf '  "state_dir": "%s",\n  "work_dir": "%s",\n  "kept": %s,\n' "$(jstr "$STATE")" "$(jstr "$W")" \
+        "$([ $KEEP -eq 1 ] && echo true || echo false)"
     printf '  "suites": [%s],\n' "$( ([ $DO_BLK -eq 1 ] && printf '"blk"'; [ $DO_BLK -eq 1 ] && [ $DO_NET -eq 1 ] && printf ', '; [ $DO_NET -eq 1 ] && printf '"net"') )"
     printf '  "rows": [\n'
     for i in "${!ROWS[@]}"; do printf '    %s%s\n' "${ROWS[i]}" "$([ "$i" -lt $((${#ROWS[@]} - 1)) ] && echo ,)"; done
