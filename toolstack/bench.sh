@@ -355,7 +355,9 @@ echo
 TCB_JSON=null TCB_NOTE=
 if "$B" --help 2>/dev/null | grep -q '^  tcb'; then
     step "bulkhead tcb"
-    if "$B" tcb | tee "$OUT/tcb.txt" && "$B" tcb --json >"$W/tcb.json" 2>"$W/tcb.err"; then
+    if "$B" tcb >"$W/tcb.txt" 2>"$W/tcb.err" && "$B" tcb --json >"$W/tcb.json" 2>>"$W/tcb.err"; then
+        cat "$W/tcb.txt"
+        cp "$W/tcb.txt" "$OUT/tcb.txt"
         if ! command -v python3 >/dev/null ||
             python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$W/tcb.json" 2>/dev/null; then
             TCB_JSON=$(cat "$W/tcb.json")

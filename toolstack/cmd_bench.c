@@ -4,8 +4,9 @@
  * shares): it drives fio, nbdkit, iperf3, ip and gnuplot, and is clearer
  * as the commands a user would type.  This finds it, in the source tree
  * when bulkhead runs from a build tree (so an edit needs no install), else
- * in the configured pkgdatadir, and runs it in our place, saying where
- * bulkhead and examples/ are.
+ * in ../share/bulkhead beside bin/ (an install moved or staged with
+ * DESTDIR), else in the configured pkgdatadir, and runs it in our place,
+ * saying where bulkhead and examples/ are.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,8 +22,8 @@
 int cmd_bench(int argc, char **argv)
 {
     char self[PATH_MAX], dir[PATH_MAX], probe[PATH_MAX + 32], script[PATH_MAX + 32];
-    char examples[PATH_MAX + 32];
-    const char *base = BH_PKGDATADIR, *sub = "";
+    char examples[PATH_MAX + 32], share[PATH_MAX + 32];
+    const char *base = BH_PKGDATADIR, *sub = "", *bindir;
     char **args;
     ssize_t n;
 
@@ -32,14 +33,23 @@ int cmd_bench(int argc, char **argv)
     }
     self[n] = '\0';
     snprintf(dir, sizeof(dir), "%s", self);
+    bindir = dirname(dir);
     /* A build tree has config.status beside toolstack/. */
-    snprintf(probe, sizeof(probe), "%s/../config.status", dirname(dir));
+    snprintf(probe, sizeof(probe), "%s/../config.status", bindir);
+    snprintf(share, sizeof(share), "%s/../share/bulkhead/bench.sh", bindir);
     if (access(probe, F_OK) == 0) {
         base = BH_SRCDIR;
         sub = "/toolstack";
+    } else if (access(share, R_OK) == 0) {
+        snprintf(share, sizeof(share), "%s/../share/bulkhead", bindir);
+        base = share;
     }
-    snprintf(script, sizeof(script), "%s%s/bench.sh", base, sub);
-    snprintf(examples, sizeof(examples), "%s/examples", base);
+    if (snprintf(script, sizeof(script), "%s%s/bench.sh", base, sub) >= (int)sizeof(script) ||
+        snprintf(examples, sizeof(examples), "%s/examples", base) >= (int)sizeof(examples)) {
+        errorf("bench: the path of bench.sh under %s is too long: install Bulkhead elsewhere",
+               base);
+        return 1;
+    }
     if (access(script, R_OK) != 0) {
         errorf("bench: %s is missing: reinstall Bulkhead, or run bulkhead from its build tree",
                script);
