@@ -179,34 +179,38 @@ create "$W/drvdom.cfg" drvdom examples/drvdom.cfg
 create "$W/guest-drv.cfg" guest-drv examples/guest-drv.cfg
 
 # The libvirt XML guest of examples/, where this build's create reads domain
-# XML (create -n accepts it): it joins the run as the driver domain's second
-# network guest when it has a vif there.  Otherwise bench-peer, an xl config
-# written here, plays that part.
-PEER=
+# XML (create -n accepts it): it joins the run as guest-drv's network peer
+# through the driver domain when its first vif is served there and answers a
+# ping.  Otherwise (no such create, a failed create, another setup of its
+# vif) bench-peer, an xl config written here, plays that part: the run does
+# not depend on it.
+PEER= XMLGUEST=
 if [ $DO_NET -eq 1 ] && [ -r "$EX/guest-xml.xml" ]; then
     relocate "$EX/guest-xml.xml" "$W/guest-xml.xml"
     if "$B" create -n "$W/guest-xml.xml" >/dev/null 2>&1; then
         xname=$(sed -n 's|.*<name>\(.*\)</name>.*|\1|p' "$W/guest-xml.xml" | head -1)
-        # Its disks' images, as the XML names them, made like the others.
+        # Its disks' images, where the XML names files, made like the others.
         for t in $(sed -n "s|.*<source file=['\"]\\([^'\"]*\\)['\"].*|\\1|p" "$W/guest-xml.xml"); do
             [ -e "$t" ] || { mkdir -p "$(dirname "$t")" && truncate -s "$SIZE" "$t"; }
         done
-        create "$W/guest-xml.xml" "$xname" examples/guest-xml.xml
-        "$B" network-list "$xname" --json | grep -q '"backend": "drvdom"' && PEER=$xname
+        t=$SECONDS
+        if [ -n "$xname" ] && "$B" create "$W/guest-xml.xml" >"$W/create.out" 2>&1; then
+            DOMS+=("$xname")
+            XMLGUEST=$xname
+            step "created $xname from examples/guest-xml.xml (libvirt XML, $((SECONDS - t)) s)"
+            "$B" network-list "$xname" --json | grep -q '"devid": 0, "backend": "drvdom"' && PEER=$xname
+        else
+            step "examples/guest-xml.xml: create failed ($(head -1 "$W/create.out")); bench-peer instead"
+        fi
     else
         step "examples/guest-xml.xml: this build's create does not read libvirt XML; bench-peer instead"
     fi
 fi
+vifguest() { # name mac-byte bridge [backend]
+    printf 'name = "%s"\nvcpus = 2\nmemory = 256\nvif = [ "mac=00:16:3e:5b:00:%s, bridge=%s%s" ]\n' \
+        "$1" "$2" "$3" "${4:+, backend=$4}"
+}
 if [ $DO_NET -eq 1 ]; then
-    vifguest() { # name mac-byte bridge [backend]
-        printf 'name = "%s"\nvcpus = 2\nmemory = 256\nvif = [ "mac=00:16:3e:5b:00:%s, bridge=%s%s" ]\n' \
-            "$1" "$2" "$3" "${4:+, backend=$4}"
-    }
-    if [ -z "$PEER" ]; then
-        vifguest bench-peer 02 xenbr0 drvdom >"$W/bench-peer.cfg"
-        create "$W/bench-peer.cfg" bench-peer "an xl config (the driver domain's second network guest)"
-        PEER=bench-peer
-    fi
     # Stock-dom0 placement: two guests whose vifs dom0 serves, on a bridge
     # in dom0's network namespace.
     vifguest bench-d0a 03 bhbench0 >"$W/bench-d0a.cfg"
@@ -292,13 +296,24 @@ fi
 if [ $DO_NET -eq 1 ]; then
     step "making the veth baseline (namespaces $NA and $NB)"
     bl_veth_up "$NA" "$NB" || fail "cannot make the veth pair between $NA and $NB"
-    n=1
-    for g in guest-drv "$PEER"; do
-        "$B" exec "$g" -- ip addr add 10.78.0.$n/24 dev eth0 || fail "cannot give $g's eth0 an address"
-        n=$((n + 1))
-    done
-    "$B" exec bench-d0a -- ip addr add 10.78.1.1/24 dev eth0 &&
-        "$B" exec bench-d0b -- ip addr add 10.78.1.2/24 dev eth0 || fail "cannot give the dom0 guests addresses"
+    addr() { "$B" exec "$1" -- ip addr add "$2"/24 dev eth0 || fail "cannot give $1's eth0 an address"; }
+    addr guest-drv 10.78.0.1
+    if [ -n "$PEER" ]; then
+        addr "$PEER" 10.78.0.2
+        if ! "$B" exec guest-drv -- ping -c 1 -W 5 10.78.0.2 >/dev/null 2>&1; then
+            step "$PEER (examples/guest-xml.xml) does not answer through the driver domain; bench-peer instead"
+            "$B" exec "$PEER" -- ip addr flush dev eth0
+            PEER=
+        fi
+    fi
+    if [ -z "$PEER" ]; then
+        vifguest bench-peer 02 xenbr0 drvdom >"$W/bench-peer.cfg"
+        create "$W/bench-peer.cfg" bench-peer "an xl config (guest-drv's network peer)"
+        PEER=bench-peer
+        addr bench-peer 10.78.0.2
+    fi
+    addr bench-d0a 10.78.1.1
+    addr bench-d0b 10.78.1.2
     NET_PATHS="veth drv dom0"
     NET_PAIRS="drv/veth dom0/veth drv/dom0"
     netrun() { # path [iperf3 args]
@@ -384,6 +399,8 @@ jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
         "$([ $QUICK -eq 1 ] && echo true || echo false)"
     printf '  "state_dir": "%s",\n  "work_dir": "%s",\n  "kept": %s,\n' "$(jstr "$STATE")" "$(jstr "$W")" \
         "$([ $KEEP -eq 1 ] && echo true || echo false)"
+    printf '  "net_peer": %s,\n  "xml_guest": %s,\n' "$([ -n "$PEER" ] && echo "\"$(jstr "$PEER")\"" || echo null)" \
+        "$([ -n "$XMLGUEST" ] && echo "\"$(jstr "$XMLGUEST")\"" || echo null)"
     printf '  "suites": [%s],\n' "$( ([ $DO_BLK -eq 1 ] && printf '"blk"'; [ $DO_BLK -eq 1 ] && [ $DO_NET -eq 1 ] && printf ', '; [ $DO_NET -eq 1 ] && printf '"net"') )"
     printf '  "rows": [\n'
     for i in "${!ROWS[@]}"; do printf '    %s%s\n' "${ROWS[i]}" "$([ "$i" -lt $((${#ROWS[@]} - 1)) ] && echo ,)"; done
