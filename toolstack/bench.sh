@@ -41,7 +41,7 @@ EOF
 }
 bad() { echo "$ME: $*; see 'bulkhead bench --help'" >&2; exit 2; }
 
-SECS= SIZE= QUICK=0 OUT= ONLY= KEEP=0 RUNNING=0
+SECS='' SIZE='' QUICK=0 OUT='' ONLY='' KEEP=0 RUNNING=0
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds | --size | --output | --only)
@@ -109,7 +109,7 @@ else
 fi
 export BULKHEAD_STATE_DIR=$STATE
 NA=bhbench-a-$$ NB=bhbench-b-$$
-DOMS=() NBDPID= TORN=0
+DOMS=() NBDPID='' TORN=0
 
 teardown() {
     [ $TORN -eq 1 ] && return
@@ -184,7 +184,7 @@ create "$W/guest-drv.cfg" guest-drv examples/guest-drv.cfg
 # ping.  Otherwise (no such create, a failed create, another setup of its
 # vif) bench-peer, an xl config written here, plays that part: the run does
 # not depend on it.
-PEER= XMLGUEST=
+PEER='' XMLGUEST=''
 if [ $DO_NET -eq 1 ] && [ -r "$EX/guest-xml.xml" ]; then
     relocate "$EX/guest-xml.xml" "$W/guest-xml.xml"
     if "$B" create -n "$W/guest-xml.xml" >/dev/null 2>&1; then
@@ -228,7 +228,7 @@ say() { echo "$*" >>"$TABLE"; }
 
 # row SUITE JOB LABEL METRIC UNIT "PATH=VALUE..." "OURS/BASE..."
 record() {
-    local suite=$1 job=$2 label=$3 metric=$4 unit=$5 vals=$6 pairs=$7 kv p v j vj rj better=higher
+    local suite=$1 job=$2 label=$3 metric=$4 unit=$5 vals=$6 pairs=$7 kv p v r vj rj better=higher
     [ "$metric" = lat ] && better=lower
     declare -A val
     vj=
@@ -278,7 +278,7 @@ if [ $DO_BLK -eq 1 ]; then
     }
     BLKROWS=()
     blkrow() { # job label metric unit rw bs qd
-        local vals= p v col
+        local vals='' p v col
         case $3 in iops) col=1 ;; lat) col=2 ;; *) col=3 ;; esac
         for p in $BLK_PATHS; do
             step "blk $1 on $p: fio $5 bs=$6 depth=$7 for $SECS s"
@@ -327,7 +327,7 @@ if [ $DO_NET -eq 1 ]; then
     }
     NETROWS=()
     netrow() { # job label metric unit [iperf3 args]
-        local vals= p v
+        local vals='' p v
         for p in $NET_PATHS; do
             step "net $1 on $p: iperf3 ${*:5} for $SECS s"
             v=$(netrun "$p" "${@:5}")

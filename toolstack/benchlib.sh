@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # benchlib.sh - the measurements `bulkhead bench` and `make bench`
 # (tests/bench/bench_blk.sh, bench_net.sh) share, so that the two cannot
 # disagree: one fio job, one iperf3 run, a ratio, the veth baseline and the
@@ -12,10 +13,12 @@
 bl_fio() {
     local wrap=$1 rw=$2 bs=$3 qd=$4 secs=$5 size=$6 out side=read
     shift 6
+    # timeout, where fio runs: a disk that stops answering gives 0, not a
+    # hung run.
     # shellcheck disable=SC2086
-    out=$($wrap fio --name=b --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" \
+    out=$($wrap timeout $((secs + 120)) fio --name=b --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" \
         --time_based --runtime="$secs" --output-format=json --group_reporting "$@" 2>/dev/null)
-    case $rw in *write) side=write ;; esac
+    case $rw in *write) side="write" ;; esac
     # fio's JSON, read by its layout ("read" : {, then iops, bw_bytes and
     # clat_ns's mean): no JSON parser is needed in a guest or in dom0.
     echo "$out" | awk -v side="$side" '
@@ -36,10 +39,11 @@ bl_ratio() {
 }
 
 # bl_wait_port WRAPPER PORT: until something listens on TCP PORT where
-# WRAPPER runs (ss), up to 10 s; 0 once it does.
+# WRAPPER runs (ss), up to 30 s (a loaded machine starts a guest's program
+# slowly); 0 once it does.
 bl_wait_port() {
-    local i
-    for i in $(seq 100); do
+    local _
+    for _ in $(seq 300); do
         # shellcheck disable=SC2086
         $1 ss -Hltn "sport = :$2" 2>/dev/null | grep -q . && return 0
         sleep 0.1
@@ -53,12 +57,15 @@ bl_wait_port() {
 bl_iperf() {
     local srv=$1 cl=$2 ip=$3 secs=$4 out spid
     shift 4
+    # The one-shot server waits for a client for ever, and the client for a
+    # peer that is gone: timeout, run where each runs, bounds both, so that a
+    # broken path gives 0 and not a hung run.
     # shellcheck disable=SC2086
-    $srv iperf3 -s -1 >/dev/null 2>&1 &
+    $srv timeout $((secs + 60)) iperf3 -s -1 >/dev/null 2>&1 &
     spid=$!
     bl_wait_port "$srv" 5201 || { kill $spid 2>/dev/null; wait $spid 2>/dev/null; echo 0; return; }
     # shellcheck disable=SC2086
-    out=$($cl iperf3 -c "$ip" -t "$secs" -J "$@" 2>/dev/null)
+    out=$($cl timeout $((secs + 60)) iperf3 -c "$ip" -t "$secs" -J "$@" 2>/dev/null)
     wait $spid 2>/dev/null
     # iperf3's JSON by its layout, as bl_fio reads fio's (cJSON indents with
     # tabs): the "end" section's sum_received (TCP) or sum (UDP).
@@ -112,8 +119,8 @@ bl_offloads() {
 # shows it.  The guest publishes it once its nbdkit serves the vbd, just
 # after Connected: wait for it, up to 30 s; empty if it never came.
 bl_vbd_uri() {
-    local u i
-    for i in $(seq 300); do
+    local u
+    for _ in $(seq 300); do
         u=$("$B" block-list "$1" --json |
             sed -n "s/.*\"vdev\": \"$2\".*\"uri\": \"\\([^\"]*\\)\".*/\\1/p")
         [ -n "$u" ] && break
