@@ -399,6 +399,7 @@ jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
         "$([ $QUICK -eq 1 ] && echo true || echo false)"
     printf '  "state_dir": "%s",\n  "work_dir": "%s",\n  "kept": %s,\n' "$(jstr "$STATE")" "$(jstr "$W")" \
         "$([ $KEEP -eq 1 ] && echo true || echo false)"
+    printf '  "veth_netns": ["%s", "%s"],\n' "$NA" "$NB"
     printf '  "net_peer": %s,\n  "xml_guest": %s,\n' "$([ -n "$PEER" ] && echo "\"$(jstr "$PEER")\"" || echo null)" \
         "$([ -n "$XMLGUEST" ] && echo "\"$(jstr "$XMLGUEST")\"" || echo null)"
     printf '  "suites": [%s],\n' "$( ([ $DO_BLK -eq 1 ] && printf '"blk"'; [ $DO_BLK -eq 1 ] && [ $DO_NET -eq 1 ] && printf ', '; [ $DO_NET -eq 1 ] && printf '"net"') )"

@@ -19,8 +19,6 @@ mkdir -p "$TMPDIR"
 trap 'rm -rf "$T"' EXIT
 plan 12
 
-netns_before=$(ip netns list | grep -c '^bhbench-')
-
 out=$("$B" bench --bogus 2>&1)
 is "an unknown option: one line" "$(echo "$out" | wc -l) $(echo "$out" | grep -c "unknown option '--bogus'")" "1 1"
 "$B" bench --seconds 0 >/dev/null 2>&1
@@ -89,5 +87,7 @@ is "no work or state directory left" "$(ls -A "$TMPDIR")" ""
 is "no mount, daemon or domain process left" \
     "$(grep -c "$T" /proc/self/mountinfo) $(pgrep -f -- "$T" | wc -l) $(ps -eo uid= | awk -v b="$base" '$1 >= b && $1 < b + 65536' | wc -l)" \
     "0 0 0"
-is "no veth namespace left" "$(ip netns list | grep -c '^bhbench-')" "$netns_before"
+# The run's own namespaces, by name: other runs on the machine may have theirs.
+netns=$(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["veth_netns"]))' "$T/out/results.json")
+is "no veth namespace left ($netns)" "$(for n in $netns; do ip netns list | grep -c "^$n\b"; done | tr '\n' ' ')" "0 0 "
 exit $tap_failed
