@@ -117,8 +117,11 @@ teardown() {
     trap - INT TERM
     if [ -n "$NBDPID" ]; then kill "$NBDPID" 2>/dev/null; wait "$NBDPID" 2>/dev/null; fi
     if [ $KEEP -eq 1 ]; then
+        # With --running, the simulation is the user's: only our domains go.
+        local undo="$B down"
+        [ $RUNNING -eq 1 ] && undo="for d in ${DOMS[*]}; do $B destroy \$d; done"
         step "kept (--keep): state directory $STATE, work directory $W, veth namespaces $NA $NB;" \
-            "tear down with: BULKHEAD_STATE_DIR=$STATE $B down; ip netns del $NA; ip netns del $NB; rm -rf $W"
+            "tear down with: export BULKHEAD_STATE_DIR=$STATE; $undo; ip netns del $NA; ip netns del $NB; rm -rf $W"
         return
     fi
     step "tearing down"
