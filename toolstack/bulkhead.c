@@ -39,6 +39,8 @@ static const struct cmd cmds[] = {
      "run a command in a guest as its root, passing stdio and its exit status through"},
     {"upgrade", cmd_upgrade, "upgrade NAME|ID [--binary PATH]",
      "a new bulkhead-drvdom takes over a driver domain's devices, unseen by the frontends"},
+    {"bench", cmd_bench, "bench [OPTION]...",
+     "the main job: fio and iperf3 through the driver domain, dom0 and baselines"},
 };
 
 void errorf(const char *fmt, ...)

@@ -65,6 +65,9 @@ int cmd_env(int argc, char **argv);
 int find_prog(const char *name, const char *env_name, char *out, size_t outlen, char *top,
               size_t toplen);
 
+/* cmd_bench.c */
+int cmd_bench(int argc, char **argv);
+
 /* cmd_devlist.c */
 int cmd_block_list(int argc, char **argv);
 int cmd_network_list(int argc, char **argv);

@@ -18,8 +18,11 @@
 # BENCH_BLK_SIZE per image (512M).  Files go through dom0's page cache both
 # in nbdkit's file plugin and in blkback (as QEMU's qdisk without
 # direct-io-safe); "direct" alone bypasses it.
+# The measurements are benchlib.sh's, which bulkhead bench uses too.
 set -u
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
+# shellcheck source=../../toolstack/benchlib.sh
+. "$(dirname "$0")/../../toolstack/benchlib.sh"
 T=${BENCH_BLK_SECONDS:-5}
 SIZE=${BENCH_BLK_SIZE:-512M}
 [ "$(id -u)" -eq 0 ] || { echo "bench_blk: needs root (namespaces)"; exit 1; }
@@ -51,10 +54,9 @@ guest g0 "$W/store/disk0.img" "" >"$W/g0.cfg"
 for c in drv g g1 gnp g0; do
     "$B" create "$W/$c.cfg" >/dev/null || { echo "bench_blk: cannot create $c"; exit 1; }
 done
-. "$(dirname "$0")/../dev/lib.sh"
 uri() { # guest vdev
     local u
-    u=$(vbd_uri "$1" "$2")
+    u=$(bl_vbd_uri "$1" "$2")
     [ -n "$u" ] || echo "bench_blk: $1's $2 has no NBD URI after 30 s" >&2
     echo "$u"
 }
@@ -69,35 +71,26 @@ QSOCK=$BULKHEAD_STATE_DIR/nbd/$gid-51728.sock   # dom0's qemu-nbd serves more th
 nbdkit -f -U "$W/nbdkit.sock" file "$IMG" & nbdpid=$!
 for i in $(seq 50); do [ -S "$W/nbdkit.sock" ] && break; sleep 0.1; done
 
-# One fio job; prints "iops lat_us bw_MBps" of its read or write side.
-job() { # where rw bs depth [fio args...]
-    local where=$1 rw=$2 bs=$3 qd=$4 out
-    local common=(--name=b --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$SIZE" --time_based
-                  --runtime="$T" --output-format=json --group_reporting "${@:5}")
-    case $where in
-    direct) out=$(fio "${common[@]}" --ioengine=io_uring --direct=1 --filename="$IMG") ;;
-    nbdkit) out=$(fio "${common[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$W/nbdkit.sock") ;;
-    drv) out=$("$B" exec g -- fio "${common[@]}" --ioengine=nbd --uri="$U_g") ;;
-    drv-1q) out=$("$B" exec g1 -- fio "${common[@]}" --ioengine=nbd --uri="$U_g1") ;;
-    drv-nopg) out=$("$B" exec gnp -- fio "${common[@]}" --ioengine=nbd --uri="$U_gnp") ;;
-    dom0) out=$("$B" exec g0 -- fio "${common[@]}" --ioengine=nbd --uri="$U_g0") ;;
-    qemunbd) out=$(fio "${common[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$QSOCK") ;;
-    drv-qcow2) out=$("$B" exec g -- fio "${common[@]}" --ioengine=nbd --uri="$U_q") ;;
+# One fio job (bl_fio, as bulkhead bench runs it); prints "iops lat_us bw_MBps".
+job() { # where rw bs depth
+    local args=("$2" "$3" "$4" "$T" "$SIZE")
+    case $1 in
+    direct) bl_fio "" "${args[@]}" --ioengine=io_uring --direct=1 --filename="$IMG" ;;
+    nbdkit) bl_fio "" "${args[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$W/nbdkit.sock" ;;
+    drv) bl_fio "$B exec g --" "${args[@]}" --ioengine=nbd --uri="$U_g" ;;
+    drv-1q) bl_fio "$B exec g1 --" "${args[@]}" --ioengine=nbd --uri="$U_g1" ;;
+    drv-nopg) bl_fio "$B exec gnp --" "${args[@]}" --ioengine=nbd --uri="$U_gnp" ;;
+    dom0) bl_fio "$B exec g0 --" "${args[@]}" --ioengine=nbd --uri="$U_g0" ;;
+    qemunbd) bl_fio "" "${args[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$QSOCK" ;;
+    drv-qcow2) bl_fio "$B exec g --" "${args[@]}" --ioengine=nbd --uri="$U_q" ;;
     esac
-    local side=read; case $rw in *write) side=write ;; esac
-    echo "$out" | awk -v side="$side" '
-        $0 ~ "\"" side "\" : \\{" {in_side = 1}
-        in_side && /"iops" :/ && iops == "" {gsub(/[ ,]/, ""); split($0, a, ":"); iops = a[2]}
-        in_side && /"bw_bytes" :/ && bw == "" {gsub(/[ ,]/, ""); split($0, a, ":"); bw = a[2]}
-        in_side && /"clat_ns" : \{/ {in_clat = 1}
-        in_clat && /"mean" :/ && lat == "" {gsub(/[ ,]/, ""); split($0, a, ":"); lat = a[2]; in_clat = 0}
-        END {printf "%.0f %.1f %.1f\n", iops, lat / 1000, bw / 1e6}'
 }
 
-# A ratio where higher is better: ours / base, or base / ours for latency.
+# A ratio where higher is better (bl_ratio): metric 2 is latency.
 ratio() { # metric ours base
-    awk -v m="$1" -v o="$2" -v b="$3" 'BEGIN {
-        if (m == 2) r = (o > 0 ? b / o : 0); else r = (b > 0 ? o / b : 0); printf "%.2f", r }'
+    local m=x
+    [ "$1" = 2 ] && m=lat
+    bl_ratio "$m" "$2" "$3"
 }
 
 PATHS="direct nbdkit drv drv-1q drv-nopg dom0"

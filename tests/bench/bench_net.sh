@@ -6,25 +6,23 @@
 # veth pair: TCP with the offloads (GSO/TSO, checksum) and without, with 2
 # queues (guests of 2 vcpus: the TAP's queues) and 1, and 64-byte UDP
 # packets per second.  BENCH_NET_SECONDS per run (5).
+# The measurements are benchlib.sh's, which bulkhead bench uses too.
 set -u
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
+# shellcheck source=../../toolstack/benchlib.sh
+. "$(dirname "$0")/../../toolstack/benchlib.sh"
 T=${BENCH_NET_SECONDS:-5}
 [ "$(id -u)" -eq 0 ] || { echo "bench_net: needs root (namespaces)"; exit 1; }
-for p in iperf3 ethtool python3; do
+for p in iperf3 ethtool ss; do
     command -v $p >/dev/null || { echo "bench_net: needs $p (apt-get install iperf3 ethtool)"; exit 1; }
 done
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-benchn-XXXXXX)
 W=$(mktemp -d /tmp/bh-benchnw-XXXXXX)
 NA=bhbench-a-$$ NB=bhbench-b-$$
-trap '"$B" down >/dev/null 2>&1; ip netns del $NA 2>/dev/null; ip netns del $NB 2>/dev/null;
-      rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+trap '"$B" down >/dev/null 2>&1; bl_veth_down $NA $NB; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
 
 # The baseline: two namespaces, one veth pair.
-ip netns add $NA && ip netns add $NB &&
-    ip link add bhv-a netns $NA type veth peer name bhv-b netns $NB &&
-    ip -n $NA addr add 10.77.0.1/24 dev bhv-a && ip -n $NB addr add 10.77.0.2/24 dev bhv-b &&
-    ip -n $NA link set bhv-a up && ip -n $NB link set bhv-b up &&
-    ip -n $NA link set lo up && ip -n $NB link set lo up || { echo "bench_net: cannot make the veth pair"; exit 1; }
+bl_veth_up $NA $NB || { echo "bench_net: cannot make the veth pair"; exit 1; }
 
 "$B" up >/dev/null
 printf 'name = "drv"\ndriver_domain = 1\n' >"$W/drv.cfg"
@@ -45,32 +43,13 @@ done
 nq() { "$B" exec "$1" -- xenstore-read device/vif/0/multi-queue-num-queues 2>/dev/null || echo 1; }
 echo "negotiated: a2/b2 $(nq a2)/$(nq b2) queue(s), a1/b1 $(nq a1)/$(nq b1) queue(s)"
 
-# Runs a client against a one-shot server; prints Mbit/s (TCP) or packets/s received (UDP).
+# One iperf3 run (bl_iperf, as bulkhead bench runs it): Mbit/s, or pkt/s received.
 run() { # server-cmd-prefix client-cmd-prefix server-ip [iperf3 client args]
-    local srv=$1 cl=$2 ip=$3
-    $srv iperf3 -s -1 >/dev/null 2>&1 &
-    sleep 1
-    $cl iperf3 -c "$ip" -t "$T" -J "${@:4}" >"$W/out.json" 2>/dev/null
-    wait
-    python3 - "$W/out.json" "$*" <<'PY'
-import json, sys
-try:
-    e = json.load(open(sys.argv[1]))["end"]
-except Exception:
-    print(0); sys.exit()
-if " -u" not in " " + sys.argv[2]:
-    print("%.0f" % (e["sum_received"]["bits_per_second"] / 1e6))
-else:  # UDP: what arrived, per second
-    s = e["sum"]; print("%.0f" % ((s["packets"] - s["lost_packets"]) / s["seconds"]))
-PY
+    bl_iperf "$1" "$2" "$3" "$T" "${@:4}"
 }
 VA="ip netns exec $NA" VB="ip netns exec $NB"
 G() { echo "$B exec $1 --"; }
-offloads() { # on|off: in both namespaces, and in the four guests
-    ip netns exec $NA ethtool -K bhv-a tso "$1" gso "$1" >/dev/null 2>&1
-    ip netns exec $NB ethtool -K bhv-b tso "$1" gso "$1" >/dev/null 2>&1
-    for g in a2 b2 a1 b1; do "$B" exec $g -- ethtool -K eth0 tso "$1" gso "$1" >/dev/null 2>&1; done
-}
+offloads() { bl_offloads "$1" $NA $NB "$B" a2 b2 a1 b1; }
 
 printf "%-36s %12s %12s %12s %8s\n" "job" "veth" "2 queues" "1 queue" "2q/veth"
 row() { # label [iperf3 client args]
@@ -79,7 +58,7 @@ row() { # label [iperf3 client args]
     q2=$(run "$(G b2)" "$(G a2)" 10.78.0.2 "${@:2}")
     q1=$(run "$(G b1)" "$(G a1)" 10.78.0.4 "${@:2}")
     printf "%-36s %12s %12s %12s %8s\n" "$1" "$v" "$q2" "$q1" \
-        "$(awk -v a="$q2" -v b="$v" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+        "$(bl_ratio x "$q2" "$v")"
 }
 row "TCP with offloads (Mbit/s)"
 row "TCP, 4 streams, offloads (Mbit/s)" -P 4
