@@ -10,9 +10,13 @@
  * keys; io/netif.h says what they mean): rx-copy (the only RX mode),
  * scatter-gather, TCP segmentation offload for IPv4 and IPv6, IPv6
  * checksum offload (IPv4's is implied), split event channels, multicast
- * control (static and dynamic), and multi-queue-max-queues - NET_MAX_QUEUES
- * capped by the TAP's queues.  Not the control ring (feature-ctrl-ring):
- * hashing picks no queue here, the kernel's TAP does.
+ * control (static and dynamic), multi-queue-max-queues - NET_MAX_QUEUES
+ * capped by the TAP's queues - and the control ring (feature-ctrl-ring).
+ * Until the frontend chooses Toeplitz on its control ring, a frame goes to
+ * the queue whose TAP fd the kernel gave it to; after, the hash of its
+ * flow and the frontend's mapping table pick its RX queue (the engine of
+ * the TAP queue that read it hands it over: all queues run in one thread)
+ * and the hash reaches the frontend in a HASH extra.
  *
  * The frontend's keys are read strictly at connect; a bad one loses the
  * vif (error node, Closing).  Each queue is one engine (struct bhnet) with
@@ -76,6 +80,10 @@ struct net_kept {
     uint32_t mtu;
     uint32_t pools; /* the frontend's bulkhead-persistent-pools: its pages may stay mapped */
     uint64_t kicks;
+    /* The control ring, when the frontend gave one (ctrl-ring-ref, event-channel-ctrl). */
+    uint32_t ctrl, ctrl_ref, remote_ctrl;
+    struct bhring_state ctrl_ring;
+    struct bhnet_hash hash; /* what its requests set */
     struct net_queue_kept q[NET_MAX_QUEUES];
 };
 
@@ -109,6 +117,9 @@ struct net_queue {
 
 struct net_priv {
     struct net_queue q[NET_MAX_QUEUES];
+    void *ctrl_page;
+    struct bhring ctrl;
+    uint32_t port_ctrl;
     int epfd1;   /* the queues' TAP fds and the timer, plus one; 0: none */
     int timerfd1;
     struct bhnet_stats logged[NET_MAX_QUEUES]; /* the counters the log last said */
@@ -228,6 +239,7 @@ static int net_probe(struct bhdev *d, char *why, size_t len)
         {"feature-split-event-channels", BHXB_BOOL, &yes, 0, false, 0},
         {"feature-multicast-control", BHXB_BOOL, &yes, 0, false, 0},
         {"feature-dynamic-multicast-control", BHXB_BOOL, &yes, 0, false, 0},
+        {"feature-ctrl-ring", BHXB_BOOL, &yes, 0, false, 0},
         {"multi-queue-max-queues", BHXB_UINT, &queues, 0, false, 0},
         {"hotplug-status", BHXB_STR, hotplug, sizeof(hotplug), false, 0},
     };
@@ -344,6 +356,32 @@ static void *net_page(void *ctx, uint32_t gref, bool writable)
     return q->map;
 }
 
+/*
+ * The engine's RX steering: with Toeplitz on, a frame goes to the queue
+ * its hash maps to, handed to that queue's engine at once (the frame lives
+ * in this engine's buffer only until it returns).  A target that lies
+ * there is broken and fails the vif when its own run says so.
+ */
+static bool net_steer(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame)
+{
+    struct net_queue *q = ctx;
+    struct bhdev *d = q->d;
+    struct net_kept *k = d->kept;
+    struct net_priv *p = d->priv;
+    unsigned int self = (unsigned int)(q - p->q), to;
+    char why[200];
+    int notify;
+
+    if (k->hash.alg == XEN_NETIF_CTRL_HASH_ALGORITHM_NONE)
+        return true;
+    to = bhnet_hash_steer(&k->hash, k->nqueues, frame, m->len, m, self);
+    if (to == self || p->q[to].eng == NULL)
+        return true;
+    if (bhnet_rx_push(p->q[to].eng, m, frame, &notify, why, sizeof(why)) >= 0 && notify)
+        bhdev_notify(d, p->q[to].port_rx);
+    return false;
+}
+
 /* The engine's TX filter: anti-spoofing from mac= and ip= (libbhnetback's spoof.c). */
 static bool net_filter(void *ctx, const uint8_t *f, size_t len)
 {
@@ -371,6 +409,12 @@ static void net_detach(struct bhdev *d)
         bhdev_unmap(d, q->rx_page, 1);
         memset(q, 0, sizeof(*q));
     }
+    if (p->port_ctrl != 0)
+        bhdev_unbind(d, p->port_ctrl);
+    if (p->ctrl_page != NULL)
+        bhdev_unmap(d, p->ctrl_page, 1);
+    p->ctrl_page = NULL;
+    p->port_ctrl = 0;
     if (p->epfd1 > 0)
         close(p->epfd1 - 1);
     if (p->timerfd1 > 0)
@@ -405,12 +449,41 @@ static int net_offloads(struct bhdev *d, bool csum4, bool csum6, char *why, size
     return 0;
 }
 
+/* The control ring, from the kept state: mapped, bound, its indices where they were. */
+static int ctrl_attach(struct bhdev *d, char *why, size_t len)
+{
+    struct net_kept *k = d->kept;
+    struct net_priv *p = d->priv;
+    char cwhy[200];
+    int port;
+
+    if (!k->ctrl)
+        return 0;
+    if ((p->ctrl_page = bhdev_map(d, &k->ctrl_ref, 1, cwhy, sizeof(cwhy))) == NULL ||
+        (port = bhdev_bind(d, k->remote_ctrl, cwhy, sizeof(cwhy))) < 0) {
+        snprintf(why, len, "control ring: %s", cwhy);
+        return -1;
+    }
+    p->port_ctrl = (uint32_t)port;
+    if (bhring_attach(&p->ctrl, &bhring_netif_ctrl, BHRING_BACK, p->ctrl_page, 0, 0, false) != 0 ||
+        bhring_restore(&p->ctrl, &k->ctrl_ring) != 0) {
+        snprintf(why, len, "control ring: the kept indices are not a ring's");
+        return -1;
+    }
+    return 0;
+}
+
 /* Maps each queue's rings, binds its ports and starts its engine from the kept state. */
 static int net_attach(struct bhdev *d, char *why, size_t len)
 {
     struct net_kept *k = d->kept;
     struct net_priv *p = d->priv;
     int port;
+
+    if (ctrl_attach(d, why, len) != 0) {
+        net_detach(d);
+        return -1;
+    }
 
     if (d->nfds > 0 && ((p->epfd1 = epoll_create1(EPOLL_CLOEXEC) + 1) == 0 ||
                         (p->timerfd1 = timerfd_create(CLOCK_MONOTONIC,
@@ -455,7 +528,7 @@ static int net_attach(struct bhdev *d, char *why, size_t len)
                        .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},
                 .filter = (k->spoof.has_mac || k->spoof.nip > 0) ? net_filter : NULL,
                 .kept = &qk->eng, .credit_bytes = k->rate_bytes, .credit_usec = k->rate_usec,
-                .rx_stall_ms = netback_rx_stall_ms};
+                .rx_stall_ms = netback_rx_stall_ms, .steer = net_steer};
             struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
 
             if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
@@ -534,6 +607,47 @@ static int net_read_queue(struct bhdev *d, unsigned int nq, unsigned int i,
     return 0;
 }
 
+/*
+ * The control ring's keys (io/netif.h), optional: both or neither.  A new
+ * connection starts with no hashing, whatever the last one chose.
+ */
+static int net_read_ctrl(struct bhdev *d, char *why, size_t len)
+{
+    struct net_kept *k = d->kept;
+    unsigned int ref = 0, evt = 0;
+    bool has_ref = false;
+    const char *bad = NULL;
+    struct bhxb_key in[] = {
+        {"ctrl-ring-ref", BHXB_UINT, &ref, 0, false, 0},
+        {"event-channel-ctrl", BHXB_UINT, &evt, 0, false, EVTCHN_MAX},
+    };
+    char path[BHXB_PATH_MAX + 32], *v;
+
+    k->ctrl = 0;
+    memset(&k->ctrl_ring, 0, sizeof(k->ctrl_ring));
+    memset(&k->hash, 0, sizeof(k->hash));
+    if (bhxb_read_keys(d->xs, d->paths.frontend, in, sizeof(in) / sizeof(in[0]), &bad) != 0) {
+        snprintf(why, len, "frontend key %s: %s", bad, strerror(errno));
+        return -1;
+    }
+    /* ctrl-ring-ref 0 is a grant reference like another: ask whether the key is there. */
+    snprintf(path, sizeof(path), "%s/ctrl-ring-ref", d->paths.frontend);
+    if ((v = xs_read(d->xs, XBT_NULL, path, NULL)) != NULL) {
+        has_ref = true;
+        free(v);
+    }
+    if (has_ref != (evt != 0)) {
+        snprintf(why, len, "frontend key %s: missing or port 0 (give ctrl-ring-ref and "
+                           "event-channel-ctrl both, or neither)",
+                 has_ref ? "event-channel-ctrl" : "ctrl-ring-ref");
+        return -1;
+    }
+    k->ctrl = has_ref;
+    k->ctrl_ref = ref;
+    k->remote_ctrl = evt;
+    return 0;
+}
+
 static int net_connect(struct bhdev *d, char *why, size_t len)
 {
     struct net_kept *k = d->kept;
@@ -588,6 +702,8 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
     for (unsigned int i = 0; i < queues; i++)
         if (net_read_queue(d, queues, i, &k->q[i], why, len) != 0)
             return -1;
+    if (net_read_ctrl(d, why, len) != 0)
+        return -1;
     k->nqueues = queues;
     k->gso4 = gso4;
     k->gso6 = gso6;
@@ -597,10 +713,10 @@ static int net_connect(struct bhdev *d, char *why, size_t len)
         return -1;
     bhdev_log(d,
               "connected: %u queue%s, tx-ring-ref %u, rx-ring-ref %u, event channel%s %u/%u, "
-              "sg %d, gso %d/%d, csum %d/%d, multicast control %d",
+              "sg %d, gso %d/%d, csum %d/%d, multicast control %d, control ring %d",
               queues, queues > 1 ? "s" : "", k->q[0].tx_ref, k->q[0].rx_ref,
               k->q[0].remote_tx == k->q[0].remote_rx ? "" : "s", k->q[0].remote_tx,
-              k->q[0].remote_rx, sg, gso4, gso6, !nocsum, csum6, mcast);
+              k->q[0].remote_rx, sg, gso4, gso6, !nocsum, csum6, mcast, k->ctrl != 0);
     return 0;
 }
 
@@ -622,6 +738,53 @@ static int net_resume(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
+/* The control ring's view of a request's page: mapped read-only for that request alone. */
+static void *ctrl_page(void *ctx, uint32_t gref, bool writable)
+{
+    struct bhdev *d = ctx;
+
+    (void)writable;
+    return bhgnttab_map_grant_ref(d->gnttab, d->id.domid, gref, PROT_READ);
+}
+
+static void ctrl_unpage(void *ctx, void *page)
+{
+    bhgnttab_unmap(((struct bhdev *)ctx)->gnttab, page, 1);
+}
+
+/*
+ * The control ring's requests, carried out and answered in order
+ * (libbhnetback's hash.c).  0, or -1 when the frontend lied on the ring
+ * (the vif is lost).  The ring's indices are kept after each batch: a
+ * worker that dies within one answers its requests again, which changes
+ * nothing (every request sets a value; none adds to one).
+ */
+static int ctrl_serve(struct bhdev *d)
+{
+    struct net_kept *k = d->kept;
+    struct net_priv *p = d->priv;
+    unsigned int refused;
+    char why[200];
+    int n;
+
+    if (p->ctrl_page == NULL)
+        return 0;
+    n = bhnet_ctrl_serve(&p->ctrl, &k->hash, k->nqueues, ctrl_page, ctrl_unpage, d, &refused,
+                         why, sizeof(why));
+    if (n < 0) {
+        bhdev_fail(d, EPROTO, "the frontend lied on the control ring: %s", why);
+        return -1;
+    }
+    if (bhring_back_push(&p->ctrl) == 1)
+        bhdev_notify(d, p->port_ctrl);
+    bhring_save(&p->ctrl, &k->ctrl_ring);
+    if (n > 0)
+        bhdev_log(d, "control ring: %d request%s, %u refused; hash algorithm %u, flags %#x, "
+                     "%u mapping entries",
+                  n, n > 1 ? "s" : "", refused, k->hash.alg, k->hash.flags, k->hash.size);
+    return 0;
+}
+
 /*
  * Every queue's rings: one bounded run each, again while an engine says
  * it has more, its frontend ends told as the engine says.  Then the TAP
@@ -637,6 +800,10 @@ static void net_serve(struct bhdev *d)
     char why[200];
     int rc;
 
+    if (ctrl_serve(d) != 0) {
+        net_detach(d);
+        return;
+    }
     for (unsigned int i = 0; i < k->nqueues; i++) {
         struct net_queue *q = &p->q[i];
         bool want;
