@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bhnetback.h"
 #include "bhnetfront.h"
 #include "hostile.h"
 
@@ -186,7 +187,7 @@ static void fake_connect(struct fake *f)
     }
 }
 
-enum offer { BASIC, FULL };
+enum offer { BASIC, FULL, FULL_CTRL /* and feature-ctrl-ring */ };
 
 /* Both ends of vif devid up to Connected: the backend's offer, the frontend's ntap queues. */
 static int real_tap = -1; /* a kernel TAP instead of the socket pair of queue 0 */
@@ -212,6 +213,8 @@ static void attach(struct fake *f, uint32_t devid, enum offer offer, unsigned in
         ck_assert_int_eq(hst_set(&f->end, "feature-split-event-channels", "1"), 0);
         ck_assert_int_eq(hst_set(&f->end, "multi-queue-max-queues", "4"), 0);
         f->split = true;
+        if (offer == FULL_CTRL)
+            ck_assert_int_eq(hst_set(&f->end, "feature-ctrl-ring", "1"), 0);
     }
     if (trusted >= 0) {
         snprintf(path, sizeof(path), "%s/trusted", f->end.peer_dir);
@@ -685,6 +688,90 @@ START_TEST(test_lies_break_only_the_vif)
 }
 END_TEST
 
+/* The fake backend's view of a control request's page: read-only, as netback maps it. */
+static void *ctrl_page(void *ctx, uint32_t gref, bool writable)
+{
+    (void)ctx;
+    (void)writable;
+    return bhgnttab_map_grant_ref(did.gt, guest.domid, gref, PROT_READ);
+}
+
+static void ctrl_unpage(void *ctx, void *p)
+{
+    (void)ctx;
+    bhgnttab_unmap(did.gt, p, 1);
+}
+
+/*
+ * With feature-ctrl-ring offered, netfront gives a control ring and, at
+ * connect, chooses Toeplitz over addresses and TCP ports, the RSS key and
+ * a table spreading flows over its queues; netback's own consumer serves
+ * it here.  Then a response that answers no request breaks the vif.
+ */
+START_TEST(test_ctrl_ring)
+{
+    static const uint8_t rsskey[8] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2};
+    struct bhnetfront_info in;
+    struct bhnet_hash h = {0};
+    struct bhring r;
+    struct xen_netif_ctrl_response rsp = {.id = 77, .status = 0};
+    unsigned int refused;
+    char why[256];
+    void *sh;
+    int port;
+
+    attach(&fk[0], 0, FULL_CTRL, 2, -1);
+    ck_assert_int_eq(bhnetfront_get_info(fk[0].nf, &in), 0);
+    ck_assert(in.ctrl);
+    ck_assert_int_ge(bhnetfront_ctrl_port(fk[0].nf), 0);
+    ck_assert_ptr_nonnull(sh = bhgnttab_map_grant_ref(did.gt, guest.domid,
+                                                      fkey_uint(&fk[0], "ctrl-ring-ref"),
+                                                      PROT_READ | PROT_WRITE));
+    ck_assert_int_ge(port = bhevtchn_bind_interdomain(did.ev, guest.domid,
+                                                      fkey_uint(&fk[0], "event-channel-ctrl")),
+                     0);
+    ck_assert_int_eq(bhring_attach(&r, &bhring_netif_ctrl, BHRING_BACK, sh, 0, 0, false), 0);
+    ck_assert_int_eq(bhnet_ctrl_serve(&r, &h, 2, ctrl_page, ctrl_unpage, NULL, &refused, why,
+                                      sizeof(why)),
+                     5);
+    ck_assert_uint_eq(refused, 0);
+    ck_assert_int_ge(bhring_back_push(&r), 0);
+    ck_assert_uint_eq(h.alg, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
+    ck_assert_uint_eq(h.flags, 0xf);
+    ck_assert_mem_eq(h.key, rsskey, sizeof(rsskey));
+    ck_assert_uint_eq(h.size, 128);
+    for (unsigned int i = 0; i < 128; i++)
+        ck_assert_uint_eq(h.mapping[i], i % 2);
+    guest_turn(&fk[0]);
+    ck_assert(!bhnetfront_broken(fk[0].nf));
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->ctrl_done, 5);
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->ctrl_refused, 0);
+
+    /* A sixth response, answering nothing: a lie (the ring says so before we look at it). */
+    ((struct xen_netif_ctrl_response *)((uint8_t *)sh + 64))[5 % 128] = rsp;
+    __atomic_store_n((volatile uint32_t *)((uint8_t *)sh + HST_RSP_PROD), 6u, __ATOMIC_RELEASE);
+    guest_turn(&fk[0]);
+    ck_assert(bhnetfront_broken(fk[0].nf));
+    ck_assert_msg(strstr(fk[0].broken, "control") != NULL, "\"%s\"", fk[0].broken);
+    bhevtchn_unbind(did.ev, (uint32_t)port);
+    bhgnttab_unmap(did.gt, sh, 1);
+}
+END_TEST
+
+/* A backend without feature-ctrl-ring gets no control ring keys. */
+START_TEST(test_no_ctrl_ring)
+{
+    struct bhnetfront_info in;
+
+    attach(&fk[0], 0, FULL, 1, -1);
+    ck_assert_int_eq(bhnetfront_get_info(fk[0].nf, &in), 0);
+    ck_assert(!in.ctrl);
+    ck_assert_int_eq(bhnetfront_ctrl_port(fk[0].nf), -1);
+    ck_assert_str_eq(fkey(&fk[0], "ctrl-ring-ref"), "(none)");
+    ck_assert_str_eq(fkey(&fk[0], "event-channel-ctrl"), "(none)");
+}
+END_TEST
+
 /* A new connection after a lie starts clean: new rings, frames move again. */
 START_TEST(test_reconnect_after_lie)
 {
@@ -853,6 +940,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rx_gso);
     tcase_add_loop_test(tc, test_lies_break_only_the_vif, 0, LIES);
     tcase_add_test(tc, test_reconnect_after_lie);
+    tcase_add_test(tc, test_ctrl_ring);
+    tcase_add_test(tc, test_no_ctrl_ring);
     tcase_add_test(tc, test_guest_runtime_lie);
     if (access("/dev/net/tun", R_OK | W_OK) == 0)
         tcase_add_test(tc, test_kernel_tap);
