@@ -51,6 +51,7 @@
 #include "bhring.h"
 #include "bhbroker.h"
 #include "drv.h"
+#include "netmap.h"
 
 #define EVTCHN_MAX     ((1u << 17) - 1)
 #define NET_MAX_QUEUES 4 /* Linux netfront's default (xen_netfront.max_queues is the CPUs) */
@@ -97,23 +98,9 @@ struct net_queue {
     void *map;
     uint32_t map_ref;
     bool map_rw;
-    /* With persistent pools: the frontend's pages mapped so far, by grant reference. */
-    struct net_mapped {
-        uint32_t gref;
-        bool rw;
-        void *page; /* NULL: a free bucket */
-    } *mc;
-    unsigned int nmc;
+    /* With persistent pools: the frontend's pages kept mapped (netmap.c). */
+    struct netmap *mc;
 };
-
-/*
- * Mappings kept per queue with persistent pools: twice what our netfront
- * grants a queue (256 TX + 256 RX pages), so that open addressing stays
- * short; a frontend that shows more pages than that has its mappings
- * dropped and made again, never more memory.
- */
-#define NET_MAP_BUCKETS 1024u
-#define NET_MAP_MAX     (NET_MAP_BUCKETS / 2)
 
 struct net_priv {
     struct net_queue q[NET_MAX_QUEUES];
@@ -293,17 +280,6 @@ static void unmap_data(struct net_queue *q)
     q->map = NULL;
 }
 
-/* Drops every kept mapping of q. */
-static void unmap_kept(struct net_queue *q)
-{
-    for (unsigned int i = 0; q->mc != NULL && i < NET_MAP_BUCKETS; i++)
-        if (q->mc[i].page != NULL) {
-            bhgnttab_unmap(q->d->gnttab, q->mc[i].page, 1);
-            q->mc[i].page = NULL;
-        }
-    q->nmc = 0;
-}
-
 /*
  * A page of a frontend with persistent pools: mapped once and kept (the
  * simulation's map is a call to the hypervisor, hundreds of microseconds:
@@ -311,33 +287,10 @@ static void unmap_kept(struct net_queue *q)
  */
 static void *kept_page(struct net_queue *q, uint32_t gref, bool writable)
 {
-    unsigned int i = (gref * 2654435761u) % NET_MAP_BUCKETS;
-    struct net_mapped *m;
-
-    if (q->mc == NULL && (q->mc = calloc(NET_MAP_BUCKETS, sizeof(*q->mc))) == NULL)
+    if (q->mc == NULL &&
+        (q->mc = netmap_new(q->d->gnttab, q->d->id.domid, NETMAP_MAX)) == NULL)
         return NULL;
-    while (q->mc[i].page != NULL && q->mc[i].gref != gref)
-        i = (i + 1) % NET_MAP_BUCKETS;
-    m = &q->mc[i];
-    if (m->page != NULL && (m->rw || !writable))
-        return m->page;
-    if (m->page != NULL) { /* mapped read-only, wanted writable: map it again */
-        bhgnttab_unmap(q->d->gnttab, m->page, 1);
-        m->page = NULL;
-        q->nmc--;
-    }
-    if (q->nmc >= NET_MAP_MAX) {
-        unmap_kept(q);
-        return kept_page(q, gref, writable);
-    }
-    m->page = bhgnttab_map_grant_ref(q->d->gnttab, q->d->id.domid, gref,
-                                     writable ? PROT_READ | PROT_WRITE : PROT_READ);
-    if (m->page == NULL)
-        return NULL;
-    m->gref = gref;
-    m->rw = writable;
-    q->nmc++;
-    return m->page;
+    return netmap_get(q->mc, gref, writable);
 }
 
 static void *net_page(void *ctx, uint32_t gref, bool writable)
@@ -399,8 +352,7 @@ static void net_detach(struct bhdev *d)
 
         bhnet_close(q->eng);
         unmap_data(q);
-        unmap_kept(q);
-        free(q->mc);
+        netmap_free(q->mc);
         q->mc = NULL;
         if (q->port_rx != q->port_tx)
             bhdev_unbind(d, q->port_rx);
