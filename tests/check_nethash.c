@@ -133,7 +133,10 @@ START_TEST(test_toeplitz_vectors)
 }
 END_TEST
 
-/* An IPv4 fragment carries no ports (not in its first piece either: not all of them do). */
+/*
+ * An IPv4 fragment is hashed on its addresses: only its first piece holds
+ * the ports, and every piece of a packet must land on the same queue.
+ */
 START_TEST(test_toeplitz_fragment)
 {
     struct bhnet_hash h = toeplitz(XEN_NETIF_CTRL_HASH_TYPE_IPV4 |
@@ -232,6 +235,9 @@ START_TEST(test_ctrl_hash_settings)
     ck_assert_uint_eq(ctrl(&h, 2, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 2, 0xffffffffu), page, NULL), INV);
     ck_assert_uint_eq(ctrl(&h, 2, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 1025, 0), page, NULL), OVF);
     ck_assert_uint_eq(ctrl(&h, 2, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 4, 0), NULL, NULL), INV);
+    /* An empty sub-table sets nothing and needs no page, even at the table's end. */
+    ck_assert_uint_eq(ctrl(&h, 2, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 0, 8), NULL, NULL), OK);
+    ck_assert_uint_eq(ctrl(&h, 2, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 0, 9), NULL, NULL), INV);
     /* Entry 1 is queue 1: a one-queue vif refuses the whole table. */
     ck_assert_uint_eq(ctrl(&h, 1, creq(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, 5, 8, 0), page, NULL), INV);
     for (unsigned int i = 0; i < 8; i++)

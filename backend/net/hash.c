@@ -75,6 +75,8 @@ static uint32_t set_mapping(struct bhnet_hash *h, unsigned int nqueues,
     /* 64-bit sum: off + len cannot wrap past the table's end. */
     if ((uint64_t)off + len > h->size || (page == NULL && len > 0))
         return XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER;
+    if (len == 0)
+        return XEN_NETIF_CTRL_STATUS_SUCCESS; /* an empty sub-table sets nothing */
     memcpy(m, page, (size_t)len * 4); /* copied once, then checked: the page is the frontend's */
     for (uint32_t i = 0; i < len; i++)
         if (m[i] >= nqueues)
