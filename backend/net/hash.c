@@ -16,7 +16,7 @@
 #include "bhnetback.h"
 
 #define HASH_FLAGS_SUPPORTED                                                                       \
-    (XEN_NETIF_CTRL_HASH_TYPE_IPV4 | XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP |                          \
+    (XEN_NETIF_CTRL_HASH_TYPE_IPV4 | XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP |                           \
      XEN_NETIF_CTRL_HASH_TYPE_IPV6 | XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP)
 
 uint32_t bhnet_toeplitz(const uint8_t *key, size_t keylen, const uint8_t *in, size_t len)
