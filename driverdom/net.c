@@ -590,10 +590,14 @@ static int net_read_ctrl(struct bhdev *d, char *why, size_t len)
         has_ref = true;
         free(v);
     }
-    if (has_ref != (evt != 0)) {
-        snprintf(why, len, "frontend key %s: missing or port 0 (give ctrl-ring-ref and "
-                           "event-channel-ctrl both, or neither)",
-                 has_ref ? "event-channel-ctrl" : "ctrl-ring-ref");
+    if (has_ref && evt == 0) {
+        snprintf(why, len, "frontend key event-channel-ctrl: missing or port 0 (a control ring "
+                           "needs ctrl-ring-ref and event-channel-ctrl both)");
+        return -1;
+    }
+    if (!has_ref && evt != 0) {
+        snprintf(why, len, "frontend key ctrl-ring-ref: missing (a control ring needs "
+                           "ctrl-ring-ref and event-channel-ctrl both)");
         return -1;
     }
     k->ctrl = has_ref;

@@ -2016,7 +2016,7 @@ START_TEST(test_vif_bad_keys_lose_only_their_vif)
     static const char *const base[] = {"tx-ring-ref", "1", "rx-ring-ref", "2", "event-channel",
                                        "5", NULL};
     static const struct {
-        const char *kv[8];
+        const char *kv[10];
         const char *why;
     } lies[] = {
         {{"request-rx-copy", "0", "feature-rx-notify", "1", NULL}, "request-rx-copy"},
@@ -2028,6 +2028,13 @@ START_TEST(test_vif_bad_keys_lose_only_their_vif)
          "without feature-sg"},
         {{"request-rx-copy", "1", "feature-rx-notify", "1", "event-channel-tx", "6", NULL},
          "event-channel-rx"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "ctrl-ring-ref", "9", NULL},
+         "event-channel-ctrl: missing"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "event-channel-ctrl", "7", NULL},
+         "ctrl-ring-ref: missing"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "ctrl-ring-ref", "9",
+          "event-channel-ctrl", "x7", NULL},
+         "event-channel-ctrl"},
     };
     const unsigned int nlies = sizeof(lies) / sizeof(lies[0]);
 
