@@ -120,6 +120,8 @@ struct bhdrv {
 extern unsigned int blkback_grant_idle_ms;
 /* netback: RX buffers short this long stall a vif queue (--rx-stall-ms; 0: never). */
 extern unsigned int netback_rx_stall_ms;
+/* netback: microseconds a worker polls after the last frame before sleeping (--net-poll-us). */
+extern unsigned int netback_poll_us;
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];

@@ -318,7 +318,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
-            "       %s --upgrade [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
+            "       [--net-poll-us US]\n"
+            "       %s --upgrade [--grant-idle-ms MS] [--rx-stall-ms MS] [--net-poll-us US]\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device.  With --upgrade (run by\n"
             "`bulkhead upgrade`), takes every device of the domain over from its workers\n"
@@ -361,6 +362,20 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--grant-idle-ms") == 0 && i + 1 < argc) {
             if (parse_ms(argv[i], argv[i + 1], "", &blkback_grant_idle_ms) != 0)
                 return 2;
+            i++;
+        } else if (strcmp(argv[i], "--net-poll-us") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long us;
+
+            errno = 0;
+            us = strtoul(argv[i + 1], &end, 10);
+            if (errno != 0 || end == argv[i + 1] || *end != '\0' || argv[i + 1][0] == '-' ||
+                us > 1000000ul) {
+                fprintf(stderr, "%s: --net-poll-us '%s': give microseconds, 0 (never) to 1000000\n",
+                        progname, argv[i + 1]);
+                return 2;
+            }
+            netback_poll_us = (unsigned int)us;
             i++;
         } else if (strcmp(argv[i], "--rx-stall-ms") == 0 && i + 1 < argc) {
             if (parse_ms(argv[i], argv[i + 1], " (never)", &netback_rx_stall_ms) != 0)

@@ -1666,8 +1666,8 @@ START_TEST(test_vif_publishes_what_it_serves)
         "feature-rx-copy", "1", "feature-rx-flip", "0", "feature-sg", "1",
         "feature-gso-tcpv4", "1", "feature-gso-tcpv6", "1", "feature-ipv6-csum-offload", "1",
         "feature-split-event-channels", "1", "feature-multicast-control", "1",
-        "feature-dynamic-multicast-control", "1", "multi-queue-max-queues", "2",
-        "hotplug-status", "connected", NULL};
+        "feature-dynamic-multicast-control", "1", "feature-ctrl-ring", "1",
+        "multi-queue-max-queues", "2", "hotplug-status", "connected", NULL};
 
     drvdom_start(&dd, "drvdom");
     add_vif(d, 2, NULL); /* a TAP of 2 queues caps the 4 we would offer */
@@ -1675,8 +1675,6 @@ START_TEST(test_vif_publishes_what_it_serves)
     for (const char *const *kv = want; kv[0] != NULL; kv += 2)
         ck_assert_msg(strcmp(key(p.backend, kv[0]), kv[1]) == 0, "%s is '%s', not '%s'", kv[0],
                       key(p.backend, kv[0]), kv[1]);
-    /* No control ring: it is not advertised. */
-    ck_assert_str_eq(key(p.backend, "feature-ctrl-ring"), "(none)");
 }
 END_TEST
 
@@ -1835,6 +1833,233 @@ START_TEST(test_vif_two_queues)
     }
     ck_assert(log_has("drvdom", "connected: 2 queues"));
     close(s);
+    hst_end_close(&f);
+    hst_id_close(&id);
+}
+END_TEST
+
+/* ---- the control ring ---- */
+
+/* One control request on ring c: written, notified, answered; returns the status. */
+static uint32_t vif_ctrl(struct hst_end *f, struct hst_ring *c, int port, uint16_t type,
+                         uint32_t a, uint32_t b, uint32_t cc, uint32_t *data)
+{
+    uint32_t at = hst_idx_get(c, HST_REQ_PROD);
+    struct xen_netif_ctrl_request r = {(uint16_t)(at + 100), type, {a, b, cc}};
+    struct xen_netif_ctrl_response rsp;
+    time_t end = time(NULL) + WAIT_S;
+
+    ck_assert_int_eq(hst_slot_write(c, at, &r, sizeof(r)), 0);
+    hst_idx_set(c, HST_REQ_PROD, at + 1);
+    ck_assert_int_eq(bhevtchn_notify(f->id->ev, (bh_evtchn_port_t)port), 0);
+    while ((int32_t)(hst_idx_get(c, HST_RSP_PROD) - (at + 1)) < 0) {
+        ck_assert_msg(time(NULL) < end, "control request %u unanswered after %d s; logs:%s", at,
+                      WAIT_S, logs());
+        hst_events(f);
+        nap();
+    }
+    ck_assert_int_eq(hst_slot_read(c, at, &rsp, sizeof(rsp)), 0);
+    ck_assert_uint_eq(rsp.id, r.id);
+    ck_assert_uint_eq(rsp.type, type);
+    if (data != NULL)
+        *data = rsp.data;
+    return rsp.status;
+}
+
+/* An RX queue's 8 buffers (ids 0..7), posted once; what came back is posted again. */
+struct vif_rxq {
+    unsigned int q;
+    uint8_t *page[8];
+    uint32_t ref[8];
+    uint16_t slot_id[256]; /* the id of the request posted in each slot */
+    uint32_t seen;
+};
+
+static void vif_rxq_post(struct hst_end *f, struct vif_rxq *b, uint16_t id)
+{
+    struct netif_rx_request req = {.id = id, .gref = b->ref[id]};
+
+    b->slot_id[hst_idx_get(&f->ring[2 * b->q + 1], HST_REQ_PROD) % 256] = id;
+    ck_assert_int_eq(hst_produce(f, 2 * b->q + 1, &req, sizeof(req), 1, true), 0);
+}
+
+static void vif_rxq_init(struct hst_end *f, struct vif_rxq *b, unsigned int q)
+{
+    memset(b, 0, sizeof(*b));
+    b->q = q;
+    for (uint16_t i = 0; i < 8; i++) {
+        ck_assert_ptr_nonnull(b->page[i] = hst_grant(f, 1, true, &b->ref[i]));
+        vif_rxq_post(f, b, i);
+    }
+}
+
+/*
+ * Waits on queue b->q for the IPv4 frame whose TCP payload starts with
+ * tag, skipping (and giving back the buffers of) every other frame; returns
+ * the hash its HASH extra carried (asserted present).
+ */
+static uint32_t vif_rxq_find(struct hst_end *f, struct vif_rxq *b, const char *tag)
+{
+    unsigned int r = 2 * b->q + 1;
+
+    for (;;) {
+        uint32_t n = vif_wait_rsp(f, r, b->seen + 1);
+
+        while (b->seen != n) {
+            struct netif_rx_response rsp;
+            struct netif_extra_info ex = {0};
+            uint16_t id = b->slot_id[b->seen % 256];
+            bool extra, ours;
+
+            ck_assert_int_eq(hst_slot_read(&f->ring[r], b->seen, &rsp, sizeof(rsp)), 0);
+            ck_assert_uint_eq(rsp.id, id);
+            extra = rsp.flags & NETRXF_extra_info;
+            ours = rsp.status > 54 && b->page[id][12] == 0x08 && b->page[id][13] == 0 &&
+                   memcmp(b->page[id] + 54, tag, strlen(tag)) == 0;
+            if (extra) {
+                n = vif_wait_rsp(f, r, b->seen + 2);
+                ck_assert_int_eq(hst_slot_read(&f->ring[r], b->seen + 1, &ex, sizeof(ex)), 0);
+                vif_rxq_post(f, b, b->slot_id[(b->seen + 1) % 256]);
+            }
+            vif_rxq_post(f, b, id);
+            b->seen += extra ? 2 : 1;
+            if (!ours)
+                continue;
+            ck_assert_msg(extra && ex.type == XEN_NETIF_EXTRA_TYPE_HASH,
+                          "our frame came without a HASH extra");
+            ck_assert_uint_eq(ex.u.hash.algorithm, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
+            ck_assert_uint_eq(ex.u.hash.type, _XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
+            return (uint32_t)ex.u.hash.value[0] | (uint32_t)ex.u.hash.value[1] << 8 |
+                   (uint32_t)ex.u.hash.value[2] << 16 | (uint32_t)ex.u.hash.value[3] << 24;
+        }
+    }
+}
+
+/*
+ * Microsoft's first RSS vector as a frame into the TAP: 66.9.149.187:2794
+ * to 161.142.100.80:1766, TCP, the tag as its payload.
+ */
+static void vif_send_vector(int s, const char *tag)
+{
+    static const uint8_t mine[6] = {0x00, 0x16, 0x3e, 0, 0, 0}, other[6] = {2, 0, 0, 0, 0, 1};
+    uint8_t fr[96] = {0};
+
+    memcpy(fr, mine, 6);
+    memcpy(fr + 6, other, 6);
+    fr[12] = 0x08;
+    fr[14] = 0x45;
+    fr[17] = (uint8_t)(sizeof(fr) - 14);
+    fr[22] = 64;
+    fr[23] = 6;
+    memcpy(fr + 26, "\x42\x09\x95\xbb\xa1\x8e\x64\x50", 8);
+    memcpy(fr + 34, "\x0a\xea\x06\xe6", 4); /* ports 2794, 1766 */
+    fr[46] = 0x50;
+    memcpy(fr + 54, tag, strlen(tag));
+    ck_assert_int_eq(send(s, fr, sizeof(fr), 0), (ssize_t)sizeof(fr));
+}
+
+/*
+ * The control ring: the frontend chooses Toeplitz, the key of Microsoft's
+ * RSS vectors and a mapping table; a frame's RX queue is then the table's
+ * (whichever TAP queue the kernel gave it to), and its hash - the vector's
+ * - comes in a HASH extra.  A table naming a queue the vif lacks is
+ * refused and changes nothing; a lie on the ring loses the vif only.  The
+ * driver domain polls 500 us after each burst (--net-poll-us), so that the
+ * poll's path serves all of it.
+ */
+START_TEST(test_vif_ctrl_ring_steers_rx)
+{
+    static const uint8_t rsskey[40] = {
+        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+        0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+        0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+    struct hvw_dominfo dd = dom_up("drv"), fe = dom_up("fe");
+    struct bhxb_dev d = dev("vif", "vif", fe.domid, dd.domid, 0);
+    struct bhxb_paths p = paths_of(d);
+    struct hst_ring c = {.type = &bhring_netif_ctrl, .order = 0, .npages = 1,
+                         .nr_ents = __CONST_RING_SIZE(xen_netif_ctrl, 4096),
+                         .ent_size = sizeof(struct xen_netif_ctrl_request)};
+    struct hst_id id;
+    struct hst_end f;
+    struct vif_rxq b0, b1;
+    uint8_t *kpage, *mpage, *cpage;
+    uint32_t kref, mref, v = 0;
+    int cport, s;
+    char bin[512];
+    char *argv[] = {bin, "--net-poll-us", "500", NULL};
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(&dd, "drvdom", argv);
+    ck_assert_int_eq(hst_id_open(&id, fe.uid), 0);
+    add_vif(d, 2, NULL);
+    wait_key(p.backend, "state", "2");
+    ck_assert_str_eq(key(p.backend, "feature-ctrl-ring"), "1");
+    ck_assert_msg(hst_front_init_vif(&f, &id, &d, 2) == 0, "%s", f.why);
+    ck_assert_ptr_nonnull(cpage = hst_grant(&f, 1, true, c.refs));
+    c.sh = cpage;
+    hst_idx_set(&c, HST_REQ_EVENT, 1);
+    hst_idx_set(&c, HST_RSP_EVENT, 1);
+    ck_assert_int_ge(cport = bhevtchn_bind_unbound_port(id.ev, dd.domid), 0);
+    ck_assert_int_eq(hst_front_publish(&f), 0);
+    ck_assert_int_eq(hst_set(&f, "ctrl-ring-ref", "%u", c.refs[0]), 0);
+    ck_assert_int_eq(hst_set(&f, "event-channel-ctrl", "%d", cport), 0);
+    ck_assert_int_eq(hst_state(&f, XenbusStateInitialised), 0);
+    wait_key(p.backend, "state", "4");
+    ck_assert_int_eq(hst_state(&f, XenbusStateConnected), 0);
+    wait_log("drvdom", "control ring 1");
+
+    ck_assert_ptr_nonnull(kpage = hst_grant(&f, 1, false, &kref));
+    ck_assert_ptr_nonnull(mpage = hst_grant(&f, 1, false, &mref));
+    memcpy(kpage, rsskey, sizeof(rsskey));
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS, 0, 0, 0, &v),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    ck_assert_uint_eq(v, 0xf);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM,
+                               XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, 0, 0, NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS, 0xf, 0, 0, NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_KEY, kref, 41, 0, NULL),
+                      XEN_NETIF_CTRL_STATUS_BUFFER_OVERFLOW);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_KEY, kref, 40, 0, NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE, 16, 0, 0,
+                               NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    /* Queue 2 of a 2-queue vif: refused. */
+    for (unsigned int i = 0; i < 16; i++)
+        memcpy(mpage + 4 * i, &(uint32_t){2}, 4);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, mref, 16, 0,
+                               NULL),
+                      XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER);
+    /* Every flow to queue 1. */
+    for (unsigned int i = 0; i < 16; i++)
+        memcpy(mpage + 4 * i, &(uint32_t){1}, 4);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, mref, 16, 0,
+                               NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+
+    vif_rxq_init(&f, &b0, 0);
+    vif_rxq_init(&f, &b1, 1);
+    s = tap_socket(&dd, d);
+    vif_send_vector(s, "to queue 1");
+    ck_assert_uint_eq(vif_rxq_find(&f, &b1, "to queue 1"), 0x51ccc178);
+    /* Now every flow to queue 0: the same flow, from the same TAP queue, lands there. */
+    for (unsigned int i = 0; i < 16; i++)
+        memcpy(mpage + 4 * i, &(uint32_t){0}, 4);
+    ck_assert_uint_eq(vif_ctrl(&f, &c, cport, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, mref, 16, 0,
+                               NULL),
+                      XEN_NETIF_CTRL_STATUS_SUCCESS);
+    vif_send_vector(s, "to queue 0");
+    ck_assert_uint_eq(vif_rxq_find(&f, &b0, "to queue 0"), 0x51ccc178);
+
+    /* A producer index a ring ahead of the responses: the vif is lost, the worker says why. */
+    hst_idx_set(&c, HST_REQ_PROD, hst_idx_get(&c, HST_RSP_PROD) + 5000);
+    ck_assert_int_eq(bhevtchn_notify(id.ev, (bh_evtchn_port_t)cport), 0);
+    wait_key(p.backend, "state", "5");
+    wait_log("drvdom", "lied on the control ring");
+    close(s);
+    bhevtchn_unbind(id.ev, (bh_evtchn_port_t)cport);
     hst_end_close(&f);
     hst_id_close(&id);
 }
@@ -2004,7 +2229,7 @@ START_TEST(test_vif_bad_keys_lose_only_their_vif)
     static const char *const base[] = {"tx-ring-ref", "1", "rx-ring-ref", "2", "event-channel",
                                        "5", NULL};
     static const struct {
-        const char *kv[8];
+        const char *kv[10];
         const char *why;
     } lies[] = {
         {{"request-rx-copy", "0", "feature-rx-notify", "1", NULL}, "request-rx-copy"},
@@ -2016,6 +2241,13 @@ START_TEST(test_vif_bad_keys_lose_only_their_vif)
          "without feature-sg"},
         {{"request-rx-copy", "1", "feature-rx-notify", "1", "event-channel-tx", "6", NULL},
          "event-channel-rx"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "ctrl-ring-ref", "9", NULL},
+         "event-channel-ctrl: missing"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "event-channel-ctrl", "7", NULL},
+         "ctrl-ring-ref: missing"},
+        {{"request-rx-copy", "1", "feature-rx-notify", "1", "ctrl-ring-ref", "9",
+          "event-channel-ctrl", "x7", NULL},
+         "event-channel-ctrl"},
     };
     const unsigned int nlies = sizeof(lies) / sizeof(lies[0]);
 
@@ -2097,6 +2329,7 @@ int main(void)
     tcase_add_test(tc, test_vif_frames_both_ways_and_spoofing_dropped);
     tcase_add_test(tc, test_vif_ip_antispoof);
     tcase_add_test(tc, test_vif_two_queues);
+    tcase_add_test(tc, test_vif_ctrl_ring_steers_rx);
     tcase_add_test(tc, test_vif_worker_restart_keeps_the_rings);
     tcase_add_test(tc, test_vif_bad_keys_lose_only_their_vif);
     tcase_add_test(tc, test_vif_ring_lie_loses_only_its_vif);

@@ -10,8 +10,12 @@
  * TX ring (slots, flags, GSO extra, bytes, trusted=0 clearing); a frame
  * from the RX ring on the TAP (chains, GSO, checksum flags); lies (unknown
  * TX id, RX slot out of its page, endless more_data, rsp_prod overflow)
- * that break that vif only, while another keeps moving frames; and a
- * kernel TAP as the broker makes it, in a network namespace of the test's.
+ * that break that vif only, while another keeps moving frames; the
+ * control ring; the netif feature space pairwise (a covering array over
+ * sg, GSO v4/v6, IPv6 checksum offload, 1/2 queues, split event channels,
+ * the control ring, trusted 0/1 and 1500/9000-byte frames), with no
+ * rx-copy refused apart; and a kernel TAP as the broker makes it, in a
+ * network namespace of the test's.
  * Needs root (the simulation).
  */
 #define _GNU_SOURCE
@@ -34,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bhnetback.h"
 #include "bhnetfront.h"
 #include "hostile.h"
 
@@ -186,7 +191,10 @@ static void fake_connect(struct fake *f)
     }
 }
 
-enum offer { BASIC, FULL };
+enum offer { BASIC, FULL, FULL_CTRL /* and feature-ctrl-ring */, ROW /* as cur_row says */ };
+
+static const unsigned char *cur_row;
+static void offer_row(struct fake *f); /* the pairwise table's offer, below */
 
 /* Both ends of vif devid up to Connected: the backend's offer, the frontend's ntap queues. */
 static int real_tap = -1; /* a kernel TAP instead of the socket pair of queue 0 */
@@ -202,7 +210,9 @@ static void attach(struct fake *f, uint32_t devid, enum offer offer, unsigned in
     ck_assert_ptr_nonnull(f->lay);
     ck_assert_int_eq(hst_back_init(&f->end, &did, HST_NETIF, &f->dev), 0);
     ck_assert_int_eq(hst_back_publish(&f->end), 0);
-    if (offer == BASIC) {
+    if (offer == ROW) {
+        offer_row(f);
+    } else if (offer == BASIC) {
         ck_assert_int_eq(hst_rm(&f->end, "feature-sg"), 0);
         ck_assert_int_eq(hst_rm(&f->end, "multi-queue-max-queues"), 0);
     } else {
@@ -212,6 +222,8 @@ static void attach(struct fake *f, uint32_t devid, enum offer offer, unsigned in
         ck_assert_int_eq(hst_set(&f->end, "feature-split-event-channels", "1"), 0);
         ck_assert_int_eq(hst_set(&f->end, "multi-queue-max-queues", "4"), 0);
         f->split = true;
+        if (offer == FULL_CTRL)
+            ck_assert_int_eq(hst_set(&f->end, "feature-ctrl-ring", "1"), 0);
     }
     if (trusted >= 0) {
         snprintf(path, sizeof(path), "%s/trusted", f->end.peer_dir);
@@ -685,6 +697,323 @@ START_TEST(test_lies_break_only_the_vif)
 }
 END_TEST
 
+/* The fake backend's view of a control request's page: read-only, as netback maps it. */
+static void *ctrl_page(void *ctx, uint32_t gref, bool writable)
+{
+    (void)ctx;
+    (void)writable;
+    return bhgnttab_map_grant_ref(did.gt, guest.domid, gref, PROT_READ);
+}
+
+static void ctrl_unpage(void *ctx, void *p)
+{
+    (void)ctx;
+    bhgnttab_unmap(did.gt, p, 1);
+}
+
+/*
+ * With feature-ctrl-ring offered, netfront gives a control ring and, at
+ * connect, chooses Toeplitz over addresses and TCP ports, the RSS key and
+ * a table spreading flows over its queues; netback's own consumer serves
+ * it here.  Then a response that answers no request breaks the vif.
+ */
+START_TEST(test_ctrl_ring)
+{
+    static const uint8_t rsskey[8] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2};
+    struct bhnetfront_info in;
+    struct bhnet_hash h = {0};
+    struct bhring r;
+    struct xen_netif_ctrl_response rsp = {.id = 77, .status = 0};
+    unsigned int refused;
+    char why[256];
+    void *sh;
+    int port;
+
+    attach(&fk[0], 0, FULL_CTRL, 2, -1);
+    ck_assert_int_eq(bhnetfront_get_info(fk[0].nf, &in), 0);
+    ck_assert(in.ctrl);
+    ck_assert_int_ge(bhnetfront_ctrl_port(fk[0].nf), 0);
+    ck_assert_ptr_nonnull(sh = bhgnttab_map_grant_ref(did.gt, guest.domid,
+                                                      fkey_uint(&fk[0], "ctrl-ring-ref"),
+                                                      PROT_READ | PROT_WRITE));
+    ck_assert_int_ge(port = bhevtchn_bind_interdomain(did.ev, guest.domid,
+                                                      fkey_uint(&fk[0], "event-channel-ctrl")),
+                     0);
+    ck_assert_int_eq(bhring_attach(&r, &bhring_netif_ctrl, BHRING_BACK, sh, 0, 0, false), 0);
+    ck_assert_int_eq(bhnet_ctrl_serve(&r, &h, 2, ctrl_page, ctrl_unpage, NULL, &refused, why,
+                                      sizeof(why)),
+                     5);
+    ck_assert_uint_eq(refused, 0);
+    ck_assert_int_ge(bhring_back_push(&r), 0);
+    ck_assert_uint_eq(h.alg, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
+    ck_assert_uint_eq(h.flags, 0xf);
+    ck_assert_mem_eq(h.key, rsskey, sizeof(rsskey));
+    ck_assert_uint_eq(h.size, 128);
+    for (unsigned int i = 0; i < 128; i++)
+        ck_assert_uint_eq(h.mapping[i], i % 2);
+    guest_turn(&fk[0]);
+    ck_assert(!bhnetfront_broken(fk[0].nf));
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->ctrl_done, 5);
+    ck_assert_uint_eq(bhnetfront_get_stats(fk[0].nf)->ctrl_refused, 0);
+
+    /* A sixth response, answering nothing: a lie (the ring says so before we look at it). */
+    ((struct xen_netif_ctrl_response *)((uint8_t *)sh + 64))[5 % 128] = rsp;
+    __atomic_store_n((volatile uint32_t *)((uint8_t *)sh + HST_RSP_PROD), 6u, __ATOMIC_RELEASE);
+    guest_turn(&fk[0]);
+    ck_assert(bhnetfront_broken(fk[0].nf));
+    ck_assert_msg(strstr(fk[0].broken, "control") != NULL, "\"%s\"", fk[0].broken);
+    bhevtchn_unbind(did.ev, (uint32_t)port);
+    bhgnttab_unmap(did.gt, sh, 1);
+}
+END_TEST
+
+/* A backend without feature-ctrl-ring gets no control ring keys. */
+START_TEST(test_no_ctrl_ring)
+{
+    struct bhnetfront_info in;
+
+    attach(&fk[0], 0, FULL, 1, -1);
+    ck_assert_int_eq(bhnetfront_get_info(fk[0].nf, &in), 0);
+    ck_assert(!in.ctrl);
+    ck_assert_int_eq(bhnetfront_ctrl_port(fk[0].nf), -1);
+    ck_assert_str_eq(fkey(&fk[0], "ctrl-ring-ref"), "(none)");
+    ck_assert_str_eq(fkey(&fk[0], "event-channel-ctrl"), "(none)");
+}
+END_TEST
+
+/* ---- the netif feature space, pairwise ---- */
+
+/*
+ * The backend's offer and the guest's settings, each a factor of two
+ * levels; the table is a pairwise covering array over them (any two
+ * factors meet in all four combinations in some row: 8 rows, not 2^9),
+ * which test_pairwise_table_covers_every_pair checks, as check_blkfront's
+ * does.  Found by a greedy search (each row the random candidate covering
+ * the most pairs left).  rx-copy is no factor: without it there is no
+ * connection at all, whatever else is offered (test_no_rx_copy).
+ * feature-rx-notify is the frontend's to write, always (check_drvdom
+ * checks netback refusing a frontend without it); IPv4 checksum offload
+ * is implied by netif.h.
+ */
+enum nfactor {
+    N_SG,     /* backend offers feature-sg */
+    N_GSO4,   /* feature-gso-tcpv4 */
+    N_GSO6,   /* feature-gso-tcpv6 */
+    N_CSUM6,  /* feature-ipv6-csum-offload */
+    N_QUEUES, /* multi-queue-max-queues: 1, 2 (the guest's TAP has 2) */
+    N_SPLIT,  /* feature-split-event-channels */
+    N_CTRL,   /* feature-ctrl-ring */
+    N_TRUST,  /* the toolstack's trusted key: 0, 1 */
+    N_JUMBO,  /* frames of 1514 bytes (mtu 1500) or 9014 (mtu 9000) */
+    NNFACTORS
+};
+
+static const unsigned char npairwise[][NNFACTORS] = {
+    {1, 1, 1, 1, 1, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 1, 1, 0, 1, 1, 0, 0},
+    {0, 1, 0, 0, 1, 0, 0, 1, 1}, {1, 0, 1, 0, 0, 0, 0, 1, 1}, {1, 1, 0, 1, 1, 1, 0, 0, 0},
+    {0, 0, 0, 0, 1, 1, 1, 0, 1}, {0, 1, 0, 1, 0, 0, 1, 1, 0},
+};
+#define NNROWS ((int)(sizeof(npairwise) / sizeof(npairwise[0])))
+
+START_TEST(test_pairwise_table_covers_every_pair)
+{
+    for (unsigned int f = 0; f < NNFACTORS; f++)
+        for (unsigned int g = f + 1; g < NNFACTORS; g++)
+            for (unsigned int a = 0; a < 2; a++)
+                for (unsigned int b = 0; b < 2; b++) {
+                    bool met = false;
+
+                    for (int r = 0; r < NNROWS && !met; r++)
+                        met = npairwise[r][f] == a && npairwise[r][g] == b;
+                    ck_assert_msg(met, "no row has factor %u at %u with factor %u at %u", f, a, g,
+                                  b);
+                }
+    for (int r = 0; r < NNROWS; r++)
+        for (unsigned int f = 0; f < NNFACTORS; f++)
+            ck_assert_uint_lt(npairwise[r][f], 2);
+}
+END_TEST
+
+static void offer_row(struct fake *f)
+{
+    static const char *const keys[] = {"feature-sg", "feature-gso-tcpv4", "feature-gso-tcpv6",
+                                       "feature-ipv6-csum-offload"};
+
+    for (unsigned int k = 0; k < 4; k++)
+        ck_assert_int_eq(cur_row[k] ? hst_set(&f->end, keys[k], "1") : hst_rm(&f->end, keys[k]), 0);
+    ck_assert_int_eq(hst_set(&f->end, "multi-queue-max-queues", "%u", cur_row[N_QUEUES] ? 2 : 1), 0);
+    if (cur_row[N_SPLIT])
+        ck_assert_int_eq(hst_set(&f->end, "feature-split-event-channels", "1"), 0);
+    if (cur_row[N_CTRL])
+        ck_assert_int_eq(hst_set(&f->end, "feature-ctrl-ring", "1"), 0);
+    f->split = cur_row[N_SPLIT];
+}
+
+/* Whether a frontend key is there, "1" for a flag. */
+static bool fhas(struct fake *f, const char *name)
+{
+    return strcmp(fkey(f, name), "(none)") != 0;
+}
+
+/*
+ * One row: the backend offers what it says, netfront connects, and what it
+ * negotiated and wrote is exactly what both sides allow; then on every
+ * queue a frame of the row's size goes out (chained slots with sg,
+ * dropped and counted without: one slot is a page), a GSO frame goes with
+ * its extra or is dropped as the offer says, an IPv6 frame needing a
+ * checksum goes csum_blank or checksummed, and a frame comes in; trusted=0
+ * clears the last page's tail; with a control ring, the hash settings land.
+ */
+START_TEST(test_pairwise_handshake)
+{
+    const unsigned char *row = cur_row = npairwise[_i];
+    struct fake *f = &fk[0];
+    unsigned int nq = row[N_QUEUES] ? 2 : 1, want_slots;
+    size_t len = row[N_JUMBO] ? 9014 : 1514, last;
+    bool sg = row[N_SG], g4 = row[N_GSO4] && sg, g6 = row[N_GSO6] && sg;
+    struct bhnetfront_info in;
+    uint64_t dropped = 0;
+    char k[64];
+
+    attach(f, 0, ROW, 2, row[N_TRUST]);
+    ck_assert_int_eq(bhnetfront_get_info(f->nf, &in), 0);
+    ck_assert_uint_eq(in.queues, nq);
+    ck_assert_uint_eq(in.backend_max_queues, nq);
+    ck_assert_int_eq(in.split, row[N_SPLIT]);
+    ck_assert_int_eq(in.sg, sg);
+    ck_assert_int_eq(in.gso_tcpv4, g4);
+    ck_assert_int_eq(in.gso_tcpv6, g6);
+    ck_assert_int_eq(in.ipv6_csum, row[N_CSUM6]);
+    ck_assert_int_eq(in.trusted, row[N_TRUST]);
+    ck_assert_int_eq(in.ctrl, row[N_CTRL]);
+    /*
+     * Written: nothing the backend did not offer.  GSO on RX is asked for
+     * as offered, sg or not (we take chains on RX: feature-sg is ours);
+     * GSO on TX (g4, g6 above) needs the backend's sg too.
+     */
+    ck_assert_int_eq(fhas(f, "feature-gso-tcpv4"), row[N_GSO4]);
+    ck_assert_int_eq(fhas(f, "feature-gso-tcpv6"), row[N_GSO6]);
+    ck_assert_str_eq(fkey(f, "feature-sg"), "1"); /* we take chains on RX whatever the offer */
+    ck_assert_str_eq(fkey(f, "feature-rx-notify"), "1");
+    ck_assert_str_eq(fkey(f, "request-rx-copy"), "1");
+    ck_assert_int_eq(fhas(f, "multi-queue-num-queues"), nq > 1);
+    snprintf(k, sizeof(k), "%sevent-channel-tx", nq > 1 ? "queue-0/" : "");
+    ck_assert_int_eq(fhas(f, k), row[N_SPLIT]);
+    snprintf(k, sizeof(k), "%sevent-channel", nq > 1 ? "queue-1/" : "");
+    ck_assert_int_eq(fhas(f, k), !row[N_SPLIT]);
+    ck_assert_int_eq(fhas(f, "ctrl-ring-ref"), row[N_CTRL]);
+    ck_assert_int_eq(fhas(f, "event-channel-ctrl"), row[N_CTRL]);
+    if (row[N_CTRL]) {
+        struct bhnet_hash h = {0};
+        struct bhring r;
+        unsigned int refused;
+        char why[256];
+        void *sh = bhgnttab_map_grant_ref(did.gt, guest.domid, fkey_uint(f, "ctrl-ring-ref"),
+                                          PROT_READ | PROT_WRITE);
+        int port = bhevtchn_bind_interdomain(did.ev, guest.domid,
+                                             fkey_uint(f, "event-channel-ctrl"));
+
+        ck_assert_ptr_nonnull(sh);
+        ck_assert_int_ge(port, 0);
+        ck_assert_int_eq(bhring_attach(&r, &bhring_netif_ctrl, BHRING_BACK, sh, 0, 0, false), 0);
+        ck_assert_int_eq(bhnet_ctrl_serve(&r, &h, nq, ctrl_page, ctrl_unpage, NULL, &refused,
+                                          why, sizeof(why)),
+                         5);
+        ck_assert_uint_eq(refused, 0);
+        for (unsigned int i = 0; i < 128; i++)
+            ck_assert_uint_eq(h.mapping[i], i % nq);
+        bhring_back_push(&r);
+        guest_turn(f);
+        ck_assert_uint_eq(bhnetfront_get_stats(f->nf)->ctrl_done, 5);
+        bhevtchn_unbind(did.ev, (uint32_t)port);
+        bhgnttab_unmap(did.gt, sh, 1);
+    }
+
+    want_slots = (unsigned int)((len + PG - 1) / PG);
+    last = len - (size_t)(want_slots - 1) * PG;
+    for (unsigned int q = 0; q < nq; q++) {
+        struct virtio_net_hdr h = {0};
+
+        /* A plain frame of the row's size. */
+        tcp_frame(fr, len, false);
+        tap_send(f, q, &h, fr, len);
+        if (want_slots > 1 && !sg) {
+            ck_assert_uint_eq(fake_tx(f, q), 0);
+            ck_assert_uint_eq(bhnetfront_get_stats(f->nf)->tx_dropped, ++dropped);
+        } else {
+            ck_assert_uint_eq(fake_tx(f, q), want_slots);
+            ck_assert_uint_eq(f->flen, len);
+            ck_assert_mem_eq(f->frame, fr, len);
+            if (!row[N_TRUST])
+                for (size_t i = last; i < PG; i++)
+                    ck_assert_uint_eq(f->tail[i], 0);
+        }
+        /* A TCPv4 GSO frame: with its extra where offered, dropped where not. */
+        tcp_frame(fr, 6000, false);
+        h = (struct virtio_net_hdr){.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
+                                    .csum_offset = 16, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+                                    .gso_size = 1448, .hdr_len = 54};
+        tap_send(f, q, &h, fr, 6000);
+        if (g4) {
+            ck_assert_uint_eq(fake_tx(f, q), 2);
+            ck_assert(f->has_gso);
+            ck_assert_uint_eq(f->gso.u.gso.type, XEN_NETIF_GSO_TYPE_TCPV4);
+        } else {
+            ck_assert_uint_eq(fake_tx(f, q), 0);
+            ck_assert_uint_eq(bhnetfront_get_stats(f->nf)->tx_dropped, ++dropped);
+        }
+        /* An IPv6 TCP frame with its checksum to fill: left to the backend only if offered. */
+        tcp_frame(fr, 200, true);
+        h = (struct virtio_net_hdr){.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 54,
+                                    .csum_offset = 16};
+        tap_send(f, q, &h, fr, 200);
+        ck_assert_uint_eq(fake_tx(f, q), 1);
+        ck_assert_int_eq((f->slot[0].flags & NETTXF_csum_blank) != 0, row[N_CSUM6]);
+        ck_assert_uint_ne(f->slot[0].flags & NETTXF_data_validated, 0);
+        /* In: a frame of the row's size on this queue's RX ring comes out of its TAP queue. */
+        tcp_frame(fr, len, false);
+        ck_assert_uint_eq(fake_rx(f, q, fr, len, 0, 0, 0), want_slots);
+        guest_turn(f);
+        ck_assert_int_eq(tap_recv(f, q, &h, got), (ssize_t)len);
+        ck_assert_mem_eq(got, fr, len);
+    }
+    guest_turn(f);
+    ck_assert_str_eq(f->broken, "");
+    ck_assert(!bhnetfront_broken(f->nf));
+}
+END_TEST
+
+/* No feature-rx-copy: no connection, whatever else is offered, and the reason says so. */
+START_TEST(test_no_rx_copy)
+{
+    static const unsigned char all[NNFACTORS] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    struct fake *f = &fk[0];
+    struct bhnetfront_cfg cfg = {0};
+    int tap[2];
+    char why[256];
+
+    cur_row = _i ? all : npairwise[1];
+    f->dev = (struct bhxb_dev){"vif", NULL, guest.domid, drv.domid, 0};
+    ck_assert_ptr_nonnull(f->lay = hst_layout(sim.xs, &f->dev));
+    ck_assert_int_eq(hst_back_init(&f->end, &did, HST_NETIF, &f->dev), 0);
+    ck_assert_int_eq(hst_back_publish(&f->end), 0);
+    offer_row(f);
+    ck_assert_int_eq(hst_rm(&f->end, "feature-rx-copy"), 0);
+    for (unsigned int q = 0; q < 2; q++) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, f->sp[q]), 0);
+        tap[q] = f->sp[q][0];
+    }
+    cfg = (struct bhnetfront_cfg){.xs = gid.xs, .gntshr = gid.gs, .evtchn = gid.ev,
+                                  .dir = f->end.peer_dir, .backend = f->end.dir,
+                                  .backend_domid = drv.domid, .tap = tap, .ntap = 2,
+                                  .hdrsz = HDRSZ, .broken = on_broken, .arg = f};
+    ck_assert_ptr_nonnull(f->nf = bhnetfront_new(&cfg));
+    ck_assert_msg(bhnetfront_publish(f->nf, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_int_eq(bhnetfront_connect(f->nf, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, "feature-rx-copy") != NULL, "%s", why);
+}
+END_TEST
+
 /* A new connection after a lie starts clean: new rings, frames move again. */
 START_TEST(test_reconnect_after_lie)
 {
@@ -853,6 +1182,11 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rx_gso);
     tcase_add_loop_test(tc, test_lies_break_only_the_vif, 0, LIES);
     tcase_add_test(tc, test_reconnect_after_lie);
+    tcase_add_test(tc, test_ctrl_ring);
+    tcase_add_test(tc, test_no_ctrl_ring);
+    tcase_add_test(tc, test_pairwise_table_covers_every_pair);
+    tcase_add_loop_test(tc, test_pairwise_handshake, 0, NNROWS);
+    tcase_add_loop_test(tc, test_no_rx_copy, 0, 2);
     tcase_add_test(tc, test_guest_runtime_lie);
     if (access("/dev/net/tun", R_OK | W_OK) == 0)
         tcase_add_test(tc, test_kernel_tap);

@@ -421,8 +421,9 @@ START_TEST(test_rx_roundtrip)
     unsigned int mode = (unsigned int)_i / RX_LENS; /* 0 none, 1 extra, 2 GSO not asked */
     struct bhnet_rxopts bo = {.gso_tcpv4 = mode == 1, .ring_ids = 256};
     struct bhnetf_rxopts fo = {.gso_tcpv4 = mode == 1};
-    struct bhnet_rxmeta m = {len, NETRXF_csum_blank | NETRXF_data_validated,
-                             mode ? T4 : XEN_NETIF_GSO_TYPE_NONE, mode ? 1448 : 0};
+    struct bhnet_rxmeta m = {.len = len, .flags = NETRXF_csum_blank | NETRXF_data_validated,
+                             .gso_type = mode ? T4 : XEN_NETIF_GSO_TYPE_NONE,
+                             .gso_size = mode ? 1448 : 0};
     struct netif_rx_request req[BHNET_RX_MAX_REQS + 2];
     struct netif_rx_response rsp[BHNET_RX_MAX_REQS + 2];
     struct bhnet_rxcopy copy[BHNET_RX_MAX_REQS];
@@ -473,7 +474,7 @@ END_TEST
 START_TEST(test_rx_prefix_and_bounds)
 {
     struct bhnet_rxopts bo = {.gso_tcpv6 = true, .gso_prefix = true, .ring_ids = 4};
-    struct bhnet_rxmeta m = {3000, 0, T6, 1440};
+    struct bhnet_rxmeta m = {.len = 3000, .gso_type = T6, .gso_size = 1440};
     struct netif_rx_request req[4] = {{1, 0, 10}, {2, 0, 11}, {3, 0, 12}, {4, 0, 13}};
     struct netif_rx_response rsp[4], e;
     struct bhnet_rxcopy copy[4];
@@ -491,9 +492,9 @@ START_TEST(test_rx_prefix_and_bounds)
     ck_assert_uint_eq(bhnet_rx_slots(&bo, &m), 0);
     m.len = BHNET_RX_MAX_LEN + 1;
     ck_assert_uint_eq(bhnet_rx_slots(&bo, &m), 0);
-    m = (struct bhnet_rxmeta){100, 0, 3, 1440};
+    m = (struct bhnet_rxmeta){.len = 100, .gso_type = 3, .gso_size = 1440};
     ck_assert_int_eq(bhnet_rx_build(&bo, &m, req, 4, rsp, copy, &ncopy), -1);
-    m = (struct bhnet_rxmeta){100, 0, T6, 0};
+    m = (struct bhnet_rxmeta){.len = 100, .gso_type = T6};
     ck_assert_uint_eq(bhnet_rx_slots(&bo, &m), 0);
     ck_assert_int_eq(bhnet_rx_check_req(&req[3], &bo, why, sizeof(why)), BHNET_LIE);
     ck_assert_ptr_nonnull(strstr(why, "names no buffer"));

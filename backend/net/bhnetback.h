@@ -173,12 +173,15 @@ struct bhnet_rxmeta {
     uint16_t flags;    /* NETRXF_csum_blank, NETRXF_data_validated */
     uint8_t gso_type;  /* XEN_NETIF_GSO_TYPE_* */
     uint16_t gso_size; /* nonzero with a GSO type */
+    bool has_hash;     /* a HASH extra follows (after the GSO one): the control ring's hash */
+    uint8_t hash_type; /* _XEN_NETIF_CTRL_HASH_TYPE_* */
+    uint32_t hash;
 };
 
 /* Data slots of an RX packet: as many as a frontend must accept. */
 #define BHNET_RX_MAX_DATA (XEN_NETIF_NR_SLOTS_MIN - 1)
 #define BHNET_RX_MAX_LEN  (BHNET_RX_MAX_DATA * BHNET_PAGE)
-#define BHNET_RX_MAX_REQS (BHNET_RX_MAX_DATA + 1)
+#define BHNET_RX_MAX_REQS (BHNET_RX_MAX_DATA + 2) /* a GSO extra and a hash extra */
 
 /*
  * Checks one RX request copied out of the ring.  A gref cannot be checked
@@ -189,7 +192,7 @@ enum bhnet_verdict bhnet_rx_check_req(const struct netif_rx_request *req,
                                       const struct bhnet_rxopts *o, char *why, size_t whylen);
 
 /*
- * RX requests a frame takes, GSO slot included; 0 for a frame that cannot
+ * RX requests a frame takes, GSO and hash slots included; 0 for a frame that cannot
  * be delivered (len 0 or over BHNET_RX_MAX_LEN, or a GSO type unknown).
  * A GSO frame to a frontend that asked no GSO of its type is delivered
  * as it is (the caller segments it first or drops it); it takes no extra slot.
@@ -209,7 +212,9 @@ struct bhnet_rxcopy {
  * response), copy[] gets one entry per data slot.  Returns the requests
  * used and *ncopy, or -1 with EAGAIN when n is too few and EINVAL when the
  * frame cannot be delivered.  Data slots carry NETRXF_more_data up to the
- * last; the first carries the flags and NETRXF_extra_info before a GSO extra.
+ * last; the first carries the flags and NETRXF_extra_info before its
+ * extras: the GSO one, then the hash one (m->has_hash), chained with
+ * XEN_NETIF_EXTRA_FLAG_MORE.
  */
 int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
                    const struct netif_rx_request *reqs, unsigned int n,
@@ -324,6 +329,72 @@ struct bhnet_antispoof {
  */
 bool bhnet_antispoof_ok(const struct bhnet_antispoof *a, const uint8_t *frame, size_t len);
 
+/* ---- the control ring's hashing (hash.c) ---- */
+
+#define BHNET_HASH_KEY_MAX     40u  /* octets: enough for IPv6 TCP's 36-octet input */
+#define BHNET_HASH_MAPPING_MAX 128u /* mapping table entries, as Linux's netback */
+
+/*
+ * A vif's hash settings, as the frontend's control requests made them:
+ * plain values (a keeper keeps them), zero for a new connection (no
+ * algorithm: the TAP's queue is kept).  Every mapping entry is below the
+ * connection's queue count (checked when set).
+ */
+struct bhnet_hash {
+    uint32_t alg;   /* XEN_NETIF_CTRL_HASH_ALGORITHM_* */
+    uint32_t flags; /* XEN_NETIF_CTRL_HASH_TYPE_* */
+    uint32_t size;  /* mapping entries in use; 0: hash modulo the queues */
+    uint8_t key[BHNET_HASH_KEY_MAX];
+    uint32_t mapping[BHNET_HASH_MAPPING_MAX];
+};
+
+/*
+ * The Toeplitz hash of len input octets under a key of keylen octets
+ * (missing key octets count as zero), as Microsoft's RSS specifies it.
+ */
+uint32_t bhnet_toeplitz(const uint8_t *key, size_t keylen, const uint8_t *in, size_t len);
+
+/* Whether a control request reads a granted page (SET_HASH_KEY, _MAPPING): true with *gref. */
+bool bhnet_ctrl_gref(const struct xen_netif_ctrl_request *req, uint32_t *gref);
+
+/*
+ * Carries out one control request (a private copy) on h for a vif of
+ * nqueues queues and returns its response.  page: the request's granted
+ * page (bhnet_ctrl_gref), mapped by the caller, or NULL when it has none
+ * or could not be mapped (then the request fails with INVALID_PARAMETER).
+ * A bad request (a key over BHNET_HASH_KEY_MAX, a table over the page or
+ * past the size set, an entry naming no queue) changes nothing and is
+ * answered as netif.h says; no request is a lie.
+ */
+struct xen_netif_ctrl_response bhnet_ctrl_handle(struct bhnet_hash *h, unsigned int nqueues,
+                                                 const struct xen_netif_ctrl_request *req,
+                                                 const uint8_t *page);
+
+/*
+ * Serves a control ring (bhring_netif_ctrl, back end, attached by the
+ * caller): each request waiting is copied once, carried out on h and
+ * answered in its slot, up to a ring's worth per call.  page() gives a
+ * request's granted page read-only (NULL: the request fails), unpage()
+ * (optional) lets it go once the request is done, both with ctx.
+ * Returns the requests answered (*refused of them not SUCCESS; the caller
+ * pushes and notifies), or -1 with why when the frontend lied about the
+ * ring's indices (the ring is then broken).
+ */
+int bhnet_ctrl_serve(struct bhring *r, struct bhnet_hash *h, unsigned int nqueues,
+                     bhnet_page_fn page, void (*unpage)(void *ctx, void *p), void *ctx,
+                     unsigned int *refused, char *why, size_t whylen);
+
+/*
+ * The RX queue of a frame from the TAP: with Toeplitz chosen, its flow
+ * (IPv4/IPv6 addresses, and TCP ports, as h->flags allow) hashed, the hash
+ * into m (has_hash, hash_type, hash: for the frontend's HASH extra) and
+ * through the mapping table to a queue; with no algorithm, dflt (the
+ * TAP's own choice) and no hash.
+ */
+unsigned int bhnet_hash_steer(const struct bhnet_hash *h, unsigned int nqueues,
+                              const uint8_t *frame, size_t len, struct bhnet_rxmeta *m,
+                              unsigned int dflt);
+
 /* ---- the engine: one vif queue's rings served from a TAP (engine.c) ---- */
 
 struct bhnet_kept;
@@ -353,6 +424,13 @@ struct bhnet_opts {
     uint64_t credit_bytes;       /* TX rate: this many bytes ... */
     uint32_t credit_usec;        /* ... per this many microseconds (Linux's rate=) */
     unsigned int rx_stall_ms;    /* RX buffers short this long: the queue stalls */
+    /*
+     * Where a frame read from the TAP goes (the control ring's hashing),
+     * with ctx: it may set m's hash and return true to keep the frame for
+     * this queue, or hand it to another queue's engine (bhnet_rx_push)
+     * and return false.
+     */
+    bool (*steer)(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame);
 };
 
 struct bhnet_stats {
@@ -430,6 +508,17 @@ uint64_t bhnet_wait_usec(const struct bhnet *n);
  * frontend only to addresses it added (broadcast always does).
  */
 void bhnet_set_mcast(struct bhnet *n, bool on);
+
+/*
+ * A frame read by another queue's engine and steered to this one, copied
+ * into this queue's RX buffers at once: 1 delivered, 0 dropped (buffers
+ * short, a frame of this engine's own waiting, or one that cannot be told;
+ * counted as rx_dropped), -1 with why when the frontend lied on this ring
+ * (it is broken then, as by bhnet_run).  *notify gets BHNET_NOTIFY_RX when
+ * the frontend must be told.
+ */
+int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *frame,
+                  int *notify, char *why, size_t whylen);
 
 /* Whether the frontend has added this multicast address (multicast control). */
 bool bhnet_mcast_has(const struct bhnet *n, const uint8_t addr[6]);

@@ -305,6 +305,9 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
             n->k->st.rx_dropped++;
             return 1;
         }
+        /* Another queue's, by the control ring's hash: it is delivered there, or dropped. */
+        if (n->o.steer != NULL && !n->o.steer(n->o.ctx, &n->m, n->frame))
+            return 1;
         n->have_frame = true;
     }
     need = bhnet_rx_slots(&n->o.rx, &n->m);
@@ -330,6 +333,53 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
     n->k->st.rx_packets++;
     rx_answer(n, rsp, used);
     return 1;
+}
+
+int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *frame,
+                  int *notify, char *why, size_t whylen)
+{
+    struct netif_rx_response rsp[BHNET_RX_MAX_REQS];
+    unsigned int need, used;
+    char msg[200] = "";
+    int r;
+
+    *notify = 0;
+    if (n->broken) {
+        snprintf(why, whylen, "%s", n->why);
+        return -1;
+    }
+    /*
+     * A frame of our own waiting for buffers goes first if they have come
+     * (its queue's event may not have been served yet); if it still
+     * waits, this one would overtake it, and is dropped.
+     */
+    if (n->have_frame && rx_one(n, why, whylen) < 0)
+        return -1;
+    need = bhnet_rx_slots(&n->o.rx, m);
+    if (n->have_frame || need == 0) {
+        n->k->st.rx_dropped++;
+        return 0;
+    }
+    while (n->k->nreq < need) {
+        if ((r = bhring_back_get(&n->rx, &n->k->req[n->k->nreq])) < 0)
+            return fail(n, &n->rx, bhring_error(&n->rx), why, whylen);
+        if (r == 0) { /* buffers short: the requests taken stay for the next frame */
+            n->k->st.rx_dropped++;
+            return 0;
+        }
+        if (bhnet_rx_check_req(&n->k->req[n->k->nreq], &n->o.rx, msg, sizeof(msg)) != BHNET_GO)
+            return fail(n, &n->rx, msg, why, whylen);
+        n->k->nreq++;
+        save(n);
+    }
+    r = bhnet_rx_deliver(&n->o.rx, m, frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp, &used);
+    if (r != 0)
+        n->k->st.rx_dropped++;
+    else
+        n->k->st.rx_packets++;
+    rx_answer(n, rsp, used);
+    *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+    return r == 0 ? 1 : 0;
 }
 
 /*

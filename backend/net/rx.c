@@ -39,19 +39,37 @@ unsigned int bhnet_rx_slots(const struct bhnet_rxopts *o, const struct bhnet_rxm
     if (m->len == 0 || m->len > BHNET_RX_MAX_LEN || m->gso_type > XEN_NETIF_GSO_TYPE_TCPV6 ||
         (m->gso_type != XEN_NETIF_GSO_TYPE_NONE && m->gso_size == 0))
         return 0;
-    return (m->len + BHNET_PAGE - 1) / BHNET_PAGE + (gso_mode(o, m) != GSO_NONE);
+    return (m->len + BHNET_PAGE - 1) / BHNET_PAGE + (gso_mode(o, m) == GSO_EXTRA) +
+           (m->has_hash ? 1u : 0u) + (gso_mode(o, m) == GSO_PREFIX);
 }
 
-static void put_extra(struct netif_rx_response *slot, const struct bhnet_rxmeta *m)
+/* The extras after the first data slot: the GSO one, then the hash one; returns slots used. */
+static unsigned int put_extras(struct netif_rx_response *slot, const struct bhnet_rxmeta *m,
+                               bool gso)
 {
     struct netif_extra_info ex;
+    unsigned int s = 0;
 
-    memset(&ex, 0, sizeof(ex));
-    ex.type = XEN_NETIF_EXTRA_TYPE_GSO;
-    ex.u.gso.size = m->gso_size;
-    ex.u.gso.type = m->gso_type;
-    /* An extra overlays the response of the request whose slot it takes. */
-    memcpy(slot, &ex, sizeof(ex));
+    if (gso) {
+        memset(&ex, 0, sizeof(ex));
+        ex.type = XEN_NETIF_EXTRA_TYPE_GSO;
+        ex.flags = m->has_hash ? XEN_NETIF_EXTRA_FLAG_MORE : 0;
+        ex.u.gso.size = m->gso_size;
+        ex.u.gso.type = m->gso_type;
+        /* An extra overlays the response of the request whose slot it takes. */
+        memcpy(&slot[s++], &ex, sizeof(ex));
+    }
+    if (m->has_hash) {
+        memset(&ex, 0, sizeof(ex));
+        ex.type = XEN_NETIF_EXTRA_TYPE_HASH;
+        ex.u.hash.type = m->hash_type;
+        ex.u.hash.algorithm = XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ;
+        /* Little-endian, as the frontends read it (Linux's netfront, ours). */
+        for (unsigned int i = 0; i < 4; i++)
+            ex.u.hash.value[i] = (uint8_t)(m->hash >> (8 * i));
+        memcpy(&slot[s++], &ex, sizeof(ex));
+    }
+    return s;
 }
 
 int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
@@ -86,15 +104,15 @@ int bhnet_rx_build(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
             flags = m->flags & (NETRXF_csum_blank | NETRXF_data_validated);
         if (off + len < m->len)
             flags |= NETRXF_more_data;
-        if (d == 0 && mode == GSO_EXTRA)
+        if (d == 0 && (mode == GSO_EXTRA || m->has_hash))
             flags |= NETRXF_extra_info;
         rsp[s] = (struct netif_rx_response){reqs[s].id, 0, flags, (int16_t)len};
         copy[d] = (struct bhnet_rxcopy){reqs[s].gref, off, (uint16_t)len};
         s++;
         d++;
         off += len;
-        if (d == 1 && mode == GSO_EXTRA)
-            put_extra(&rsp[s++], m);
+        if (d == 1)
+            s += put_extras(&rsp[s], m, mode == GSO_EXTRA);
     }
     *ncopy = d;
     return (int)s;

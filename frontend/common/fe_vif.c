@@ -167,12 +167,14 @@ static int vif_publish(struct bhfront *f, char *why, size_t len)
         if (rx != tx)
             f->ports[np++] = (uint32_t)rx;
     }
+    if (bhnetfront_ctrl_port(v->nf) >= 0)
+        f->ports[np++] = (uint32_t)bhnetfront_ctrl_port(v->nf);
     bhnetfront_get_info(v->nf, &in);
     vif_offloads(f, v, &in);
-    bhfront_log(f, "published %u queue%s (backend offers %u)%s%s%s%s", in.queues,
+    bhfront_log(f, "published %u queue%s (backend offers %u)%s%s%s%s%s", in.queues,
                 in.queues == 1 ? "" : "s", in.backend_max_queues, in.split ? ", split events" : "",
                 in.sg ? ", sg" : "", in.gso_tcpv4 ? ", gso-tcpv4" : "",
-                in.gso_tcpv6 ? ", gso-tcpv6" : "");
+                in.gso_tcpv6 ? ", gso-tcpv6" : "", in.ctrl ? ", control ring" : "");
     return 0;
 }
 

@@ -31,7 +31,7 @@
 #include "bhplat.h"
 #include "bhxenbus.h"
 
-#define BHFRONT_MAX_PORTS 16 /* a vif: 8 queues with split event channels */
+#define BHFRONT_MAX_PORTS 17 /* a vif: 8 queues with split event channels, and its control ring */
 #define BHFRONT_MAX_RING  16
 
 struct bhfrontdrv;

@@ -107,8 +107,15 @@ enum bhnetf_verdict bhnetf_rx_parse(const struct netif_rx_response *rsp, const u
  * tx-ring-ref, rx-ring-ref, event-channel or event-channel-tx/-rx (under
  * queue-N/ with multi-queue-num-queues when there are several queues),
  * request-rx-copy, feature-rx-notify, feature-sg, feature-gso-tcpv4/-tcpv6
- * (those the backend offers) and feature-ipv6-csum-offload.  connect
- * requires feature-rx-copy, posts every RX buffer and starts moving frames.
+ * (those the backend offers) and feature-ipv6-csum-offload; with
+ * feature-ctrl-ring offered, a control ring (ctrl-ring-ref,
+ * event-channel-ctrl).  connect requires feature-rx-copy, posts every RX
+ * buffer and starts moving frames; over the control ring it chooses
+ * Toeplitz hashing (IPv4/IPv6 addresses and TCP ports, the key of
+ * Microsoft's RSS documentation) and a 128-entry table spreading flows
+ * over the queues, so that the backend, not the kernel's TAP, picks each
+ * frame's RX queue.  A control response out of order is a lie; a refused
+ * request is counted (ctrl_refused) and hashing stays as the backend had it.
  *
  * The TAP side: fd tap[q] serves queue q (IFF_VNET_HDR, a virtio_net_hdr of
  * hdrsz bytes before each frame; any fd with the same framing - a
@@ -152,11 +159,13 @@ struct bhnetfront_cfg {
 struct bhnetfront_info {
     unsigned int queues, backend_max_queues;
     bool split, sg, gso_tcpv4, gso_tcpv6, ipv6_csum, trusted;
+    bool ctrl; /* the backend offered a control ring: we use it */
 };
 
 struct bhnetfront_stats {
     uint64_t tx_frames, tx_slots, tx_dropped, tx_errors;
     uint64_t rx_frames, rx_dropped;
+    uint64_t ctrl_done, ctrl_refused; /* control requests answered SUCCESS, and otherwise */
 };
 
 /* Copies cfg (the strings and fds).  NULL with EINVAL or ENOMEM. */
@@ -178,6 +187,8 @@ bool bhnetfront_tx_room(const bhnetfront *n, unsigned int q);
 unsigned int bhnetfront_queues(const bhnetfront *n); /* of this connection, 0 before publish */
 /* Our ports: queue q's TX port (its only one without split) and its RX port; -1 if none. */
 int bhnetfront_port(const bhnetfront *n, unsigned int q, bool rx);
+/* The control ring's port; -1 without one.  bhnetfront_kick serves it too. */
+int bhnetfront_ctrl_port(const bhnetfront *n);
 int bhnetfront_get_info(const bhnetfront *n, struct bhnetfront_info *out);
 const struct bhnetfront_stats *bhnetfront_get_stats(const bhnetfront *n);
 bool bhnetfront_broken(const bhnetfront *n);

@@ -41,6 +41,24 @@ struct nf_queue {
     unsigned int npend;
 };
 
+/*
+ * The control ring, when the backend offers one: the ring, two data pages
+ * (the key, the mapping table: each request's grant starts its data, so
+ * they cannot share one) and a port.  The requests go once per
+ * connection, in order; the responses must answer them in that order.
+ */
+#define CTRL_REQS     5u
+#define CTRL_MAP_SIZE 128u /* entries: netif.h's and Linux's largest, spreading flows finely */
+
+struct nf_ctrl {
+    void *ring;
+    uint8_t *data; /* two pages: the key, then the mapping table */
+    uint32_t ring_ref, data_ref[2];
+    struct bhring r;
+    int port;
+    unsigned int sent, answered;
+};
+
 struct bhnetfront {
     struct bhnetfront_cfg cfg;
     char *dir, *backend;
@@ -48,6 +66,7 @@ struct bhnetfront {
     unsigned int wanted, nq;
     bool published, connected;
     struct nf_queue q[BHNETFRONT_MAX_QUEUES];
+    struct nf_ctrl ctrl;
     struct bhnetfront_info info;
     struct bhnetf_rxopts rxo;
     struct bhnetfront_stats st;
@@ -103,6 +122,7 @@ bhnetfront *bhnetfront_new(const struct bhnetfront_cfg *cfg)
     }
     for (unsigned int i = 0; i < BHNETFRONT_MAX_QUEUES; i++)
         n->q[i].txport = n->q[i].rxport = -1;
+    n->ctrl.port = -1;
     return n;
 }
 
@@ -160,10 +180,25 @@ static void queue_close(bhnetfront *n, struct nf_queue *q)
     q->txids = NULL;
 }
 
+static void ctrl_close(bhnetfront *n)
+{
+    struct nf_ctrl *c = &n->ctrl;
+
+    if (c->port >= 0)
+        bhevtchn_unbind(n->cfg.evtchn, (uint32_t)c->port);
+    if (c->ring != NULL)
+        bhgntshr_unshare(n->cfg.gntshr, c->ring, 1);
+    if (c->data != NULL)
+        bhgntshr_unshare(n->cfg.gntshr, c->data, 2);
+    memset(c, 0, sizeof(*c));
+    c->port = -1;
+}
+
 void bhnetfront_disconnect(bhnetfront *n)
 {
     if (n == NULL)
         return;
+    ctrl_close(n);
     for (unsigned int i = 0; i < BHNETFRONT_MAX_QUEUES; i++)
         queue_close(n, &n->q[i]);
     n->published = n->connected = false;
@@ -212,10 +247,39 @@ fail:
     return -1;
 }
 
+/* The control ring's pages and port; its requests wait for connect. */
+static int ctrl_open(bhnetfront *n, char *why, size_t len)
+{
+    struct nf_ctrl *c = &n->ctrl;
+    const char *step = "grant the control ring";
+    int port;
+
+    if ((c->ring = bhgntshr_share_pages(n->cfg.gntshr, n->cfg.backend_domid, 1, &c->ring_ref,
+                                        1)) == NULL)
+        goto fail;
+    /* Read-only: the backend has no business writing our key or table. */
+    step = "grant the control ring's data pages";
+    if ((c->data = bhgntshr_share_pages(n->cfg.gntshr, n->cfg.backend_domid, 2, c->data_ref,
+                                        0)) == NULL)
+        goto fail;
+    step = "initialise the control ring";
+    if (bhring_attach(&c->r, &bhring_netif_ctrl, BHRING_FRONT, c->ring, 0, 0, true) != 0)
+        goto fail;
+    step = "allocate the control ring's event channel";
+    if ((port = bhevtchn_bind_unbound_port(n->cfg.evtchn, n->cfg.backend_domid)) < 0)
+        goto fail;
+    c->port = port;
+    return 0;
+fail:
+    snprintf(why, len, "cannot %s for domain %u: %s", step, n->cfg.backend_domid,
+             strerror(errno));
+    return -1;
+}
+
 static int read_offer(bhnetfront *n, char *why, size_t len)
 {
     unsigned int maxq = 1, trusted = 1;
-    bool sg = false, g4 = false, g6 = false, v6 = false, split = false;
+    bool sg = false, g4 = false, g6 = false, v6 = false, split = false, ctrl = false;
     const char *bad = NULL;
     struct bhxb_key be[] = {
         {"feature-sg", BHXB_BOOL, &sg, 0, false, 0},
@@ -224,6 +288,7 @@ static int read_offer(bhnetfront *n, char *why, size_t len)
         {"feature-ipv6-csum-offload", BHXB_BOOL, &v6, 0, false, 0},
         {"feature-split-event-channels", BHXB_BOOL, &split, 0, false, 0},
         {"multi-queue-max-queues", BHXB_UINT, &maxq, 0, false, 65536},
+        {"feature-ctrl-ring", BHXB_BOOL, &ctrl, 0, false, 0},
     };
     struct bhxb_key fe[] = {{"trusted", BHXB_UINT, &trusted, 0, false, 1}};
 
@@ -245,8 +310,13 @@ static int read_offer(bhnetfront *n, char *why, size_t len)
     n->info.gso_tcpv6 = g6 && sg;
     n->info.ipv6_csum = v6;
     n->info.trusted = trusted != 0;
-    /* What RX may carry is what we write below: GSO of the types the backend offers. */
-    n->rxo = (struct bhnetf_rxopts){g4, g6, false, 0};
+    n->info.ctrl = ctrl;
+    /*
+     * What RX may carry is what we write below: GSO of the types the
+     * backend offers, and with a control ring the HASH extra (we choose
+     * Toeplitz on it before any frame could carry one).
+     */
+    n->rxo = (struct bhnetf_rxopts){g4, g6, ctrl, 0};
     return 0;
 }
 
@@ -255,7 +325,8 @@ static void remove_stale(bhnetfront *n)
 {
     static const char *const names[] = {"tx-ring-ref", "rx-ring-ref", "event-channel",
                                         "event-channel-tx", "event-channel-rx",
-                                        "multi-queue-num-queues"};
+                                        "multi-queue-num-queues", "ctrl-ring-ref",
+                                        "event-channel-ctrl"};
     char path[BHXB_PATH_MAX + 32];
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -268,14 +339,14 @@ static void remove_stale(bhnetfront *n)
     }
 }
 
-#define NF_MAX_KEYS (9 + 5 * BHNETFRONT_MAX_QUEUES)
+#define NF_MAX_KEYS (11 + 5 * BHNETFRONT_MAX_QUEUES)
 
 int bhnetfront_publish(bhnetfront *n, char *why, size_t len)
 {
     static bool yes = true;
     struct bhxb_key k[NF_MAX_KEYS];
     char names[BHNETFRONT_MAX_QUEUES][5][40];
-    unsigned int vals[BHNETFRONT_MAX_QUEUES][4], nk = 0, nq;
+    unsigned int vals[BHNETFRONT_MAX_QUEUES][4], nk = 0, nq, cvals[2];
 
     bhnetfront_disconnect(n);
     /* A new connection starts clean: rings, pools and ids are new. */
@@ -289,7 +360,17 @@ int bhnetfront_publish(bhnetfront *n, char *why, size_t len)
             bhnetfront_disconnect(n);
             return -1;
         }
+    if (n->info.ctrl && ctrl_open(n, why, len) != 0) {
+        bhnetfront_disconnect(n);
+        return -1;
+    }
     remove_stale(n);
+    if (n->info.ctrl) {
+        cvals[0] = n->ctrl.ring_ref;
+        cvals[1] = (unsigned int)n->ctrl.port;
+        k[nk++] = (struct bhxb_key){"ctrl-ring-ref", BHXB_UINT, &cvals[0], 0, false, 0};
+        k[nk++] = (struct bhxb_key){"event-channel-ctrl", BHXB_UINT, &cvals[1], 0, false, 0};
+    }
     for (unsigned int i = 0; i < nq; i++) {
         struct nf_queue *q = &n->q[i];
         const char *pre = "";
@@ -345,6 +426,85 @@ int bhnetfront_publish(bhnetfront *n, char *why, size_t len)
 
 static void rx_refill(bhnetfront *n, struct nf_queue *q);
 
+/*
+ * The key of Microsoft's RSS documentation, which NDIS drivers use by
+ * default: a key both ends (and a test) can check a hash against.
+ */
+static const uint8_t rss_key[40] = {
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+    0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+    0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+
+/*
+ * Hashing on the control ring: Toeplitz over addresses and TCP ports with
+ * the key above, and a table spreading flows over our queues round-robin.
+ * One batch, answered in order (ids 1..CTRL_REQS).
+ */
+static void ctrl_start(bhnetfront *n)
+{
+    struct nf_ctrl *c = &n->ctrl;
+    const uint32_t all = XEN_NETIF_CTRL_HASH_TYPE_IPV4 | XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP |
+                         XEN_NETIF_CTRL_HASH_TYPE_IPV6 | XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP;
+    const struct xen_netif_ctrl_request req[CTRL_REQS] = {
+        {1, XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM, {XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, 0, 0}},
+        {2, XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS, {all, 0, 0}},
+        {3, XEN_NETIF_CTRL_TYPE_SET_HASH_KEY, {c->data_ref[0], sizeof(rss_key), 0}},
+        {4, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE, {CTRL_MAP_SIZE, 0, 0}},
+        {5, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING, {c->data_ref[1], CTRL_MAP_SIZE, 0}},
+    };
+
+    memset(c->data, 0, 2 * PG);
+    memcpy(c->data, rss_key, sizeof(rss_key));
+    for (uint32_t i = 0; i < CTRL_MAP_SIZE; i++) {
+        uint32_t qi = i % n->nq;
+
+        memcpy(c->data + PG + 4 * i, &qi, 4);
+    }
+    for (unsigned int i = 0; i < CTRL_REQS; i++)
+        bhring_front_put(&c->r, &req[i]); /* a new ring: room for all */
+    c->sent = CTRL_REQS;
+    c->answered = 0;
+    if (bhring_front_push(&c->r) == 1)
+        bhevtchn_notify(n->cfg.evtchn, (uint32_t)c->port);
+}
+
+/* The control ring's responses: each must answer the next request sent. */
+static void ctrl_consume(bhnetfront *n)
+{
+    struct nf_ctrl *c = &n->ctrl;
+    struct xen_netif_ctrl_response rsp;
+    int r;
+
+    if (c->ring == NULL)
+        return;
+    for (;;) {
+        if ((r = bhring_front_get(&c->r, &rsp)) == 0 && (r = bhring_front_final_check(&c->r)) == 1)
+            r = bhring_front_get(&c->r, &rsp);
+        if (r < 0) {
+            nf_break(n, "control ring: %s", bhring_error(&c->r));
+            return;
+        }
+        if (r == 0)
+            return;
+        if (c->answered >= c->sent || rsp.id != c->answered + 1 ||
+            rsp.status > XEN_NETIF_CTRL_STATUS_BUFFER_OVERFLOW) {
+            nf_break(n, "control response id %u, status %u: not the answer to request %u",
+                     rsp.id, rsp.status, c->answered + 1);
+            return;
+        }
+        c->answered++;
+        if (rsp.status != XEN_NETIF_CTRL_STATUS_SUCCESS)
+            n->st.ctrl_refused++;
+        else
+            n->st.ctrl_done++;
+    }
+}
+
+int bhnetfront_ctrl_port(const bhnetfront *n)
+{
+    return n->ctrl.port;
+}
+
 int bhnetfront_connect(bhnetfront *n, char *why, size_t len)
 {
     bool rx_copy = false;
@@ -366,6 +526,8 @@ int bhnetfront_connect(bhnetfront *n, char *why, size_t len)
     n->connected = true;
     for (unsigned int i = 0; i < n->nq; i++)
         rx_refill(n, &n->q[i]);
+    if (n->ctrl.ring != NULL)
+        ctrl_start(n);
     return 0;
 }
 
@@ -730,6 +892,8 @@ void bhnetfront_kick(bhnetfront *n)
         if (!n->broken)
             rx_consume(n, i);
     }
+    if (!n->broken)
+        ctrl_consume(n);
 }
 
 /* ---- queries ---- */

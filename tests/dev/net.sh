@@ -5,7 +5,8 @@
 # bridge's uplink to dom0's namespace).  ping between guests and to dom0;
 # MTU 1500 and 9000; iperf3 TCP guest to guest and guest to dom0; the md5 of
 # 1 GiB sent over TCP; a forged source IP or MAC reaching nobody (and
-# counted); rate= bounding what iperf3 measures from above.
+# counted); rate= bounding what iperf3 measures from above; netfront
+# choosing Toeplitz hashing over the control ring.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
@@ -16,7 +17,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-net-XXXXXX)
 W=$(mktemp -d /tmp/bh-netw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 20
+plan 21
 
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\n' >"$W/drv.cfg"
 guest() { # name last-octet extra-vif-settings
@@ -43,6 +44,10 @@ nsenter --net="$BULKHEAD_DOM0_NETNS" ip addr add 10.9.0.1/24 dev up-drv
 ok "g1 pings g2 (through the driver domain's bridge)" "$B" exec g1 -- ping -c 3 -W 3 10.9.0.12
 ok "g2 pings g1" "$B" exec g2 -- ping -c 3 -W 3 10.9.0.11
 ok "g1 pings dom0's namespace through the uplink" "$B" exec g1 -- ping -c 3 -W 3 10.9.0.1
+g1id=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g1".*/\1/p')
+ok "g1's netfront chose Toeplitz hashing on the control ring (5 requests, none refused)" \
+    grep -q "vif $g1id/0: control ring: 5 requests, 0 refused; hash algorithm 1" \
+    "$BULKHEAD_STATE_DIR/console/drv.log"
 is "eth0 carries the vif's mtu (1500)" "$("$B" exec g1 -- ip -o link show eth0 | grep -o 'mtu [0-9]*')" "mtu 1500"
 is "... and 9000 where the vif says mtu=9000" "$("$B" exec j1 -- ip -o link show eth0 | grep -o 'mtu [0-9]*')" "mtu 9000"
 ok "a 9000-byte frame crosses unfragmented (ping -M do -s 8972)" \
@@ -101,7 +106,6 @@ is "1 GiB over TCP g1 -> g2: same length and md5 on both ends" \
 spoofed() { grep -h "vif $1/0: queue" "$BULKHEAD_STATE_DIR/console/drv.log" |
     sed -n 's/.*queue \([0-9]*\):.*spoofed \([0-9]*\),.*/\1 \2/p' |
     awk '{last[$1] = $2} END {for (q in last) n += last[q]; print n + 0}'; }
-g1id=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g1".*/\1/p')
 "$B" exec g1 -- ip addr add 10.9.0.99/24 dev eth0
 fails "a forged source IP reaches nobody (g1 as 10.9.0.99 pings g2)" \
     "$B" exec g1 -- ping -c 3 -W 2 -I 10.9.0.99 10.9.0.12

@@ -3,8 +3,9 @@
  * the backend's own side may hand it, laid out and read back.
  *
  * Input: one byte of options (GSO TCPv4/v6 asked, prefix, ids bounded by
- * the ring), the frame's description (4 bytes of length, flags, GSO type,
- * 2 bytes of GSO size), a byte n (0..20 requests) and n RX requests of 8
+ * the ring, a hash extra), the frame's description (4 bytes of length,
+ * flags, GSO type, 2 bytes of GSO size; with a hash, its type and 4 bytes
+ * of value), a byte n (0..20 requests) and n RX requests of 8
  * bytes.  The responses built must describe exactly the frame, in the
  * requests' own slots, and netfront's validator must take them as they are.
  */
@@ -43,6 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m.flags = fuzz_u8(&in);
     m.gso_type = fuzz_u8(&in) % 4;
     m.gso_size = (uint16_t)(fuzz_u8(&in) << 8 | fuzz_u8(&in));
+    m.has_hash = opt & 16;
+    m.hash_type = m.has_hash ? fuzz_u8(&in) % 4 : 0;
+    m.hash = m.has_hash ? fuzz_u32(&in) : 0;
     n = fuzz_u8(&in) % (NREQ + 1);
     for (unsigned int i = 0; i < n; i++) {
         for (size_t x = 0; x < sizeof(req[i]); x++)
@@ -70,10 +74,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0; /* netfront never asks for the prefix: nothing to read it back with */
     fo.gso_tcpv4 = o.gso_tcpv4;
     fo.gso_tcpv6 = o.gso_tcpv6;
+    fo.hash = m.has_hash;
     switch (bhnetf_rx_parse(rsp, ids, (unsigned int)used, true, &fo, &pkt, why, sizeof(why))) {
     case BHNETF_OK:
         FUZZ_ASSERT(pkt.len == m.len && pkt.nrsp == need && pkt.nfrags == ncopy);
         FUZZ_ASSERT(pkt.flags == (m.flags & (NETRXF_csum_blank | NETRXF_data_validated)));
+        FUZZ_ASSERT(pkt.has_hash == m.has_hash);
+        FUZZ_ASSERT(!m.has_hash || (pkt.hash == m.hash && pkt.hash_type == m.hash_type &&
+                                    pkt.hash_alg == XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ));
         for (unsigned int i = 0; i < ncopy; i++)
             FUZZ_ASSERT(req[pkt.frag[i].slot].gref == copy[i].gref);
         break;

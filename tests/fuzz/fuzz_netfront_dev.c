@@ -5,10 +5,12 @@
  * The platform and the store are plain memory here (granted pages are
  * malloc'd, the backend's offer comes from the input), the TAP a socket
  * pair.  Input: a configuration byte (sg, GSO, split event channels, two
- * queues, trusted), then a script of steps: a frame with any
- * virtio_net_hdr into a TAP queue; a raw TX or RX response (its id near
- * the request's or not, any status, offset, flags; an extra-info slot) at
- * rsp_prod; rsp_prod moved anywhere; a kick; a reconnect; the TAP drained.
+ * queues, trusted, a control ring), then a script of steps: a frame with
+ * any virtio_net_hdr into a TAP queue; a raw TX or RX response (its id
+ * near the request's or not, any status, offset, flags; an extra-info
+ * slot) at rsp_prod; a control response (its id the next one or not, any
+ * type, status and data) then a kick; rsp_prod moved anywhere; a kick; a
+ * reconnect; the TAP drained.
  * Invariants: no access outside what was allocated (ASan), a frame on the
  * TAP is never longer than the slots allowed, a broken device takes
  * nothing from its TAP, the process lives.
@@ -35,7 +37,8 @@
 static uint8_t cfg;
 static uint32_t next_ref = 1;
 static int next_port = 1;
-static void *rings[2 * BHNETFRONT_MAX_QUEUES]; /* one-page shares in order: tx, rx of each queue */
+/* one-page shares in order: tx, rx of each queue, then the control ring */
+static void *rings[2 * BHNETFRONT_MAX_QUEUES + 1];
 static unsigned int nrings;
 
 void *bhgntshr_share_pages(bhgntshr_handle *h, uint32_t domid, int count, bh_grant_ref_t *refs,
@@ -49,7 +52,7 @@ void *bhgntshr_share_pages(bhgntshr_handle *h, uint32_t domid, int count, bh_gra
     memset(p, 0, (size_t)count * PAGE);
     for (int i = 0; i < count; i++)
         refs[i] = next_ref++;
-    if (count == 1 && nrings < 2 * BHNETFRONT_MAX_QUEUES)
+    if (count == 1 && nrings < 2 * BHNETFRONT_MAX_QUEUES + 1)
         rings[nrings++] = p;
     return p;
 }
@@ -112,6 +115,8 @@ int bhxb_read_keys(struct xs_handle *xs, const char *dir, const struct bhxb_key 
             v = (cfg >> 3) & 1 ? 2 : 1;
         else if (strcmp(k, "trusted") == 0)
             v = (cfg >> 4) & 1;
+        else if (strcmp(k, "feature-ctrl-ring") == 0)
+            v = (cfg >> 5) & 1;
         else if (strcmp(k, "feature-rx-copy") == 0 || strcmp(k, "feature-ipv6-csum-offload") == 0)
             v = 1;
         else
@@ -244,9 +249,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 *idx(op & 8 ? rx : tx, 8) += fuzz_u8(&in) * (op & 0x20 ? 3u : 1u);
             break;
         case 4:
-        case 5:
             bhnetfront_kick(n);
             break;
+        case 5: { /* a control response at rsp_prod (ours are ids 1, 2, ... in order), a kick */
+            void *cr = (cfg & 0x20) && nq > 0 ? rings[2 * nq] : NULL;
+            struct xen_netif_ctrl_response rsp;
+            uint32_t p;
+
+            if (cr != NULL) {
+                p = *idx(cr, 8);
+                rsp.id = (uint16_t)((p + 1) ^ (fuzz_u8(&in) & 0x83u));
+                rsp.type = fuzz_u8(&in);
+                rsp.status = fuzz_u8(&in) % 5;
+                rsp.data = fuzz_u32(&in);
+                memcpy((uint8_t *)cr + 64 + (size_t)(p % 128) * 16, &rsp, sizeof(rsp));
+                *idx(cr, 8) = p + 1;
+            }
+            bhnetfront_kick(n);
+            break;
+        }
         case 6:
             if (reconnect(n) != 0)
                 goto out;
