@@ -25,6 +25,7 @@ static const struct cmd cmds[] = {
      "list a domain's virtual block devices and where each stands"},
     {"network-list", cmd_network_list, "network-list NAME|ID [--json]",
      "list a domain's virtual network interfaces and where each stands"},
+    {"restart", cmd_restart, "restart NAME|ID", "rebuild a driver domain; its devices follow"},
     {"pause", cmd_pause, "pause NAME|ID", "stop every process of a domain until unpaused"},
     {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",
