@@ -12,6 +12,17 @@
 #include "rehome.h"
 #include "vifspec.h"
 
+/* s cut to fit buf, anything but printable ASCII as '?': a message stays one line. */
+static const char *shown(const char *s, char *buf, size_t size)
+{
+    size_t i = 0;
+
+    for (; s[i] != '\0' && i + 1 < size; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
 const char *rehome_key_find(const struct rehome_key *keys, size_t nkeys, const char *key)
 {
     for (size_t i = 0; i < nkeys; i++)
@@ -24,7 +35,7 @@ int rehome_dev_init(struct rehome_dev *d, const char *kind, uint32_t frontend, u
                     const char *backend, uint32_t old_be, uint32_t new_be, char *err,
                     size_t errlen)
 {
-    char bkind[40];
+    char bkind[40], sb[160];
     unsigned int be, fe, id;
     int n = 0;
 
@@ -33,7 +44,7 @@ int rehome_dev_init(struct rehome_dev *d, const char *kind, uint32_t frontend, u
                &n) != 4 ||
         backend[n] != '\0' || fe != frontend || id != devid) {
         snprintf(err, errlen, "/libxl/%u/device/%s/%u/backend is '%s', not libxl's path for this "
-                 "device: left as it is", frontend, kind, devid, backend);
+                 "device: left as it is", frontend, kind, devid, shown(backend, sb, sizeof(sb)));
         return -1;
     }
     snprintf(d->kind, sizeof(d->kind), "%s", kind);
@@ -53,7 +64,7 @@ int rehome_dev_init(struct rehome_dev *d, const char *kind, uint32_t frontend, u
     /* Canonical: "/local/domain/07/..." parses, but is not the path libxl wrote. */
     if (strcmp(d->old_paths.backend, backend) != 0) {
         snprintf(err, errlen, "/libxl/%u/device/%s/%u/backend is '%s', not libxl's path for this "
-                 "device: left as it is", frontend, kind, devid, backend);
+                 "device: left as it is", frontend, kind, devid, shown(backend, sb, sizeof(sb)));
         return -1;
     }
     return be == old_be ? 1 : 0;
@@ -165,6 +176,7 @@ int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_d
     const char *mode = rehome_key_find(keys, nkeys, "mode");
     const char *nbd = rehome_key_find(keys, nkeys, "bulkhead-nbd");
     const char *target;
+    char sb[160];
 
     memset(out, 0, sizeof(*out));
     if (params == NULL || mode == NULL) {
@@ -173,7 +185,8 @@ int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_d
         return -1;
     }
     if (strcmp(mode, "r") != 0 && strcmp(mode, "w") != 0) {
-        snprintf(err, errlen, "the copy's mode is '%s', neither r nor w", mode);
+        snprintf(err, errlen, "the copy's mode is '%s', neither r nor w",
+                 shown(mode, sb, sizeof(sb)));
         return -1;
     }
     out->readonly = mode[0] == 'r';
@@ -183,7 +196,7 @@ int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_d
         const char *colon = strchr(params, ':');
         if (colon == NULL) {
             snprintf(err, errlen, "the copy's params '%s' has no format in front of the target",
-                     params);
+                     shown(params, sb, sizeof(sb)));
             return -1;
         }
         target = colon + 1;
@@ -196,7 +209,8 @@ int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_d
         return 0;
     }
     if (target[0] != '/' || strlen(target) >= sizeof(out->path)) {
-        snprintf(err, errlen, "the copy's target '%.200s' is no absolute path", target);
+        snprintf(err, errlen, "the copy's target '%s' is no absolute path",
+                 shown(target, sb, sizeof(sb)));
         return -1;
     }
     snprintf(out->path, sizeof(out->path), "%s", target);
@@ -210,6 +224,7 @@ int rehome_vif_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_vi
     const char *mtu = rehome_key_find(keys, nkeys, "mtu");
     const char *bridge = rehome_key_find(keys, nkeys, "bridge");
     uint64_t m = 1500;
+    char sb[160];
 
     memset(out, 0, sizeof(*out));
     if (mac == NULL) {
@@ -219,12 +234,14 @@ int rehome_vif_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_vi
     if (vifspec_parse_mac(mac, out->mac, err, errlen) != 0)
         return -1;
     if (mtu != NULL && bhxb_parse_u64(mtu, strlen(mtu), 68, 65535, &m) != 0) {
-        snprintf(err, errlen, "the copy's mtu '%s' is no number from 68 to 65535", mtu);
+        snprintf(err, errlen, "the copy's mtu '%s' is no number from 68 to 65535",
+                 shown(mtu, sb, sizeof(sb)));
         return -1;
     }
     out->mtu = (unsigned int)m;
     if (bridge != NULL && strlen(bridge) >= sizeof(out->bridge)) {
-        snprintf(err, errlen, "the copy's bridge '%s' is longer than an interface name", bridge);
+        snprintf(err, errlen, "the copy's bridge '%s' is longer than an interface name",
+                 shown(bridge, sb, sizeof(sb)));
         return -1;
     }
     snprintf(out->bridge, sizeof(out->bridge), "%s", bridge ? bridge : "");
