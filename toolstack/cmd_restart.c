@@ -293,7 +293,15 @@ static int write_moves(struct xs_handle *xs, const struct movers *mv, char *err,
         for (size_t i = 0; ok && i < mv->n; i++) {
             const struct moving *m = &mv->m[i];
             const struct bhxb_layout *l = m->layout;
+            unsigned int len;
+            char *v = NULL;
             ok = xs_rm(xs, t, m->d.old_paths.backend) || errno == ENOENT;
+            /* A guest being destroyed meanwhile: its device goes with it, nothing to point. */
+            if (ok && (v = xs_read(xs, t, m->d.new_paths.frontend, &len)) == NULL) {
+                ok = errno == ENOENT;
+                continue;
+            }
+            free(v);
             for (size_t k = 0; ok && k < l->n; k++) {
                 const struct bhxb_node *nd = &l->nodes[k];
                 if (!rehome_node_written(&m->d, nd->path))
