@@ -33,6 +33,7 @@ static const struct cmd cmds[] = {
      "give a running guest another vif (xl-network-configuration(5))"},
     {"network-detach", cmd_network_detach, "network-detach NAME|ID MAC|DEVID",
      "take a vif from a guest"},
+    {"restart", cmd_restart, "restart NAME|ID", "rebuild a driver domain; its devices follow"},
     {"pause", cmd_pause, "pause NAME|ID", "stop every process of a domain until unpaused"},
     {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",

@@ -180,6 +180,7 @@ static int devlist(int argc, char **argv, const char *kind)
                "MAC");
     for (unsigned int i = 0; i < n; i++) {
         struct devrow r = {.state = -1, .backend_state = -1, .worker_pid = -1};
+        long backend_id = -1; /* which domain: a restarted driver domain keeps its name */
         char dir[BHXB_PATH_MAX + 32], bpath[BHXB_PATH_MAX + 48], fpath[BHXB_PATH_MAX + 48];
         char bkind[40];
         unsigned int be;
@@ -212,6 +213,7 @@ static int devlist(int argc, char **argv, const char *kind)
             r.state = read_state(xs, fpath);
         if (bpath[0] != '\0' && parse_backend_path(bpath, &be, bkind, sizeof(bkind)) == 0) {
             r.backend_state = read_state(xs, bpath);
+            backend_id = be;
             domain_name(&h, be, r.backend, sizeof(r.backend));
             r.worker_pid = worker_pid(xs, &h, be, bkind, info.domid, r.devid);
         }
@@ -224,7 +226,7 @@ static int devlist(int argc, char **argv, const char *kind)
                    r.backend_state, r.worker_pid);
             printf(vbd ? "\"uri\": " : "\"mac\": ");
             print_json_string(vbd ? r.uri : r.mac);
-            printf("}");
+            printf(", \"backend_id\": %ld}", backend_id);
         } else {
             char pid[24];
             snprintf(pid, sizeof(pid), "%ld", r.worker_pid);

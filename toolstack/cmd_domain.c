@@ -83,6 +83,53 @@ static int xenstore_add(struct hvc *h, const struct hvw_dominfo *info, const str
 
 static int create_domain(const char *file);
 
+void config_kept_path(const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/configs/%s.cfg", state_dir, name);
+}
+
+/*
+ * A copy of a driver domain's config in the state directory, for restart:
+ * written beside and renamed, so that a reader sees the old copy or the new
+ * one, never a mix.  Nothing is done when file is that copy already.
+ */
+static int config_keep(const char *file, const char *name, char *err, size_t errlen)
+{
+    char dir[4096], path[4200], tmp[4300], buf[65536];
+    int in = -1, out = -1, rc = -1;
+    ssize_t n = 0;
+
+    snprintf(dir, sizeof(dir), "%s/configs", state_dir);
+    config_kept_path(name, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    if (strcmp(file, path) == 0)
+        return 0;
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+        (in = open(file, O_RDONLY | O_CLOEXEC)) < 0 ||
+        (out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+        goto out;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            goto out;
+    if (n < 0 || fsync(out) != 0 || close(out) != 0) {
+        out = -1;
+        goto out;
+    }
+    out = -1;
+    rc = rename(tmp, path);
+out:
+    if (rc != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot keep a copy of it as %.1500s: %s", path, strerror(e));
+        unlink(tmp);
+    }
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
 /* ---- create -n: the devices' XenStore layout, as JSON, with nothing changed ---- */
 
 /* What --backend and --backend-config say of one backend domain. */
@@ -301,9 +348,8 @@ int cmd_create(int argc, char **argv)
 }
 
 /* How long create waits for its devices; BULKHEAD_CONNECT_TIMEOUT (seconds) overrides. */
-#define DESTROY_DEVICE_GRACE_MS 10000 /* libxl's LIBXL_DESTROY_TIMEOUT */
 
-static int connect_timeout_ms(void)
+int connect_timeout_ms(void)
 {
     const char *e = getenv("BULKHEAD_CONNECT_TIMEOUT");
     long s = e != NULL ? strtol(e, NULL, 10) : 0;
@@ -470,6 +516,10 @@ static int create_domain(const char *file)
             goto fail;
         }
     }
+    /* What restart builds the driver domain again from, whatever becomes of file. */
+    if (cfg.driver_domain && config_keep(file, cfg.name, err, sizeof(err)) != 0)
+        fprintf(stderr, "bulkhead: %s: %s ('bulkhead restart %s' will not work)\n", file, err,
+                cfg.name);
     if (cfg.noted[0] != '\0')
         fprintf(stderr, "bulkhead: %s: noted and not used (no kernel boots in the simulation): "
                         "%s\n", file, cfg.noted);
@@ -544,6 +594,7 @@ int cmd_unpause(int argc, char **argv)
 
 int cmd_destroy(int argc, char **argv)
 {
+    char uplink[16] = "";
     struct hvw_dominfo info;
     struct hvw_domid_req r = {0};
     struct xs_handle *xs;
@@ -569,6 +620,12 @@ int cmd_destroy(int argc, char **argv)
     r.domid = info.domid;
     /* As libxl: its devices first (backends told, given a grace to close), then the domain. */
     if ((xs = xsdom_open(true)) != NULL) {
+        char path[64], *v;
+        unsigned int len;
+        snprintf(path, sizeof(path), "/libxl/%u/bulkhead/uplink", info.domid);
+        if ((v = xs_read(xs, XBT_NULL, path, &len)) != NULL && v[0] != '\0')
+            devices_uplink_peer_name(info.name, uplink, sizeof(uplink));
+        free(v);
         int stuck = devices_remove(xs, info.domid, DESTROY_DEVICE_GRACE_MS);
         if (stuck > 0)
             fprintf(stderr, "bulkhead: %s: %d backend%s did not close within %d s; removed "
@@ -582,6 +639,14 @@ int cmd_destroy(int argc, char **argv)
         errorf("cannot destroy %s: %s", argv[1], strerror(rc > 0 ? rc : errno));
         return 1;
     }
+    /*
+     * A driver domain's uplink goes with its namespace, in the background:
+     * once destroy returns, a domain of the same name can be made again.
+     */
+    if (uplink[0] != '\0' && dom0_link_wait_gone(uplink, DESTROY_DEVICE_GRACE_MS) != 0)
+        fprintf(stderr, "bulkhead: %s: its uplink %s is still in dom0's namespace: remove it "
+                        "(ip link del %s) before creating %s again\n", argv[1], uplink, uplink,
+                argv[1]);
     /* As libxl does once the domain is gone: release it and remove its nodes. */
     if ((xs = xsdom_open(true)) != NULL) {
         xsdom_release(xs, info.domid);

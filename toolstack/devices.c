@@ -51,7 +51,7 @@ static long now_ms(void)
 /* ---- driver domains ---- */
 
 /* dom0's end of a driver domain's uplink: "up-<name>", cut to an interface name. */
-static void uplink_peer_name(const char *domname, char *buf, size_t size)
+void devices_uplink_peer_name(const char *domname, char *buf, size_t size)
 {
     snprintf(buf, size < 16 ? size : 16, "up-%.12s", domname);
     for (char *p = buf; *p; p++)
@@ -97,7 +97,7 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
     }
     if (cfg->uplink[0] != '\0') {
         dom0_netns_path(netns, sizeof(netns));
-        uplink_peer_name(cfg->name, peer, sizeof(peer));
+        devices_uplink_peer_name(cfg->name, peer, sizeof(peer));
         if ((rc = hvc_brk_bridge(h, domid, cfg->uplink, 0)) != 0 ||
             (rc = hvc_brk_uplink(h, domid, cfg->uplink, UPLINK_IFNAME, peer, netns, 0)) != 0) {
             snprintf(err, errlen,
@@ -407,7 +407,7 @@ static int trusted_backend(struct xs_handle *xs, const char *libxl_dir, char *bu
 }
 
 /* online 0 and Closing, in one transaction, on a backend that is still there. */
-static void tell_backend(struct xs_handle *xs, const char *be)
+void devices_tell_backend(struct xs_handle *xs, const char *be)
 {
     char path[BHXB_PATH_MAX + 16];
 
@@ -432,7 +432,7 @@ static void tell_backend(struct xs_handle *xs, const char *be)
 }
 
 /* As libxl__xs_path_cleanup: the parents a device left empty go too, up to .../backend. */
-static void rm_empty_parents(struct xs_handle *xs, const char *path)
+void devices_rm_empty_parents(struct xs_handle *xs, const char *path)
 {
     char p[BHXB_PATH_MAX];
     char *slash;
@@ -515,7 +515,7 @@ int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms)
                 backs = nbk;
             }
             if (trusted_backend(xs, ldir, backs[nb], sizeof(backs[nb])) == 0) {
-                tell_backend(xs, backs[nb]);
+                devices_tell_backend(xs, backs[nb]);
                 nb++;
             }
         }
@@ -526,7 +526,7 @@ int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms)
         if (!wait_closed(xs, backs[i], deadline))
             left++;
         xs_rm(xs, XBT_NULL, backs[i]);
-        rm_empty_parents(xs, backs[i]);
+        devices_rm_empty_parents(xs, backs[i]);
     }
     free(backs);
     {

@@ -22,6 +22,9 @@ struct xs_handle;
 int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
                           const struct xlcfg *cfg, char *err, size_t errlen);
 
+/* dom0's end of driver domain domname's uplink veth: "up-<name>", cut to 15 characters. */
+void devices_uplink_peer_name(const char *domname, char *buf, size_t size);
+
 /* A devplan_resolve_fn over the running simulation: hvc for ids, XenStore for storage. */
 struct devices_resolver {
     struct hvc *h;
@@ -56,6 +59,12 @@ int devices_wait(struct xs_handle *xs, const struct devplan *p, int timeout_ms, 
  * Returns how many backends did not close in time.
  */
 int devices_remove(struct xs_handle *xs, uint16_t domid, int timeout_ms);
+
+/* Tells one backend to close (online 0, Closing, in one transaction), if it is still there. */
+void devices_tell_backend(struct xs_handle *xs, const char *backend);
+
+/* As libxl__xs_path_cleanup: removes the parents path left empty, up to .../backend. */
+void devices_rm_empty_parents(struct xs_handle *xs, const char *path);
 
 /*
  * Removes one device (kind "vbd" or "vif") of domain domid as

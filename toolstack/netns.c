@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
 
@@ -104,4 +105,39 @@ void dom0_netns_remove(void)
     unlink(path);
     snprintf(path, sizeof(path), "%s/netns", state_dir);
     rmdir(path);
+}
+
+/* Whether dom0's namespace has a link named name: 1, 0, or -1 when it cannot tell. */
+static int dom0_has_link(const char *name)
+{
+    char path[600];
+    int fd, status;
+    pid_t pid;
+
+    dom0_netns_path(path, sizeof(path));
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    /* A child enters the namespace and looks; we stay where we are. */
+    if ((pid = fork()) == 0)
+        _exit(setns(fd, CLONE_NEWNET) != 0 ? 2 : if_nametoindex(name) != 0 ? 1 : 0);
+    close(fd);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) > 1)
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+int dom0_link_wait_gone(const char *name, int timeout_ms)
+{
+    struct timespec ts = {0, 20 * 1000000L};
+
+    /* The kernel dismantles a dead namespace's links in the background. */
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        int r = dom0_has_link(name);
+        if (r <= 0)
+            return r;
+        nanosleep(&ts, NULL);
+    }
+    errno = ETIMEDOUT;
+    return -1;
 }

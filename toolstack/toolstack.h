@@ -82,6 +82,12 @@ int cmd_network_detach(int argc, char **argv);
 void dom0_netns_path(char *buf, size_t size);
 int dom0_netns_make(char *err, size_t errlen); /* 0, or -1 with a one-line reason */
 void dom0_netns_remove(void);
+/*
+ * Waits until dom0's namespace has no link named name (a destroyed driver
+ * domain's uplink, which the kernel removes in the background).  0, or -1
+ * (timed out, or no namespace to look in).
+ */
+int dom0_link_wait_gone(const char *name, int timeout_ms);
 
 /* cmd_domain.c */
 int cmd_create(int argc, char **argv);
@@ -93,5 +99,13 @@ int cmd_exec(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_unpause(int argc, char **argv);
+/* How long create (and restart) wait for devices: BULKHEAD_CONNECT_TIMEOUT seconds, or 30 s. */
+int connect_timeout_ms(void);
+#define DESTROY_DEVICE_GRACE_MS 10000 /* libxl's LIBXL_DESTROY_TIMEOUT */
+/* Where create keeps a copy of a driver domain's config: <state-dir>/configs/<name>.cfg. */
+void config_kept_path(const char *name, char *buf, size_t size);
+
+/* cmd_restart.c */
+int cmd_restart(int argc, char **argv);
 
 #endif

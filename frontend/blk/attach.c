@@ -32,6 +32,7 @@ struct bhblkfront_dev {
     bhblkfront *blk;
     uint32_t domid, backend_domid, devid;
     char dir[BHXB_PATH_MAX], backend[BHXB_PATH_MAX];
+    int backend_watch; /* on backend's directory, which moves with a re-homed device */
     int wakefd;
     pthread_t thread;
     bool started;
@@ -184,13 +185,18 @@ static void *event_thread(void *arg)
 
 /* ---- open and close ---- */
 
-static int read_backend(bhblkfront_dev *d, char *why, size_t len)
+/*
+ * Our backend, as our directory names it: backend and backend-id.  Our own
+ * directory is writable by us: the backend path is checked like any value.
+ */
+static int read_backend(bhblkfront_dev *d, char *backend, size_t size, uint32_t *domid, char *why,
+                        size_t len)
 {
     char want[BHXB_PATH_MAX];
     unsigned int bid = 0;
     const char *bad = NULL;
     struct bhxb_key k[] = {
-        {"backend", BHXB_STR, d->backend, sizeof(d->backend), true, 0},
+        {"backend", BHXB_STR, backend, size, true, 0},
         {"backend-id", BHXB_UINT, &bid, 0, true, DOMID_MAX},
     };
 
@@ -199,16 +205,70 @@ static int read_backend(bhblkfront_dev *d, char *why, size_t len)
                  strerror(errno));
         return -1;
     }
-    /* Our own directory is writable by us: the backend path is checked like any value. */
     snprintf(want, sizeof(want), "/local/domain/%u/backend/", bid);
-    if (strncmp(d->backend, want, strlen(want)) != 0) {
-        snprintf(why, len, "%s/backend is '%s', not a backend of domain %u", d->dir, d->backend,
-                 bid);
+    if (strncmp(backend, want, strlen(want)) != 0) {
+        snprintf(why, len, "%s/backend is '%s', not a backend of domain %u", d->dir, backend, bid);
         errno = EPROTO;
         return -1;
     }
-    d->backend_domid = bid;
+    *domid = bid;
     return 0;
+}
+
+/*
+ * Our `backend` node changed: the toolstack re-homed the device to a
+ * driver domain built again with a new id (bulkhead restart).  The old
+ * connection ends (what was in flight goes back to the queue), we go
+ * Closed and then Initialising, and the handshake starts over with the new
+ * backend, whose directory the toolstack wrote before pointing us at it:
+ * the ring and the pool are granted to the new domain and the queue is
+ * reissued there.  Event thread only.
+ */
+static void rehome(bhblkfront_dev *d)
+{
+    char backend[BHXB_PATH_MAX], why[180];
+    uint32_t bid;
+    bool stop;
+
+    pthread_mutex_lock(&d->mu);
+    stop = d->stop;
+    pthread_mutex_unlock(&d->mu);
+    if (stop || d->m.removed)
+        return;
+    if (read_backend(d, backend, sizeof(backend), &bid, why, sizeof(why)) != 0) {
+        /* Gone with our whole directory: the device is being removed, not moved. */
+        if (errno != ENOENT)
+            on_broken(d, why);
+        return;
+    }
+    if (strcmp(backend, d->backend) == 0 && bid == d->backend_domid)
+        return;
+    bhblkfront_disconnect(d->blk);
+    if (d->ours != XenbusStateClosed)
+        cb_set_state(d, XenbusStateClosed);
+    if (d->backend_watch >= 0)
+        bhxb_watch_remove(d->w, d->backend_watch);
+    d->backend_watch = -1;
+    snprintf(d->backend, sizeof(d->backend), "%s", backend);
+    d->backend_domid = bid;
+    if (bhblkfront_set_backend(d->blk, backend, bid) != 0) {
+        snprintf(why, sizeof(why), "cannot move to backend %.100s: %s", backend, strerror(errno));
+        on_broken(d, why);
+        return;
+    }
+    bhxb_machine_init(&d->m, BHXB_FRONTEND);
+    cb_set_state(d, XenbusStateInitialising);
+    /* Its first event steps the machine against the new backend. */
+    if ((d->backend_watch = bhxb_watch_add(d->w, d->backend, on_watch, d)) < 0) {
+        snprintf(why, sizeof(why), "cannot watch %.100s: %s", d->backend, strerror(errno));
+        on_broken(d, why);
+    }
+}
+
+static void on_moved(void *arg, const char *path)
+{
+    (void)path;
+    rehome(arg);
 }
 
 bhblkfront *bhblkfront_dev_blk(bhblkfront_dev *d)
@@ -247,6 +307,7 @@ bhblkfront_dev *bhblkfront_open(uint32_t devid, const struct bhblkfront_cfg *opt
 {
     bhblkfront_dev *d = calloc(1, sizeof(*d));
     struct bhblkfront_cfg cfg = opts ? *opts : (struct bhblkfront_cfg){0};
+    char path[BHXB_PATH_MAX + 16];
     struct timespec until;
     int domid, rc;
 
@@ -255,6 +316,7 @@ bhblkfront_dev *bhblkfront_open(uint32_t devid, const struct bhblkfront_cfg *opt
         return NULL;
     }
     d->wakefd = -1;
+    d->backend_watch = -1;
     d->devid = devid;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
@@ -267,7 +329,7 @@ bhblkfront_dev *bhblkfront_open(uint32_t devid, const struct bhblkfront_cfg *opt
     }
     d->domid = (uint32_t)domid;
     snprintf(d->dir, sizeof(d->dir), "/local/domain/%u/device/vbd/%u", d->domid, devid);
-    if (read_backend(d, why, len) != 0)
+    if (read_backend(d, d->backend, sizeof(d->backend), &d->backend_domid, why, len) != 0)
         goto fail;
     cfg.xs = d->xs;
     cfg.gntshr = d->gs;
@@ -284,7 +346,9 @@ bhblkfront_dev *bhblkfront_open(uint32_t devid, const struct bhblkfront_cfg *opt
     }
     bhxb_machine_init(&d->m, BHXB_FRONTEND);
     /* The watches fire once at registration: that first step starts the handshake. */
-    if (bhxb_watch_add(d->w, d->backend, on_watch, d) < 0) {
+    snprintf(path, sizeof(path), "%s/backend", d->dir);
+    if ((d->backend_watch = bhxb_watch_add(d->w, d->backend, on_watch, d)) < 0 ||
+        bhxb_watch_add(d->w, path, on_moved, d) < 0) {
         snprintf(why, len, "cannot watch %s: %s", d->backend, strerror(errno));
         goto fail;
     }

@@ -154,6 +154,15 @@ int bhblkfront_refresh(bhblkfront *b, char *why, size_t whylen);
 /* Ends grants and closes the port; requests in flight go back to the queue.  Idempotent. */
 void bhblkfront_disconnect(bhblkfront *b);
 
+/*
+ * The device moved to another backend (its driver domain was rebuilt with
+ * a new id, bulkhead restart): the next publish grants the ring and pool
+ * to backend_domid and reads the keys under backend; what is queued (and
+ * what was in flight at the disconnect) is issued there.  Only while
+ * disconnected: -1 with EBUSY otherwise, EINVAL, ENOMEM.
+ */
+int bhblkfront_set_backend(bhblkfront *b, const char *backend, uint32_t backend_domid);
+
 /* The event channel fired (the caller took and unmasked it): consume responses. */
 void bhblkfront_kick(bhblkfront *b);
 

@@ -262,6 +262,32 @@ void bhblkfront_disconnect(bhblkfront *b)
     unlock_all(b);
 }
 
+int bhblkfront_set_backend(bhblkfront *b, const char *backend, uint32_t backend_domid)
+{
+    char *copy;
+    int rc = 0;
+
+    if (b == NULL || backend == NULL || (copy = strdup(backend)) == NULL) {
+        errno = b == NULL || backend == NULL ? EINVAL : ENOMEM;
+        return -1;
+    }
+    lock_all(b);
+    /* Grants and ports name the domain they were made for: only between connections. */
+    if (b->published || b->connected) {
+        rc = -1;
+        free(copy);
+    } else {
+        free(b->backend);
+        b->backend = copy;
+        b->cfg.backend = copy;
+        b->cfg.backend_domid = backend_domid;
+    }
+    unlock_all(b);
+    if (rc != 0)
+        errno = EBUSY;
+    return rc;
+}
+
 void bhblkfront_free(bhblkfront *b)
 {
     struct blk_io *done = NULL;

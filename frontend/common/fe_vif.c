@@ -28,6 +28,8 @@
 
 struct vif_front {
     bhnetfront *nf;
+    uint32_t nf_backend_domid; /* the backend nf was made for */
+    char nf_backend[BHXB_PATH_MAX];
     int tap[BHBROKER_MAX_QUEUES];
     unsigned int ntap;
     bool no_tap; /* no TAP registered: a socket pair stands in, frames go nowhere */
@@ -138,6 +140,16 @@ static int vif_publish(struct bhfront *f, char *why, size_t len)
 
     if (vif_tap(f, v, why, len) != 0)
         return -1;
+    /*
+     * A device re-homed to a rebuilt driver domain (bulkhead restart) has
+     * another backend: the library is made again for it, the TAP kept.
+     */
+    if (v->nf != NULL &&
+        (v->nf_backend_domid != f->backend_domid || strcmp(v->nf_backend, f->backend) != 0)) {
+        bhnetfront_free(v->nf);
+        v->nf = NULL;
+        v->broke = false;
+    }
     if (v->nf == NULL) {
         struct bhnetfront_cfg cfg = {
             .xs = f->xs,
@@ -157,6 +169,8 @@ static int vif_publish(struct bhfront *f, char *why, size_t len)
             snprintf(why, len, "cannot set up the netfront: %s", strerror(errno));
             return -1;
         }
+        v->nf_backend_domid = f->backend_domid;
+        snprintf(v->nf_backend, sizeof(v->nf_backend), "%s", f->backend);
     }
     if (bhnetfront_publish(v->nf, why, len) != 0)
         return -1;

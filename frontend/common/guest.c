@@ -232,6 +232,8 @@ static bool front_supervise(struct guest *g, struct bhfront *f)
     return true;
 }
 
+static void front_rehome(struct guest *g, struct bhfront *f);
+
 /* Returns false when our directory is gone: the device was removed. */
 static bool front_step(struct guest *g, struct bhfront *f)
 {
@@ -240,6 +242,7 @@ static bool front_step(struct guest *g, struct bhfront *f)
 
     if (f->drv->supervise != NULL)
         return front_supervise(g, f);
+    front_rehome(g, f);
     peer = f->backend[0] ? bhxb_read_state(g->xs, f->backend) : XenbusStateUnknown;
     if (bhxb_read_state(g->xs, f->dir) == XenbusStateUnknown)
         return false;
@@ -279,34 +282,86 @@ static void on_watch(void *arg, const char *path)
  * Our device directory names its backend; the toolstack wrote it, but our
  * own directory is writable by us, so it is parsed like any other value:
  * backend-id a domain id, backend exactly libxl's path for this device.
+ * 0 with path and *bid; -1 with errno and a reason in why.
  */
-static int front_backend(struct guest *g, struct bhfront *f)
+static int read_backend(struct guest *g, struct bhfront *f, char *path, size_t size,
+                        unsigned int *bid, char *why, size_t whylen)
 {
-    char path[BHXB_PATH_MAX] = "", want[BHXB_PATH_MAX], kind[33];
-    unsigned int bid = 0, fe, devid;
+    char want[BHXB_PATH_MAX], kind[33];
+    unsigned int fe, devid;
     const char *bad = NULL;
     struct bhxb_key k[] = {
-        {"backend", BHXB_STR, path, sizeof(path), true, 0},
-        {"backend-id", BHXB_UINT, &bid, 0, true, BHXB_DOMID_MAX},
+        {"backend", BHXB_STR, path, size, true, 0},
+        {"backend-id", BHXB_UINT, bid, 0, true, BHXB_DOMID_MAX},
     };
     int n = 0;
 
     if (bhxb_read_keys(g->xs, f->dir, k, 2, &bad) != 0) {
-        bhfront_fail(f, errno, "key %s: %s (the toolstack must write libxl's device layout)", bad,
-                     strerror(errno));
+        snprintf(why, whylen, "key %s: %s (the toolstack must write libxl's device layout)", bad,
+                 strerror(errno));
         return -1;
     }
     if (sscanf(path, "/local/domain/%*u/backend/%32[a-z0-9-]/%u/%u%n", kind, &fe, &devid, &n) !=
             3 ||
-        (snprintf(want, sizeof(want), "/local/domain/%u/backend/%s/%u/%u", bid, kind, g->domid,
+        (snprintf(want, sizeof(want), "/local/domain/%u/backend/%s/%u/%u", *bid, kind, g->domid,
                   f->devid),
          strcmp(want, path) != 0)) {
-        bhfront_fail(f, EINVAL, "key backend is '%s', not libxl's path for this device", path);
+        snprintf(why, whylen, "key backend is '%s', not libxl's path for this device", path);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+static int front_backend(struct guest *g, struct bhfront *f)
+{
+    char path[BHXB_PATH_MAX] = "", why[400];
+    unsigned int bid = 0;
+
+    if (read_backend(g, f, path, sizeof(path), &bid, why, sizeof(why)) != 0) {
+        bhfront_fail(f, errno, "%s", why);
         return -1;
     }
     f->backend_domid = bid;
     snprintf(f->backend, sizeof(f->backend), "%s", path);
     return 0;
+}
+
+/*
+ * Our `backend` node names another backend than the one we serve: the
+ * toolstack re-homed the device to a driver domain built again with a new
+ * id (bulkhead restart), having written the new backend directory first.
+ * The old connection ends, we go Closed, then Initialising against the new
+ * backend: the next steps grant the rings to the new domain and connect.
+ * What outlives a connection (a vif's eth TAP, its addresses) stays.
+ */
+static void front_rehome(struct guest *g, struct bhfront *f)
+{
+    char path[BHXB_PATH_MAX] = "", why[400];
+    unsigned int bid = 0;
+
+    if (f->backend[0] == '\0' || g->stopping || f->machine.view.error)
+        return;
+    if (read_backend(g, f, path, sizeof(path), &bid, why, sizeof(why)) != 0) {
+        if (errno != ENOENT) /* ENOENT: our directory is going, the device with it */
+            bhfront_fail(f, errno, "%s", why);
+        return;
+    }
+    if (strcmp(path, f->backend) == 0 && bid == f->backend_domid)
+        return;
+    bhfront_log(f, "re-homed: backend %s (domain %u), was %s", path, bid, f->backend);
+    f->drv->disconnect(f);
+    if (f->machine.view.ours != XenbusStateClosed && cb_set_state(f, XenbusStateClosed) == 0)
+        f->machine.view.ours = XenbusStateClosed;
+    if (f->watch_id >= 0)
+        bhxb_watch_remove(g->watches, f->watch_id);
+    f->backend_domid = bid;
+    snprintf(f->backend, sizeof(f->backend), "%s", path);
+    bhxb_machine_init(&f->machine, BHXB_FRONTEND);
+    if (cb_set_state(f, XenbusStateInitialising) != 0)
+        bhfront_log(f, "cannot write state Initialising: %s", strerror(errno));
+    if ((f->watch_id = bhxb_watch_add(g->watches, f->backend, on_watch, g)) < 0)
+        bhfront_fail(f, errno, "cannot watch the backend %s: %s", f->backend, strerror(errno));
 }
 
 static void front_add(struct guest *g, const struct bhfrontdrv *drv, uint32_t devid)
