@@ -347,8 +347,10 @@ int cmd_create(int argc, char **argv)
     return rc;
 }
 
-/* How long create waits for its devices; BULKHEAD_CONNECT_TIMEOUT (seconds) overrides. */
-
+/*
+ * How long create, restart and the hotplug commands wait for devices;
+ * BULKHEAD_CONNECT_TIMEOUT (seconds) overrides.
+ */
 int connect_timeout_ms(void)
 {
     const char *e = getenv("BULKHEAD_CONNECT_TIMEOUT");

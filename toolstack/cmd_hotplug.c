@@ -158,14 +158,6 @@ static unsigned int next_vif_devid(struct hp *p)
     return next;
 }
 
-static int connect_timeout_ms(void)
-{
-    const char *e = getenv("BULKHEAD_CONNECT_TIMEOUT");
-    long s = e != NULL ? strtol(e, NULL, 10) : 0;
-
-    return s > 0 && s <= 3600 ? (int)s * 1000 : 30000;
-}
-
 /*
  * One device from spec (a disk or a vif, `what` names the command in
  * messages), checked entirely before anything is made; on a failure after

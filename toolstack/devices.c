@@ -477,10 +477,10 @@ int devices_remove_one(struct xs_handle *xs, uint16_t domid, const char *kind, u
         return -1;
     }
     /* As libxl's device removal: the backend is told, and closes with its frontend. */
-    tell_backend(xs, be);
+    devices_tell_backend(xs, be);
     closed = wait_closed(xs, be, now_ms() + timeout_ms);
     xs_rm(xs, XBT_NULL, be);
-    rm_empty_parents(xs, be);
+    devices_rm_empty_parents(xs, be);
     snprintf(fe, sizeof(fe), "/local/domain/%u/device/%s/%u", domid, kind, devid);
     xs_rm(xs, XBT_NULL, fe);
     xs_rm(xs, XBT_NULL, ldir);
