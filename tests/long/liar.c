@@ -18,6 +18,18 @@
  * (never posts an RX buffer: dom0 floods it), storm (200000
  * notifications with nothing on the rings).
  *
+ * Run with no argument at all - as a driver domain's first program, in
+ * bulkhead-drvdom's place (BULKHEAD_DRVDOM) - it plays the backend of
+ * every device the toolstack gives it instead, honestly up to Connected,
+ * and lies in what it answers, by device: vbd 51728 (xvdb) answers a
+ * request twice (a duplicate id), 51744 with an id never issued, 51760
+ * with a status no blkif has, 51776 moves rsp_prod a ring and one past the
+ * requests; 51792 storms the frontend with 200000 notifications and then
+ * answers honestly (OKAY, no data moved).  vif 0 answers an RX buffer with
+ * 5000 bytes (more than its page), vif 1 answers a TX request twice, vif 2
+ * storms, then serves nothing.  Those lies need no go-ahead: they answer
+ * what the guest asks.
+ *
  * It says where it is in data/liar: "connected", then "told"; a storm's
  * outcome in data/storm-KIND-DEVID ("answered", or why not).  Then it
  * sleeps until the domain dies, keeping its grants and mappings.  Any
@@ -250,6 +262,173 @@ static void tell_vif(struct dev *v)
     }
 }
 
+/* ---- the lying backend ---- */
+
+struct bdev {
+    struct bhxb_dev d;
+    struct hst_end b;
+    uint32_t cons; /* requests (TX requests for a vif) taken */
+    uint32_t rx_cons;
+    bool up, done;
+};
+
+/* The backend honestly up to Connected, once the frontend has published. */
+static int back_connect(struct bdev *v)
+{
+    char why[1024];
+    int st;
+
+    if (hst_back_init(&v->b, &id, strcmp(v->d.kind, "vbd") == 0 ? HST_BLKIF : HST_NETIF, &v->d) !=
+            0 ||
+        hst_back_publish(&v->b) != 0 || hst_state(&v->b, XenbusStateInitWait) != 0) {
+        printf("liar: %s %u: cannot publish: %s\n", v->d.kind, v->d.devid, strerror(errno));
+        return -1;
+    }
+    st = hst_wait(id.xs, v->b.peer_dir,
+                  HST_STATE(XenbusStateInitialised) | HST_STATE(XenbusStateConnected), false,
+                  HST_TIMEOUT_MS, why, sizeof(why));
+    if (st < 0 || hst_back_connect(&v->b) != 0 || hst_state(&v->b, XenbusStateConnected) != 0) {
+        printf("liar: %s %u: %s %s\n", v->d.kind, v->d.devid, why, v->b.why);
+        return -1;
+    }
+    printf("liar: backend of %s %u connected\n", v->d.kind, v->d.devid);
+    return 0;
+}
+
+/* Answers what the vbd's frontend asked, with this device's lie. */
+static void serve_vbd(struct bdev *v)
+{
+    struct hst_ring *r = &v->b.ring[0];
+    uint32_t prod = hst_idx_get(r, HST_REQ_PROD);
+    blkif_request_t req;
+    blkif_response_t rsp;
+
+    if (v->done || prod == v->cons || prod - v->cons > r->nr_ents)
+        return;
+    hst_slot_read(r, v->cons, &req, sizeof(req));
+    v->cons++;
+    rsp = (blkif_response_t){.id = req.id, .operation = req.operation, .status = BLKIF_RSP_OKAY};
+    switch (v->d.devid) {
+    case 51728: /* a duplicate id */
+        hst_produce(&v->b, 0, &rsp, sizeof(rsp), 2, true);
+        v->done = true;
+        break;
+    case 51744: /* an id never issued */
+        rsp.id = req.id ^ 0x5a5a0000u;
+        hst_produce(&v->b, 0, &rsp, sizeof(rsp), 1, true);
+        v->done = true;
+        break;
+    case 51760: /* a status no blkif has */
+        rsp.status = 77;
+        hst_produce(&v->b, 0, &rsp, sizeof(rsp), 1, true);
+        v->done = true;
+        break;
+    case 51776: /* rsp_prod a ring and one past */
+        hst_idx_set(r, HST_RSP_PROD, v->cons + r->nr_ents + 1);
+        hst_notify(&v->b);
+        v->done = true;
+        break;
+    case 51792: /* a storm, then the honest answer */
+        hst_storm(&v->b, STORM);
+        hst_produce(&v->b, 0, &rsp, sizeof(rsp), 1, true);
+        break;
+    default:
+        hst_produce(&v->b, 0, &rsp, sizeof(rsp), 1, true);
+    }
+}
+
+static void serve_vif(struct bdev *v)
+{
+    struct hst_ring *tx = &v->b.ring[0], *rx = &v->b.ring[1];
+    uint32_t tprod = hst_idx_get(tx, HST_REQ_PROD), rprod = hst_idx_get(rx, HST_REQ_PROD);
+
+    if (v->done)
+        return;
+    if (v->d.devid == 0 && rprod != v->rx_cons && rprod - v->rx_cons <= rx->nr_ents) {
+        struct netif_rx_request q;
+        struct netif_rx_response a;
+
+        hst_slot_read(rx, v->rx_cons, &q, sizeof(q));
+        a = (struct netif_rx_response){.id = q.id, .offset = 0, .flags = 0, .status = 5000};
+        hst_produce(&v->b, 1, &a, sizeof(a), 1, true);
+        v->done = true;
+    } else if (v->d.devid == 1 && tprod != v->cons && tprod - v->cons <= tx->nr_ents) {
+        struct netif_tx_request q;
+        struct netif_tx_response a[2];
+
+        hst_slot_read(tx, v->cons, &q, sizeof(q));
+        v->cons++;
+        a[0] = (struct netif_tx_response){.id = q.id, .status = NETIF_RSP_OKAY};
+        hst_produce(&v->b, 0, &a[0], sizeof(a[0]), 2, true);
+        v->done = true;
+    } else if (v->d.devid == 2) {
+        hst_storm(&v->b, STORM);
+        v->done = true;
+    }
+}
+
+/* Finds the devices the toolstack gave this backend domain (kind/frontend/devid). */
+static unsigned int find_backends(struct bdev *devs, unsigned int n)
+{
+    static const char *const kinds[] = {"vbd", "vif"};
+
+    for (unsigned int k = 0; k < 2; k++) {
+        char path[128];
+        unsigned int nfe = 0;
+        char **fes;
+
+        snprintf(path, sizeof(path), "%s/backend/%s", home, kinds[k]);
+        if ((fes = xs_directory(id.xs, XBT_NULL, path, &nfe)) == NULL)
+            continue;
+        for (unsigned int f = 0; f < nfe; f++) {
+            char p2[160];
+            unsigned int nd = 0;
+            char **ds;
+
+            snprintf(p2, sizeof(p2), "%s/%s", path, fes[f]);
+            if ((ds = xs_directory(id.xs, XBT_NULL, p2, &nd)) == NULL)
+                continue;
+            for (unsigned int j = 0; j < nd && n < MAX_DEVS; j++) {
+                uint32_t fe = (uint32_t)atoi(fes[f]), devid = (uint32_t)atoi(ds[j]);
+                bool known = false;
+
+                for (unsigned int m = 0; m < n; m++)
+                    known |= devs[m].d.domid == fe && devs[m].d.devid == devid &&
+                             strcmp(devs[m].d.kind, kinds[k]) == 0;
+                if (!known)
+                    devs[n++].d = (struct bhxb_dev){kinds[k], NULL, fe, id.domid, devid};
+            }
+            free(ds);
+        }
+        free(fes);
+    }
+    return n;
+}
+
+static void __attribute__((noreturn)) lying_backend(void)
+{
+    static struct bdev devs[MAX_DEVS];
+    unsigned int n = 0;
+
+    printf("liar: a lying backend in domain %u\n", id.domid);
+    for (;;) {
+        n = find_backends(devs, n);
+        for (unsigned int k = 0; k < n; k++) {
+            if (!devs[k].up) {
+                devs[k].up = true;
+                if (back_connect(&devs[k]) != 0)
+                    devs[k].done = true;
+                continue;
+            }
+            if (strcmp(devs[k].d.kind, "vbd") == 0)
+                serve_vbd(&devs[k]);
+            else
+                serve_vif(&devs[k]);
+        }
+        poll(NULL, 0, 5);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static struct dev devs[MAX_DEVS];
@@ -276,6 +455,8 @@ int main(int argc, char **argv)
     if (hst_id_open(&id, HST_SELF) != 0)
         fail("cannot open the domain's handles: %s", strerror(errno));
     snprintf(home, sizeof(home), "/local/domain/%u", id.domid);
+    if (argc == 1)
+        lying_backend();
     for (i++; i < argc && n < MAX_DEVS; i++, n++) {
         struct dev *v = &devs[n];
 
