@@ -200,16 +200,16 @@ static void add_nbd_disk(void)
     }
     ck_assert_int_gt(dom0_nbd, 0);
     snprintf(sock, sizeof(sock), "%s", backing);
-    ck_assert_msg(wait_until(sock_there, 30), "nbdkit never listened on %s; its log:\n%s",
-                  backing, tail("nbdkit-dom0"));
+    ck_assert_msg(wait_until(sock_there, 30), "nbdkit never listened on %s; its log:\n%s", backing,
+                  tail("nbdkit-dom0"));
     /* The driver domain's root is another uid outside. */
     ck_assert_int_eq(chmod(backing, 0666), 0);
 
     snprintf(sockopt, sizeof(sockopt), "socket=%s", backing);
     nbd_helper = spawn(&drv, "nbdkit", argv);
     snprintf(sock, sizeof(sock), "/proc/%d/root%s", (int)drv.pid, inner);
-    ck_assert_msg(wait_until(sock_there, 30), "nbdkit never listened in the driver domain; its log:\n%s",
-                  tail("nbdkit"));
+    ck_assert_msg(wait_until(sock_there, 30),
+                  "nbdkit never listened in the driver domain; its log:\n%s", tail("nbdkit"));
     snprintf(r.path, sizeof(r.path), "%s", sock);
     ck_assert_int_eq(test_hv_call(&sim.hv, HVW_OP_BRK_REG_DISK, &r, sizeof(r), NULL, 0), 0);
     ck_assert_ptr_nonnull(l = bhxb_layout_new(&d));
@@ -296,8 +296,8 @@ struct verdict {
 static void scenario(bool broken_flush, struct verdict *v)
 {
     struct bhxb_dev d = {"vbd", NULL, guest.domid, drv.domid, DEVID};
-    char drvbin[512], why[1024], envflag[] = "BULKHEAD_TEST_BREAK_FLUSH=1", envbin[] = "/usr/bin/env",
-                                 path[400];
+    char drvbin[512], why[1024], envflag[] = "BULKHEAD_TEST_BREAK_FLUSH=1",
+                                 envbin[] = "/usr/bin/env", path[400];
     char *plain_argv[] = {drvbin, NULL}, *broken_argv[] = {envbin, envflag, drvbin, NULL};
     blkif_request_t flush = {.operation = BLKIF_OP_FLUSH_DISKCACHE, .nr_segments = 0};
     struct hst_end f;
@@ -312,8 +312,8 @@ static void scenario(bool broken_flush, struct verdict *v)
     drv_helper = spawn(&drv, "drvdom", broken_flush ? broken_argv : plain_argv);
 
     ck_assert_msg(hst_front_init(&f, &gid, HST_BLKIF, &d, 0) == 0, "%s", f.why);
-    ck_assert_msg(hst_wait(sim.xs, f.peer_dir, HST_STATE(XenbusStateInitWait), true,
-                           HST_TIMEOUT_MS, why, sizeof(why)) == XenbusStateInitWait,
+    ck_assert_msg(hst_wait(sim.xs, f.peer_dir, HST_STATE(XenbusStateInitWait), true, HST_TIMEOUT_MS,
+                           why, sizeof(why)) == XenbusStateInitWait,
                   "%s; drvdom log:\n%s", why, tail("drvdom"));
     ck_assert_int_eq(hst_front_publish(&f), 0);
     ck_assert_int_eq(hst_state(&f, XenbusStateInitialised), 0);
@@ -371,7 +371,9 @@ static void scenario(bool broken_flush, struct verdict *v)
         }
         if (say != NULL && v->first[0] == '\0')
             snprintf(v->first, sizeof(v->first), "block %u %s (holds %s)", b, say,
-                     got == 0 ? "zeroes" : got == '?' ? "no version wholly" : (char[]){got, 0});
+                     got == 0     ? "zeroes"
+                     : got == '?' ? "no version wholly"
+                                  : (char[]){got, 0});
     }
     close(fd);
     hst_end_close(&f);

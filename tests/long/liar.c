@@ -127,8 +127,8 @@ static void connect_dev(struct dev *v)
         fail("%s %u: %s", v->kind, v->devid, why);
     if (hst_front_publish(&v->f) != 0 || hst_state(&v->f, XenbusStateInitialised) != 0)
         fail("%s %u: cannot publish: %s", v->kind, v->devid, strerror(errno));
-    st = hst_wait(id.xs, v->f.peer_dir, HST_STATE(XenbusStateConnected), true, HST_TIMEOUT_MS,
-                  why, sizeof(why));
+    st = hst_wait(id.xs, v->f.peer_dir, HST_STATE(XenbusStateConnected), true, HST_TIMEOUT_MS, why,
+                  sizeof(why));
     if (st != XenbusStateConnected)
         fail("%s %u: %s", v->kind, v->devid, why);
     if (hst_state(&v->f, XenbusStateConnected) != 0)
@@ -162,8 +162,8 @@ static void storm_then_read(struct dev *v, uint32_t ref)
     }
     hst_slot_read(&v->f.ring[0], prod, &rsp, sizeof(rsp));
     if (rsp.id != 7 || rsp.status != BLKIF_RSP_OKAY)
-        say(key, "the read after the storm answered id %llu status %d",
-            (unsigned long long)rsp.id, rsp.status);
+        say(key, "the read after the storm answered id %llu status %d", (unsigned long long)rsp.id,
+            rsp.status);
     else
         say(key, "answered");
 }
