@@ -24,6 +24,8 @@ export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-hb-XXXXXX)
 W=$(mktemp -d /tmp/bh-hbw-XXXXXX)
 bg=""
 trap 'touch "$W/stop"; [ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+# A timeout (check-long's budget) ends us with TERM: clean up as on any exit.
+trap 'exit 143' TERM INT
 plan 19
 
 mkdir -p "$W/store"
