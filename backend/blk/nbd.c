@@ -64,6 +64,7 @@ struct bhnbd {
     size_t bounced;                                   /* bytes of bounce buffers in use */
     int barrier;                                      /* the flush or barrier being served, -1 */
     bool dead;
+    bool break_flush; /* BULKHEAD_TEST_BREAK_FLUSH: ack flushes unsent (tests only) */
     char why[160];
 };
 
@@ -284,7 +285,7 @@ unsigned int bhnbd_reap(struct bhnbd *n, void (*done)(void *arg, unsigned int ta
             struct nreq *r = &n->req[tag];
             unbounce(n, r);
             if (r->op == BLKIF_OP_WRITE_BARRIER || r->op == BLKIF_OP_FLUSH_DISKCACHE) {
-                if (!r->failed && !r->flushing && n->info.flush) {
+                if (!r->failed && !r->flushing && n->info.flush && !n->break_flush) {
                     r->flushing = true; /* its data is written: now the flush */
                     send_req(n, tag);
                     continue;
@@ -354,6 +355,12 @@ struct bhnbd *bhnbd_open(int sock, char *why, size_t len)
     n->info.flush = nbd_can_flush(n->h) == 1;
     n->info.trim = nbd_can_trim(n->h) == 1;
     n->info.fua = nbd_can_fua(n->h) == 1;
+    /*
+     * A deliberately broken blkback for tests/long/check_durability: it
+     * answers a flush OKAY without sending it, so that the test proves it
+     * catches exactly that lie.  Never set it anywhere else.
+     */
+    n->break_flush = getenv("BULKHEAD_TEST_BREAK_FLUSH") != NULL;
     watch(n);
     return n;
 fail:
