@@ -314,9 +314,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
+            "       %s --print-policy\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
-            "domain, one keeper and one worker process per device.  See bulkhead-drvdom(8).\n",
-            progname);
+            "domain, one keeper and one worker process per device, confined (outside dom0).\n"
+            "--print-policy lists the system calls and io_uring operations it is confined\n"
+            "to.  See bulkhead-drvdom(8).\n",
+            progname, progname);
 }
 
 /* An option's milliseconds, 0 to a day; 0 means what zero says. */
@@ -340,6 +343,7 @@ int main(int argc, char **argv)
 {
     struct drvdom dd = {.sigfd = -1};
     const char *state = NULL;
+    char why[300];
     int rc = 1, ready_fd = -1;
 
     for (int i = 1; i < argc; i++) {
@@ -352,6 +356,11 @@ int main(int argc, char **argv)
             if (parse_ms(argv[i], argv[i + 1], "", &blkback_grant_idle_ms) != 0)
                 return 2;
             i++;
+        } else if (strcmp(argv[i], "--print-policy") == 0 && argc == 2) {
+            drvdom_print_policy(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--confine-selftest") == 0 && argc == 3) {
+            return drvdom_confine_selftest(argv[2]);
         } else if (strcmp(argv[i], "--rx-stall-ms") == 0 && i + 1 < argc) {
             if (parse_ms(argv[i], argv[i + 1], " (never)", &netback_rx_stall_ms) != 0)
                 return 2;
@@ -374,6 +383,22 @@ int main(int argc, char **argv)
         }
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
+    /*
+     * A driver domain (the hypervisor gives us a domain id but 0) is
+     * confined before it reads anything a peer wrote, and before
+     * libxenstore starts its thread (a mount namespace cannot be unshared
+     * by one of several threads).  dom0's own devd is the stock placement
+     * and keeps dom0's rights: `bulkhead tcb` compares the two.
+     */
+    if (bhplat_domid() > 0 && drvdom_confine(DRVDOM_MAIN, why, sizeof(why)) != 0) {
+        char msg[1100];
+        logline("cannot confine the driver domain: %s (is this a domain made by `bulkhead "
+                "create`, root of its own user namespace?)",
+                why);
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
+        goto out;
+    }
     if (setup(&dd) != 0) {
         char msg[1100];
         snprintf(msg, sizeof(msg), "%s\n", last_line);

@@ -16,6 +16,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "drv.h"
 
@@ -54,6 +55,28 @@ extern const char *progname;
 void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlogline(const char *prefix, const char *fmt, va_list ap);
 void devref_name(const struct devref *r, char *buf, size_t size); /* "vbd 2/51712" */
+
+/* confine.c */
+enum drvdom_role {
+    DRVDOM_MAIN,   /* drvdom.c's main process */
+    DRVDOM_KEEPER, /* keeper.c (inherits the main process's confinement) */
+    DRVDOM_WORKER, /* worker.c, also when started alone (a worker-only restart) */
+};
+/*
+ * Confines the calling process for good (confine.c's header says what and
+ * why): a mount namespace holding only /proc and /run/bulkhead, no_new_privs,
+ * all five capability sets empty, the seccomp allowlist.  Needs to be root of
+ * the domain's user namespace; call it after the connections it needs are
+ * made and before the first peer input is read.  Idempotent: a forked child
+ * of a confined process is confined already.  0, or -1 with a one-line why.
+ */
+int drvdom_confine(enum drvdom_role role, char *why, size_t whylen);
+/* After resetting every signal (a keeper's clean slate): SIGSYS logs again. */
+void drvdom_confine_sigsys(void);
+/* --print-policy: the allowed system calls and io_uring operations, one a line. */
+void drvdom_print_policy(FILE *out);
+/* --confine-selftest open:PATH | exec | denied: confine, then try it (tests only). */
+int drvdom_confine_selftest(const char *what);
 
 /* keeper.c: runs in the forked child; never returns */
 __attribute__((noreturn)) void keeper_main(const struct devref *r, const struct bhdrv *drv);
