@@ -84,4 +84,7 @@ int cmd_exec(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_unpause(int argc, char **argv);
 
+/* cmd_tcb.c */
+int cmd_tcb(int argc, char **argv);
+
 #endif

@@ -12,13 +12,14 @@ set -u
 . "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
+command -v python3 >/dev/null || skip_all "needs python3 (apt-get install python3)"
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 DD="${abs_top_builddir:-$PWD}/driverdom/bulkhead-drvdom"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-conf-XXXXXX)
 W=$(mktemp -d /tmp/bh-confw-XXXXXX)
 fiopid=""
 trap '[ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 19
+plan 23
 
 mkdir -p "$W/store"
 truncate -s 64M "$W/store/a.img"
@@ -36,6 +37,7 @@ eval "$("$B" env)"
 ok "create the driver domain" "$B" create "$W/drv.cfg"
 ok "create a guest with a disk and a vif it serves" "$B" create "$W/g.cfg"
 did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
+gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
 dpid=$("$B" list --json | sed -n 's/.*"name": "drv", "state": "running", "pid": \([0-9]*\).*/\1/p')
 duid=$(stat -c %u /proc/"$dpid")
 ua=$(vbd_uri g xvda)
@@ -68,6 +70,20 @@ main=$(for p in $procs; do [ "$(cat /proc/"$p"/comm)" = bulkhead-drvdom ] && ech
 is "the main process's root holds only proc and run" "$(ls /proc/"$main"/root | tr '\n' ' ')" "proc run "
 is "... and run only the two daemons' sockets" "$(ls /proc/"$main"/root/run/bulkhead | tr '\n' ' ')" \
     "hv.sock xenstored.sock "
+links=$(nsenter -t "$dpid" -n ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | tr '\n' ' ')
+is "its network namespace holds its loopback, bridge, vif TAP and uplink only" "$links" \
+    "lo uplink vif$gid.0 xenbr0 "
+# bulkhead tcb, as `bulkhead bench` reads it, while both placements run.
+"$B" tcb --json >"$W/tcb.json"
+is "tcb --json: the driver domain holds no capability, nnp and seccomp on all its processes" \
+    "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["placements"][0]; print(p["name"], p["running_processes"], p["capabilities"]["held"], p["no_new_privs"], p["seccomp_mode2"])' "$W/tcb.json")" \
+    "driver-domain 5 0 True True"
+is "... and lists the syscalls and io_uring ops --print-policy gives" \
+    "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["placements"][0]; print(p["syscalls_allowed"], len(p["syscalls"]), p["io_uring_ops"])' "$W/tcb.json")" \
+    "$("$DD" --print-policy | grep -c '^syscall ') $("$DD" --print-policy | grep -c '^syscall ') $("$DD" --print-policy | sed -n "s/^io_uring \(.*\)/'\1'/p" | paste -sd, | sed 's/,/, /g; s/^/[/; s/$/]/')"
+is "... stock dom0's devd: capabilities held, no filter, more of our code beside it" \
+    "$(python3 -c 'import json,sys; d,z=json.load(open(sys.argv[1]))["placements"]; print(z["name"], z["capabilities"]["held"] > 0, z["seccomp"], z["lines_of_code"] > d["lines_of_code"] > 0, len(d["libraries"]) > 0)' "$W/tcb.json")" \
+    "stock-dom0 True False True True"
 kill "$fiopid" 2>/dev/null
 wait "$fiopid" 2>/dev/null
 fiopid=""
