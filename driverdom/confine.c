@@ -73,6 +73,8 @@
  * apart below.  openat stays: the mount namespace of step 1 is what keeps
  * files out of reach, and /proc/self/fd reopens need it.
  */
+/* One line per group reads better than one name per line. */
+/* clang-format off */
 static const char *const allowed[] = {
     /* descriptors it holds: sockets, eventfds, the disk, the TAP queues, signalfd */
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
@@ -102,26 +104,31 @@ static const char *const allowed[] = {
     /* blkback's rings, restricted on their own (backend/blk/engine.c) */
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 };
+/* clang-format on */
 
 #ifdef BH_SANITIZED
 /*
  * AddressSanitizer and LeakSanitizer: the leak check at exit stops the
- * world with a ptraced clone and reads /proc/self/task and maps; a report
+ * world with a ptraced clone (which blocks SIGSYS: a call denied there
+ * kills it silently and the process waits for it for ever) that lists
+ * /proc/PID/task with the old x86-64 calls (open, getdents, stat); a report
  * reads the binary's path.  Only in --enable-sanitizers builds.
  */
+/* clang-format off */
 static const char *const allowed_sanitizer[] = {
-    "ptrace", "getdents64", "readlink", "readlinkat", "setrlimit", "mincore", "sysinfo",
-    "process_vm_readv", "msync", "pipe", "dup2", "open", "stat", "lstat", "access",
-    "faccessat", "faccessat2", "sched_getparam", "getpgid", "getsid", "prctl",
+    "ptrace", "getdents", "getdents64", "open", "stat", "lstat", "access", "readlink",
+    "readlinkat", "faccessat", "faccessat2", "setrlimit", "mincore", "sysinfo",
+    "process_vm_readv", "msync", "pipe", "dup2", "sched_getparam", "getpgid", "getsid", "prctl",
 };
+/* clang-format on */
 #endif
 
 /* ioctl requests: a disk's geometry (driverdom/blk.c), a TAP queue's offloads (net.c). */
-static const unsigned long allowed_ioctls[] = {BLKGETSIZE64, BLKSSZGET, BLKPBSZGET,
-                                               TUNSETOFFLOAD, FIONREAD};
+static const unsigned long allowed_ioctls[] = {BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD,
+                                               FIONREAD};
 /* prctl options: the comm of a keeper or worker, a worker's death with its keeper. */
-static const int allowed_prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_SET_PDEATHSIG,
-                                     PR_GET_DUMPABLE, PR_CAPBSET_READ};
+static const int allowed_prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_SET_PDEATHSIG, PR_GET_DUMPABLE,
+                                     PR_CAPBSET_READ};
 
 #define NR_NAMES 512
 static char nr_names[NR_NAMES][24]; /* for the SIGSYS handler, which cannot allocate */
@@ -198,8 +205,7 @@ static int confine_mounts(char *why, size_t len)
         snprintf(why, len, "cannot mount the confined root: %s", strerror(errno));
         return -1;
     }
-    if (bind_into("/proc", NEWROOT "/proc", why, len) != 0 ||
-        mkdir(NEWROOT "/run", 0755) != 0 ||
+    if (bind_into("/proc", NEWROOT "/proc", why, len) != 0 || mkdir(NEWROOT "/run", 0755) != 0 ||
         bind_into("/run/bulkhead", NEWROOT "/run/bulkhead", why, len) != 0) {
         if (why[0] == '\0')
             snprintf(why, len, "cannot make the confined /run: %s", strerror(errno));

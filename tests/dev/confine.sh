@@ -19,7 +19,7 @@ export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-conf-XXXXXX)
 W=$(mktemp -d /tmp/bh-confw-XXXXXX)
 fiopid=""
 trap '[ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 23
+plan 27
 
 mkdir -p "$W/store"
 truncate -s 64M "$W/store/a.img"
@@ -124,3 +124,24 @@ is "... nor read dom0's, nor write them" \
     "xenstore-read: couldn't read path /local/domain/0/name
 xenstore-write: could not write path /local/domain/0/x"
 is "no node was written" "$( (xenstore-read /local/domain/"$did"/backend/x; xenstore-read /local/domain/0/x) 2>&1 | grep -c "couldn't read")" "2"
+
+# Teardown runs confined too (workers close their devices and libxenstore's
+# thread; the main process exits, and a sanitizer build's leak check runs
+# there):
+# nothing in it may be a call the filter denies.
+ok "destroy the guest" "$B" destroy g
+for i in $(seq 300); do
+    [ "$(ps -u "$duid" -o comm= | grep -c '^bh[kw]-')" = 0 ] && break
+    sleep 0.1
+done
+con="$BULKHEAD_STATE_DIR/console/drv.log"
+is "both keepers ended with their devices" "$(grep -c 'keeper [0-9]* ended with its device' "$con")" "2"
+# SIGTERM, as a shutdown sends it: the main process exits by returning from main.
+kill -TERM "$main"
+for i in $(seq 300); do
+    grep -q 'every device closed: exiting' "$con" && [ ! -d /proc/"$main"/fd ] && break
+    sleep 0.1
+done
+is "on SIGTERM its main process closed and exited" "$(grep -c 'every device closed: exiting' "$con")" "1"
+"$B" destroy drv >/dev/null 2>&1 # its init may have ended the domain already
+is "no process of the driver domain met a denied call" "$(grep -c 'seccomp: denied' "$con")" "0"
