@@ -66,9 +66,11 @@ enum drvdom_role {
  * Confines the calling process for good (confine.c's header says what and
  * why): a mount namespace holding only /proc and /run/bulkhead, no_new_privs,
  * all five capability sets empty, the seccomp allowlist.  Needs to be root of
- * the domain's user namespace; call it after the connections it needs are
- * made and before the first peer input is read.  Idempotent: a forked child
- * of a confined process is confined already.  0, or -1 with a one-line why.
+ * the domain's user namespace, and one thread (a mount namespace cannot be
+ * unshared by one of several: call it before libxenstore's first watch
+ * starts its thread) whose fds 0-2 are open; call it before the first peer
+ * input is read.  Idempotent: a forked child of a confined process is
+ * confined already.  0, or -1 with a one-line why.
  */
 int drvdom_confine(enum drvdom_role role, char *why, size_t whylen);
 /* After resetting every signal (a keeper's clean slate): SIGSYS logs again. */
