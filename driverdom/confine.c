@@ -155,6 +155,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     syscall(SYS_exit_group, 128 + SIGSYS);
 }
 
+bool drvdom_confined(void)
+{
+    return confined != 0;
+}
+
 void drvdom_confine_sigsys(void)
 {
     struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};

@@ -405,6 +405,16 @@ int main(int argc, char **argv)
         daemon_ready(ready_fd, msg);
         goto out;
     }
+    /* Fail closed: a driver domain the hypervisor did not name (XenStore did) is not served. */
+    if (dd.domid != 0 && !drvdom_confined()) {
+        logline("domain %u: not confined (bulkhead-hv did not say this is a driver domain): "
+                "refusing to serve; run it in a domain made by `bulkhead create`",
+                dd.domid);
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
+        goto out;
+    }
     logline("domain %u: serving %s", dd.domid, dd.backend);
     daemon_ready(ready_fd, "ok\n");
     while (!dd.stopping || dd.children != NULL) {

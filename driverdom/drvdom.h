@@ -15,6 +15,7 @@
 #define BULKHEAD_DRVDOM_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -73,6 +74,8 @@ enum drvdom_role {
  * confined already.  0, or -1 with a one-line why.
  */
 int drvdom_confine(enum drvdom_role role, char *why, size_t whylen);
+/* Whether drvdom_confine has run in this process or a parent. */
+bool drvdom_confined(void);
 /* After resetting every signal (a keeper's clean slate): SIGSYS logs again. */
 void drvdom_confine_sigsys(void);
 /* --print-policy: the allowed system calls and io_uring operations, one a line. */
