@@ -69,11 +69,11 @@ struct placement {
     struct lib libs[MAX_LIBS];
     unsigned int nlibs;
     unsigned long long libtext;
-    bool filtered;                 /* runs under the seccomp allowlist */
-    unsigned int nsys, nops;       /* allowed */
+    bool filtered;                  /* runs under the seccomp allowlist */
+    unsigned int nsys, nops;        /* allowed */
     char *sys[MAX_NAMES], *ops[32]; /* when filtered */
-    unsigned int nprocs;           /* running drvdom processes looked at */
-    unsigned long long caps;       /* CapEff | CapPrm, union */
+    unsigned int nprocs;            /* running drvdom processes looked at */
+    unsigned long long caps;        /* CapEff | CapPrm, union */
     bool all_nnp, all_seccomp;
     const char *libsrc; /* "maps", "ldd" */
 };
@@ -112,8 +112,7 @@ static unsigned long long elf_text(int fd)
         return 0;
     for (unsigned int i = 0; i < eh.e_phnum; i++) {
         Elf64_Phdr ph;
-        if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
-            (ssize_t)sizeof(ph))
+        if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph))
             return 0;
         if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
             sum += ph.p_memsz;
@@ -156,7 +155,8 @@ static void libs_from_maps(struct placement *p)
             perms[2] != 'x' || file[0] != '/' || strstr(file, ".so") == NULL)
             continue;
         snprintf(mf, sizeof(mf), "/proc/%d/map_files/%s", (int)p->pid, range);
-        if ((fd = open(mf, O_RDONLY | O_CLOEXEC)) < 0 && (fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+        if ((fd = open(mf, O_RDONLY | O_CLOEXEC)) < 0 &&
+            (fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
             continue;
         add_lib(p, file, fd);
         close(fd);
@@ -231,8 +231,8 @@ static pid_t ppid_of(pid_t pid)
     return status_field(pid, "PPid", v, sizeof(v)) ? (pid_t)strtol(v, NULL, 10) : 0;
 }
 
-static struct placement *owner(const struct ours *o, pid_t pid, uid_t uid,
-                               struct placement *dd, struct placement *d0)
+static struct placement *owner(const struct ours *o, pid_t pid, uid_t uid, struct placement *dd,
+                               struct placement *d0)
 {
     for (unsigned int i = 0; i < o->nuids; i++)
         if (o->uids[i] == uid)
@@ -364,8 +364,8 @@ static unsigned int bits(unsigned long long v)
 
 static void json_placement(const struct placement *p, bool last)
 {
-    printf("    {\"name\": \"%s\", \"pid\": %d, \"running_processes\": %u,\n", p->name,
-           (int)p->pid, p->nprocs);
+    printf("    {\"name\": \"%s\", \"pid\": %d, \"running_processes\": %u,\n", p->name, (int)p->pid,
+           p->nprocs);
     printf("     \"libraries_from\": \"%s\",\n", p->libsrc != NULL ? p->libsrc : "none");
     printf("     \"lines_of_code\": %lu, \"sources\": [", p->lines);
     for (size_t i = 0, k = 0; p->srcs[i] != NULL; i++)
