@@ -324,6 +324,11 @@ static void usage(FILE *f)
             "domain, one keeper and one worker process per device.  With --upgrade (run by\n"
             "`bulkhead upgrade`), takes every device of the domain over from its workers\n"
             "instead.  See bulkhead-drvdom(8).\n",
+            "       %s --print-policy\n"
+            "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
+            "domain, one keeper and one worker process per device, confined (outside dom0).\n"
+            "--print-policy lists the system calls and io_uring operations it is confined\n"
+            "to.  See bulkhead-drvdom(8).\n",
             progname, progname);
 }
 
@@ -348,6 +353,7 @@ int main(int argc, char **argv)
 {
     struct drvdom dd = {.sigfd = -1};
     const char *state = NULL;
+    char why[300];
     int rc = 1, ready_fd = -1;
     bool upgrade = false;
 
@@ -377,6 +383,11 @@ int main(int argc, char **argv)
             }
             netback_poll_us = (unsigned int)us;
             i++;
+        } else if (strcmp(argv[i], "--print-policy") == 0 && argc == 2) {
+            drvdom_print_policy(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--confine-selftest") == 0 && argc == 3) {
+            return drvdom_confine_selftest(argv[2]);
         } else if (strcmp(argv[i], "--rx-stall-ms") == 0 && i + 1 < argc) {
             if (parse_ms(argv[i], argv[i + 1], " (never)", &netback_rx_stall_ms) != 0)
                 return 2;
@@ -395,6 +406,17 @@ int main(int argc, char **argv)
             return 2;
         }
         setvbuf(stderr, NULL, _IOLBF, 0);
+        /*
+         * The new workers serve what peers write, as forked ones do: the
+         * same confinement, taken here while this process has one thread
+         * (each worker it forks inherits it).  dom0's devd stays as it is.
+         */
+        if (bhplat_domid() > 0 && drvdom_confine(DRVDOM_WORKER, why, sizeof(why)) != 0) {
+            logline("cannot confine the new workers: %s (run it through `bulkhead upgrade`, "
+                    "which starts it inside the driver domain)",
+                    why);
+            return 1;
+        }
         return upgrade_main();
     }
     /* In dom0 (bulkhead up): one instance per state directory, as the other daemons. */
@@ -408,7 +430,33 @@ int main(int argc, char **argv)
         }
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
+    /*
+     * A driver domain (the hypervisor gives us a domain id but 0) is
+     * confined before it reads anything a peer wrote, and before
+     * libxenstore starts its thread (a mount namespace cannot be unshared
+     * by one of several threads).  dom0's own devd is the stock placement
+     * and keeps dom0's rights: `bulkhead tcb` compares the two.
+     */
+    if (bhplat_domid() > 0 && drvdom_confine(DRVDOM_MAIN, why, sizeof(why)) != 0) {
+        char msg[1100];
+        logline("cannot confine the driver domain: %s (is this a domain made by `bulkhead "
+                "create`, root of its own user namespace?)",
+                why);
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
+        goto out;
+    }
     if (setup(&dd) != 0) {
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
+        goto out;
+    }
+    /* Fail closed: a driver domain the hypervisor did not name (XenStore did) is not served. */
+    if (dd.domid != 0 && !drvdom_confined()) {
+        logline("domain %u: not confined (bulkhead-hv did not say this is a driver domain): "
+                "refusing to serve; run it in a domain made by `bulkhead create`",
+                dd.domid);
         char msg[1100];
         snprintf(msg, sizeof(msg), "%s\n", last_line);
         daemon_ready(ready_fd, msg);

@@ -18,7 +18,9 @@
 #define BULKHEAD_DRVDOM_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "drv.h"
 
@@ -74,6 +76,32 @@ extern const char *progname;
 void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlogline(const char *prefix, const char *fmt, va_list ap);
 void devref_name(const struct devref *r, char *buf, size_t size); /* "vbd 2/51712" */
+
+/* confine.c */
+enum drvdom_role {
+    DRVDOM_MAIN,   /* drvdom.c's main process */
+    DRVDOM_KEEPER, /* keeper.c (inherits the main process's confinement) */
+    DRVDOM_WORKER, /* worker.c, also when started alone (a worker-only restart) */
+};
+/*
+ * Confines the calling process for good (confine.c's header says what and
+ * why): a mount namespace holding only /proc and /run/bulkhead, no_new_privs,
+ * all five capability sets empty, the seccomp allowlist.  Needs to be root of
+ * the domain's user namespace, and one thread (a mount namespace cannot be
+ * unshared by one of several: call it before libxenstore's first watch
+ * starts its thread) whose fds 0-2 are open; call it before the first peer
+ * input is read.  Idempotent: a forked child of a confined process is
+ * confined already.  0, or -1 with a one-line why.
+ */
+int drvdom_confine(enum drvdom_role role, char *why, size_t whylen);
+/* Whether drvdom_confine has run in this process or a parent. */
+bool drvdom_confined(void);
+/* After resetting every signal (a keeper's clean slate): SIGSYS logs again. */
+void drvdom_confine_sigsys(void);
+/* --print-policy: the allowed system calls and io_uring operations, one a line. */
+void drvdom_print_policy(FILE *out);
+/* --confine-selftest open:PATH | exec | denied: confine, then try it (tests only). */
+int drvdom_confine_selftest(const char *what);
 
 /* keeper.c: runs in the forked child; never returns */
 __attribute__((noreturn)) void keeper_main(const struct devref *r, const struct bhdrv *drv);

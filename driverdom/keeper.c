@@ -98,6 +98,7 @@ static void fresh_process(const char *comm)
         sigaction(s, &sa, NULL);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_IGN);
+    drvdom_confine_sigsys(); /* a denied call must still say which */
     prctl(PR_SET_NAME, comm);
 }
 

@@ -458,6 +458,14 @@ int worker_enter_service(struct bhdev *d)
         bhdev_log(d, "cannot set no_new_privs: %s", strerror(errno));
         return -1;
     }
+    /*
+     * Fail closed: in a driver domain a worker serves only confined, forked
+     * by a confined keeper or started by a confined --upgrade (confine.c).
+     */
+    if (!drvdom_confined() && bhplat_domid() > 0) {
+        bhdev_log(d, "not confined in a driver domain: refusing to serve");
+        return -1;
+    }
     return 0;
 }
 

@@ -36,6 +36,8 @@ static const struct cmd cmds[] = {
     {"restart", cmd_restart, "restart NAME|ID", "rebuild a driver domain; its devices follow"},
     {"pause", cmd_pause, "pause NAME|ID", "stop every process of a domain until unpaused"},
     {"unpause", cmd_unpause, "unpause NAME|ID", "let a paused domain run again"},
+    {"tcb", cmd_tcb, "tcb [--json]",
+     "the driver domain's and stock dom0's reach: code, libraries, syscalls, capabilities"},
     {"exec", cmd_exec, "exec NAME|ID -- COMMAND [ARG]...",
      "run a command in a guest as its root, passing stdio and its exit status through"},
     {"upgrade", cmd_upgrade, "upgrade NAME|ID [--binary PATH]",

@@ -108,4 +108,7 @@ void config_kept_path(const char *name, char *buf, size_t size);
 /* cmd_restart.c */
 int cmd_restart(int argc, char **argv);
 
+/* cmd_tcb.c */
+int cmd_tcb(int argc, char **argv);
+
 #endif

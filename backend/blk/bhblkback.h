@@ -163,6 +163,8 @@ struct bhblk;
 
 /* An engine over a mapped ring; NULL with why (EINVAL, ENOMEM, or io_uring's errno). */
 struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t whylen);
+/* The io_uring operations an engine's ring is restricted to, by name, NULL-terminated. */
+extern const char *const bhblk_uring_ops[];
 /* Waits for the I/O in flight, unmaps what it mapped, frees; the kept state stays. */
 void bhblk_close(struct bhblk *b);
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -176,6 +177,74 @@ static uint64_t tag(unsigned int i, unsigned int k)
     return ((uint64_t)i << 2) | k;
 }
 
+/*
+ * The ring's files are registered (index FILE_BUFFERED: the disk's fd,
+ * FILE_DIRECT: its O_DIRECT twin) and the ring is restricted to them: an
+ * SQE names its file by index with IOSQE_FIXED_FILE, never by number.
+ */
+enum { FILE_BUFFERED, FILE_DIRECT };
+
+/*
+ * The io_uring operations blkback issues, and all the restricted ring
+ * accepts (ring_open): readv and writev for READ and WRITE (and the data
+ * of a barrier), fsync for FLUSH_DISKCACHE and WRITE_BARRIER, fallocate
+ * for DISCARD.  Printed by `bulkhead-drvdom --print-policy`.
+ */
+const char *const bhblk_uring_ops[] = {"readv", "writev", "fsync", "fallocate", NULL};
+static const uint8_t uring_ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+                                    IORING_OP_FALLOCATE};
+
+/*
+ * io_uring_register_restrictions and io_uring_enable_rings are declared by
+ * Debian 12's liburing.h but not exported by its liburing.so.2 (2.3): the
+ * two registrations are made with the system call itself.
+ */
+static int ring_register(struct io_uring *r, unsigned int op, void *arg, unsigned int n)
+{
+    return syscall(__NR_io_uring_register, r->ring_fd, op, arg, n) < 0 ? -errno : 0;
+}
+
+/*
+ * A ring that can do nothing but blkback's work, even for code that would
+ * write SQEs of its own into it: created disabled, given its two files,
+ * restricted (the four operations above, IOSQE_FIXED_FILE required, only
+ * the drain and link flags a barrier uses beside it, no registration after),
+ * and only then enabled.  Returns 0 or a negative errno.
+ */
+static int ring_open(struct bhblk *b, unsigned int entries)
+{
+    struct io_uring_restriction res[sizeof(uring_ops) + 2];
+    int files[2] = {b->fd, b->dfd}; /* -1: an empty slot, no O_DIRECT twin */
+    unsigned int n = 0;
+    int rc;
+
+    if ((rc = io_uring_queue_init(entries, &b->uring, IORING_SETUP_R_DISABLED)) < 0)
+        return rc;
+    memset(res, 0, sizeof(res));
+    for (size_t i = 0; i < sizeof(uring_ops); i++) {
+        res[n].opcode = IORING_RESTRICTION_SQE_OP;
+        res[n++].sqe_op = uring_ops[i];
+    }
+    res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
+    res[n++].sqe_flags = IOSQE_FIXED_FILE;
+    res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+    res[n++].sqe_flags = IOSQE_FIXED_FILE | IOSQE_IO_DRAIN | IOSQE_IO_LINK;
+    if ((rc = io_uring_register_files(&b->uring, files, 2)) < 0 ||
+        (rc = ring_register(&b->uring, IORING_REGISTER_RESTRICTIONS, res, n)) < 0 ||
+        (rc = ring_register(&b->uring, IORING_REGISTER_ENABLE_RINGS, NULL, 0)) < 0) {
+        io_uring_queue_exit(&b->uring);
+        return rc;
+    }
+    return 0;
+}
+
+/* After io_uring_prep_*, which clears the flags: the SQE's file is by index. */
+static void fixed_file(struct io_uring_sqe *q, int index)
+{
+    q->fd = index;
+    q->flags |= IOSQE_FIXED_FILE;
+}
+
 static struct io_uring_sqe *sqe(struct bhblk *b, unsigned int i, unsigned int k)
 {
     struct io_uring_sqe *q = io_uring_get_sqe(&b->uring);
@@ -209,9 +278,10 @@ static int issue(struct bhblk *b, unsigned int i)
         if ((q = sqe(b, i, 0)) == NULL)
             return -1;
         if (s->r.op == BLKIF_OP_READ)
-            io_uring_prep_readv(q, direct ? b->dfd : b->fd, s->iov, s->nmap, off);
+            io_uring_prep_readv(q, -1, s->iov, s->nmap, off);
         else
-            io_uring_prep_writev(q, direct ? b->dfd : b->fd, s->iov, s->nmap, off);
+            io_uring_prep_writev(q, -1, s->iov, s->nmap, off);
+        fixed_file(q, direct ? FILE_DIRECT : FILE_BUFFERED);
         return 0;
     case BLKIF_OP_WRITE_BARRIER:
     case BLKIF_OP_FLUSH_DISKCACHE:
@@ -219,12 +289,14 @@ static int issue(struct bhblk *b, unsigned int i)
         if (s->nmap > 0) {
             if ((q = sqe(b, i, 1)) == NULL)
                 return -1;
-            io_uring_prep_writev(q, b->fd, s->iov, s->nmap, off);
+            io_uring_prep_writev(q, -1, s->iov, s->nmap, off);
+            fixed_file(q, FILE_BUFFERED);
             q->flags |= IOSQE_IO_DRAIN | IOSQE_IO_LINK;
         }
         if ((q = sqe(b, i, 2)) == NULL)
             return -1;
-        io_uring_prep_fsync(q, b->fd, 0);
+        io_uring_prep_fsync(q, -1, 0);
+        fixed_file(q, FILE_BUFFERED);
         if (s->nmap == 0)
             q->flags |= IOSQE_IO_DRAIN;
         return 0;
@@ -233,6 +305,7 @@ static int issue(struct bhblk *b, unsigned int i)
             return -1;
         io_uring_prep_fallocate(q, b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
                                 (off_t)(s->r.nr_sectors * BHBLK_SECTOR));
+        fixed_file(q, FILE_BUFFERED);
         return 0;
     }
     errno = EINVAL;
@@ -589,7 +662,7 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
         if (b->slots[i].segs == NULL || b->slots[i].iov == NULL)
             goto nomem;
     }
-    if (b->nbd == NULL && (rc = io_uring_queue_init(2 * n, &b->uring, 0)) < 0) {
+    if (b->nbd == NULL && (rc = ring_open(b, 2 * n)) < 0) {
         errno = -rc;
         snprintf(why, len, "io_uring: %s (a kernel with io_uring enabled is needed)",
                  strerror(errno));
