@@ -320,16 +320,13 @@ static void usage(FILE *f)
             "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
             "       [--net-poll-us US]\n"
             "       %s --upgrade [--grant-idle-ms MS] [--rx-stall-ms MS] [--net-poll-us US]\n"
-            "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
-            "domain, one keeper and one worker process per device.  With --upgrade (run by\n"
-            "`bulkhead upgrade`), takes every device of the domain over from its workers\n"
-            "instead.  See bulkhead-drvdom(8).\n",
             "       %s --print-policy\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device, confined (outside dom0).\n"
-            "--print-policy lists the system calls and io_uring operations it is confined\n"
-            "to.  See bulkhead-drvdom(8).\n",
-            progname, progname);
+            "With --upgrade (run by `bulkhead upgrade`), takes every device of the domain\n"
+            "over from its workers instead.  --print-policy lists the system calls and\n"
+            "io_uring operations it is confined to.  See bulkhead-drvdom(8).\n",
+            progname, progname, progname);
 }
 
 /* An option's milliseconds, 0 to a day; 0 means what zero says. */
