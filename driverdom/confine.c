@@ -93,6 +93,8 @@ static const char *const allowed[] = {
     /* a keeper's handover socket (keeper.c, bulkhead upgrade): abstract, AF_UNIX */
     "bind", "listen", "accept4",
     "pidfd_open", /* a keeper waits for its worker on a pidfd beside its socket */
+    "dup2",       /* an upgraded worker takes the keeper's log as its stderr */
+    "setsid",     /* ... and leaves the session of the `bulkhead upgrade` that started it */
     /* memory: malloc, thread stacks, grant mappings, the keeper's shared state */
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "memfd_create",
     /* processes: keepers and workers are forked, libxenstore starts a thread */
@@ -121,7 +123,7 @@ static const char *const allowed[] = {
 static const char *const allowed_sanitizer[] = {
     "ptrace", "getdents", "getdents64", "open", "stat", "lstat", "access", "readlink",
     "readlinkat", "faccessat", "faccessat2", "setrlimit", "mincore", "sysinfo",
-    "process_vm_readv", "msync", "pipe", "dup2", "sched_getparam", "getpgid", "getsid", "prctl",
+    "process_vm_readv", "msync", "pipe", "sched_getparam", "getpgid", "getsid", "prctl",
 };
 /* clang-format on */
 #endif
