@@ -534,6 +534,27 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
     }
 }
 
+/*
+ * The engine's io_uring.  Only the worker's thread ever submits to it
+ * (SINGLE_ISSUER lets the kernel skip its locking), and a completion need
+ * not interrupt that thread with an IPI while it runs (COOP_TASKRUN): the
+ * worker enters the kernel on every drain anyway, and TASKRUN_FLAG makes
+ * liburing's peek enter it when completions wait as task work, so reap()
+ * still sees them.  A kernel older than 6.0 refuses the flags: plain then.
+ */
+static int uring_init(struct bhblk *b, unsigned int entries)
+{
+    struct io_uring_params p = {
+        .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+                 IORING_SETUP_TASKRUN_FLAG,
+    };
+    int rc = io_uring_queue_init_params(entries, &b->uring, &p);
+
+    if (rc == -EINVAL)
+        rc = io_uring_queue_init(entries, &b->uring, 0);
+    return rc;
+}
+
 struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
 {
     struct bhblk *b;
@@ -589,7 +610,7 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
         if (b->slots[i].segs == NULL || b->slots[i].iov == NULL)
             goto nomem;
     }
-    if (b->nbd == NULL && (rc = io_uring_queue_init(2 * n, &b->uring, 0)) < 0) {
+    if (b->nbd == NULL && (rc = uring_init(b, 2 * n)) < 0) {
         errno = -rc;
         snprintf(why, len, "io_uring: %s (a kernel with io_uring enabled is needed)",
                  strerror(errno));
