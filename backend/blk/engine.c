@@ -209,7 +209,13 @@ static int ring_register(struct io_uring *r, unsigned int op, void *arg, unsigne
  * write SQEs of its own into it: created disabled, given its two files,
  * restricted (the four operations above, IOSQE_FIXED_FILE required, only
  * the drain and link flags a barrier uses beside it, no registration after),
- * and only then enabled.  Returns 0 or a negative errno.
+ * and only then enabled.  Only the worker's thread ever submits to it and
+ * enables it (SINGLE_ISSUER lets the kernel skip its locking), and a
+ * completion need not interrupt that thread with an IPI while it runs
+ * (COOP_TASKRUN): the worker enters the kernel on every drain anyway, and
+ * TASKRUN_FLAG makes liburing's peek enter it when completions wait as task
+ * work, so reap() still sees them.  A kernel older than 6.0 refuses those
+ * flags: plain then.  Returns 0 or a negative errno.
  */
 static int ring_open(struct bhblk *b, unsigned int entries)
 {
@@ -218,7 +224,15 @@ static int ring_open(struct bhblk *b, unsigned int entries)
     unsigned int n = 0;
     int rc;
 
-    if ((rc = io_uring_queue_init(entries, &b->uring, IORING_SETUP_R_DISABLED)) < 0)
+    struct io_uring_params p = {
+        .flags = IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+                 IORING_SETUP_TASKRUN_FLAG,
+    };
+
+    rc = io_uring_queue_init_params(entries, &b->uring, &p);
+    if (rc == -EINVAL) /* a kernel before 6.0: plain, still disabled until restricted */
+        rc = io_uring_queue_init(entries, &b->uring, IORING_SETUP_R_DISABLED);
+    if (rc < 0)
         return rc;
     memset(res, 0, sizeof(res));
     for (size_t i = 0; i < sizeof(uring_ops); i++) {

@@ -928,6 +928,9 @@ static struct blk_queue *lock_queue(bhblkfront *b, unsigned int queue)
     }
 }
 
+static bool consume_locked(bhblkfront *b, struct blk_queue *q, struct blk_io **done);
+static int after_break(bhblkfront *b, struct blk_io **done);
+
 int bhblkfront_submit_queue(bhblkfront *b, unsigned int queue, enum bhblkfront_op op,
                             uint64_t offset, uint64_t len, void *buf, bhblkfront_done_fn *done,
                             void *arg)
@@ -935,6 +938,7 @@ int bhblkfront_submit_queue(bhblkfront *b, unsigned int queue, enum bhblkfront_o
     struct blk_io *io = NULL, *fin = NULL;
     struct blk_queue *q;
     uint64_t size;
+    bool broken = false;
     int rc = -1;
 
     if (done == NULL || (unsigned int)op > BHBLKFRONT_DISCARD ||
@@ -976,11 +980,23 @@ int bhblkfront_submit_queue(bhblkfront *b, unsigned int queue, enum bhblkfront_o
             else
                 q->qhead = io;
             q->qtail = io;
-            pump(b, q, &fin);
+            /*
+             * Responses already on the ring are completed here, by the
+             * submitter that holds the lock anyway, instead of waiting
+             * for the event thread's wake-up (45-58 us across CPUs on a
+             * loaded machine): at depth the ring always has some, and
+             * their slots are then free for this request at once.
+             */
+            if (b->published && q->idx < b->nq)
+                broken = consume_locked(b, q, &fin);
+            else
+                pump(b, q, &fin);
         }
         rc = 0;
     }
     pthread_mutex_unlock(&q->lock);
+    if (broken)
+        after_break(b, &fin); /* a lying response: reported now, not at the next event */
     run_done(fin);
     return rc;
 }
