@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -408,6 +409,7 @@ int main(int argc, char **argv)
          * same confinement, taken here while this process has one thread
          * (each worker it forks inherits it).  dom0's devd stays as it is.
          */
+        upgrade_null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (bhplat_domid() > 0 && drvdom_confine(DRVDOM_WORKER, why, sizeof(why)) != 0) {
             logline("cannot confine the new workers: %s (run it through `bulkhead upgrade`, "
                     "which starts it inside the driver domain)",

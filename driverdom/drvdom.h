@@ -125,6 +125,12 @@ int worker_main(const struct devref *r, const struct bhdrv *drv, struct keep *k,
 int worker_enter_service(struct bhdev *d);
 
 /* upgrade.c: bulkhead-drvdom --upgrade, the worker-only mode; returns the exit status */
+/*
+ * /dev/null, opened by the --upgrade process before it is confined (its
+ * confined root has no /dev): the new workers' stdin and stdout, so that
+ * none keeps `bulkhead upgrade`'s pipe open.  -1 if it could not be opened.
+ */
+extern int upgrade_null_fd;
 int upgrade_main(void);
 
 /* worker.c: a device's machine is stepped again (bhdev_fail, drv.c) */

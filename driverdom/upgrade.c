@@ -228,10 +228,13 @@ __attribute__((noreturn)) static void take_one(const char *name, int report)
     (void)!write(report, line, strlen(line));
     close(report);
     /* From here on this is a worker of the domain: its log, no terminal. */
-    if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+    if ((devnull = upgrade_null_fd) >= 0) {
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
         close(devnull);
+    } else { /* never the pipe: the command waits for its end */
+        close(STDIN_FILENO);
+        dup2(fds[1], STDOUT_FILENO);
     }
     dup2(fds[1], STDERR_FILENO);
     close(fds[1]);
@@ -247,6 +250,8 @@ fail:
     (void)!write(report, line, strlen(line));
     _exit(1);
 }
+
+int upgrade_null_fd = -1;
 
 int upgrade_main(void)
 {
