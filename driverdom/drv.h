@@ -121,6 +121,14 @@ extern unsigned int blkback_grant_idle_ms;
 /* netback: RX buffers short this long stall a vif queue (--rx-stall-ms; 0: never). */
 extern unsigned int netback_rx_stall_ms;
 
+/*
+ * Whether this domain opens its devices' targets itself: dom0 always; a
+ * driver domain on Xen too, since xl names a backend's target in the
+ * backend domain's own namespace and there is no dom0 broker to ask.  In
+ * the simulation a driver domain gets them from dom0's broker.
+ */
+bool drv_own_targets(uint32_t backend_domid);
+
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];
 const struct bhdrv *bhdrv_find(const char *backend_kind);
