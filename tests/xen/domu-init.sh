@@ -21,7 +21,7 @@ dd if=/tmp/tail of=/dev/xvda bs=1M seek=63 conv=fsync 2>/dev/null
 echo "@@DOMU tailmd5 $(md5sum < /tmp/tail | cut -d' ' -f1)"
 if grep -q bhfs=1 /proc/cmdline; then
     if mke2fs -q /dev/xvda 61440 && mkdir -p /mnt && mount -t ext2 /dev/xvda /mnt; then
-        dd if=/dev/urandom of=/mnt/fill bs=1M count=40 2>/dev/null
+        dd if=/dev/urandom of=/mnt/fill  bs=1M count=16 2>/dev/null
         a=$(md5sum < /mnt/fill | cut -d' ' -f1)
         umount /mnt; echo 3 > /proc/sys/vm/drop_caches
         mount -t ext2 /dev/xvda /mnt && b=$(md5sum < /mnt/fill | cut -d' ' -f1) && umount /mnt

@@ -87,8 +87,11 @@ timeout 60 $XB/xenstored --pid-file /run/xenstored.pid || envfail "xenstored did
 timeout 60 $XB/xen-init-dom0 || envfail "xen-init-dom0 failed"
 $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console ||
     envfail "xenconsoled did not start"
-timeout 30 xl list >/dev/null || envfail "xl list failed"
+timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
+# Every guest's console, live on ours (a stall shows where it stalled).
+( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log 2>/dev/null |
+    sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /d' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
 waitfor() {
@@ -101,7 +104,7 @@ gone() { ! xl domid "$1" >/dev/null 2>&1; }
 guest_up() { console "$1" | grep -q '^@@DOMU xvda ' || gone "$1"; }
 
 mark drvdom-create
-timeout 120 xl create /etc/xen/drvdom.cfg || envfail "xl create drvdom failed"
+timeout -k 10 180 xl create /etc/xen/drvdom.cfg || envfail "xl create drvdom failed"
 DD=$(xl domid drvdom)
 xs_has() { xenstore-read "$1" >/dev/null 2>&1; }
 waitfor 240 xs_has /local/domain/$DD/data/bh-serving ||
@@ -126,7 +129,6 @@ ask() {
 diag() {
     echo "---- xenstore backend/ of the driver domain ----"
     xenstore-ls -f /local/domain/$DD/backend 2>&1 | head -60
-    echo "---- drvdom console (tail) ----"; console drvdom | grep -v '^\[' | tail -30; echo "---- end ----"
 }
 field() { console "$1" | sed -n "s/^@@DOMU $2 //p" | head -1; }
 
@@ -134,10 +136,12 @@ field() { console "$1" | sed -n "s/^@@DOMU $2 //p" | head -1; }
 guest() {
     n=$1 name=$2
     mark "$name-create"
-    if ! timeout 180 xl create /etc/xen/$name.cfg; then
+    # -k: xl may outlive a SIGTERM; the step must still end.
+    if ! timeout -k 10 180 xl -vvv create /etc/xen/$name.cfg > /run/$name-create.log 2>&1; then
         fail "s$n-create" "xl create $name failed (backend never reached InitWait?)"
+        grep -v '^libxl: debug: libxl_event.c' /run/$name-create.log | tail -40
         diag
-        timeout 30 xl destroy "$name" 2>/dev/null
+        timeout -k 5 30 xl destroy "$name" 2>/dev/null
         return
     fi
     # While the guest runs: is the disk's block device open O_DIRECT (disk 1)?
@@ -148,13 +152,12 @@ guest() {
         [ "$od" = yes ] && pass s1-odirect ||
             fail s1-odirect "the driver domain has /dev/loop0 open without O_DIRECT ($od)"
     fi
-    if ! waitfor 300 gone "$name"; then
-        fail "s$n-guest" "$name still running after 300 s: its I/O stalled"
+    if ! waitfor 600 gone "$name"; then
+        fail "s$n-guest" "$name still running after 600 s: its I/O stalled"
         diag
-        timeout 30 xl destroy "$name"
+        timeout -k 5 30 xl destroy "$name"
     fi
     mark "$name-gone"
-    echo "---- $name console ----"; console "$name" | grep -v '^\[' ; echo "---- end ----"
     want=$(xenstore-read /local/domain/$DD/data/bh-pattern$n)
     got=$(field "$name" read)
     if [ -n "$want" ] && [ "$got" = "$want" ]; then pass "s$n-guest-reads-drvdom"
@@ -170,7 +173,6 @@ guest() {
 guest 1 domu1   # vbd, backendtype=phy
 guest 2 domu2   # backendtype=qdisk
 
-echo "---- drvdom console ----"; console drvdom | grep -v '^\['; echo "---- end ----"
 [ "$(ask alive)" = yes ] && pass drvdom-still-serving || fail drvdom-still-serving "bulkhead-drvdom died"
-timeout 60 xl destroy drvdom
+timeout -k 5 60 xl destroy drvdom
 finish
