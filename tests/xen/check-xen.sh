@@ -150,7 +150,7 @@ cp "$IMG/vmlinuz" "$OV/root/vmlinuz"
 
 # A guest: static busybox, the frontends and ext4's modules with their dependencies.
 DU=$WORK/domu
-mkdir -p "$DU"/{bin,proc,sys,dev,mnt,lib/modules}
+mkdir -p "$DU"/{bin,proc,sys,dev,mnt,tmp,lib/modules}
 cp "$BUSYBOX" "$DU/bin/busybox"
 mods() { # the .ko files for modules $@, dependencies first (modules.dep)
     local m dep
@@ -195,12 +195,12 @@ grep -a -q '@@ xenstored-up' "$LOG" || envfail "xenstored/xen-init-dom0 did not 
 grep -a -q '@@ENV ' "$LOG" && envfail "$(grep -a '@@ENV ' "$LOG" | head -1 | tr -d '\r')"
 [ $qrc = 124 ] && say "QEMU hit the ${BOOT_TIMEOUT}s bound: a step stalled"
 fail=0
-for want in "@@PASS drvdom-serving" \
+for want in "@@PASS drvdom-serving" "@@PASS warmup-initwait" \
             "@@PASS s1-guest-reads-drvdom" "@@PASS s1-drvdom-reads-guest" "@@PASS s1-fs-md5" \
             "@@PASS s1-odirect" \
             "@@PASS s2-guest-reads-drvdom" "@@PASS s2-drvdom-reads-guest" \
             "@@PASS drvdom-still-serving" "@@ finish"; do
-    if grep -a -q -e "$want" "$LOG"; then say "ok: $want"; else say "MISSING: $want"; fail=1; fi
+    if grep -a -q -e "^$want" "$LOG"; then say "ok: $want"; else say "MISSING: $want"; fail=1; fi
 done
 grep -a '@@FAIL' "$LOG" | tr -d '\r' >&2 && fail=1
 say "wall time $(( $(date +%s) - T0 ))s"
