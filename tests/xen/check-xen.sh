@@ -30,7 +30,7 @@ skip() { say "SKIP: $*"; exit 77; }
 envfail() { say "ENVIRONMENT FAILURE (not a Bulkhead failure): $*"; exit 99; }
 
 # ---- tools: a missing one is a skip, and says how to get it ----
-[ "$(id -u)" = 0 ] || skip "needs root (debootstrap, chroot, loop devices): run as root"
+[ "$(id -u)" = 0 ] || skip "needs root (debootstrap and chroot build the image): run it as root"
 for t in qemu-system-x86_64:qemu-system-x86 debootstrap:debootstrap cpio:cpio zstd:zstd \
          apt-get:apt dpkg-deb:dpkg; do
     command -v "${t%%:*}" >/dev/null ||

@@ -93,12 +93,13 @@ timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
 # Every guest's console, live on ours (a stall shows where it stalled).
 ( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log 2>/dev/null |
-    sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /d' -e 's/^/[guest] /' ) &
+    sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|hung\|task\|error\|I\/O\|EXT\|ext4/!d}' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
+# The bound is in seconds of uptime, not in tries: a try (xl) can take seconds.
 waitfor() {
-    n=$(($1 * 2)); shift
-    while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.5; n=$((n - 1)); done
+    end=$(( $(cut -d. -f1 /proc/uptime) + $1 )); shift
+    while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do "$@" && return 0; sleep 0.5; done
     return 1
 }
 console() { tr -d '\r' < /var/log/xen/console/guest-$1.log 2>/dev/null; }
@@ -124,13 +125,17 @@ mark drvdom-ready "domid=$DD"
 # one device with no frontend is put in the driver domain's backend/ by
 # hand first: bulkhead-drvdom probes it and goes InitWait (checked; no
 # timing asserted), and it is removed again.
-W=/local/domain/$DD/backend/vbd/0/51999
-xenstore-write $W/frontend /local/domain/0/device/vbd/51999 $W/frontend-id 0 \
+W=/local/domain/$DD/backend/vbd/0/51999 F=/local/domain/0/device/vbd/51999
+# The frontend's directory must be readable by the backend, as libxl makes it.
+xenstore-write $F/state 1 && xenstore-chmod -r $F n0 "r$DD" ||
+    envfail "cannot write the warm-up frontend"
+xenstore-write $W/frontend $F $W/frontend-id 0 \
     $W/params /var/lib/bulkhead/disk1.img $W/mode r $W/online 1 $W/state 1 &&
     xenstore-chmod -r /local/domain/$DD/backend "n$DD" || envfail "cannot write the warm-up backend"
 initwait() { [ "$(xenstore-read $W/state 2>/dev/null)" = 2 ]; }
 if waitfor 240 initwait; then pass warmup-initwait; else fail warmup-initwait "no InitWait in 240 s"; fi
 xenstore-rm /local/domain/$DD/backend/vbd/0
+xenstore-rm $F
 mark warmup-done
 
 # ask CMD...: the driver domain's answer to CMD (see the driver domain's loop above).
@@ -169,8 +174,8 @@ guest() {
         [ "$od" = yes ] && pass s1-odirect ||
             fail s1-odirect "the driver domain has /dev/loop0 open without O_DIRECT ($od)"
     fi
-    if ! waitfor 600 gone "$name"; then
-        fail "s$n-guest" "$name still running after 600 s: its I/O stalled"
+    if ! waitfor 300 gone "$name"; then
+        fail "s$n-guest" "$name still running after 300 s: its I/O stalled"
         diag
         timeout -k 5 30 xl destroy "$name"
     fi
@@ -187,8 +192,8 @@ guest() {
     elif grep -q bhfs=1 /etc/xen/$name.cfg; then fail "s$n-fs-md5" "$(field "$name" fs-FAILED)"; fi
 }
 
-guest 1 domu1   # vbd, backendtype=phy
-guest 2 domu2   # backendtype=qdisk
+guest 2 domu2   # backendtype=qdisk: a file, buffered I/O
+guest 1 domu1   # vbd, backendtype=phy: a block device, O_DIRECT
 
 [ "$(ask alive)" = yes ] && pass drvdom-still-serving || fail drvdom-still-serving "bulkhead-drvdom died"
 timeout -k 5 60 xl destroy drvdom
