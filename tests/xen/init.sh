@@ -38,7 +38,7 @@ if grep -q role=driverdomain /proc/cmdline; then
     for n in 1 2; do
         f=/var/lib/bulkhead/disk$n.img
         dd if=/dev/zero of=$f bs=1M count=64 2>/dev/null || echo "@@ENV cannot make $f"
-        p="DRVDOM-DISK$n-$(head -c 6 /dev/urandom | xxd -p)"
+        p="DRVDOM-DISK$n-$(date +%s%N | tail -c 13)"
         printf '%s' "$p" | dd of=$f conv=notrunc 2>/dev/null
         xenstore-write data/bh-pattern$n "$p"
     done
