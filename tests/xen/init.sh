@@ -139,9 +139,10 @@ xenstore-rm $F
 mark warmup-done
 
 # ask CMD...: the driver domain's answer to CMD (see the driver domain's loop above).
-SEQ=0
+# Each question has a number of its own: ask runs in $(...), a subshell, so a
+# counter would not survive it and a second question would read the first's answer.
 ask() {
-    SEQ=$((SEQ + 1))
+    SEQ=$(date +%s%N)
     xenstore-write /local/domain/$DD/data/bh-cmd "$SEQ $*"
     waitfor 60 sh -c "xenstore-read /local/domain/$DD/data/bh-res 2>/dev/null | grep -q '^$SEQ '" ||
         return 1
