@@ -183,7 +183,16 @@ timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=256 -
     -kernel "$IMG/xen.elf" -append "$XEN_CMD" \
     -initrd "$IMG/vmlinuz console=hvc0 earlyprintk=xen,$WORK/dom0.cpio" </dev/null > "$WORK/qemu.log" 2>&1 &
 QPID=$!
+# dom0 powers off when done; should Xen then halt without QEMU exiting, end
+# QEMU ourselves once dom0 said it finished.
+while kill -0 "$QPID" 2>/dev/null; do
+    if grep -a -q '^@@ finish' "$LOG"; then
+        sleep 20; kill "$QPID" 2>/dev/null; break
+    fi
+    sleep 2
+done
 wait "$QPID"; qrc=$?; QPID=""
+grep -a -q '^@@ finish' "$LOG" && [ $qrc = 143 ] && qrc=0
 say "QEMU exited ($qrc)"
 tr -d '\r' < "$LOG" | grep -a -E '@@|\(XEN\) Xen version|Panic|crashed' >&2
 
