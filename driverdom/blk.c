@@ -110,8 +110,8 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
     int ro = 0, fd;
 
-    if (id->backend_domid == 0)
-        return 0; /* dom0 opens its disks with its own rights */
+    if (drv_own_targets(id->backend_domid))
+        return 0; /* dom0 (or a Xen driver domain) opens its disks with its own rights */
     fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
     if (fd < 0 && errno == EINVAL) {
         /* Not a file or block device: registered as an NBD server, or of no kind we serve. */
@@ -203,7 +203,7 @@ static int blk_medium(struct bhdev *d, const char *params, const char *mode, uin
         *size = 0; /* a drive with no medium */
         return 0;
     }
-    if (d->id.backend_domid != 0) {
+    if (!drv_own_targets(d->id.backend_domid)) {
         snprintf(why, len, "no fd for %s from dom0's broker: was it registered (bulkhead create)?",
                  params);
         return -1;
@@ -225,7 +225,7 @@ static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
     struct blk_kept *k = d->kept;
     int sock;
 
-    if (d->id.backend_domid == 0) {
+    if (drv_own_targets(d->id.backend_domid)) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         size_t n = strnlen(k->target, sizeof(k->target));
         sock = n < sizeof(sa.sun_path) ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
@@ -245,7 +245,8 @@ static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
     }
     if (sock < 0) {
         snprintf(why, len, "cannot reach the disk's NBD server%s%s: %s (is its qemu-nbd running?)",
-                 d->id.backend_domid == 0 ? " at " : "", d->id.backend_domid == 0 ? k->target : "",
+                 drv_own_targets(d->id.backend_domid) ? " at " : "",
+                 drv_own_targets(d->id.backend_domid) ? k->target : "",
                  strerror(errno));
         return NULL;
     }
@@ -261,13 +262,13 @@ static int blk_nbd_medium(struct bhdev *d, const char *sockpath, uint64_t *size,
     struct blk_priv *p = d->priv;
     const struct bhblk_nbd_info *info;
 
-    if (d->id.backend_domid != 0 && (d->acq == NULL || !d->acq->nbd)) {
+    if (!drv_own_targets(d->id.backend_domid) && (d->acq == NULL || !d->acq->nbd)) {
         snprintf(why, len,
                  "backend key bulkhead-nbd is set but dom0's broker has no NBD server "
                  "for this disk: register it as one (bulkhead create does)");
         return -1;
     }
-    if (d->id.backend_domid == 0)
+    if (drv_own_targets(d->id.backend_domid))
         snprintf(k->target, sizeof(k->target), "%s", sockpath);
     bhnbd_close(p->nbd);
     if ((p->nbd = blk_nbd_connect(d, why, len)) == NULL)

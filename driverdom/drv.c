@@ -28,6 +28,19 @@ const struct bhdrv *bhdrv_find(const char *backend_kind)
     return NULL;
 }
 
+bool drv_own_targets(uint32_t backend_domid)
+{
+    static int xen = -1; /* the platform cannot change under a running process */
+
+    if (backend_domid == 0)
+        return true;
+    if (xen < 0) {
+        const char *plat = bhplat_platform();
+        xen = plat != NULL && strcmp(plat, "xen") == 0;
+    }
+    return xen != 0;
+}
+
 void bhdev_log(const struct bhdev *d, const char *fmt, ...)
 {
     char name[80];

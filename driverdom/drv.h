@@ -123,6 +123,14 @@ extern unsigned int netback_rx_stall_ms;
 /* netback: microseconds a worker polls after the last frame before sleeping (--net-poll-us). */
 extern unsigned int netback_poll_us;
 
+/*
+ * Whether this domain opens its devices' targets itself: dom0 always; a
+ * driver domain on Xen too, since xl names a backend's target in the
+ * backend domain's own namespace and there is no dom0 broker to ask.  In
+ * the simulation a driver domain gets them from dom0's broker.
+ */
+bool drv_own_targets(uint32_t backend_domid);
+
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];
 const struct bhdrv *bhdrv_find(const char *backend_kind);

@@ -4,8 +4,8 @@
  * richer, so that device code runs unchanged on Xen and in the simulation.
  *
  * The implementation is chosen at open time: the simulation (bulkhead-hv,
- * over the hypercall channel of hv/hvwire.h) or Xen (the real libraries;
- * that side arrives with the real-Xen work).  BULKHEAD_PLATFORM=sim|xen
+ * over the hypercall channel of hv/hvwire.h) or Xen (grant/xen.c, over
+ * libxengntshr, libxengnttab and libxenevtchn; the domain id from XenStore).  BULKHEAD_PLATFORM=sim|xen
  * forces one; otherwise the simulation is used when BULKHEAD_HV_SOCKET is
  * set, Xen when /dev/xen/gntdev exists.
  *
@@ -38,6 +38,14 @@ struct bhplat_logger {
 
 /* This domain's id, as the platform knows it (0 for dom0); -1 on error. */
 int bhplat_domid(void);
+
+/*
+ * The platform an open would choose now: "sim" or "xen"; NULL (errno set)
+ * when there is none.  For what differs beyond the seam: on Xen, a driver
+ * domain opens its disks itself (xl names them in its namespace), in the
+ * simulation dom0's broker hands them over.
+ */
+const char *bhplat_platform(void);
 
 /* ---- granting pages: xengntshr ---- */
 

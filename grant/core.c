@@ -14,13 +14,13 @@
 
 enum plat_id { PLAT_SIM, PLAT_XEN };
 
-/* The platforms, by name; one without ops is not built yet. */
+/* The platforms, by name. */
 static const struct {
     const char *name;
     const struct plat_ops *ops;
 } platforms[] = {
     [PLAT_SIM] = {.name = "sim", .ops = &plat_sim_ops},
-    [PLAT_XEN] = {.name = "xen", .ops = NULL}, /* arrives with the real-Xen work */
+    [PLAT_XEN] = {.name = "xen", .ops = &plat_xen_ops},
 };
 
 void plat_log(struct bhplat_logger *l, const char *fmt, ...)
@@ -68,14 +68,6 @@ static const struct plat_ops *plat_choose(struct bhplat_logger *l)
         errno = ENOENT;
         return NULL;
     }
-    if (platforms[id].ops == NULL) {
-        plat_log(l,
-                 "bhplat: the %s platform is not built yet: run under bulkhead-hv "
-                 "(BULKHEAD_PLATFORM=sim)",
-                 platforms[id].name);
-        errno = ENOSYS;
-        return NULL;
-    }
     return platforms[id].ops;
 }
 
@@ -84,6 +76,13 @@ int bhplat_domid(void)
     const struct plat_ops *ops = plat_choose(NULL);
 
     return ops != NULL ? ops->domid() : -1;
+}
+
+const char *bhplat_platform(void)
+{
+    const struct plat_ops *ops = plat_choose(NULL);
+
+    return ops != NULL ? ops->name : NULL;
 }
 
 /* ---- handles ---- */

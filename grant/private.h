@@ -3,7 +3,7 @@
  * handles, and the operations a platform fills in.
  *
  * core.c owns the handles' life and the argument checks, and picks the
- * platform; each platform file (sim.c today, xen.c with the real-Xen work)
+ * platform; each platform file (sim.c, xen.c)
  * fills a `struct plat_ops` and keeps its state behind `priv`.  Names here
  * must not start with "bh": only the bh* API is exported.
  */
@@ -67,6 +67,8 @@ struct plat_ops {
 
 /* sim.c: the simulation, over bulkhead-hv's hypercall channel */
 extern const struct plat_ops plat_sim_ops;
+/* xen.c: Xen, through libxengntshr, libxengnttab and libxenevtchn */
+extern const struct plat_ops plat_xen_ops;
 
 /* sim.c: a hypercall channel of its own (hv/hvwire.h); broker.c uses it too */
 struct sim_chan {
