@@ -22,7 +22,9 @@ secs=${FUZZ_SECONDS:-20}
 keep=${FUZZ_KEEP:-1}
 fb=${FUZZ_BUILD:-$top_builddir/build-fuzz-campaign}
 findings=$top_builddir/fuzz-findings
-targets=${FUZZ_TARGETS:-$(sed -n 's/^FUZZ_TARGETS += //p' "$top_srcdir/Makefile.am" | tr '\n' ' ')}
+# Makefile.am's FUZZ_TARGETS lines, continuation lines joined first.
+targets=${FUZZ_TARGETS:-$(sed -e ':a' -e '/\\$/{N;s/\\\n//;ba' -e '}' "$top_srcdir/Makefile.am" |
+    sed -n 's/^FUZZ_TARGETS += //p' | tr '\n\t' '  ')}
 # shellcheck disable=SC2086
 set -- $targets
 plan $(($# + 1))

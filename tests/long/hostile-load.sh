@@ -136,18 +136,33 @@ cat >"$W/flood.py" <<'PY'
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 b = b"x" * 1400
-for _ in range(150000):
+for _ in range(50000):
     try:
         s.sendto(b, ("10.9.0.66", 9))
     except OSError:
         pass
 PY
 "$B" exec g2 -- ip neigh replace 10.9.0.66 lladdr 00:16:3e:00:02:02 dev eth0
-ok "g2 floods the vif that never posts an RX buffer (150000 x 1400 bytes)" \
-    "$B" exec g2 -- python3 - <"$W/flood.py"
 # What reached that vif's TAP in the driver domain, sent to netback or dropped.
-tapframes=$(nsenter --net=/proc/"$drvpid"/ns/net ip -s -j link show "vif$evil.2" |
-    python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]["tx"]; print(s["packets"] + s["dropped"])')
+tapframes() {
+    nsenter --net=/proc/"$drvpid"/ns/net ip -s -j link show "vif$evil.2" |
+        python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]["tx"]; print(s["packets"] + s["dropped"])'
+}
+# Rounds of 50000 frames until 50000 (70 MB, more than the RSS bound below)
+# have reached the TAP: on a loaded machine g2's own stack drops some of
+# each round (ENOBUFS), so a fixed count proved nothing; 40 rounds at most.
+flood() {
+    local r
+    for r in $(seq 40); do
+        "$B" exec g2 -- python3 - <"$W/flood.py" || return 1
+        tapframes=$(tapframes)
+        [ "${tapframes:-0}" -ge 50000 ] && { echo "$r rounds"; return 0; }
+    done
+    echo "only $tapframes frames reached the TAP after $r rounds"
+    return 1
+}
+tapframes=0
+ok "g2 floods the vif that never posts an RX buffer (rounds of 50000 x 1400 bytes)" flood
 ok "the flood reached the vif's TAP: $tapframes frames, more than the RSS bound below" \
     test "${tapframes:-0}" -ge 50000
 
