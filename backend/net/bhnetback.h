@@ -511,11 +511,14 @@ void bhnet_set_mcast(struct bhnet *n, bool on);
 
 /*
  * A frame read by another queue's engine and steered to this one, copied
- * into this queue's RX buffers at once: 1 delivered, 0 dropped (buffers
- * short, a frame of this engine's own waiting, or one that cannot be told;
- * counted as rx_dropped), -1 with why when the frontend lied on this ring
- * (it is broken then, as by bhnet_run).  *notify gets BHNET_NOTIFY_RX when
- * the frontend must be told.
+ * into this queue's RX buffers at once: 1 delivered; 2 kept (copied) in
+ * this queue's backlog, behind frames already waiting for buffers, to be
+ * served by bhnet_run before its TAP is read again (as Linux's per-queue
+ * rx_queue; at most 128 frames or 512 KiB); 0 dropped (backlog full, the
+ * queue stalled, or a frame that cannot be told; counted as rx_dropped);
+ * -1 with why when the frontend lied on this ring (it is broken then, as
+ * by bhnet_run).  *notify gets BHNET_NOTIFY_RX when the frontend must be
+ * told.
  */
 int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *frame,
                   int *notify, char *why, size_t whylen);

@@ -13,6 +13,15 @@
 
 #define BUDGET 64u /* chains or frames per ring per bhnet_run: the other ring gets its turn */
 
+/* Linux's XENVIF_RX_QUEUE_BYTES is half an RX ring of pages; ours, in frames and bytes. */
+#define BACKLOG_FRAMES 128
+#define BACKLOG_BYTES  (128u * 4096u)
+
+struct backlog_ent {
+    struct bhnet_rxmeta m;
+    uint8_t frame[];
+};
+
 struct bhnet {
     struct bhnet_opts o;
     struct bhring tx, rx;
@@ -26,6 +35,16 @@ struct bhnet {
     const uint8_t *frame;
     uint64_t short_since; /* ns: when the held frame first found too few buffers; 0: not */
     bool stalled;         /* XSA-392: frames from the TAP are dropped until buffers come */
+    /*
+     * Frames other queues steered here while this one's buffers were short
+     * (Linux's per-queue rx_queue): served, in order, before the TAP is
+     * read again; bounded by BACKLOG_FRAMES and BACKLOG_BYTES.  The frame
+     * held (have_frame) may be the head's: from_backlog says so.
+     */
+    struct backlog_ent *backlog[BACKLOG_FRAMES];
+    unsigned int bl_head, bl_n;
+    size_t bl_bytes;
+    bool from_backlog;
     /* TX credit (rate=), as Linux's netback: a window of credit_usec refills credit_bytes. */
     int64_t credit;       /* bytes left in this window; may go below 0 by one frame */
     uint64_t window;      /* ns: when this window started */
@@ -91,7 +110,46 @@ static void save(struct bhnet *n)
 
 bool bhnet_wants_fd(const struct bhnet *n)
 {
-    return !n->have_frame || n->stalled;
+    return (!n->have_frame && n->bl_n == 0) || n->stalled;
+}
+
+/* The backlog's head is done with (delivered or dropped). */
+static void backlog_pop(struct bhnet *n)
+{
+    struct backlog_ent *e = n->backlog[n->bl_head];
+
+    n->bl_bytes -= e->m.len;
+    free(e);
+    n->backlog[n->bl_head] = NULL;
+    n->bl_head = (n->bl_head + 1) % BACKLOG_FRAMES;
+    n->bl_n--;
+    n->from_backlog = false;
+}
+
+/* The frame held is gone (delivered or dropped): a backlog one is freed. */
+static void frame_done(struct bhnet *n)
+{
+    n->have_frame = false;
+    if (n->from_backlog)
+        backlog_pop(n);
+}
+
+/* A steered frame kept for later: false (dropped) when the backlog is full. */
+static bool backlog_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *frame)
+{
+    struct backlog_ent *e;
+
+    if (n->bl_n == BACKLOG_FRAMES || n->bl_bytes + m->len > BACKLOG_BYTES ||
+        (e = malloc(sizeof(*e) + m->len)) == NULL)
+        return false;
+    e->m = *m;
+    memcpy(e->frame, frame, m->len);
+    n->backlog[(n->bl_head + n->bl_n) % BACKLOG_FRAMES] = e;
+    n->bl_n++;
+    n->bl_bytes += m->len;
+    if (n->short_since == 0)
+        n->short_since = now_ns(); /* the stall clock runs for it as for a held frame */
+    return true;
 }
 
 uint64_t bhnet_wait_usec(const struct bhnet *n)
@@ -102,7 +160,8 @@ uint64_t bhnet_wait_usec(const struct bhnet *n)
         end = n->window + (uint64_t)n->o.credit_usec * 1000u;
         w = end > t ? (end - t + 999) / 1000 : 1;
     }
-    if (n->have_frame && !n->stalled && n->short_since != 0 && n->o.rx_stall_ms > 0) {
+    if ((n->have_frame || n->bl_n > 0) && !n->stalled && n->short_since != 0 &&
+        n->o.rx_stall_ms > 0) {
         uint64_t s;
 
         end = n->short_since + (uint64_t)n->o.rx_stall_ms * 1000000u;
@@ -145,6 +204,10 @@ static bool tx_credit_ok(struct bhnet *n)
 
 void bhnet_close(struct bhnet *n)
 {
+    if (n == NULL)
+        return;
+    while (n->bl_n > 0)
+        backlog_pop(n);
     free(n);
 }
 
@@ -278,7 +341,7 @@ static int rx_short(struct bhnet *n)
     }
     if (!n->stalled)
         return 0; /* no buffers: hold this frame, read no more */
-    n->have_frame = false;
+    frame_done(n);
     n->k->st.rx_dropped++;
     return 1;
 }
@@ -291,6 +354,13 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
     char msg[200] = "";
     int r;
 
+    if (!n->have_frame && n->bl_n > 0) { /* steered here earlier: first */
+        struct backlog_ent *e = n->backlog[n->bl_head];
+
+        n->m = e->m;
+        n->frame = e->frame;
+        n->have_frame = n->from_backlog = true;
+    }
     if (!n->have_frame) {
         r = bhnet_rx_from_fd(n->o.fd, n->o.hdrsz, n->rxbuf, &n->m, &n->frame, msg, sizeof(msg));
         if (r == 0 || r < 0)
@@ -321,11 +391,12 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
         n->k->nreq++;
         save(n);
     }
-    n->have_frame = false;
     n->short_since = 0;
     n->stalled = false;
-    if (bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp,
-                         &used) != 0) {
+    r = bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp,
+                         &used);
+    frame_done(n);
+    if (r != 0) {
         n->k->st.rx_dropped++;
         rx_answer(n, rsp, used); /* EFAULT answers one buffer with an error; EINVAL none */
         return 1;
@@ -349,29 +420,34 @@ int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *
         return -1;
     }
     /*
-     * A frame of our own waiting for buffers goes first if they have come
-     * (its queue's event may not have been served yet); if it still
-     * waits, this one would overtake it, and is dropped.
+     * Frames waiting for buffers (held, or steered here before) go first
+     * if buffers have come (this queue's event may not have been served
+     * yet); while they still wait this one joins the backlog behind them.
+     * A stalled queue drops it unless buffers have come, as it does its
+     * own TAP's frames.
      */
-    if (n->have_frame && rx_one(n, why, whylen) < 0)
-        return -1;
+    while ((n->have_frame || n->bl_n > 0) && (r = rx_one(n, why, whylen)) != 0)
+        if (r < 0)
+            return -1;
     need = bhnet_rx_slots(&n->o.rx, m);
-    if (n->have_frame || need == 0) {
-        n->k->st.rx_dropped++;
-        return 0;
-    }
+    if (need == 0)
+        goto dropped;
+    if (n->have_frame || n->bl_n > 0)
+        goto wait;
     while (n->k->nreq < need) {
         if ((r = bhring_back_get(&n->rx, &n->k->req[n->k->nreq])) < 0)
             return fail(n, &n->rx, bhring_error(&n->rx), why, whylen);
-        if (r == 0) { /* buffers short: the requests taken stay for the next frame */
-            n->k->st.rx_dropped++;
-            return 0;
-        }
+        if (r == 0 && n->stalled)
+            goto dropped;
+        if (r == 0) /* buffers short: the requests taken stay, the frame waits behind them */
+            goto wait;
         if (bhnet_rx_check_req(&n->k->req[n->k->nreq], &n->o.rx, msg, sizeof(msg)) != BHNET_GO)
             return fail(n, &n->rx, msg, why, whylen);
         n->k->nreq++;
         save(n);
     }
+    n->short_since = 0;
+    n->stalled = false;
     r = bhnet_rx_deliver(&n->o.rx, m, frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp, &used);
     if (r != 0)
         n->k->st.rx_dropped++;
@@ -380,6 +456,15 @@ int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *
     rx_answer(n, rsp, used);
     *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
     return r == 0 ? 1 : 0;
+wait:
+    if (backlog_push(n, m, frame)) {
+        *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+        return 2;
+    }
+dropped:
+    n->k->st.rx_dropped++;
+    *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+    return 0;
 }
 
 /*

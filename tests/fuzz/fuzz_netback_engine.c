@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (eng = bhnet_open(&o, why, sizeof(why))) == NULL)
         abort();
     while (in.n > 0) {
-        uint8_t op = fuzz_u8(&in) % 6;
+        uint8_t op = fuzz_u8(&in) % 7;
         unsigned int k, len;
         switch (op) {
         case 0:
@@ -115,6 +115,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 frame[i] = fuzz_u8(&in);
             (void)!send(sp[1], frame, 12 + len, 0);
             break;
+        case 6: {
+            /* Another queue's engine steers a frame here (the control ring's hash). */
+            struct bhnet_rxmeta m = {0};
+            int notify, r;
+            uint8_t g = fuzz_u8(&in);
+            m.len = 1 + (unsigned int)(fuzz_u8(&in) << 8 | fuzz_u8(&in)) % 9000;
+            m.flags = g & 3 ? NETRXF_csum_blank | NETRXF_data_validated : 0;
+            if (g & 4) {
+                m.gso_type = g & 8 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4;
+                m.gso_size = (uint16_t)(1 + fuzz_u8(&in) * 8);
+            }
+            m.has_hash = g & 16;
+            m.hash = 0x51ccc178;
+            m.hash_type = _XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP;
+            for (unsigned int i = 0; i < m.len; i++)
+                frame[i] = (uint8_t)i;
+            r = bhnet_rx_push(eng, &m, frame, &notify, why, sizeof(why));
+            FUZZ_ASSERT(!lied || r == -1);
+            if (r < 0)
+                lied = true;
+            break;
+        }
         case 3: {
             int r = bhnet_run(eng, why, sizeof(why));
             struct netif_tx_response tr;
