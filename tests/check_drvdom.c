@@ -227,7 +227,11 @@ static void guest_start(const struct hvw_dominfo *d, const char *logname)
     guest_run(d, logname, NULL);
 }
 
-/* The logs of every program started, for failure messages. */
+/*
+ * The logs of every program started, for failure messages: written to
+ * stderr (the test's log) at once, so that the one-line reason Check
+ * prints after them is what a truncated CI log still shows.
+ */
 static const char *logs(void)
 {
     static char out[12000];
@@ -259,7 +263,8 @@ static const char *logs(void)
     }
     if (dir != NULL)
         closedir(dir);
-    return out;
+    fprintf(stderr, "%s\n", out);
+    return " (above, on stderr)";
 }
 
 /* ---- XenStore ---- */
