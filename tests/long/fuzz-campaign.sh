@@ -5,11 +5,13 @@
 #
 # It configures and builds its own clang build (FUZZ_BUILD, default
 # <builddir>/build-fuzz-campaign; an existing one is reused and brought up
-# to date), starts each target from its seed corpus tests/fuzz/corpus/NAME,
-# and merges back into that corpus only the inputs that reach code the seeds
-# do not (libFuzzer's -merge=1, which keeps the smallest input per feature):
-# the corpus grows by what the campaign learnt, and make check replays it.
-# FUZZ_KEEP=0 leaves the source tree alone.  A finding (a crash, a
+# to date), and starts each target from its seed corpus tests/fuzz/corpus/NAME
+# and from what earlier campaigns in this build folder learnt
+# (<builddir>/fuzz-corpus/NAME, where new inputs go: the source tree is
+# only read).  FUZZ_KEEP=1 then merges into the seed corpus the inputs that
+# reach code the seeds do not (libFuzzer's -merge=1, which keeps the
+# smallest input per feature), for a developer to review and commit; make
+# check replays whatever the seed corpus holds.  A finding (a crash, a
 # sanitizer report, a leak, a timeout) fails its target; the input is kept
 # as fuzz-findings/NAME-* in the build folder, and the TAP line says how to
 # replay it.  FUZZ_TARGETS="a b" limits the campaign to those targets.
@@ -19,7 +21,7 @@ top_srcdir=$(cd "${srcdir:-.}" && pwd)
 top_builddir=${abs_top_builddir:-$PWD}
 command -v clang >/dev/null || skip_all "needs clang (apt-get install clang libclang-rt-14-dev)"
 secs=${FUZZ_SECONDS:-20}
-keep=${FUZZ_KEEP:-1}
+keep=${FUZZ_KEEP:-0}
 fb=${FUZZ_BUILD:-$top_builddir/build-fuzz-campaign}
 findings=$top_builddir/fuzz-findings
 # Makefile.am's FUZZ_TARGETS lines, continuation lines joined first.
@@ -58,8 +60,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 # fuzz NAME: the campaign on one target; its output in $W/NAME.out.
 fuzz() {
     local t=$1 bin=$fb/tests/fuzz/fuzz_$1 seeds=$top_srcdir/tests/fuzz/corpus/$1
-    local new=$W/$t.new before after
-    mkdir -p "$new" "$seeds"
+    local new=$top_builddir/fuzz-corpus/$1 before after
+    mkdir -p "$new"
     # New inputs go to $new; the seeds are read, never written, by the run.
     # -timeout: an input that takes 10 s is a hang, a finding.
     if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
