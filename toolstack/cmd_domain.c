@@ -794,7 +794,6 @@ static char **domain_environ(pid_t pid, char **buf)
 int cmd_exec(int argc, char **argv)
 {
     struct hvw_dominfo info;
-    struct hvc h;
     char err[512], *envbuf = NULL, **envp;
     int rc, status;
 
@@ -802,14 +801,8 @@ int cmd_exec(int argc, char **argv)
         errorf("usage: bulkhead exec NAME|ID -- COMMAND [ARG]...");
         return 2;
     }
-    if (hvc_open(&h, false) != 0)
+    if (hvc_lookup(argv[1], &info) != 0)
         return 1;
-    rc = hvc_find_domain(&h, argv[1], &info);
-    hvc_close(&h);
-    if (rc != 0) {
-        errorf("no domain %s: see 'bulkhead list'", argv[1]);
-        return 1;
-    }
     if (info.domid == 0) {
         errorf("exec runs commands in guests; dom0 is this shell");
         return 1;
@@ -850,7 +843,6 @@ int cmd_exec(int argc, char **argv)
 int cmd_upgrade(int argc, char **argv)
 {
     struct hvw_dominfo info;
-    struct hvc h;
     char prog[4096], top[4096], err[512], *envbuf = NULL, **envp;
     char *args[3];
     const char *binary = NULL;
@@ -875,14 +867,8 @@ int cmd_upgrade(int argc, char **argv)
                "BULKHEAD_DRVDOM, or give --binary");
         return 1;
     }
-    if (hvc_open(&h, false) != 0)
+    if (hvc_lookup(argv[1], &info) != 0)
         return 1;
-    rc = hvc_find_domain(&h, argv[1], &info);
-    hvc_close(&h);
-    if (rc != 0) {
-        errorf("no domain %s: see 'bulkhead list'", argv[1]);
-        return 1;
-    }
     args[0] = prog;
     args[1] = "--upgrade";
     args[2] = NULL;
@@ -891,19 +877,11 @@ int cmd_upgrade(int argc, char **argv)
         fflush(stdout);
         if ((pid = fork()) == 0) {
             /* Where bulkhead up runs dom0's bulkhead-drvdom: its keepers' sockets are there. */
-            char file[4096];
-            int fd;
-            dom0_netns_path(file, sizeof(file));
-            if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
-                errorf("cannot enter dom0's network namespace %s: %s (is the simulation up?)",
-                       file, strerror(errno));
+            char why[4200];
+            if (dom0_enter(why, sizeof(why)) != 0) {
+                errorf("%s", why);
                 _exit(127);
             }
-            close(fd);
-            snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
-            setenv("BULKHEAD_HV_SOCKET", file, 1);
-            snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
-            setenv("XENSTORED_PATH", file, 1);
             execv(prog, args);
             errorf("cannot run %s: %s", prog, strerror(errno));
             _exit(127);

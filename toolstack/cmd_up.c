@@ -153,20 +153,12 @@ static bool daemon_in_dom0_net;
 /* In the child: stdio to DIR/<out>, a session of its own, then the daemon. */
 static void __attribute__((noreturn)) exec_daemon(const char *path, char **argv, const char *out)
 {
-    char file[PATH_MAX];
+    char file[PATH_MAX], err[PATH_MAX + 100];
     int fd;
 
-    if (daemon_in_dom0_net) {
-        dom0_netns_path(file, sizeof(file));
-        if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
-            fprintf(stderr, "bulkhead: cannot enter %s: %s\n", file, strerror(errno));
-            _exit(127);
-        }
-        close(fd);
-        snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
-        setenv("BULKHEAD_HV_SOCKET", file, 1);
-        snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
-        setenv("XENSTORED_PATH", file, 1);
+    if (daemon_in_dom0_net && dom0_enter(err, sizeof(err)) != 0) {
+        fprintf(stderr, "bulkhead: %s\n", err);
+        _exit(127);
     }
     snprintf(file, sizeof(file), "%s/%s", state_dir, out);
     if ((fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {

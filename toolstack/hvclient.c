@@ -120,3 +120,23 @@ int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out)
     }
     return ESRCH;
 }
+
+/*
+ * A command's domain argument: found, or one line saying why not (no such
+ * domain, or the hypervisor could not be asked).  0, or 1 (the exit code).
+ */
+int hvc_lookup(const char *which, struct hvw_dominfo *out)
+{
+    struct hvc h;
+    int rc;
+
+    if (hvc_open(&h, false) != 0)
+        return 1;
+    rc = hvc_find_domain(&h, which, out);
+    hvc_close(&h);
+    if (rc == ESRCH)
+        errorf("no domain %s: see 'bulkhead list'", which);
+    else if (rc != 0)
+        errorf("cannot list the simulation's domains: %s", strerror(rc < 0 ? errno : rc));
+    return rc != 0;
+}

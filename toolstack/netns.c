@@ -14,6 +14,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -30,6 +31,32 @@
 void dom0_netns_path(char *buf, size_t size)
 {
     snprintf(buf, size, "%s/netns/dom0", state_dir);
+}
+
+/*
+ * For a program run as a dom0 process (dom0's bulkhead-drvdom, its
+ * upgrade): into dom0's network namespace, with the environment that finds
+ * the simulation's hypervisor and XenStore.  0, or -1 with a one-line reason.
+ */
+int dom0_enter(char *err, size_t errlen)
+{
+    char file[4096];
+    int fd;
+
+    dom0_netns_path(file, sizeof(file));
+    if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || setns(fd, CLONE_NEWNET) != 0) {
+        snprintf(err, errlen, "cannot enter dom0's network namespace %s: %s (is the simulation up?)",
+                 file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    snprintf(file, sizeof(file), "%s/hv.sock", state_dir);
+    setenv("BULKHEAD_HV_SOCKET", file, 1);
+    snprintf(file, sizeof(file), "%s/xenstored.sock", state_dir);
+    setenv("XENSTORED_PATH", file, 1);
+    return 0;
 }
 
 static bool is_netns(const char *path)

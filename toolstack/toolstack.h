@@ -37,6 +37,7 @@ int hvc_call(struct hvc *h, uint16_t op, const void *p, size_t len, void *rbuf, 
              size_t *rlen);
 /* The domain named (or numbered) `which`; 0, or ESRCH/-1. */
 int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out);
+int hvc_lookup(const char *which, struct hvw_dominfo *out); /* find, or say why: 0 or 1 */
 
 /*
  * hvbroker.c: registrations and plumbing for the broker (bulkhead-hv(8),
@@ -80,6 +81,7 @@ int cmd_network_detach(int argc, char **argv);
 
 /* netns.c: dom0's network namespace, pinned at <state-dir>/netns/dom0 */
 void dom0_netns_path(char *buf, size_t size);
+int dom0_enter(char *err, size_t errlen); /* setns + the simulation's environment; -1: why */
 int dom0_netns_make(char *err, size_t errlen); /* 0, or -1 with a one-line reason */
 void dom0_netns_remove(void);
 /*
