@@ -15,9 +15,10 @@ for p in ping iperf3 python3; do
 done
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-net-XXXXXX)
+. "${srcdir:-.}/tests/dev/lib.sh"
 W=$(mktemp -d /tmp/bh-netw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 21
+plan 22
 
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\n' >"$W/drv.cfg"
 guest() { # name last-octet extra-vif-settings
@@ -74,32 +75,9 @@ ok "iperf3 TCP g1 -> dom0 completes" iperf dom0 g1 10.9.0.1 -t 3
 ok "iperf3 TCP g2 -> g1, the reverse direction, completes" iperf g1 g2 10.9.0.11 -t 3 -R
 
 # 1 GiB over TCP: what g2 receives has the md5 of what g1 sent.
-cat >"$W/recv.py" <<'PY'
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5201)); s.listen(1)
-c, _ = s.accept(); h = hashlib.md5(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-PY
-cat >"$W/send.py" <<'PY'
-import hashlib, random, socket, sys
-r = random.Random(7); h = hashlib.md5(); s = socket.create_connection((sys.argv[1], 5201))
-for _ in range(1024):
-    b = r.randbytes(1 << 20); h.update(b); s.sendall(b)
-s.shutdown(socket.SHUT_WR); s.recv(1); print(1 << 30, h.hexdigest())
-PY
-# (a guest has a /tmp of its own: the programs go in as arguments)
-"$B" exec g2 -- python3 -c "$(cat "$W/recv.py")" >"$W/recv.out" 2>&1 &
-sleep 1
-timeout 300 "$B" exec g1 -- python3 -c "$(cat "$W/send.py")" 10.9.0.12 >"$W/send.out" 2>&1
-wait
-is "1 GiB over TCP g1 -> g2: same length and md5 on both ends" \
-    "$(grep -x '1073741824 [0-9a-f]\{32\}' "$W/recv.out")" "$(cat "$W/send.out")"
+stream_start g1 g2 10.9.0.12 5201 $((1 << 30)) && stream_wait 5201 300
+ok "1 GiB over TCP g1 -> g2: same length and md5 on both ends" stream_same 5201
+is "... all of it" "$(cut -d' ' -f1 "$W/stream-5201.recv")" "1073741824"
 
 # Anti-spoofing: the vif's ip= and mac= are all g1 may send from.
 # The worker logs each queue's counters when they change: the last line of each, summed.

@@ -65,38 +65,7 @@ ok "g reaches h over the driver domain's bridge" "$B" exec g -- ping -c 2 -W 3 1
     --do_verify=1 --name=v >/tmp/fio.out 2>&1 || { cat /tmp/fio.out; exit 1; }; done' sh "$ua" \
     >"$W/fio.log" 2>&1 &
 fio_pid=$!
-cat >"$W/recv.py" <<'PY'
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5301)); s.listen(1)
-c, _ = s.accept(); h = hashlib.md5(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-PY
-cat >"$W/send.py" <<'PY'
-import hashlib, os, random, socket, sys
-r = random.Random(7); h = hashlib.md5(); n = 0
-s = socket.create_connection((sys.argv[1], 5301))
-print("connected", flush=True)
-while not os.path.exists("/tmp/stop"):
-    b = r.randbytes(1 << 18); h.update(b); s.sendall(b); n += len(b)
-s.shutdown(socket.SHUT_WR); s.recv(1); print(n, h.hexdigest())
-PY
-"$B" exec h -- python3 -c "$(cat "$W/recv.py")" >"$W/recv.out" 2>&1 &
-recv_pid=$!
-# The receiver listens once it runs: try until the sender connects.
-: >"$W/send.out"
-for i in $(seq 100); do
-    "$B" exec g -- python3 -c "$(cat "$W/send.py")" 10.9.0.12 >"$W/send.out" 2>&1 &
-    send_pid=$!
-    for j in $(seq 50); do grep -q connected "$W/send.out" && break; kill -0 $send_pid 2>/dev/null || break; sleep 0.1; done
-    grep -q connected "$W/send.out" && break
-    wait $send_pid
-done
+stream_start g h 10.9.0.12 5301
 for i in $(seq 300); do grep -q pass "$W/fio.log" && break; sleep 0.1; done
 
 ok "restart drv under the workloads" "$B" restart drv
@@ -109,11 +78,9 @@ ok "... and again a new id ($drv1 -> $drv2)" test -n "$drv2" -a "$drv2" != "$drv
 "$B" exec g -- touch /tmp/stop
 wait $fio_pid
 ok "fio with crc32c verify ran through both restarts with no error" test $? -eq 0
-wait $send_pid
-wait $recv_pid
-is "the TCP stream g -> h survived: same length and md5 on both ends" \
-    "$(grep -x '[0-9]* [0-9a-f]\{32\}' "$W/recv.out")" "$(grep -x '[0-9]* [0-9a-f]\{32\}' "$W/send.out")"
-ok "... and carried data" grep -qx '[1-9][0-9]* [0-9a-f]\{32\}' "$W/recv.out"
+stream_stop g 5301
+ok "the TCP stream g -> h survived: same length and md5 on both ends" stream_same 5301
+ok "... and carried data" grep -qx '[1-9][0-9]* [0-9a-f]\{32\}' "$W/stream-5301.recv"
 
 is "block-list: xvda is Connected to the new drv, xvdb still to dom0" \
     "$("$B" block-list g --json | grep -o '"vdev": "xvd[ab]", "devid": [0-9]*, "backend": "[^"]*", "state": 4, "backend_state": 4\|"backend_id": [0-9]*' | tr '\n' ';')" \

@@ -64,31 +64,7 @@ for p in $vbd_be $vif_be $vbd_fe $vif_fe; do
 done
 
 # The TCP stream: g1 sends until told to stop, then both ends say what they saw.
-cat >"$W/recv.py" <<'PY'
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5202)); s.listen(1)
-c, _ = s.accept(); h = hashlib.md5(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-PY
-cat >"$W/send.py" <<'PY'
-import hashlib, os, random, socket, sys
-r = random.Random(8); h = hashlib.md5(); n = 0
-s = socket.create_connection((sys.argv[1], 5202))
-while not os.path.exists("/tmp/stop-stream") and n < (8 << 30):
-    b = r.randbytes(1 << 18); h.update(b); s.sendall(b); n += len(b)
-s.shutdown(socket.SHUT_WR); s.recv(1); print(n, h.hexdigest())
-PY
-"$B" exec g2 -- python3 -c "$(cat "$W/recv.py")" >"$W/recv.out" 2>&1 &
-recv_pid=$!
-sleep 1
-"$B" exec g1 -- python3 -c "$(cat "$W/send.py")" 10.9.2.2 >"$W/send.out" 2>&1 &
-send_pid=$!
+stream_start g1 g2 10.9.2.2 5202
 # fio's crc32c verify over the vbd, one 16 MiB run after another until told to stop.
 "$B" exec g1 -- sh -c 'n=0; while [ ! -e /tmp/stop-fio ]; do
     fio --output-format=terse --terse-version=3 --ioengine=nbd --uri="$1" --rw=randwrite \
@@ -168,14 +144,13 @@ dom0_served() {
 }
 ok "... served by a new worker, which fio's verify goes through" dom0_served
 
-"$B" exec g1 -- touch /tmp/stop-fio /tmp/stop-stream
+"$B" exec g1 -- touch /tmp/stop-fio
 wait $fio_pid
 rc=$?
 ok "fio's crc32c verify ran through it all with no error ($(tail -1 "$W/fio.out"))" test "$rc" -eq 0
-wait $send_pid
-wait $recv_pid
-is "the TCP stream g1 -> g2: same length and md5 on both ends ($(cut -d' ' -f1 "$W/send.out") bytes)" \
-    "$(grep -x '[1-9][0-9]* [0-9a-f]\{32\}' "$W/recv.out")" "$(cat "$W/send.out")"
+stream_stop g1 5202
+ok "the TCP stream g1 -> g2: same length and md5 on both ends ($(grep -x '[0-9]* [0-9a-f]\{32\}' "$W/stream-5202.send" | cut -d' ' -f1) bytes)" \
+    stream_same 5202
 kill $bg 2>/dev/null
 wait $bg 2>/dev/null
 bg=""
