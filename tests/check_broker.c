@@ -619,6 +619,65 @@ START_TEST(test_malformed_registrations)
     v.pad2 = 1;
     ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
     v.pad2 = 0;
+    /* Routed vifs: no bridge, a gatewaydev, 1..8 distinct unicast host addresses. */
+    {
+        static const uint32_t one[1] = {0x0502000a}, lo[1] = {0x0100007f}, bc[1] = {0xffffffff},
+                              two[2] = {0x0502000a, 0x0502000a};
+        static const uint32_t nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+        struct hvc_vif_more x = {.routed = true, .gatewaydev = "xenbr0", .ip = one, .nip = 1};
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "br", &x),
+                         EINVAL);
+        x.gatewaydev = "";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.gatewaydev = "a/b";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.gatewaydev = "xenbr0";
+        x.nip = 0;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = nine;
+        x.nip = 9;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = lo;
+        x.nip = 1;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = bc;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = two;
+        x.nip = 2;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.vifname = "v r";
+        x.ip = one;
+        x.nip = 1;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.vifname = "g.r1";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x), 0);
+        /* a bridged vif carries no routed fields, and no unknown flag passes */
+        memset(&v, 0, sizeof(v));
+        v.backend = d.domid;
+        v.frontend = g.domid;
+        v.devid = 2;
+        v.queues = 1;
+        v.mtu = 1500;
+        memcpy(v.mac, guest_mac, 6);
+        v.ip[0] = one[0];
+        ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
+        v.ip[0] = 0;
+        v.flags = 2;
+        ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
+        ck_assert_int_eq(hvc_brk_unreg(&h, HVW_BRK_KIND_VIF, g.domid, 1), 0);
+        v.devid = 0;
+        v.flags = 0;
+        memcpy(v.bridge, "br\0\0", 4);
+    }
+    v.pad2 = 0;
     ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), 0);
     ck_assert_uint_eq(stats().brk_regs, 1); /* replaced, not added */
     ck_assert_uint_eq(stats().domains, 3);

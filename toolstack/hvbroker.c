@@ -58,6 +58,13 @@ int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t de
 int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
                 unsigned int queues, unsigned int mtu, const uint8_t mac[6], const char *bridge)
 {
+    return hvc_brk_vif_more(h, backend, frontend, devid, queues, mtu, mac, bridge, NULL);
+}
+
+int hvc_brk_vif_more(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
+                     unsigned int queues, unsigned int mtu, const uint8_t mac[6],
+                     const char *bridge, const struct hvc_vif_more *x)
+{
     struct hvw_brk_vif_reg r;
 
     memset(&r, 0, sizeof(r));
@@ -71,6 +78,19 @@ int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t dev
     memcpy(r.mac, mac, 6);
     if (!put(r.bridge, sizeof(r.bridge), bridge))
         return ENAMETOOLONG;
+    if (x != NULL) {
+        if (!put(r.vifname, sizeof(r.vifname), x->vifname ? x->vifname : ""))
+            return ENAMETOOLONG;
+        if (x->routed) {
+            if (x->nip > HVW_BRK_MAX_IPS)
+                return EINVAL;
+            r.flags = HVW_BRK_VIF_ROUTED;
+            r.nip = x->nip;
+            memcpy(r.ip, x->ip, sizeof(uint32_t) * x->nip);
+            if (!put(r.gatewaydev, sizeof(r.gatewaydev), x->gatewaydev ? x->gatewaydev : ""))
+                return ENAMETOOLONG;
+        }
+    }
     return hvc_call(h, HVW_OP_BRK_REG_VIF, &r, sizeof(r), NULL, 0, NULL);
 }
 

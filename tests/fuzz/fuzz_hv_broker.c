@@ -64,6 +64,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(r.vif.queues >= 1 && r.vif.queues <= HVW_BRK_MAX_QUEUES);
             FUZZ_ASSERT(r.vif.mtu >= 68 && r.vif.devid <= 65535 && !(r.vif.mac[0] & 1));
             check_name(r.vif.bridge, 1);
+            check_name(r.vif.vifname, 1);
+            check_name(r.vif.gatewaydev, !(r.vif.flags & HVW_BRK_VIF_ROUTED));
+            FUZZ_ASSERT(r.vif.flags <= HVW_BRK_VIF_ROUTED && r.vif.nip <= HVW_BRK_MAX_IPS);
+            FUZZ_ASSERT(!(r.vif.flags & HVW_BRK_VIF_ROUTED) ||
+                        (r.vif.bridge[0] == '\0' && r.vif.nip >= 1));
+            for (unsigned int i = 0; i < r.vif.nip; i++)
+                FUZZ_ASSERT(r.vif.ip[i] != 0 && r.vif.ip[i] != 0xffffffffu);
             return 0;
         }
         break;
