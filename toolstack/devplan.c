@@ -5,7 +5,6 @@
  * (the generic part is bhxb_layout_new's).
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -257,33 +256,9 @@ static int vif_keys(struct bhxb_layout *l, const struct vifspec *v, const char *
     return r ? -1 : 0;
 }
 
-/* script=: vif-bridge or vif-route, bare or in SCRIPT_DIR; sets *routed.  0, or -1 with err. */
-static int vif_script(const char *script, bool *routed, char *err, size_t errlen)
+/* What vif-route needs of the spec, beyond its ip= (vifspec_routed_ips). */
+static int routed_spec(const struct vifspec *v, struct devplan_dev *dv, char *err, size_t errlen)
 {
-    const char *s = script;
-    size_t dl = strlen(SCRIPT_DIR);
-
-    if (strncmp(s, SCRIPT_DIR "/", dl + 1) == 0)
-        s += dl + 1;
-    *routed = strcmp(s, "vif-route") == 0;
-    if (s[0] == '\0' || *routed || strcmp(s, "vif-bridge") == 0)
-        return 0;
-    snprintf(err, errlen,
-             "script '%s' does not exist here: bulkhead-drvdom runs no hotplug scripts and does "
-             "what vif-bridge and vif-route do; use script=vif-bridge (the default) or "
-             "script=vif-route",
-             script);
-    return -1;
-}
-
-/*
- * A routed vif's ip=: what vif-route makes a host route of, each address.
- * IPv4 host addresses only (/32 allowed), at most as many as the broker takes.
- */
-static int routed_ips(const struct vifspec *v, struct devplan_dev *dv, char *err, size_t errlen)
-{
-    char buf[VIFSPEC_STR_MAX], *save = NULL, *tok;
-
     if (v->bridge[0]) {
         snprintf(err, errlen,
                  "bridge=%s with script=vif-route: a routed vif is on no bridge; remove bridge= "
@@ -291,50 +266,7 @@ static int routed_ips(const struct vifspec *v, struct devplan_dev *dv, char *err
                  v->bridge);
         return -1;
     }
-    if (v->ip[0] == '\0') {
-        snprintf(err, errlen,
-                 "script=vif-route needs ip=: vif-route routes the guest's addresses to its vif; "
-                 "add ip=ADDRESS (e.g. ip=192.0.2.10)");
-        return -1;
-    }
-    snprintf(buf, sizeof(buf), "%s", v->ip);
-    dv->nip4 = 0;
-    for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        char *slash = strchr(tok, '/');
-        struct in_addr a;
-        if (slash != NULL && strcmp(slash, "/32") != 0) {
-            snprintf(err, errlen,
-                     "ip %s of a routed vif is a network: vif-route routes host addresses; write "
-                     "%.*s",
-                     tok, (int)(slash - tok), tok);
-            return -1;
-        }
-        if (slash != NULL)
-            *slash = '\0';
-        if (inet_pton(AF_INET, tok, &a) != 1) {
-            snprintf(err, errlen, "ip %s of a routed vif: routed vifs carry IPv4 only here; "
-                     "remove it", tok);
-            return -1;
-        }
-        uint32_t h = ntohl(a.s_addr);
-        if ((h >> 24) == 0 || (h >> 24) == 127 || (h >> 28) >= 14) {
-            snprintf(err, errlen, "ip %s of a routed vif is no unicast host address: give the "
-                     "guest's own", tok);
-            return -1;
-        }
-        for (unsigned int i = 0; i < dv->nip4; i++)
-            if (dv->ip4[i] == a.s_addr) {
-                snprintf(err, errlen, "ip %s is given twice: keep one", tok);
-                return -1;
-            }
-        if (dv->nip4 == sizeof(dv->ip4) / sizeof(dv->ip4[0])) {
-            snprintf(err, errlen, "a routed vif's ip= has more than %zu addresses: keep %zu",
-                     sizeof(dv->ip4) / sizeof(dv->ip4[0]), sizeof(dv->ip4) / sizeof(dv->ip4[0]));
-            return -1;
-        }
-        dv->ip4[dv->nip4++] = a.s_addr;
-    }
-    return 0;
+    return vifspec_routed_ips(v->ip, dv->ip4, &dv->nip4, err, errlen);
 }
 
 static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index, const char *name,
@@ -350,8 +282,8 @@ static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index
         return -1;
     }
     if (backend_of(v.backend, o, &b, why, sizeof(why)) != 0 ||
-        vif_script(v.script, &dv->routed, why, sizeof(why)) != 0 ||
-        (dv->routed && routed_ips(&v, dv, why, sizeof(why)) != 0)) {
+        vifspec_script(v.script, &dv->routed, why, sizeof(why)) != 0 ||
+        (dv->routed && routed_spec(&v, dv, why, sizeof(why)) != 0)) {
         snprintf(err, errlen, "%s: vif %u: %s", file, index, why);
         return -1;
     }

@@ -31,6 +31,7 @@
 
 #include "bhxenbus.h"
 #include "diskspec.h"
+#include "vifspec.h"
 #include "xlcfg.h"
 
 /* What a resolver says of a backend domain. */
@@ -82,7 +83,7 @@ struct devplan_dev {
     bool routed;                      /* vif: script=vif-route */
     char vifname[16];                 /* vif: "" for vif<domid>.<devid> */
     char gatewaydev[16];              /* vif, routed: "" for the backend's uplink bridge */
-    uint32_t ip4[8];                  /* vif, routed: ip=, network order */
+    uint32_t ip4[VIFSPEC_ROUTED_MAX]; /* vif, routed: ip=, network order */
     unsigned int nip4;
     bool trusted;                     /* what the frontend's trusted says */
     bool storage_checked;             /* disk: checked against the backend's storage */
