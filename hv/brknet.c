@@ -176,8 +176,8 @@ static int tap_route(int nsfd, int nl, const struct tap_spec *t, int ifindex, co
         return errno;
     }
     if (nl_addr4_get(nl, g.ifindex, &main_ip) != 0) {
-        *why = "its gatewaydev has no IPv4 address: give it one from dom0 (nsenter -t "
-               "DRIVER-DOMAIN-PID -n ip addr add ADDRESS/PREFIX dev GATEWAYDEV)";
+        *why = "its gatewaydev has no IPv4 address: give the driver domain's config "
+               "bulkhead_uplink_address = \"ADDRESS/PREFIX\" (or the link an address from dom0)";
         return errno;
     }
     if (nl_addr4_add(nl, ifindex, main_ip, 32) != 0) {
@@ -346,10 +346,16 @@ int brknet_bridge(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
     if (nl < 0)
         return broker_refuse(hv, req, errno, "cannot open rtnetlink in domain %u", r.domid);
     br = bridge_ensure(nl, r.name, r.mtu);
+    /* Asked again (a second vif, a restart): an address it has already is kept. */
+    if (br > 0 && r.addr != 0 && nl_addr4_add(nl, br, r.addr, r.prefix) != 0 && errno != EEXIST)
+        err = errno;
     close(nl);
     if (br < 0)
         return broker_refuse(hv, req, -br, "cannot make bridge %s in domain %u: %s", r.name,
                              r.domid, strerror(-br));
+    if (err != 0)
+        return broker_refuse(hv, req, err, "cannot give bridge %s in domain %u its address: %s",
+                             r.name, r.domid, strerror(err));
     hv_log(hv, "broker: bridge %s up in domain %u", r.name, r.domid);
     return 0;
 }

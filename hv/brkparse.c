@@ -264,6 +264,10 @@ int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r,
         return bad(why, "mtu below 68");
     if (!brk_ifname_ok(r->name, sizeof(r->name), false))
         return bad(why, "bridge not an interface name");
+    if (r->pad2[0] != 0 || r->pad2[1] != 0 || r->pad2[2] != 0)
+        return bad(why, "pad not zero");
+    if (r->addr == 0 ? r->prefix != 0 : !host_ip_ok(r->addr) || r->prefix < 1 || r->prefix > 32)
+        return bad(why, "bridge address not a unicast host address with a prefix of 1..32");
     return 0;
 }
 

@@ -452,14 +452,20 @@ _Static_assert(sizeof(struct hvw_brk_disk_rsp) == 16, "hvw_brk_disk_rsp is 16 by
  * none is ever made in the host's (EPERM for dom0).  Idempotent: an
  * existing bridge is kept (EEXIST if the name is another kind of link).
  * mtu 0 leaves the kernel's.  Bridges and links die with the namespace.
+ * addr/prefix, unless 0/0: an IPv4 address the bridge gets (kept if it
+ * has it already) - a driver domain's uplink address, which routed vifs
+ * take (HVW_BRK_VIF_ROUTED); a unicast host address, prefix 1..32.
  */
 struct hvw_brk_bridge_req {
-    uint16_t domid;            /* 0 */
-    uint16_t mtu;              /* 2: 0, or 68..65535 */
-    uint32_t pad;              /* 4 */
-    char name[HVW_IFNAME_MAX]; /* 8 */
+    uint16_t domid;            /*  0 */
+    uint16_t mtu;              /*  2: 0, or 68..65535 */
+    uint32_t pad;              /*  4 */
+    char name[HVW_IFNAME_MAX]; /*  8 */
+    uint32_t addr;             /* 24: network order; 0: none */
+    uint8_t prefix;            /* 28: 1..32 with an address, else 0 */
+    uint8_t pad2[3];           /* 29 */
 };
-_Static_assert(sizeof(struct hvw_brk_bridge_req) == 24, "hvw_brk_bridge_req is 24 bytes");
+_Static_assert(sizeof(struct hvw_brk_bridge_req) == 32, "hvw_brk_bridge_req is 32 bytes");
 
 /*
  * BRK_UPLINK: a veth pair: `name` in domain `domid`'s namespace, enslaved

@@ -534,6 +534,16 @@ START_TEST(test_bridge_and_uplinks)
     ck_assert_int_eq(hvc_brk_bridge(&h, d.domid, "xenbr0", 1500), 0); /* idempotent */
     ck_assert_int_eq(hvc_brk_bridge(&h, 0, "xenbr0", 0), EPERM);      /* never the host's */
     ck_assert_uint_eq(if_nametoindex("xenbr0"), 0);
+    /* An uplink address (bulkhead_uplink_address): given once, kept when asked again. */
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 24), 0);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 24), 0);
+    ck_assert_int_eq(sh(out, sizeof(out), "nsenter --net=%s ip -o -4 addr show dev xenbr0", dns), 0);
+    ASSERT_HAS(out, "inet 10.77.9.1/24");
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 0), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 33), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x7f000001), 8), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0xe0000001), 8), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, 0, 24), EINVAL);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up0", "p0", ns1, 0), 0);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up1", "p1", ns2, 0), 0);
     /* The name is a veth now, not a bridge. */

@@ -98,7 +98,8 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
     if (cfg->uplink[0] != '\0') {
         dom0_netns_path(netns, sizeof(netns));
         devices_uplink_peer_name(cfg->name, peer, sizeof(peer));
-        if ((rc = hvc_brk_bridge(h, domid, cfg->uplink, 0)) != 0 ||
+        if ((rc = hvc_brk_bridge_addr(h, domid, cfg->uplink, 0, cfg->uplink_addr,
+                                      cfg->uplink_prefix)) != 0 ||
             (rc = hvc_brk_uplink(h, domid, cfg->uplink, UPLINK_IFNAME, peer, netns, 0)) != 0) {
             snprintf(err, errlen,
                      "cannot join %s's bridge %s to dom0's network (%s): %s (see %s/hv.log)",

@@ -103,13 +103,21 @@ int hvc_brk_unreg(struct hvc *h, uint8_t kind, uint16_t frontend, uint32_t devid
 
 int hvc_brk_bridge(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu)
 {
+    return hvc_brk_bridge_addr(h, domid, name, mtu, 0, 0);
+}
+
+int hvc_brk_bridge_addr(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu,
+                        uint32_t addr, unsigned int prefix)
+{
     struct hvw_brk_bridge_req r;
 
     memset(&r, 0, sizeof(r));
-    if (mtu > 0xffff)
+    if (mtu > 0xffff || prefix > 0xff)
         return EINVAL;
     r.domid = domid;
     r.mtu = (uint16_t)mtu;
+    r.addr = addr;
+    r.prefix = (uint8_t)prefix;
     if (!put(r.name, sizeof(r.name), name))
         return ENAMETOOLONG;
     return hvc_call(h, HVW_OP_BRK_BRIDGE, &r, sizeof(r), NULL, 0, NULL);

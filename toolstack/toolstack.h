@@ -64,6 +64,9 @@ int hvc_brk_vif_more(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_
                      const char *bridge, const struct hvc_vif_more *x);
 int hvc_brk_unreg(struct hvc *h, uint8_t kind, uint16_t frontend, uint32_t devid);
 int hvc_brk_bridge(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu);
+/* The same, the bridge getting IPv4 addr/prefix (network order) too, unless addr is 0. */
+int hvc_brk_bridge_addr(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu,
+                        uint32_t addr, unsigned int prefix);
 int hvc_brk_uplink(struct hvc *h, uint16_t domid, const char *bridge, const char *name,
                    const char *peer, const char *netns, unsigned int mtu);
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # routed.sh - routed vifs (script=vif-route), as a Xen user writes them: no
 # bridge; the vif takes the driver domain's uplink address (gatewaydev,
-# default its bulkhead_uplink bridge) as a /32, proxy ARP on, a host route
+# default its bulkhead_uplink bridge, bulkhead_uplink_address) as a /32, proxy ARP on, a host route
 # per ip= address through it.  Two routed guests in a network driver
 # domain ping each other and dom0's namespace through the uplink; TCP
 # carries 64 MiB whose md5 both ends agree on; a forged source IP reaches
@@ -17,9 +17,10 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-routed-XXXXXX)
 W=$(mktemp -d /tmp/bh-routedw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 19
+plan 20
 
-printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\n' >"$W/drv.cfg"
+# The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's bridge.
+printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\nbulkhead_uplink_address = "10.9.2.1/24"\n' >"$W/drv.cfg"
 guest() { # name vif-spec
     printf 'name = "%s"\nvif = [ "%s" ]\n' "$1" "$2"
 }
@@ -33,10 +34,10 @@ ok "up" "$B" up
 eval "$("$B" env)"
 ok "create the network driver domain, its uplink to dom0" "$B" create "$W/drv.cfg"
 drvpid=$("$B" list --json | sed -n 's/.*"name": "drv".*"pid": \([0-9]*\).*/\1/p')
-# The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's
-# bridge, given from dom0 (the driver domain runs no shell).
-nsenter -t "$drvpid" -n ip addr add 10.9.2.1/24 dev xenbr0
 nsenter --net="$BULKHEAD_DOM0_NETNS" ip addr add 10.9.2.100/24 dev up-drv
+
+is "bulkhead_uplink_address is on the driver domain's uplink bridge" \
+    "$(nsenter -t "$drvpid" -n ip -o -4 addr show dev xenbr0 | awk '{print $4}')" "10.9.2.1/24"
 
 # Refusals first: each one line, naming the fix, and no domain or link left.
 links() { nsenter -t "$drvpid" -n ip -o link show | grep -c .; }

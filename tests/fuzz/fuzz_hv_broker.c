@@ -95,6 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 7:
         if (brk_parse_bridge(p, len, &r.br, &why) == 0) {
             check_name(r.br.name, 0);
+            FUZZ_ASSERT(r.br.addr == 0 ? r.br.prefix == 0
+                                       : r.br.prefix >= 1 && r.br.prefix <= 32 &&
+                                             r.br.addr != 0xffffffffu);
             return 0;
         }
         break;
