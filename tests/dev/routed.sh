@@ -6,7 +6,7 @@
 # domain ping each other and dom0's namespace through the uplink; TCP
 # carries 64 MiB whose md5 both ends agree on; a forged source IP reaches
 # nobody; configs vif-route cannot serve are refused in one line, leaving
-# nothing behind.
+# nothing behind; bulkhead restart of the driver domain keeps them routed.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
@@ -17,7 +17,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-routed-XXXXXX)
 W=$(mktemp -d /tmp/bh-routedw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 20
+plan 24
 
 # The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's bridge.
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\nbulkhead_uplink_address = "10.9.2.1/24"\n' >"$W/drv.cfg"
@@ -118,3 +118,15 @@ ok "r1 with its own address still reaches r2" "$B" exec r1 -- ping -c 2 -W 3 10.
 # The worker logs its counters once a second: wait for them, 30 s at most.
 for _ in $(seq 60); do n=$(spoofed "$r1id"); [ "$n" -ge 6 ] && break; sleep 0.5; done
 ok "... and the driver domain dropped the forged frames, counted ($n)" test "$n" -ge 6
+
+# bulkhead restart moves the routed vifs routed: the new driver domain has the
+# uplink address again (from its config), the routes, and the guests reach each other.
+ok "restart drv" "$B" restart drv
+drvpid=$("$B" list --json | sed -n 's/.*"name": "drv".*"pid": \([0-9]*\).*/\1/p')
+is "... both vifs Connected to the new drv" \
+    "$(for g in r1 r2; do "$B" network-list "$g" --json; done | grep -o '"state": 4, "backend_state": 4' | wc -l)" "2"
+is "... r1's route is in the new driver domain" \
+    "$(dn ip -4 route show 10.9.2.11 | awk '{print $1, $2, $3}')" "10.9.2.11 dev vif$r1id.0"
+# dom0's end of the uplink is a new veth, whose address is dom0's to give, as before.
+nsenter --net="$BULKHEAD_DOM0_NETNS" ip addr add 10.9.2.100/24 dev up-drv
+ok "... and r1 reaches r2 and dom0 again" sh -c "'$B' exec r1 -- ping -c 3 -W 3 10.9.2.12 && '$B' exec r1 -- ping -c 3 -W 3 10.9.2.100"
