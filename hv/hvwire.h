@@ -397,8 +397,9 @@ _Static_assert(sizeof(struct hvw_brk_unreg_req) == 8, "hvw_brk_unreg_req is 8 by
 /*
  * BRK_TAP: a TAP for vif (frontend, devid), made in the network namespace
  * of the calling process, which must belong to the vif's backend domain -
- * the TAP is then vif<frontend>.<devid>, MAC fe:ff:ff:ff:ff:ff, enslaved to
- * the vif's bridge (made when first needed) - or to the guest itself - the
+ * the TAP is then vif<frontend>.<devid> or the vifname, MAC
+ * fe:ff:ff:ff:ff:ff, enslaved to the vif's bridge (made when first needed)
+ * or, routed, set up as HVW_BRK_VIF_ROUTED says - or to the guest itself - the
  * TAP is then eth<devid>, with the guest's MAC.  Either way: IFF_TAP |
  * IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, the registered mtu and queue
  * count, up, and one fd per queue in the reply.  The TAP lives as long as
