@@ -283,13 +283,15 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
                 return -1;
             }
             struct hvc_vif_more x = {.vifname = d->vifname, .routed = d->routed,
-                                     .gatewaydev = d->gatewaydev, .ip = d->ip4, .nip = d->nip4};
+                                     .ip = d->ip4, .nip = d->nip4};
             char gw[16];
-            if (d->routed && routed_gatewaydev(xs, d, gw, sizeof(gw), err, errlen) != 0) {
-                free(ls);
-                return -1;
+            if (d->routed) {
+                if (routed_gatewaydev(xs, d, gw, sizeof(gw), err, errlen) != 0) {
+                    free(ls);
+                    return -1;
+                }
+                x.gatewaydev = gw;
             }
-            x.gatewaydev = gw;
             /* dom0's bridges are dom0's to make, in its own namespace (not the broker's). */
             rc = d->bridge[0] == '\0' || d->backend_domid == 0
                      ? 0

@@ -17,7 +17,7 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-routed-XXXXXX)
 W=$(mktemp -d /tmp/bh-routedw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 24
+plan 26
 
 # The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's bridge.
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\nbulkhead_uplink_address = "10.9.2.1/24"\n' >"$W/drv.cfg"
@@ -29,6 +29,8 @@ guest r2 "mac=00:16:3e:00:02:0c, backend=drv, script=/etc/xen/scripts/vif-route,
 guest bad1 "backend=drv, script=vif-route" >"$W/bad1.cfg"
 guest bad2 "backend=drv, script=vif-nat, ip=10.9.2.13" >"$W/bad2.cfg"
 guest bad3 "backend=drv, script=vif-route, bridge=xenbr0, ip=10.9.2.13" >"$W/bad3.cfg"
+guest bad4 "backend=drv2, script=vif-route, ip=10.9.2.14" >"$W/bad4.cfg"
+printf 'name = "drv2"\ndriver_domain = 1\n' >"$W/drv2.cfg"
 
 ok "up" "$B" up
 eval "$("$B" env)"
@@ -51,6 +53,11 @@ ok "script=vif-nat is refused in one line naming the scripts that exist" \
 out=$("$B" create "$W/bad3.cfg" 2>&1)
 ok "a routed vif with bridge= is refused in one line" \
     test "$(printf '%s\n' "$out" | grep -c .)" -eq 1 -a -n "$(printf '%s' "$out" | grep 'remove bridge=')"
+"$B" create "$W/drv2.cfg" >/dev/null || echo "create drv2 failed"
+out=$("$B" create "$W/bad4.cfg" 2>&1)
+ok "a routed vif whose driver domain has no uplink is refused in one line naming gatewaydev=" \
+    test "$(printf '%s\n' "$out" | grep -c .)" -eq 1 -a -n "$(printf '%s' "$out" | grep 'drv2 has no bulkhead_uplink.*gatewaydev=')"
+ok "... and drv2 can be destroyed" "$B" destroy drv2
 is "... and none of them left a domain" "$("$B" list --json | grep -c '"name": "bad')" "0"
 is "... nor a link in the driver domain" "$(links)" "$before"
 
