@@ -134,8 +134,74 @@ struct tap_spec {
     const struct hvw_brk_vif_reg *vif;
     const uint8_t *mac;
     const char *bridge; /* NULL: none */
+    bool routed;        /* the backend's end of a routed vif */
     unsigned int vnet_hdr_sz, offload;
 };
+
+/* Writes "1" to the sysctl at path (under /proc/sys/net) as nsfd's namespace sees it: 0 or errno. */
+static int sysctl_on(int nsfd, const char *path)
+{
+    int fd, err = 0;
+
+    if (netns_enter(nsfd) != 0)
+        return errno;
+    /* /proc/sys/net shows the namespace of whoever opens it: open it from inside. */
+    if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 || write(fd, "1\n", 2) != 2)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    netns_leave();
+    return err;
+}
+
+/*
+ * A routed vif's TAP (ifindex, named t->name) set up as Xen's vif-route
+ * sets up a vif: gatewaydev's IPv4 address on it as a /32, proxy ARP on,
+ * a /32 route to each of the guest's addresses through it from that
+ * address.  Then what network-route does once: forwarding on, and proxy
+ * ARP on gatewaydev, so that its side of the network finds the guests.
+ * Everything on the TAP goes with it; the two sysctls stay, harmlessly.
+ */
+static int tap_route(int nsfd, int nl, const struct tap_spec *t, int ifindex, const char **why)
+{
+    const struct hvw_brk_vif_reg *v = t->vif;
+    char path[96];
+    struct nl_link g;
+    uint32_t main_ip;
+    int err;
+
+    if (nl_link_get(nl, v->gatewaydev, &g) != 0) {
+        *why = "its gatewaydev is no link in the driver domain: name an existing one in "
+               "gatewaydev= (default: the domain's bulkhead_uplink bridge)";
+        return errno;
+    }
+    if (nl_addr4_get(nl, g.ifindex, &main_ip) != 0) {
+        *why = "its gatewaydev has no IPv4 address: give the driver domain's config "
+               "bulkhead_uplink_address = \"ADDRESS/PREFIX\" (or the link an address from dom0)";
+        return errno;
+    }
+    if (nl_addr4_add(nl, ifindex, main_ip, 32) != 0) {
+        *why = "cannot give the TAP gatewaydev's address";
+        return errno;
+    }
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/proxy_arp", t->name);
+    if ((err = sysctl_on(nsfd, path)) != 0) {
+        *why = "cannot turn proxy ARP on for the TAP";
+        return err;
+    }
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/proxy_arp", v->gatewaydev);
+    if ((err = sysctl_on(nsfd, path)) != 0 ||
+        (err = sysctl_on(nsfd, "/proc/sys/net/ipv4/ip_forward")) != 0) {
+        *why = "cannot turn forwarding, or proxy ARP on gatewaydev, on";
+        return err;
+    }
+    for (unsigned int i = 0; i < v->nip; i++)
+        if (nl_route4_add(nl, v->ip[i], ifindex, main_ip) != 0) {
+            *why = "cannot route a guest address to the TAP (does another route claim it?)";
+            return errno;
+        }
+    return 0;
+}
 
 /* Makes the TAP in nsfd's namespace: fds[] and *ifindex, or an errno with *why. */
 static int tap_make(int nsfd, const struct tap_spec *t, int *fds, int *ifindex, const char **why)
@@ -178,6 +244,8 @@ static int tap_make(int nsfd, const struct tap_spec *t, int *fds, int *ifindex, 
         err = errno;
         *why = "cannot set the TAP's mtu, address or bridge, or bring it up";
     }
+    if (err == 0 && t->routed)
+        err = tap_route(nsfd, nl, t, l.ifindex, why);
     close(nl);
     if (err != 0) {
         if (err != EEXIST)
@@ -204,9 +272,13 @@ int brknet_tap(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
         return broker_refuse(hv, req, ENOENT, "no vif %u/%u is registered: dom0 registers it",
                              r.frontend, r.devid);
     if (caller->domid == t.vif->backend) {
-        snprintf(t.name, sizeof(t.name), "vif%u.%u", r.frontend, r.devid);
+        if (t.vif->vifname[0])
+            snprintf(t.name, sizeof(t.name), "%s", t.vif->vifname);
+        else
+            snprintf(t.name, sizeof(t.name), "vif%u.%u", r.frontend, r.devid);
         t.mac = backend_mac;
         t.bridge = t.vif->bridge[0] ? t.vif->bridge : NULL;
+        t.routed = (t.vif->flags & HVW_BRK_VIF_ROUTED) != 0;
     } else if (caller->domid == t.vif->frontend) {
         snprintf(t.name, sizeof(t.name), "eth%u", r.devid);
         t.mac = t.vif->mac;
@@ -274,10 +346,16 @@ int brknet_bridge(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
     if (nl < 0)
         return broker_refuse(hv, req, errno, "cannot open rtnetlink in domain %u", r.domid);
     br = bridge_ensure(nl, r.name, r.mtu);
+    /* Asked again (a second vif, a restart): an address it has already is kept. */
+    if (br > 0 && r.addr != 0 && nl_addr4_add(nl, br, r.addr, r.prefix) != 0 && errno != EEXIST)
+        err = errno;
     close(nl);
     if (br < 0)
         return broker_refuse(hv, req, -br, "cannot make bridge %s in domain %u: %s", r.name,
                              r.domid, strerror(-br));
+    if (err != 0)
+        return broker_refuse(hv, req, err, "cannot give bridge %s in domain %u its address: %s",
+                             r.name, r.domid, strerror(err));
     hv_log(hv, "broker: bridge %s up in domain %u", r.name, r.domid);
     return 0;
 }

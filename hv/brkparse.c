@@ -7,6 +7,7 @@
  * checks the copy; it returns 0, or EINVAL with *why saying what is wrong in
  * a few words, for hv.log.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -150,6 +151,39 @@ static bool mac_ok(const uint8_t *mac)
     return (mac[0] & 1) == 0 && memcmp(mac, zero, 6) != 0;
 }
 
+static const uint32_t zero_ips[HVW_BRK_MAX_IPS];
+
+/* A host address a route may point at a guest: not "this network", loopback, multicast or broadcast. */
+static bool host_ip_ok(uint32_t ip_be)
+{
+    uint32_t a = ntohl(ip_be);
+
+    return (a >> 24) != 0 && (a >> 24) != 127 && (a >> 28) < 14;
+}
+
+static int routed_ok(const struct hvw_brk_vif_reg *r, const char **why)
+{
+    if (r->bridge[0] != '\0')
+        return bad(why, "a routed vif on a bridge");
+    if (!brk_ifname_ok(r->gatewaydev, sizeof(r->gatewaydev), false))
+        return bad(why, "routed vif's gatewaydev not an interface name");
+    if (r->nip < 1 || r->nip > HVW_BRK_MAX_IPS)
+        return bad(why, "routed vif's address count not within 1..8");
+    for (unsigned int i = 0; i < HVW_BRK_MAX_IPS; i++) {
+        if (i >= r->nip) {
+            if (r->ip[i] != 0)
+                return bad(why, "routed vif's unused addresses not zero");
+            continue;
+        }
+        if (!host_ip_ok(r->ip[i]))
+            return bad(why, "routed vif's address not a unicast host address");
+        for (unsigned int j = 0; j < i; j++)
+            if (r->ip[j] == r->ip[i])
+                return bad(why, "routed vif's address given twice");
+    }
+    return 0;
+}
+
 int brk_parse_vif_reg(const uint8_t *p, size_t len, struct hvw_brk_vif_reg *r, const char **why)
 {
     if (take(p, len, r, sizeof(*r), why) != 0)
@@ -168,6 +202,15 @@ int brk_parse_vif_reg(const uint8_t *p, size_t len, struct hvw_brk_vif_reg *r, c
         return bad(why, "mac zero or multicast");
     if (!brk_ifname_ok(r->bridge, sizeof(r->bridge), true))
         return bad(why, "bridge not an interface name");
+    if (!brk_ifname_ok(r->vifname, sizeof(r->vifname), true))
+        return bad(why, "vifname not an interface name");
+    if ((r->flags & ~HVW_BRK_VIF_ROUTED) != 0)
+        return bad(why, "unknown vif flags");
+    if (r->flags & HVW_BRK_VIF_ROUTED)
+        return routed_ok(r, why);
+    if (r->nip != 0 || !brk_ifname_ok(r->gatewaydev, sizeof(r->gatewaydev), true) ||
+        r->gatewaydev[0] != '\0' || memcmp(r->ip, zero_ips, sizeof(zero_ips)) != 0)
+        return bad(why, "gatewaydev or addresses given for a bridged vif");
     return 0;
 }
 
@@ -221,6 +264,10 @@ int brk_parse_bridge(const uint8_t *p, size_t len, struct hvw_brk_bridge_req *r,
         return bad(why, "mtu below 68");
     if (!brk_ifname_ok(r->name, sizeof(r->name), false))
         return bad(why, "bridge not an interface name");
+    if (r->pad2[0] != 0 || r->pad2[1] != 0 || r->pad2[2] != 0)
+        return bad(why, "pad not zero");
+    if (r->addr == 0 ? r->prefix != 0 : !host_ip_ok(r->addr) || r->prefix < 1 || r->prefix > 32)
+        return bad(why, "bridge address not a unicast host address with a prefix of 1..32");
     return 0;
 }
 

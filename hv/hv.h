@@ -209,5 +209,11 @@ int nl_veth_add(int fd, const char *name, const char *peer, int peer_nsfd, unsig
 /* mtu 0, master 0 and mac NULL leave those alone; up brings the link up. */
 int nl_link_set(int fd, int ifindex, unsigned int mtu, int master, const uint8_t *mac, bool up);
 int nl_link_del(int fd, int ifindex);
+/* The first IPv4 address (network order) on ifindex into *addr; EADDRNOTAVAIL: none. */
+int nl_addr4_get(int fd, int ifindex, uint32_t *addr);
+/* addr/prefix (network order) on ifindex. */
+int nl_addr4_add(int fd, int ifindex, uint32_t addr, unsigned int prefix);
+/* A host route to dst through ifindex, from src, in the main table. */
+int nl_route4_add(int fd, uint32_t dst, int ifindex, uint32_t src);
 
 #endif /* BULKHEAD_HV_H */

@@ -311,6 +311,7 @@ struct hvw_stats_rsp {
 #define HVW_IFNAME_MAX 16u     /* interface names, NUL included (IFNAMSIZ) */
 #define HVW_BRK_MAX_DIRS 8u    /* storage directories of a driver domain */
 #define HVW_BRK_MAX_QUEUES 8u  /* TAP queues of a vif */
+#define HVW_BRK_MAX_IPS 8u     /* a routed vif's addresses (ip=), as netback's anti-spoofing */
 #define HVW_BRK_MAX_DEVICES 256u /* devices registered for one backend domain */
 
 /*
@@ -356,10 +357,26 @@ struct hvw_brk_vif_reg {
     uint16_t mtu;                  /* 10: 68..65521 (a TAP's largest) */
     uint8_t mac[6];                /* 12: the guest's: unicast, not zero */
     uint16_t pad;                  /* 18 */
-    char bridge[HVW_IFNAME_MAX];   /* 20: the backend's bridge; "" for none (routed) */
+    char bridge[HVW_IFNAME_MAX];   /* 20: the backend's bridge; "" for none */
     uint32_t pad2;                 /* 36 */
+    char vifname[HVW_IFNAME_MAX];  /* 40: the backend's TAP; "" for vif<frontend>.<devid> */
+    uint32_t flags;                /* 56: HVW_BRK_VIF_ROUTED */
+    uint32_t nip;                  /* 60: routed: 1..HVW_BRK_MAX_IPS; else 0 */
+    char gatewaydev[HVW_IFNAME_MAX]; /* 64: routed: the link whose IPv4 address the TAP takes */
+    uint32_t ip[HVW_BRK_MAX_IPS];  /* 80: routed: the guest's IPv4 addresses, network order */
 };
-_Static_assert(sizeof(struct hvw_brk_vif_reg) == 40, "hvw_brk_vif_reg is 40 bytes");
+_Static_assert(sizeof(struct hvw_brk_vif_reg) == 112, "hvw_brk_vif_reg is 112 bytes");
+
+/*
+ * A routed vif (xl's script=vif-route): bridge is "", and the backend's TAP
+ * is set up as Xen's vif-route sets up a vif - gatewaydev's first IPv4
+ * address on it as a /32, proxy ARP on, and a /32 route to each of ip[]
+ * through it - with what Xen's network-route does once per host done
+ * beside it in the backend's namespace: IPv4 forwarding and proxy ARP on
+ * gatewaydev.  Each ip[] is a unicast host address (not 0.0.0.0/8,
+ * 127/8, multicast or broadcast), none twice.
+ */
+#define HVW_BRK_VIF_ROUTED 0x0001u
 
 #define HVW_BRK_KIND_DISK 1u
 #define HVW_BRK_KIND_VIF 2u
@@ -380,8 +397,9 @@ _Static_assert(sizeof(struct hvw_brk_unreg_req) == 8, "hvw_brk_unreg_req is 8 by
 /*
  * BRK_TAP: a TAP for vif (frontend, devid), made in the network namespace
  * of the calling process, which must belong to the vif's backend domain -
- * the TAP is then vif<frontend>.<devid>, MAC fe:ff:ff:ff:ff:ff, enslaved to
- * the vif's bridge (made when first needed) - or to the guest itself - the
+ * the TAP is then vif<frontend>.<devid> or the vifname, MAC
+ * fe:ff:ff:ff:ff:ff, enslaved to the vif's bridge (made when first needed)
+ * or, routed, set up as HVW_BRK_VIF_ROUTED says - or to the guest itself - the
  * TAP is then eth<devid>, with the guest's MAC.  Either way: IFF_TAP |
  * IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, the registered mtu and queue
  * count, up, and one fd per queue in the reply.  The TAP lives as long as
@@ -435,14 +453,20 @@ _Static_assert(sizeof(struct hvw_brk_disk_rsp) == 16, "hvw_brk_disk_rsp is 16 by
  * none is ever made in the host's (EPERM for dom0).  Idempotent: an
  * existing bridge is kept (EEXIST if the name is another kind of link).
  * mtu 0 leaves the kernel's.  Bridges and links die with the namespace.
+ * addr/prefix, unless 0/0: an IPv4 address the bridge gets (kept if it
+ * has it already) - a driver domain's uplink address, which routed vifs
+ * take (HVW_BRK_VIF_ROUTED); a unicast host address, prefix 1..32.
  */
 struct hvw_brk_bridge_req {
-    uint16_t domid;            /* 0 */
-    uint16_t mtu;              /* 2: 0, or 68..65535 */
-    uint32_t pad;              /* 4 */
-    char name[HVW_IFNAME_MAX]; /* 8 */
+    uint16_t domid;            /*  0 */
+    uint16_t mtu;              /*  2: 0, or 68..65535 */
+    uint32_t pad;              /*  4 */
+    char name[HVW_IFNAME_MAX]; /*  8 */
+    uint32_t addr;             /* 24: network order; 0: none */
+    uint8_t prefix;            /* 28: 1..32 with an address, else 0 */
+    uint8_t pad2[3];           /* 29 */
 };
-_Static_assert(sizeof(struct hvw_brk_bridge_req) == 24, "hvw_brk_bridge_req is 24 bytes");
+_Static_assert(sizeof(struct hvw_brk_bridge_req) == 32, "hvw_brk_bridge_req is 32 bytes");
 
 /*
  * BRK_UPLINK: a veth pair: `name` in domain `domid`'s namespace, enslaved

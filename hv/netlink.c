@@ -2,7 +2,8 @@
  * netlink.c - the broker's hands on the kernel's network configuration:
  * entering a network namespace and coming back, and the few rtnetlink
  * requests it needs (look a link up, make a bridge or a veth pair, set a
- * link's mtu, address, master and up, delete a link).
+ * link's mtu, address, master and up, delete a link; for routed vifs, read
+ * and add an IPv4 address and add a host route).
  *
  * Written by hand rather than through libmnl or `ip`: six fixed requests,
  * no parsing of anything a domain wrote (the kernel answers), and no
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/if.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -191,7 +193,38 @@ static void parse_link(const struct nlmsghdr *h, struct nl_link *out)
  * Sends the request and reads until its acknowledgement: 0, or -1 with the
  * kernel's errno.  A link description on the way lands in *out.
  */
-static int nl_talk(int fd, struct nl_req *m, struct nl_link *out)
+struct nl_answer {
+    struct nl_link *link; /* a link description lands here, if not NULL */
+    int addr_ifindex;     /* > 0: the first IPv4 address of this link lands in addr */
+    bool has_addr;
+    uint32_t addr;
+};
+
+static void parse_addr(const struct nlmsghdr *h, struct nl_answer *out)
+{
+    const struct ifaddrmsg *a = NLMSG_DATA(h);
+    int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*a));
+
+    if (len < 0 || out->has_addr || a->ifa_family != AF_INET ||
+        (int)a->ifa_index != out->addr_ifindex)
+        return;
+    for (const struct rtattr *r = IFA_RTA(a); RTA_OK(r, len); r = RTA_NEXT(r, len))
+        if (r->rta_type == IFA_LOCAL && RTA_PAYLOAD(r) == 4) {
+            memcpy(&out->addr, RTA_DATA(r), 4);
+            out->has_addr = true;
+        }
+}
+
+static int nl_talk_answer(int fd, struct nl_req *m, struct nl_answer *out);
+
+static int nl_talk(int fd, struct nl_req *m, struct nl_link *link)
+{
+    struct nl_answer a = {.link = link};
+
+    return nl_talk_answer(fd, m, &a);
+}
+
+static int nl_talk_answer(int fd, struct nl_req *m, struct nl_answer *out)
 {
     static uint32_t seq;
     static union {
@@ -229,8 +262,10 @@ static int nl_talk(int fd, struct nl_req *m, struct nl_link *out)
             }
             if (h->nlmsg_type == NLMSG_DONE)
                 return 0;
-            if (h->nlmsg_type == RTM_NEWLINK && out != NULL)
-                parse_link(h, out);
+            if (h->nlmsg_type == RTM_NEWLINK && out->link != NULL)
+                parse_link(h, out->link);
+            else if (h->nlmsg_type == RTM_NEWADDR && out->addr_ifindex > 0)
+                parse_addr(h, out);
         }
     }
 }
@@ -314,5 +349,72 @@ int nl_link_del(int fd, int ifindex)
     struct nl_req m;
 
     link_req(&m, RTM_DELLINK, 0, ifindex);
+    return nl_talk(fd, &m, NULL);
+}
+
+/* ---- routed vifs ---- */
+
+int nl_addr4_get(int fd, int ifindex, uint32_t *addr)
+{
+    struct nl_req m;
+    struct ifaddrmsg *a;
+    struct nl_answer ans = {.addr_ifindex = ifindex};
+
+    memset(&m, 0, sizeof(m));
+    m.u.h.nlmsg_len = NLMSG_LENGTH(sizeof(*a));
+    m.u.h.nlmsg_type = RTM_GETADDR;
+    /* A dump answers with NLMSG_DONE, which ends nl_talk_answer's loop. */
+    m.u.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    a = NLMSG_DATA(&m.u.h);
+    a->ifa_family = AF_INET;
+    a->ifa_index = (uint32_t)ifindex; /* the kernel may ignore it: parse_addr filters */
+    if (nl_talk_answer(fd, &m, &ans) != 0)
+        return -1;
+    if (!ans.has_addr) {
+        errno = EADDRNOTAVAIL;
+        return -1;
+    }
+    *addr = ans.addr;
+    return 0;
+}
+
+int nl_addr4_add(int fd, int ifindex, uint32_t addr, unsigned int prefix)
+{
+    struct nl_req m;
+    struct ifaddrmsg *a;
+
+    memset(&m, 0, sizeof(m));
+    m.u.h.nlmsg_len = NLMSG_LENGTH(sizeof(*a));
+    m.u.h.nlmsg_type = RTM_NEWADDR;
+    m.u.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    a = NLMSG_DATA(&m.u.h);
+    a->ifa_family = AF_INET;
+    a->ifa_prefixlen = (uint8_t)prefix;
+    a->ifa_scope = RT_SCOPE_UNIVERSE;
+    a->ifa_index = (uint32_t)ifindex;
+    attr_put(&m, IFA_LOCAL, &addr, 4);
+    attr_put(&m, IFA_ADDRESS, &addr, 4);
+    return nl_talk(fd, &m, NULL);
+}
+
+int nl_route4_add(int fd, uint32_t dst, int ifindex, uint32_t src)
+{
+    struct nl_req m;
+    struct rtmsg *r;
+
+    memset(&m, 0, sizeof(m));
+    m.u.h.nlmsg_len = NLMSG_LENGTH(sizeof(*r));
+    m.u.h.nlmsg_type = RTM_NEWROUTE;
+    m.u.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    r = NLMSG_DATA(&m.u.h);
+    r->rtm_family = AF_INET;
+    r->rtm_dst_len = 32;
+    r->rtm_table = RT_TABLE_MAIN;
+    r->rtm_protocol = RTPROT_BOOT; /* what `ip route add` marks */
+    r->rtm_scope = RT_SCOPE_LINK;  /* no gateway: the guest is on the link */
+    r->rtm_type = RTN_UNICAST;
+    attr_put(&m, RTA_DST, &dst, 4);
+    attr_u32(&m, RTA_OIF, (uint32_t)ifindex);
+    attr_put(&m, RTA_PREFSRC, &src, 4);
     return nl_talk(fd, &m, NULL);
 }

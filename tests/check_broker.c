@@ -534,6 +534,16 @@ START_TEST(test_bridge_and_uplinks)
     ck_assert_int_eq(hvc_brk_bridge(&h, d.domid, "xenbr0", 1500), 0); /* idempotent */
     ck_assert_int_eq(hvc_brk_bridge(&h, 0, "xenbr0", 0), EPERM);      /* never the host's */
     ck_assert_uint_eq(if_nametoindex("xenbr0"), 0);
+    /* An uplink address (bulkhead_uplink_address): given once, kept when asked again. */
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 24), 0);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 24), 0);
+    ck_assert_int_eq(sh(out, sizeof(out), "nsenter --net=%s ip -o -4 addr show dev xenbr0", dns), 0);
+    ASSERT_HAS(out, "inet 10.77.9.1/24");
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 0), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x0a4d0901), 33), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0x7f000001), 8), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, htonl(0xe0000001), 8), EINVAL);
+    ck_assert_int_eq(hvc_brk_bridge_addr(&h, d.domid, "xenbr0", 0, 0, 24), EINVAL);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up0", "p0", ns1, 0), 0);
     ck_assert_int_eq(hvc_brk_uplink(&h, d.domid, "xenbr0", "up1", "p1", ns2, 0), 0);
     /* The name is a veth now, not a bridge. */
@@ -618,6 +628,65 @@ START_TEST(test_malformed_registrations)
     memcpy(v.bridge, "br\0\0", 4);
     v.pad2 = 1;
     ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
+    v.pad2 = 0;
+    /* Routed vifs: no bridge, a gatewaydev, 1..8 distinct unicast host addresses. */
+    {
+        static const uint32_t one[1] = {0x0502000a}, lo[1] = {0x0100007f}, bc[1] = {0xffffffff},
+                              two[2] = {0x0502000a, 0x0502000a};
+        static const uint32_t nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+        struct hvc_vif_more x = {.routed = true, .gatewaydev = "xenbr0", .ip = one, .nip = 1};
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "br", &x),
+                         EINVAL);
+        x.gatewaydev = "";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.gatewaydev = "a/b";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.gatewaydev = "xenbr0";
+        x.nip = 0;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = nine;
+        x.nip = 9;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = lo;
+        x.nip = 1;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = bc;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.ip = two;
+        x.nip = 2;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.vifname = "v r";
+        x.ip = one;
+        x.nip = 1;
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x),
+                         EINVAL);
+        x.vifname = "g.r1";
+        ck_assert_int_eq(hvc_brk_vif_more(&h, d.domid, g.domid, 1, 1, 1500, guest_mac, "", &x), 0);
+        /* a bridged vif carries no routed fields, and no unknown flag passes */
+        memset(&v, 0, sizeof(v));
+        v.backend = d.domid;
+        v.frontend = g.domid;
+        v.devid = 2;
+        v.queues = 1;
+        v.mtu = 1500;
+        memcpy(v.mac, guest_mac, 6);
+        v.ip[0] = one[0];
+        ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
+        v.ip[0] = 0;
+        v.flags = 2;
+        ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), EINVAL);
+        ck_assert_int_eq(hvc_brk_unreg(&h, HVW_BRK_KIND_VIF, g.domid, 1), 0);
+        v.devid = 0;
+        v.flags = 0;
+        memcpy(v.bridge, "br\0\0", 4);
+    }
     v.pad2 = 0;
     ck_assert_int_eq(hvc_call(&h, HVW_OP_BRK_REG_VIF, &v, sizeof(v), NULL, 0, NULL), 0);
     ck_assert_uint_eq(stats().brk_regs, 1); /* replaced, not added */

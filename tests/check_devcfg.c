@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,6 +565,77 @@ START_TEST(test_plan_refusals)
 }
 END_TEST
 
+/* script=vif-route: a routed vif, on no bridge, with its IPv4 host addresses for the broker. */
+START_TEST(test_plan_routed)
+{
+    struct devplan *p;
+    char err[1024];
+
+    ck_assert_msg(plan("name='g'\nvif=['backend=drv,script=vif-route,ip=192.0.2.5 192.0.2.6/32',"
+                       "'backend=drv,script=/etc/xen/scripts/vif-route,ip=198.51.100.1,"
+                       "gatewaydev=eth1,vifname=g.r1',"
+                       "'backend=drv,script=/etc/xen/scripts/vif-bridge,bridge=br1']\n",
+                       &p, err) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(p->n, 3);
+    ck_assert(p->devs[0].routed && p->devs[1].routed && !p->devs[2].routed);
+    ck_assert_str_eq(p->devs[0].bridge, "");
+    ck_assert_uint_eq(p->devs[0].nip4, 2);
+    ck_assert_uint_eq(p->devs[0].ip4[0], htonl(0xc0000205));
+    ck_assert_uint_eq(p->devs[0].ip4[1], htonl(0xc0000206));
+    ck_assert_str_eq(p->devs[0].gatewaydev, "");
+    ck_assert_str_eq(p->devs[1].gatewaydev, "eth1");
+    ck_assert_str_eq(p->devs[1].vifname, "g.r1");
+    ck_assert_uint_eq(p->devs[1].nip4, 1);
+    ck_assert_str_eq(p->devs[2].bridge, "br1");
+    ck_assert_uint_eq(p->devs[2].nip4, 0);
+    /* the keys libxl writes: the script's full path, ip as given */
+    ck_assert_str_eq(value(&p->devs[0], "/local/domain/3/backend/vif/5/0/script"),
+                     "/etc/xen/scripts/vif-route");
+    ck_assert_str_eq(value(&p->devs[0], "/local/domain/3/backend/vif/5/0/ip"),
+                     "192.0.2.5 192.0.2.6/32");
+    ck_assert_str_eq(value(&p->devs[1], "/local/domain/3/backend/vif/5/1/gatewaydev"), "eth1");
+    ck_assert_str_eq(value(&p->devs[1], "/local/domain/3/backend/vif/5/1/vifname"), "g.r1");
+    devplan_free(p);
+}
+END_TEST
+
+START_TEST(test_plan_routed_refusals)
+{
+    static const struct {
+        const char *vifs, *hint;
+    } bad[] = {
+        {"'script=vif-route'", "t.cfg: vif 0: script=vif-route needs ip=: vif-route routes"},
+        {"'script=vif-route,bridge=xenbr0,ip=192.0.2.5'", "a routed vif is on no bridge; remove"},
+        {"'script=vif-route,ip=192.0.2.5/24'", "write 192.0.2.5"},
+        {"'script=vif-route,ip=2001:db8::5'", "IPv4 only here; remove it"},
+        {"'script=vif-route,ip=192.0.2.5 2001:db8::5'", "ip 2001:db8::5 of a routed vif"},
+        {"'script=vif-route,ip=127.0.0.1'", "no unicast host address"},
+        {"'script=vif-route,ip=224.0.0.1'", "no unicast host address"},
+        {"'script=vif-route,ip=0.1.2.3'", "no unicast host address"},
+        {"'script=vif-route,ip=255.255.255.255'", "no unicast host address"},
+        {"'script=vif-route,ip=192.0.2.5 192.0.2.5/32'", "ip 192.0.2.5 is given twice"},
+        {"'script=vif-route,ip=10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 "
+         "10.0.0.8 10.0.0.9'",
+         "more than 8 addresses: keep 8"},
+        {"'script=vif-openvswitch'", "script 'vif-openvswitch' does not exist here"},
+        {"'script=/etc/xen/scripts/vif-nat'", "use script=vif-bridge (the default) or"},
+        {"'script=/usr/lib/xen/vif-route'", "script '/usr/lib/xen/vif-route' does not exist"},
+        {"'script=vif-route-x,ip=192.0.2.5'", "does not exist here"},
+        {"'vifname=v1','vifname=v1'", "vifs 0 and 1 both have vifname v1"},
+    };
+    struct devplan *p;
+    char err[1024];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char cfg[512];
+        snprintf(cfg, sizeof(cfg), "name='g'\nvif=[%s]\n", bad[i].vifs);
+        ck_refused(plan(cfg, &p, err), err, bad[i].hint);
+        ck_assert_ptr_null(p);
+    }
+}
+END_TEST
+
 START_TEST(test_plan_json)
 {
     struct devplan *p;
@@ -688,6 +760,8 @@ int main(void)
     tcase_add_test(tp, test_trust_rule);
     tcase_add_test(tp, test_plan_layout);
     tcase_add_test(tp, test_plan_refusals);
+    tcase_add_test(tp, test_plan_routed);
+    tcase_add_test(tp, test_plan_routed_refusals);
     tcase_add_test(tp, test_plan_json);
     tcase_add_test(tp, test_bulkhead_keys);
     tcase_add_test(tp, test_normalize_path);

@@ -7,6 +7,7 @@
  * told again of a disk and a vif.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,45 @@ START_TEST(test_vif_registration)
                                          {"bridge", "a-bridge-name-too-long"}};
         ck_refused(rehome_vif_reg(bad, 2, &v, err, sizeof(err)), err, "interface name");
     }
+    ck_assert(!v.routed);
+}
+END_TEST
+
+/* A routed vif moves routed: its addresses, gatewaydev and vifname from the copy, no bridge. */
+START_TEST(test_vif_registration_routed)
+{
+    struct rehome_vif v;
+    char err[512];
+    const struct rehome_key k[] = {{"mac", "00:16:3e:00:00:11"},
+                                   {"script", "/etc/xen/scripts/vif-route"},
+                                   {"bridge", "xenbr0"},
+                                   {"ip", "192.0.2.5 192.0.2.6"},
+                                   {"gatewaydev", "eth1"},
+                                   {"vifname", "g.r"}};
+
+    ck_assert_int_eq(rehome_vif_reg(k, 6, &v, err, sizeof(err)), 0);
+    ck_assert(v.routed);
+    ck_assert_str_eq(v.bridge, "");
+    ck_assert_str_eq(v.gatewaydev, "eth1");
+    ck_assert_str_eq(v.vifname, "g.r");
+    ck_assert_uint_eq(v.nip4, 2);
+    ck_assert_uint_eq(v.ip4[1], htonl(0xc0000206));
+    ck_assert_int_eq(rehome_vif_reg(k, 4, &v, err, sizeof(err)), 0);
+    ck_assert_str_eq(v.gatewaydev, ""); /* the new backend's uplink, then */
+    ck_refused(rehome_vif_reg(k, 3, &v, err, sizeof(err)), err, "needs ip=");
+    {
+        const struct rehome_key bad[] = {{"mac", "00:16:3e:00:00:11"}, {"script", "vif-nat"}};
+        ck_refused(rehome_vif_reg(bad, 2, &v, err, sizeof(err)), err, "does not exist here");
+    }
+    {
+        const struct rehome_key bad[] = {
+            {"mac", "00:16:3e:00:00:11"}, {"script", "vif-route"}, {"ip", "10.0.0.0/8"}};
+        ck_refused(rehome_vif_reg(bad, 3, &v, err, sizeof(err)), err, "is a network");
+    }
+    {
+        const struct rehome_key bad[] = {{"mac", "00:16:3e:00:00:11"}, {"vifname", "a/b"}};
+        ck_refused(rehome_vif_reg(bad, 2, &v, err, sizeof(err)), err, "vifname 'a/b'");
+    }
 }
 END_TEST
 
@@ -329,6 +369,7 @@ int main(void)
     tcase_add_test(tc, test_vif_mtu_in_the_frontend);
     tcase_add_test(tc, test_disk_registration);
     tcase_add_test(tc, test_vif_registration);
+    tcase_add_test(tc, test_vif_registration_routed);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

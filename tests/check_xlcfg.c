@@ -2,6 +2,7 @@
  * check_xlcfg.c - xl configs as the simulation reads them: values,
  * defaults, refusals with the fix named, and libxlutil's syntax errors.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,44 @@ START_TEST(test_refusals_name_the_fix)
 }
 END_TEST
 
+/* bulkhead_uplink_address: the uplink bridge's IPv4 address, what routed vifs take. */
+START_TEST(test_uplink_address)
+{
+    static const char *const bad[] = {"10.0.0.1",      "10.0.0.1/0",  "10.0.0.1/33",
+                                      "10.0.0.1/024",  "10.0.0.1/-1", "10.0.0.1/24x",
+                                      "127.0.0.1/8",   "224.0.0.1/4", "0.0.0.1/8",
+                                      "2001:db8::1/64", "a.b.c.d/24", "10.0.0.1/24 "};
+    struct xlcfg c;
+    char err[512], cfg[256];
+
+    ck_assert_msg(parse(&c,
+                        "name='d'\ndriver_domain=1\nbulkhead_uplink='xenbr0'\n"
+                        "bulkhead_uplink_address='192.0.2.1/24'\n",
+                        err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(c.uplink_addr, htonl(0xc0000201));
+    ck_assert_uint_eq(c.uplink_prefix, 24);
+    xlcfg_free(&c);
+    ck_assert_int_eq(parse(&c, "name='d'\nbulkhead_uplink='xenbr0'\n", err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.uplink_addr, 0);
+    xlcfg_free(&c);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(cfg, sizeof(cfg), "name='d'\nbulkhead_uplink='xenbr0'\n"
+                 "bulkhead_uplink_address='%s'\n", bad[i]);
+        ck_assert_int_eq(parse(&c, cfg, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "is not an IPv4 host address with its prefix") != NULL, "%s: %s",
+                      bad[i], err);
+    }
+    ck_assert_int_eq(parse(&c, "name='d'\nbulkhead_uplink_address='192.0.2.1/24'\n", err,
+                           sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_uplink_address without bulkhead_uplink: name the "
+                          "bridge it goes on (bulkhead_uplink = \"xenbr0\")");
+    ck_assert_int_eq(parse(&c, "name='d'\nbulkhead_uplink='x'\nbulkhead_uplink_address=['a']\n",
+                           err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "is one address"));
+}
+END_TEST
+
 START_TEST(test_syntax_error_is_one_line)
 {
     struct xlcfg c;
@@ -173,6 +212,7 @@ int main(void)
     tcase_add_test(tc, test_nul_byte_refused);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_examples_parse);
+    tcase_add_test(tc, test_uplink_address);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -195,9 +195,18 @@ static int close_old(struct xs_handle *xs, const struct movers *mv, int timeout_
 }
 
 /* Step 4: the broker hears of each device again, now served by domain nb. */
-static int register_again(struct hvc *h, uint16_t nb, const struct movers *mv, char *err,
-                          size_t errlen)
+static int register_again(struct hvc *h, struct xs_handle *xs, uint16_t nb,
+                          const struct movers *mv, char *err, size_t errlen)
 {
+    /* A routed vif without gatewaydev= routes through the new domain's uplink bridge. */
+    char path[64], uplink[16] = "";
+    unsigned int len = 0;
+    char *up;
+
+    snprintf(path, sizeof(path), "/libxl/%u/bulkhead/uplink", nb);
+    if ((up = xs_read(xs, XBT_NULL, path, &len)) != NULL && len > 0 && len < sizeof(uplink))
+        memcpy(uplink, up, len);
+    free(up);
     for (size_t i = 0; i < mv->n; i++) {
         const struct moving *m = &mv->m[i];
         char why[512], real[PATH_MAX];
@@ -226,10 +235,19 @@ static int register_again(struct hvc *h, uint16_t nb, const struct movers *mv, c
             snprintf(id, sizeof(id), "%u", m->d.frontend);
             queues = hvc_find_domain(h, id, &fi) == 0 ? fi.vcpus : 1;
             queues = queues < 1 ? 1 : queues > 8 ? 8 : queues;
+            struct hvc_vif_more x = {.vifname = v.vifname, .routed = v.routed,
+                                     .gatewaydev = v.gatewaydev[0] ? v.gatewaydev : uplink,
+                                     .ip = v.ip4, .nip = v.nip4};
+            if (v.routed && x.gatewaydev[0] == '\0') {
+                snprintf(err, errlen, "vif %u of domain %u is routed and the new driver domain "
+                         "has no bulkhead_uplink: give the vif gatewaydev=", m->d.devid,
+                         m->d.frontend);
+                return -1;
+            }
             rc = v.bridge[0] ? hvc_brk_bridge(h, nb, v.bridge, 0) : 0;
             if (rc == 0)
-                rc = hvc_brk_vif(h, nb, (uint16_t)m->d.frontend, m->d.devid, queues, v.mtu,
-                                 v.mac, v.bridge);
+                rc = hvc_brk_vif_more(h, nb, (uint16_t)m->d.frontend, m->d.devid, queues, v.mtu,
+                                      v.mac, v.bridge, &x);
         }
         if (rc != 0) {
             snprintf(err, errlen, "%s %u of domain %u: the broker refused it: %s (see %s/hv.log)",
@@ -451,7 +469,7 @@ int cmd_restart(int argc, char **argv)
             goto out;
         }
     }
-    if (register_again(&h, ni.domid, &mv, err, sizeof(err)) != 0 ||
+    if (register_again(&h, xs, ni.domid, &mv, err, sizeof(err)) != 0 ||
         write_moves(xs, &mv, err, sizeof(err)) != 0) {
         errorf("%s: %s", name, err);
         goto out;

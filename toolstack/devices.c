@@ -98,7 +98,8 @@ int devices_driver_domain(struct hvc *h, struct xs_handle *xs, uint16_t domid,
     if (cfg->uplink[0] != '\0') {
         dom0_netns_path(netns, sizeof(netns));
         devices_uplink_peer_name(cfg->name, peer, sizeof(peer));
-        if ((rc = hvc_brk_bridge(h, domid, cfg->uplink, 0)) != 0 ||
+        if ((rc = hvc_brk_bridge_addr(h, domid, cfg->uplink, 0, cfg->uplink_addr,
+                                      cfg->uplink_prefix)) != 0 ||
             (rc = hvc_brk_uplink(h, domid, cfg->uplink, UPLINK_IFNAME, peer, netns, 0)) != 0) {
             snprintf(err, errlen,
                      "cannot join %s's bridge %s to dom0's network (%s): %s (see %s/hv.log)",
@@ -202,6 +203,37 @@ static unsigned int layout_uint(const struct bhxb_layout *l, const char *dir, co
     return nd != NULL ? (unsigned int)strtoul(nd->value, NULL, 10) : dflt;
 }
 
+/*
+ * A routed vif's gatewaydev: the one its spec names, else the bridge its
+ * backend's bulkhead_uplink joins to dom0 (/libxl/<domid>/bulkhead/uplink),
+ * as vif-route's default is the host's own uplink.  0, or -1 with err.
+ */
+static int routed_gatewaydev(struct xs_handle *xs, const struct devplan_dev *d, char *gw,
+                             size_t size, char *err, size_t errlen)
+{
+    char path[64];
+    unsigned int len = 0;
+    char *v;
+
+    if (d->gatewaydev[0] != '\0') {
+        snprintf(gw, size, "%s", d->gatewaydev);
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/libxl/%u/bulkhead/uplink", d->backend_domid);
+    v = d->backend_domid != 0 ? xs_read(xs, XBT_NULL, path, &len) : NULL;
+    if (v == NULL || len == 0 || len >= size) {
+        snprintf(err, errlen,
+                 "vif %u is routed (script=vif-route) and %s has no bulkhead_uplink to route "
+                 "through: name the link with the guest's network in gatewaydev=",
+                 d->devid, d->backend_name);
+        free(v);
+        return -1;
+    }
+    snprintf(gw, size, "%s", v);
+    free(v);
+    return 0;
+}
+
 int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const struct devplan *p,
                    unsigned int queues, char *err, size_t errlen)
 {
@@ -250,13 +282,23 @@ int devices_attach(struct hvc *h, struct xs_handle *xs, uint16_t domid, const st
                 free(ls);
                 return -1;
             }
+            struct hvc_vif_more x = {.vifname = d->vifname, .routed = d->routed,
+                                     .ip = d->ip4, .nip = d->nip4};
+            char gw[16];
+            if (d->routed) {
+                if (routed_gatewaydev(xs, d, gw, sizeof(gw), err, errlen) != 0) {
+                    free(ls);
+                    return -1;
+                }
+                x.gatewaydev = gw;
+            }
             /* dom0's bridges are dom0's to make, in its own namespace (not the broker's). */
             rc = d->bridge[0] == '\0' || d->backend_domid == 0
                      ? 0
                      : hvc_brk_bridge(h, (uint16_t)d->backend_domid, d->bridge, 0);
             if (rc == 0)
-                rc = hvc_brk_vif(h, (uint16_t)d->backend_domid, domid, d->devid, queues, mtu, mac,
-                                 d->bridge);
+                rc = hvc_brk_vif_more(h, (uint16_t)d->backend_domid, domid, d->devid, queues, mtu,
+                                      mac, d->bridge, &x);
         }
         if (rc != 0) {
             snprintf(err, errlen, "%s: cannot hand %s its %s: %s (see %s/hv.log)",

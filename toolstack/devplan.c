@@ -256,6 +256,19 @@ static int vif_keys(struct bhxb_layout *l, const struct vifspec *v, const char *
     return r ? -1 : 0;
 }
 
+/* What vif-route needs of the spec, beyond its ip= (vifspec_routed_ips). */
+static int routed_spec(const struct vifspec *v, struct devplan_dev *dv, char *err, size_t errlen)
+{
+    if (v->bridge[0]) {
+        snprintf(err, errlen,
+                 "bridge=%s with script=vif-route: a routed vif is on no bridge; remove bridge= "
+                 "(or use script=vif-bridge)",
+                 v->bridge);
+        return -1;
+    }
+    return vifspec_routed_ips(v->ip, dv->ip4, &dv->nip4, err, errlen);
+}
+
 static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index, const char *name,
                     const char *file, const struct devplan_opts *o, char *err, size_t errlen)
 {
@@ -268,7 +281,9 @@ static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index
         snprintf(err, errlen, "%s: vif %u: %s", file, index, why);
         return -1;
     }
-    if (backend_of(v.backend, o, &b, why, sizeof(why)) != 0) {
+    if (backend_of(v.backend, o, &b, why, sizeof(why)) != 0 ||
+        vifspec_script(v.script, &dv->routed, why, sizeof(why)) != 0 ||
+        (dv->routed && routed_spec(&v, dv, why, sizeof(why)) != 0)) {
         snprintf(err, errlen, "%s: vif %u: %s", file, index, why);
         return -1;
     }
@@ -285,7 +300,11 @@ static int plan_vif(struct devplan_dev *dv, const char *spec, unsigned int index
              is_dom0_name(v.backend) ? "Domain-0" : v.backend);
     snprintf(dv->backend_kind, sizeof(dv->backend_kind), "vif");
     vifspec_format_mac(mac, dv->mac);
-    snprintf(dv->bridge, sizeof(dv->bridge), "%s", v.bridge[0] ? v.bridge : "xenbr0");
+    /* A routed vif keeps libxl's bridge key (vif-route ignores it) but is put on no bridge. */
+    snprintf(dv->bridge, sizeof(dv->bridge), "%s",
+             dv->routed ? "" : v.bridge[0] ? v.bridge : "xenbr0");
+    snprintf(dv->vifname, sizeof(dv->vifname), "%s", v.vifname);
+    snprintf(dv->gatewaydev, sizeof(dv->gatewaydev), "%s", v.gatewaydev);
     dv->trusted = v.trusted >= 0 ? v.trusted : b.domid == 0;
 
     struct bhxb_dev d = {
@@ -320,6 +339,13 @@ static int check_duplicates(const struct devplan *p, const char *file, char *err
                          "%s: vifs %u and %u both have devid %u: give each its own "
                          "devid=",
                          file, b->index, a->index, a->devid);
+                return -1;
+            }
+            if (a->kind == DEVPLAN_VIF && a->vifname[0] && strcmp(a->vifname, b->vifname) == 0) {
+                snprintf(err, errlen,
+                         "%s: vifs %u and %u both have vifname %s: give each its own "
+                         "vifname= (or leave it out)",
+                         file, b->index, a->index, a->vifname);
                 return -1;
             }
             if (a->kind == DEVPLAN_VIF && strcmp(a->mac, b->mac) == 0) {

@@ -13,7 +13,11 @@
  *   - a disk served by a driver domain must lie inside that domain's
  *     bulkhead_storage (devplan_storage_check), when its list is known;
  *   - two disks with the same device number, two vifs with the same devid
- *     or the same mac, a device served by the domain itself: refused.
+ *     or the same mac, a device served by the domain itself: refused;
+ *   - a vif's script is vif-bridge (the default) or vif-route, by name or
+ *     under /etc/xen/scripts, and nothing else (bulkhead-drvdom runs no
+ *     scripts: it does what these two do); a routed vif needs ip=, IPv4
+ *     host addresses (no /PREFIX but /32, no IPv6), and takes no bridge=.
  * See diskspec.h and vifspec.h for what each spec may say, and
  * docs/bulkhead.cfg.5 for the whole story.
  */
@@ -27,6 +31,7 @@
 
 #include "bhxenbus.h"
 #include "diskspec.h"
+#include "vifspec.h"
 #include "xlcfg.h"
 
 /* What a resolver says of a backend domain. */
@@ -74,7 +79,12 @@ struct devplan_dev {
     enum diskspec_format format;      /* disk */
     bool readwrite, cdrom;            /* disk */
     char mac[18];                     /* vif: "00:16:3e:..." */
-    char bridge[16];                  /* vif */
+    char bridge[16];                  /* vif: "" when routed */
+    bool routed;                      /* vif: script=vif-route */
+    char vifname[16];                 /* vif: "" for vif<domid>.<devid> */
+    char gatewaydev[16];              /* vif, routed: "" for the backend's uplink bridge */
+    uint32_t ip4[VIFSPEC_ROUTED_MAX]; /* vif, routed: ip=, network order */
+    unsigned int nip4;
     bool trusted;                     /* what the frontend's trusted says */
     bool storage_checked;             /* disk: checked against the backend's storage */
     struct bhxb_layout *layout;       /* its nodes; layout->paths: its three directories */

@@ -58,6 +58,13 @@ int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t de
 int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
                 unsigned int queues, unsigned int mtu, const uint8_t mac[6], const char *bridge)
 {
+    return hvc_brk_vif_more(h, backend, frontend, devid, queues, mtu, mac, bridge, NULL);
+}
+
+int hvc_brk_vif_more(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
+                     unsigned int queues, unsigned int mtu, const uint8_t mac[6],
+                     const char *bridge, const struct hvc_vif_more *x)
+{
     struct hvw_brk_vif_reg r;
 
     memset(&r, 0, sizeof(r));
@@ -71,6 +78,19 @@ int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t dev
     memcpy(r.mac, mac, 6);
     if (!put(r.bridge, sizeof(r.bridge), bridge))
         return ENAMETOOLONG;
+    if (x != NULL) {
+        if (!put(r.vifname, sizeof(r.vifname), x->vifname ? x->vifname : ""))
+            return ENAMETOOLONG;
+        if (x->routed) {
+            if (x->nip > HVW_BRK_MAX_IPS)
+                return EINVAL;
+            r.flags = HVW_BRK_VIF_ROUTED;
+            r.nip = x->nip;
+            memcpy(r.ip, x->ip, sizeof(uint32_t) * x->nip);
+            if (!put(r.gatewaydev, sizeof(r.gatewaydev), x->gatewaydev ? x->gatewaydev : ""))
+                return ENAMETOOLONG;
+        }
+    }
     return hvc_call(h, HVW_OP_BRK_REG_VIF, &r, sizeof(r), NULL, 0, NULL);
 }
 
@@ -83,13 +103,21 @@ int hvc_brk_unreg(struct hvc *h, uint8_t kind, uint16_t frontend, uint32_t devid
 
 int hvc_brk_bridge(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu)
 {
+    return hvc_brk_bridge_addr(h, domid, name, mtu, 0, 0);
+}
+
+int hvc_brk_bridge_addr(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu,
+                        uint32_t addr, unsigned int prefix)
+{
     struct hvw_brk_bridge_req r;
 
     memset(&r, 0, sizeof(r));
-    if (mtu > 0xffff)
+    if (mtu > 0xffff || prefix > 0xff)
         return EINVAL;
     r.domid = domid;
     r.mtu = (uint16_t)mtu;
+    r.addr = addr;
+    r.prefix = (uint8_t)prefix;
     if (!put(r.name, sizeof(r.name), name))
         return ENAMETOOLONG;
     return hvc_call(h, HVW_OP_BRK_BRIDGE, &r, sizeof(r), NULL, 0, NULL);

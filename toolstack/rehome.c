@@ -217,6 +217,51 @@ int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_d
     return 0;
 }
 
+/* The copy's interface name key into buf ("" when absent): 0, or -1 with err. */
+static int ifname_key(const struct rehome_key *keys, size_t nkeys, const char *key, char *buf,
+                      size_t size, char *err, size_t errlen)
+{
+    const char *v = rehome_key_find(keys, nkeys, key);
+    char sb[160];
+
+    buf[0] = '\0';
+    if (v == NULL)
+        return 0;
+    if (!vifspec_ifname_ok(v) || strlen(v) >= size) {
+        snprintf(err, errlen, "the copy's %s '%s' is not an interface name", key,
+                 shown(v, sb, sizeof(sb)));
+        return -1;
+    }
+    snprintf(buf, size, "%s", v);
+    return 0;
+}
+
+/* vifname, and whether (and how) the vif is routed, as bulkhead create decided it. */
+static int vif_more(const struct rehome_key *keys, size_t nkeys, struct rehome_vif *out, char *err,
+                    size_t errlen)
+{
+    const char *script = rehome_key_find(keys, nkeys, "script");
+    const char *ip = rehome_key_find(keys, nkeys, "ip");
+    char why[512];
+
+    if (ifname_key(keys, nkeys, "vifname", out->vifname, sizeof(out->vifname), err, errlen) != 0 ||
+        ifname_key(keys, nkeys, "gatewaydev", out->gatewaydev, sizeof(out->gatewaydev), err,
+                   errlen) != 0)
+        return -1;
+    if (script != NULL && vifspec_script(script, &out->routed, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "the copy's %s", why);
+        return -1;
+    }
+    if (!out->routed)
+        return 0;
+    out->bridge[0] = '\0'; /* libxl's bridge key: vif-route ignores it */
+    if (vifspec_routed_ips(ip ? ip : "", out->ip4, &out->nip4, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "the copy's routed vif: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 int rehome_vif_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_vif *out,
                    char *err, size_t errlen)
 {
@@ -245,5 +290,5 @@ int rehome_vif_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_vi
         return -1;
     }
     snprintf(out->bridge, sizeof(out->bridge), "%s", bridge ? bridge : "");
-    return 0;
+    return vif_more(keys, nkeys, out, err, errlen);
 }

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "bhxenbus.h"
+#include "vifspec.h"
 
 /* One key of the trusted copy. */
 struct rehome_key {
@@ -99,14 +100,23 @@ struct rehome_disk {
 int rehome_disk_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_disk *out,
                     char *err, size_t errlen);
 
-/* What the broker is told of a vif (hvc_brk_vif, hvc_brk_bridge). */
+/* What the broker is told of a vif (hvc_brk_vif_more, hvc_brk_bridge). */
 struct rehome_vif {
     uint8_t mac[6];
     unsigned int mtu; /* 1500 when the copy says none */
-    char bridge[16];  /* "" when none */
+    char bridge[16];  /* "" when none, or routed */
+    char vifname[16]; /* "" when none */
+    bool routed;      /* script vif-route */
+    char gatewaydev[16];                /* routed: "" for the new backend's uplink bridge */
+    uint32_t ip4[VIFSPEC_ROUTED_MAX];   /* routed: the copy's ip, network order */
+    unsigned int nip4;
 };
 
-/* From the copy's mac, mtu and bridge keys.  0, or -1 with a reason in err. */
+/*
+ * From the copy's mac, mtu, bridge, vifname, script, ip and gatewaydev
+ * keys, checked as bulkhead create checks a vif spec.  0, or -1 with a
+ * reason in err.
+ */
 int rehome_vif_reg(const struct rehome_key *keys, size_t nkeys, struct rehome_vif *out,
                    char *err, size_t errlen);
 

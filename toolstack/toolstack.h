@@ -48,8 +48,26 @@ int hvc_brk_disk(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t de
                  uint32_t flags, const char *path);
 int hvc_brk_vif(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
                 unsigned int queues, unsigned int mtu, const uint8_t mac[6], const char *bridge);
+/*
+ * The rest of a vif's registration: vifname ("" for vif<frontend>.<devid>)
+ * and, for a routed vif (routed true, bridge ""), the gatewaydev and the
+ * guest's IPv4 addresses (network order, 1..HVW_BRK_MAX_IPS).
+ */
+struct hvc_vif_more {
+    const char *vifname;
+    bool routed;
+    const char *gatewaydev;
+    const uint32_t *ip;
+    unsigned int nip;
+};
+int hvc_brk_vif_more(struct hvc *h, uint16_t backend, uint16_t frontend, uint32_t devid,
+                     unsigned int queues, unsigned int mtu, const uint8_t mac[6],
+                     const char *bridge, const struct hvc_vif_more *x);
 int hvc_brk_unreg(struct hvc *h, uint8_t kind, uint16_t frontend, uint32_t devid);
 int hvc_brk_bridge(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu);
+/* The same, the bridge getting IPv4 addr/prefix (network order) too, unless addr is 0. */
+int hvc_brk_bridge_addr(struct hvc *h, uint16_t domid, const char *name, unsigned int mtu,
+                        uint32_t addr, unsigned int prefix);
 int hvc_brk_uplink(struct hvc *h, uint16_t domid, const char *bridge, const char *name,
                    const char *peer, const char *netns, unsigned int mtu);
 

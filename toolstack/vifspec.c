@@ -490,3 +490,90 @@ int vifspec_parse(const char *spec, struct vifspec *v, char *err, size_t errlen)
         xlcfg_one_line(err);
     return rc;
 }
+
+/* ---- what the scripts need ---- */
+
+#define SCRIPT_DIR "/etc/xen/scripts/" /* where libxl puts a bare script name */
+
+int vifspec_script(const char *script, bool *routed, char *err, size_t errlen)
+{
+    const char *s = script;
+
+    if (strncmp(s, SCRIPT_DIR, strlen(SCRIPT_DIR)) == 0)
+        s += strlen(SCRIPT_DIR);
+    *routed = strcmp(s, "vif-route") == 0;
+    if (s[0] == '\0' || *routed || strcmp(s, "vif-bridge") == 0)
+        return 0;
+    snprintf(err, errlen,
+             "script '%s' does not exist here: bulkhead-drvdom runs no hotplug scripts and does "
+             "what vif-bridge and vif-route do; use script=vif-bridge (the default) or "
+             "script=vif-route",
+             script);
+    xlcfg_one_line(err);
+    return -1;
+}
+
+static int routed_ip(char *tok, uint32_t ip[VIFSPEC_ROUTED_MAX], unsigned int *n, char *err,
+                     size_t errlen)
+{
+    char *slash = strchr(tok, '/');
+    struct in_addr a;
+    uint32_t h;
+
+    if (slash != NULL && strcmp(slash, "/32") != 0) {
+        snprintf(err, errlen,
+                 "ip %s of a routed vif is a network: vif-route routes host addresses; write %.*s",
+                 tok, (int)(slash - tok), tok);
+        return -1;
+    }
+    if (slash != NULL)
+        *slash = '\0';
+    if (inet_pton(AF_INET, tok, &a) != 1) {
+        snprintf(err, errlen, "ip %s of a routed vif: routed vifs carry IPv4 only here; remove it",
+                 tok);
+        return -1;
+    }
+    h = ntohl(a.s_addr);
+    if ((h >> 24) == 0 || (h >> 24) == 127 || (h >> 28) >= 14) {
+        snprintf(err, errlen, "ip %s of a routed vif is no unicast host address: give the guest's "
+                 "own", tok);
+        return -1;
+    }
+    for (unsigned int i = 0; i < *n; i++)
+        if (ip[i] == a.s_addr) {
+            snprintf(err, errlen, "ip %s is given twice: keep one", tok);
+            return -1;
+        }
+    if (*n == VIFSPEC_ROUTED_MAX) {
+        snprintf(err, errlen, "a routed vif's ip= has more than %d addresses: keep %d",
+                 VIFSPEC_ROUTED_MAX, VIFSPEC_ROUTED_MAX);
+        return -1;
+    }
+    ip[(*n)++] = a.s_addr;
+    return 0;
+}
+
+int vifspec_routed_ips(const char *ips, uint32_t ip[VIFSPEC_ROUTED_MAX], unsigned int *n,
+                       char *err, size_t errlen)
+{
+    char buf[VIFSPEC_STR_MAX], *save = NULL, *tok;
+
+    *n = 0;
+    if (ips[0] == '\0') {
+        snprintf(err, errlen,
+                 "script=vif-route needs ip=: vif-route routes the guest's addresses to its vif; "
+                 "add ip=ADDRESS (e.g. ip=192.0.2.10)");
+        return -1;
+    }
+    if (strlen(ips) >= sizeof(buf)) {
+        snprintf(err, errlen, "a routed vif's ip= is longer than %zu bytes", sizeof(buf) - 1);
+        return -1;
+    }
+    memcpy(buf, ips, strlen(ips) + 1);
+    for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+        if (routed_ip(tok, ip, n, err, errlen) != 0) {
+            xlcfg_one_line(err);
+            return -1;
+        }
+    return 0;
+}

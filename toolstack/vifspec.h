@@ -93,4 +93,23 @@ int vifspec_default_mac(const char *domain, unsigned int index, bool stable, uin
 /* A Linux interface name (see above). */
 bool vifspec_ifname_ok(const char *s);
 
+/*
+ * script=: vif-bridge or vif-route, bare or under /etc/xen/scripts, or ""
+ * (vif-bridge); anything else is refused, since bulkhead-drvdom runs no
+ * scripts and only what these two do is done.  Sets *routed for
+ * vif-route.  0, or -1 with a one-line message in err naming the fix.
+ */
+int vifspec_script(const char *script, bool *routed, char *err, size_t errlen);
+
+/*
+ * A routed vif's ip= (as written, "" when none): the IPv4 host addresses
+ * vif-route routes to the vif, network order, into ip[0..*n).  Refused: no
+ * address, a /PREFIX other than /32, IPv6, 0/8, 127/8, multicast or
+ * broadcast, an address twice, more than VIFSPEC_ROUTED_MAX.  0, or -1
+ * with a one-line message in err naming the fix.
+ */
+#define VIFSPEC_ROUTED_MAX 8 /* as many as netback's anti-spoofing and the broker take */
+int vifspec_routed_ips(const char *ips, uint32_t ip[VIFSPEC_ROUTED_MAX], unsigned int *n,
+                       char *err, size_t errlen);
+
 #endif

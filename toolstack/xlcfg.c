@@ -3,6 +3,7 @@
  * what the simulation makes of the values.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -312,6 +313,52 @@ static int read_init(struct xlcfg *cfg, XLU_Config *c, const char *file, char *e
     return 0;
 }
 
+/* bulkhead_uplink_address = "A.B.C.D/N": a unicast host address on the uplink bridge. */
+static int read_uplink_address(struct xlcfg *cfg, XLU_Config *c, const char *file, char *err,
+                               size_t errlen)
+{
+    const char *s, *slash;
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a;
+    unsigned long prefix = 0;
+    char *end = NULL;
+    uint32_t h;
+
+    host[0] = '\0';
+    if (xlu_cfg_get_string(c, "bulkhead_uplink_address", &s, 1) != 0) {
+        if (xlu_cfg_get_list(c, "bulkhead_uplink_address", NULL, NULL, 1) == 0) {
+            snprintf(err, errlen, "%s: bulkhead_uplink_address is one address: "
+                     "bulkhead_uplink_address = \"192.0.2.1/24\"", file);
+            return -1;
+        }
+        return 0;
+    }
+    slash = strchr(s, '/');
+    if (slash != NULL && (size_t)(slash - s) < sizeof(host)) {
+        memcpy(host, s, (size_t)(slash - s));
+        host[slash - s] = '\0';
+        if (slash[1] >= '1' && slash[1] <= '9') /* no sign, no leading zero */
+            prefix = strtoul(slash + 1, &end, 10);
+    }
+    if (end == NULL || *end != '\0' || prefix > 32 || inet_pton(AF_INET, host, &a) != 1 ||
+        (h = ntohl(a.s_addr)) >> 24 == 0 || h >> 24 == 127 || h >> 28 >= 14) {
+        snprintf(err, errlen,
+                 "%s: bulkhead_uplink_address '%.64s' is not an IPv4 host address with its "
+                 "prefix: e.g. bulkhead_uplink_address = \"192.0.2.1/24\"",
+                 file, s);
+        xlcfg_one_line(err);
+        return -1;
+    }
+    if (cfg->uplink[0] == '\0') {
+        snprintf(err, errlen, "%s: bulkhead_uplink_address without bulkhead_uplink: name the "
+                 "bridge it goes on (bulkhead_uplink = \"xenbr0\")", file);
+        return -1;
+    }
+    cfg->uplink_addr = a.s_addr;
+    cfg->uplink_prefix = (unsigned int)prefix;
+    return 0;
+}
+
 static int read_devices(struct xlcfg *cfg, XLU_Config *c, const char *file, char *err,
                         size_t errlen)
 {
@@ -335,7 +382,7 @@ static int read_devices(struct xlcfg *cfg, XLU_Config *c, const char *file, char
                  file);
         return -1;
     }
-    return 0;
+    return read_uplink_address(cfg, c, file, err, errlen);
 }
 
 #define XLCFG_MAX_BYTES (1u << 20)

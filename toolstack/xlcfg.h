@@ -16,6 +16,9 @@
  *                                      domain owns (its disks' targets);
  *   bulkhead_uplink = "BRIDGE"         the host bridge a driver domain's
  *                                      network reaches the world through;
+ *   bulkhead_uplink_address = "A.B.C.D/N"  that bridge's IPv4 address in
+ *                                      the driver domain (what routed vifs
+ *                                      take); needs bulkhead_uplink;
  *   bulkhead_init = "CMD ARG ..." or [ "CMD", "ARG", ... ]
  *                                      a guest's workload, run without a
  *                                      shell: a string splits on spaces;
@@ -31,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define XLCFG_NAME_MAX 64
 
@@ -54,6 +58,8 @@ struct xlcfg {
     char **init;    /* bulkhead_init's argv; NULL when not given */
     size_t ninit;
     char uplink[16]; /* bulkhead_uplink, "" when not given */
+    uint32_t uplink_addr;          /* bulkhead_uplink_address, network order; 0: none */
+    unsigned int uplink_prefix;    /* its /N, 1..32 */
     long vbd_queues; /* bulkhead_vbd_queues, 0 when not given */
     long vbd_persistent; /* bulkhead_vbd_persistent, -1 when not given */
 };

@@ -64,6 +64,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(r.vif.queues >= 1 && r.vif.queues <= HVW_BRK_MAX_QUEUES);
             FUZZ_ASSERT(r.vif.mtu >= 68 && r.vif.devid <= 65535 && !(r.vif.mac[0] & 1));
             check_name(r.vif.bridge, 1);
+            check_name(r.vif.vifname, 1);
+            check_name(r.vif.gatewaydev, !(r.vif.flags & HVW_BRK_VIF_ROUTED));
+            FUZZ_ASSERT(r.vif.flags <= HVW_BRK_VIF_ROUTED && r.vif.nip <= HVW_BRK_MAX_IPS);
+            FUZZ_ASSERT(!(r.vif.flags & HVW_BRK_VIF_ROUTED) ||
+                        (r.vif.bridge[0] == '\0' && r.vif.nip >= 1));
+            for (unsigned int i = 0; i < r.vif.nip; i++)
+                FUZZ_ASSERT(r.vif.ip[i] != 0 && r.vif.ip[i] != 0xffffffffu);
             return 0;
         }
         break;
@@ -88,6 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 7:
         if (brk_parse_bridge(p, len, &r.br, &why) == 0) {
             check_name(r.br.name, 0);
+            FUZZ_ASSERT(r.br.addr == 0 ? r.br.prefix == 0
+                                       : r.br.prefix >= 1 && r.br.prefix <= 32 &&
+                                             r.br.addr != 0xffffffffu);
             return 0;
         }
         break;

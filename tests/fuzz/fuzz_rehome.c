@@ -94,7 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rehome_vif_reg(keys, nk, &v, err, sizeof(err)) != 0)
         FUZZ_ASSERT(err[0] != '\0' && strchr(err, '\n') == NULL);
     else
-        FUZZ_ASSERT(v.mtu >= 68 && v.mtu <= 65535 && strlen(v.bridge) < sizeof(v.bridge));
+        FUZZ_ASSERT(v.mtu >= 68 && v.mtu <= 65535 && strlen(v.bridge) < sizeof(v.bridge) &&
+                    (!v.routed || (v.bridge[0] == '\0' && v.nip4 >= 1 &&
+                                   v.nip4 <= VIFSPEC_ROUTED_MAX)));
     if (r == 1) {
         struct bhxb_layout *l = rehome_layout(&d, keys, nk);
         for (size_t i = 0; l != NULL && i < l->n; i++)
