@@ -131,7 +131,8 @@ static int console_open(struct hv *hv, const struct hv_dom *d)
 static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **envp, uint32_t argc,
                         uint32_t envc)
 {
-    char **iargv = init_argv(argv, argc, (d->flags & HVW_DOM_DRIVER) != 0), envbuf[64], err[256], xs[300];
+    char **iargv = init_argv(argv, argc, (d->flags & HVW_DOM_DRIVER) != 0);
+    char envbuf[64], err[256], xs[300];
     struct stat st;
     bool xenstore;
     char **denv;

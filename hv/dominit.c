@@ -231,8 +231,9 @@ int dominit_main(int argc, char **argv)
     }
     /* Failing closed: a driver domain whose init cannot be confined does not run. */
     if (confined && confine(why, sizeof(why)) != 0) {
-        fprintf(stderr, "bulkhead domain init: cannot confine the driver domain's init: %s; "
-                        "the domain ends (run it on a kernel with seccomp and user namespaces)\n",
+        fprintf(stderr,
+                "bulkhead domain init: cannot confine the driver domain's init: %s; "
+                "the domain ends (run it on a kernel with seccomp and user namespaces)\n",
                 why);
         if (child > 0)
             kill(child, SIGKILL);
