@@ -42,15 +42,17 @@
  * lines call (strace -f of a driver domain's init through create, a
  * worker's death, restart, upgrade and destroy shows no other call once it
  * is confined).  The sanitizer builds' runtime adds nothing here: the loop
- * allocates nothing, and every exit after confine is _exit, so that
- * LeakSanitizer's check (which needs ptrace, /proc and more) never runs.
+ * allocates nothing, and every exit after confine is a bare exit_group,
+ * past the sanitizers' exit and _exit hooks (LeakSanitizer's check needs
+ * ptrace and /proc; ASan's _exit tears its signal stack down with
+ * sigaltstack).
  */
 /* clang-format off */
 static const char *const init_allowed[] = {
     "rt_sigtimedwait", /* sigwaitinfo: SIGCHLD, SIGTERM, SIGINT, taken synchronously */
     "wait4",           /* waitpid: reaping the program and the domain's orphans */
     "write",           /* the one-line errors on stderr (the domain's console) */
-    "exit_group",      /* _exit once the program has ended, or from the SIGSYS handler */
+    "exit_group",      /* leaving once the program has ended, or from the SIGSYS handler */
 };
 /* clang-format on */
 
@@ -59,6 +61,7 @@ static const int init_signals[] = {SIGTERM, SIGINT};
 
 #define INIT_NR_NAMES 512
 static char init_nr_names[INIT_NR_NAMES][24]; /* for the SIGSYS handler, which cannot allocate */
+static int init_pid;                          /* ... nor call getpid, which is not in the list */
 
 /*
  * A call outside the list traps.  SIGSYS from seccomp is forced on the
@@ -81,7 +84,7 @@ static void init_sigsys(int sig, siginfo_t *si, void *uc)
     n = snprintf(line, sizeof(line),
                  "domain-init[%d]: seccomp: denied system call %s (%d): killed; if the code needs "
                  "it, add it to hv/dominit.c's allowlist\n",
-                 (int)syscall(SYS_getpid), name, nr);
+                 init_pid, name, nr);
     if (n > 0)
         (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     syscall(SYS_exit_group, 128 + SIGSYS);
@@ -149,6 +152,7 @@ static int confine(char *why, size_t len)
         snprintf(why, len, "cannot build the seccomp filter: %s", strerror(errno));
         return -1;
     }
+    init_pid = (int)getpid();
     sigaction(SIGSYS, &sa, NULL);
     rc = seccomp_load(f);
     seccomp_release(f);
@@ -255,11 +259,12 @@ int dominit_main(int argc, char **argv)
         }
     }
     /*
-     * Confined, the init leaves with _exit: exit would run atexit handlers
-     * and, in a sanitizer build, LeakSanitizer's check, whose calls the
-     * filter denies.  Nothing is buffered: it writes only to stderr.
+     * Confined, the init leaves with a bare exit_group: exit would run
+     * atexit handlers and, in a sanitizer build, LeakSanitizer's check,
+     * and the sanitizers' _exit calls sigaltstack: the filter denies both.
+     * Nothing is buffered: it writes only to stderr.
      */
     if (confined)
-        _exit(status);
+        syscall(SYS_exit_group, status);
     return status;
 }
