@@ -758,7 +758,9 @@ END_TEST
 START_TEST(test_confined_init)
 {
     static const char *const caps[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"};
-    const char *zombies = "sleep 0.3; grep -l 'Z (zombie)' /proc/[0-9]*/status | wc -l";
+    /* Waits for the condition (30 s at most), not for a time: CI is loaded. */
+    const char *zombies = "for i in $(seq 300); do n=$(grep -l 'Z (zombie)' /proc/[0-9]*/status "
+                          "2>/dev/null | wc -l); [ $n = 0 ] && break; sleep 0.1; done; echo $n";
     char out[OUT_MAX], val[128] = "";
     struct dom d;
     int status;
