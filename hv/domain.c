@@ -63,17 +63,24 @@ static uint16_t next_domid(struct hv *hv)
     return 0;
 }
 
-/* The first program's argv: our own binary as the domain's init, then the program. */
-static char **init_argv(char **prog, uint32_t argc)
+/*
+ * The first program's argv: our own binary as the domain's init, then the
+ * program.  A driver domain's init confines itself once the program runs
+ * (hv/dominit.c): it is part of what the guests' backends could reach.
+ */
+static char **init_argv(char **prog, uint32_t argc, bool driver)
 {
-    char **v = calloc(argc + 3, sizeof(*v));
+    char **v = calloc(argc + 4, sizeof(*v));
+    uint32_t n = 0;
 
     if (v == NULL)
         return NULL;
-    v[0] = "bulkhead-domain-init";
-    v[1] = "--domain-init";
+    v[n++] = "bulkhead-domain-init";
+    v[n++] = "--domain-init";
+    if (driver)
+        v[n++] = "--confine";
     for (uint32_t i = 0; i < argc; i++)
-        v[i + 2] = prog[i];
+        v[n++] = prog[i];
     return v;
 }
 
@@ -124,7 +131,8 @@ static int console_open(struct hv *hv, const struct hv_dom *d)
 static int start_domain(struct hv *hv, struct hv_dom *d, char **argv, char **envp, uint32_t argc,
                         uint32_t envc)
 {
-    char **iargv = init_argv(argv, argc), envbuf[64], err[256], xs[300];
+    char **iargv = init_argv(argv, argc, (d->flags & HVW_DOM_DRIVER) != 0);
+    char envbuf[64], err[256], xs[300];
     struct stat st;
     bool xenstore;
     char **denv;

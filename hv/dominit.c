@@ -12,18 +12,164 @@
  * queued even for an init, and no handler runs between fork and exec.  A
  * SIGTERM sent before they are blocked, while the init is still starting,
  * is dropped by the kernel like any signal to an init without a handler.
+ *
+ * A driver domain's init ("--domain-init --confine PROGRAM...", which
+ * bulkhead-hv gives a domain created with HVW_DOM_DRIVER) is confined once
+ * it has forked its program: from then on its loop only waits for signals,
+ * reaps and forwards SIGTERM, so it needs no capability and a handful of
+ * calls (confine below).  A guest's init is not confined: `bulkhead exec`
+ * leaves the commands it runs in the guest under it, and a guest's
+ * programs are the guest's own business, not the driver domain's TCB.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/capability.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "dombuild.h"
+
+/*
+ * The confined init's allowlist: what its loop, its exits and its error
+ * lines call (strace -f of a driver domain's init through create, a
+ * worker's death, restart, upgrade and destroy shows no other call once it
+ * is confined).  The sanitizer builds' runtime adds nothing here: the loop
+ * allocates nothing, and every exit after confine is a bare exit_group,
+ * past the sanitizers' exit and _exit hooks (LeakSanitizer's check needs
+ * ptrace and /proc; ASan's _exit tears its signal stack down with
+ * sigaltstack).
+ */
+/* clang-format off */
+static const char *const init_allowed[] = {
+    "rt_sigtimedwait", /* sigwaitinfo: SIGCHLD, SIGTERM, SIGINT, taken synchronously */
+    "wait4",           /* waitpid: reaping the program and the domain's orphans */
+    "write",           /* the one-line errors on stderr (the domain's console) */
+    "exit_group",      /* leaving once the program has ended, or from the SIGSYS handler */
+};
+/* clang-format on */
+
+/* kill: only SIGTERM and SIGINT, forwarded to the program. */
+static const int init_signals[] = {SIGTERM, SIGINT};
+
+#define INIT_NR_NAMES 512
+static char init_nr_names[INIT_NR_NAMES][24]; /* for the SIGSYS handler, which cannot allocate */
+static int init_pid;                          /* ... nor call getpid, which is not in the list */
+
+/*
+ * A call outside the list traps.  SIGSYS from seccomp is forced on the
+ * task: it reaches even a pid 1 whose other signals the kernel drops, so
+ * the init logs the same line the confined workers do (driverdom/
+ * confine.c) and ends, and with it the domain: a driver domain whose init
+ * met a call it was not meant to make fails closed.  Async-signal-safe:
+ * only write and exit_group, both allowed.
+ */
+static void init_sigsys(int sig, siginfo_t *si, void *uc)
+{
+    char line[256];
+    const char *name = "?";
+    int nr = si->si_syscall, n;
+
+    (void)sig;
+    (void)uc;
+    if (nr >= 0 && nr < INIT_NR_NAMES && init_nr_names[nr][0] != '\0')
+        name = init_nr_names[nr];
+    n = snprintf(line, sizeof(line),
+                 "domain-init[%d]: seccomp: denied system call %s (%d): killed; if the code needs "
+                 "it, add it to hv/dominit.c's allowlist\n",
+                 init_pid, name, nr);
+    if (n > 0)
+        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    syscall(SYS_exit_group, 128 + SIGSYS);
+}
+
+static scmp_filter_ctx init_filter(void)
+{
+    scmp_filter_ctx f = seccomp_init(SCMP_ACT_TRAP);
+    int rc = 0;
+
+    if (f == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof(init_allowed) / sizeof(init_allowed[0]); i++)
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, seccomp_syscall_resolve_name(init_allowed[i]), 0);
+    for (size_t i = 0; i < sizeof(init_signals) / sizeof(init_signals[0]); i++)
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
+                               SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)init_signals[i]));
+    if (rc != 0) {
+        seccomp_release(f);
+        errno = -rc;
+        return NULL;
+    }
+    return f;
+}
+
+/*
+ * Gives up what the loop does not need, in the order driverdom/confine.c
+ * takes (each step needs what a later one removes): no_new_privs; the
+ * bounding set (PR_CAPBSET_DROP needs CAP_SETPCAP), then effective,
+ * permitted and inheritable with capset, then the ambient set; the
+ * seccomp allowlist last.  The domain's mounts stay as they are: dom0
+ * enters them through the init (`bulkhead upgrade`, nsenter), and the init
+ * opens nothing.
+ */
+static int confine(char *why, size_t len)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2] = {{0}, {0}};
+    struct sigaction sa = {.sa_sigaction = init_sigsys, .sa_flags = SA_SIGINFO};
+    scmp_filter_ctx f;
+    int rc;
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        snprintf(why, len, "cannot set no_new_privs: %s", strerror(errno));
+        return -1;
+    }
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            snprintf(why, len, "cannot drop capability %d from the bounding set: %s", cap,
+                     strerror(errno));
+            return -1;
+        }
+    if (syscall(SYS_capset, &h, d) != 0 ||
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+        snprintf(why, len, "cannot clear the capability sets: %s", strerror(errno));
+        return -1;
+    }
+    for (int nr = 0; nr < INIT_NR_NAMES; nr++) {
+        char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (s != NULL)
+            snprintf(init_nr_names[nr], sizeof(init_nr_names[nr]), "%s", s);
+        free(s);
+    }
+    if ((f = init_filter()) == NULL) {
+        snprintf(why, len, "cannot build the seccomp filter: %s", strerror(errno));
+        return -1;
+    }
+    init_pid = (int)getpid();
+    sigaction(SIGSYS, &sa, NULL);
+    rc = seccomp_load(f);
+    seccomp_release(f);
+    if (rc != 0) {
+        snprintf(why, len, "cannot load the seccomp filter: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* "syscall NAME" lines, as bulkhead-drvdom --print-policy gives its own (bulkhead tcb). */
+static void print_policy(void)
+{
+    for (size_t i = 0; i < sizeof(init_allowed) / sizeof(init_allowed[0]); i++)
+        printf("syscall %s\n", init_allowed[i]);
+    printf("syscall kill (SIGTERM, SIGINT)\n");
+}
 
 /* The program, with fds 0-3 as they are: fd 3, the channel, is its fd 3 too. */
 static pid_t spawn(char **argv, const sigset_t *mask)
@@ -59,7 +205,18 @@ int dominit_main(int argc, char **argv)
     siginfo_t si;
     pid_t child = -1;
     int sig, status = 0;
+    bool confined = false;
+    char why[256];
 
+    if (argc == 2 && strcmp(argv[1], "--print-policy") == 0) {
+        print_policy();
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--confine") == 0) {
+        confined = true;
+        argc--;
+        argv++;
+    }
     /* As `ps` in the domain shows it (an fexecve'd program is named after its fd). */
     prctl(PR_SET_NAME, "domain-init");
     sigemptyset(&set);
@@ -76,15 +233,38 @@ int dominit_main(int argc, char **argv)
         fprintf(stderr, "bulkhead domain init: cannot fork: %s\n", strerror(errno));
         return 127;
     }
+    /* Failing closed: a driver domain whose init cannot be confined does not run. */
+    if (confined && confine(why, sizeof(why)) != 0) {
+        fprintf(stderr,
+                "bulkhead domain init: cannot confine the driver domain's init: %s; "
+                "the domain ends (run it on a kernel with seccomp and user namespaces)\n",
+                why);
+        if (child > 0)
+            kill(child, SIGKILL);
+        _exit(126);
+    }
     for (;;) {
         if ((sig = sigwaitinfo(&set, &si)) < 0)
             continue; /* EINTR: a stop and continue */
-        if (sig == SIGCHLD && reap_all(child, &status))
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (sig == SIGCHLD && reap_all(child, &status)) {
+            status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            break;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
-            if (child < 0)
-                return 0;
+            if (child < 0) {
+                status = 0;
+                break;
+            }
             kill(child, sig);
         }
     }
+    /*
+     * Confined, the init leaves with a bare exit_group: exit would run
+     * atexit handlers and, in a sanitizer build, LeakSanitizer's check,
+     * and the sanitizers' _exit calls sigaltstack: the filter denies both.
+     * Nothing is buffered: it writes only to stderr.
+     */
+    if (confined)
+        syscall(SYS_exit_group, status);
+    return status;
 }

@@ -748,6 +748,62 @@ START_TEST(test_init_exit_status)
 }
 END_TEST
 
+/*
+ * A driver domain's init ("--domain-init --confine PROGRAM"): once its
+ * program runs it shows no_new_privs, a seccomp filter and five empty
+ * capability sets, and still does its three duties under the filter
+ * (reaping orphans, forwarding SIGTERM, leaving with its program's status);
+ * none of them meets a denied call (which would end it with 159).
+ */
+START_TEST(test_confined_init)
+{
+    static const char *const caps[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"};
+    /* Waits for the condition (30 s at most), not for a time: CI is loaded. */
+    const char *zombies = "for i in $(seq 300); do n=$(grep -l 'Z (zombie)' /proc/[0-9]*/status "
+                          "2>/dev/null | wc -l); [ $n = 0 ] && break; sleep 0.1; done; echo $n";
+    char out[OUT_MAX], val[128] = "";
+    struct dom d;
+    int status;
+
+    dom_init(&d, 24, "confined");
+    d.argv[2] = "--confine";
+    d.argv[3] = "sh";
+    d.argv[4] = "-c";
+    d.argv[5] = "trap 'exit 42' TERM; echo ready >&3; while :; do sleep 0.02; done";
+    dom_start(&d);
+    expect_from(d.chan, "ready\n");
+    /* It confines itself after the fork: wait for the filter (5 s at most). */
+    for (int i = 0; i < 500 && strcmp(val, "\t2") != 0; i++) {
+        if (i > 0)
+            sleep_ms(10);
+        status_line(d.pid, "Seccomp:", val, sizeof(val));
+    }
+    ck_assert_str_eq(val, "\t2");
+    status_line(d.pid, "NoNewPrivs:", val, sizeof(val));
+    ck_assert_str_eq(val, "\t1");
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        status_line(d.pid, caps[i], val, sizeof(val));
+        ck_assert_msg(strcmp(val, "\t0000000000000000") == 0, "%s%s", caps[i], val);
+    }
+    run_ok(&d, "(true &); (true &); (true &)", out);
+    expect(&d, zombies, "0\n");
+    ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+    wait_exit(&d, &status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42, "status 0x%x", status);
+    dom_kill(&d);
+
+    dom_init(&d, 24, "confined-exits");
+    d.argv[2] = "--confine";
+    d.argv[3] = "sh";
+    d.argv[4] = "-c";
+    d.argv[5] = "exit 7";
+    dom_start(&d);
+    wait_exit(&d, &status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status 0x%x", status);
+    dom_kill(&d);
+}
+END_TEST
+
 START_TEST(test_idle_init)
 {
     struct dom d;
@@ -1002,6 +1058,7 @@ static Suite *dombuild_suite(void)
     tcase_add_test(tc, test_init_reaps_orphans);
     tcase_add_test(tc, test_init_forwards_signals);
     tcase_add_test(tc, test_init_exit_status);
+    tcase_add_test(tc, test_confined_init);
     tcase_add_test(tc, test_idle_init);
     tcase_add_test(tc, test_first_process_fds);
     suite_add_tcase(s, tc);

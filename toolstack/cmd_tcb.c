@@ -26,7 +26,8 @@
  *   io_uring ops   likewise, against every operation the kernel headers
  *                  know;
  *   capabilities   the union of CapEff and CapPrm over the placement's
- *                  running drvdom processes (/proc/PID/status), and whether
+ *                  running drvdom processes, a driver domain's init
+ *                  included (/proc/PID/status), and whether
  *                  each has NoNewPrivs and a seccomp filter; unknown when
  *                  none runs.
  * `bulkhead bench` runs `bulkhead tcb --json`: keep the JSON's keys.
@@ -211,10 +212,17 @@ static bool status_field(pid_t pid, const char *key, char *out, size_t size)
     return found;
 }
 
+/*
+ * A driver domain's init (hv/dominit.c) counts with its processes: it runs
+ * as the domain's uid, confined too, with an allowlist that is a subset of
+ * bulkhead-drvdom's (`bulkhead-hv --domain-init --print-policy`), so the
+ * syscalls reported hold for it as well.  dom0 has no such init: owner()
+ * matches it only by a driver domain's uid.
+ */
 static bool is_drvdom_comm(const char *comm)
 {
     return strcmp(comm, "bulkhead-drvdom") == 0 || strncmp(comm, "bhk-", 4) == 0 ||
-           strncmp(comm, "bhw-", 4) == 0;
+           strncmp(comm, "bhw-", 4) == 0 || strcmp(comm, "domain-init") == 0;
 }
 
 /* Which processes are this simulation's (other simulations may run beside it). */

@@ -15,11 +15,12 @@ command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 command -v python3 >/dev/null || skip_all "needs python3 (apt-get install python3)"
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 DD="${abs_top_builddir:-$PWD}/driverdom/bulkhead-drvdom"
+HV="${abs_top_builddir:-$PWD}/hv/bulkhead-hv"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-conf-XXXXXX)
 W=$(mktemp -d /tmp/bh-confw-XXXXXX)
 fiopid=""
 trap '[ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 27
+plan 31
 
 mkdir -p "$W/store"
 truncate -s 64M "$W/store/a.img"
@@ -58,14 +59,33 @@ is "fio is still running (the checks below see I/O in flight)" "$(kill -0 "$fiop
 status_of() { # pid field
     sed -n "s/^$2:[[:space:]]*//p" /proc/"$1"/status
 }
+# Every process of the driver domain: whatever shares its init's pid
+# namespace, the init included (as dom0 sees them, whatever their comm).
+dns=$(readlink /proc/"$dpid"/ns/pid)
+all=$(for d in /proc/[0-9]*; do
+    [ "$(readlink "$d"/ns/pid 2>/dev/null)" = "$dns" ] && echo "${d#/proc/}"
+done)
+is "its pid namespace holds its init and the five" \
+    "$(for p in $all; do cat /proc/"$p"/comm; done | sed 's/^bh\([kw]\)-.*/bh\1-/' | sort | tr '\n' ' ')" \
+    "bhk- bhk- bhw- bhw- bulkhead-drvdom domain-init "
 bad=""
-for p in $procs; do
+for p in $all; do
     s="$(status_of "$p" NoNewPrivs) $(status_of "$p" Seccomp)"
     for c in CapInh CapPrm CapEff CapBnd CapAmb; do s="$s $(status_of "$p" $c)"; done
     [ "$s" = "1 2 0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000" ] ||
         bad="$bad $p($(cat /proc/"$p"/comm): $s)"
 done
-is "every drvdom process: NoNewPrivs 1, Seccomp 2, all five capability sets 0" "$bad" ""
+is "every process of the domain, init included: NoNewPrivs 1, Seccomp 2, all five capability sets 0" \
+    "$bad" ""
+gpid=$("$B" list --json | sed -n 's/.*"name": "g", "state": "running", "pid": \([0-9]*\).*/\1/p')
+# (no_new_privs is every domain's, from its builder; capabilities are its
+# user namespace's, over the guest's own namespaces only.)
+is "a guest's init is not confined (only the driver domain is: README): no filter, capabilities" \
+    "$(status_of "$gpid" Seccomp) $(status_of "$gpid" NoNewPrivs) $([ "$(status_of "$gpid" CapEff)" != 0000000000000000 ] && echo held)" \
+    "0 1 held"
+is "the init's allowlist is within bulkhead-drvdom's (tcb's count holds for both)" \
+    "$("$HV" --domain-init --print-policy | sed -n 's/^syscall \([a-z0-9_]*\).*/\1/p' |
+        while read -r c; do "$DD" --print-policy | grep -q "^syscall $c\b" || echo "$c"; done)" ""
 main=$(for p in $procs; do [ "$(cat /proc/"$p"/comm)" = bulkhead-drvdom ] && echo "$p"; done)
 is "the main process's root holds only proc and run" "$(ls /proc/"$main"/root | tr '\n' ' ')" "proc run "
 is "... and run only the two daemons' sockets" "$(ls /proc/"$main"/root/run/bulkhead | tr '\n' ' ')" \
@@ -77,7 +97,7 @@ is "its network namespace holds its loopback, bridge, vif TAP and uplink only" "
 "$B" tcb --json >"$W/tcb.json"
 is "tcb --json: the driver domain holds no capability, nnp and seccomp on all its processes" \
     "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["placements"][0]; print(p["name"], p["running_processes"], p["capabilities"]["held"], p["no_new_privs"], p["seccomp_mode2"])' "$W/tcb.json")" \
-    "driver-domain 5 0 True True"
+    "driver-domain 6 0 True True"
 is "... and lists the syscalls and io_uring ops --print-policy gives" \
     "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["placements"][0]; print(p["syscalls_allowed"], len(p["syscalls"]), p["io_uring_ops"])' "$W/tcb.json")" \
     "$("$DD" --print-policy | grep -c '^syscall ') $("$DD" --print-policy | grep -c '^syscall ') $("$DD" --print-policy | sed -n "s/^io_uring \(.*\)/'\1'/p" | paste -sd, | sed 's/,/, /g; s/^/[/; s/$/]/')"
@@ -91,7 +111,7 @@ is "fio saw no error while we looked" "$(grep -ci 'err=[^0 ]\|verify' "$W/fio.ou
 
 # From inside: the same confinement, then try (a test-only trigger).  `bulkhead
 # exec` refuses a driver domain (no exec there): enter the namespaces of its
-# first process (the domain's init, not confined: its mounts are the
+# first process (the domain's init: confined, but its mounts are the
 # domain's) as its root with nsenter, as `bulkhead exec` would a guest's.
 selftest() {
     nsenter -t "$dpid" -U -m -n -i -u -p -S 0 -G 0 -- "$DD" --confine-selftest "$@" 2>&1
@@ -143,5 +163,13 @@ for i in $(seq 300); do
     sleep 0.1
 done
 is "on SIGTERM its main process closed and exited" "$(grep -c 'every device closed: exiting' "$con")" "1"
-"$B" destroy drv >/dev/null 2>&1 # its init may have ended the domain already
+# Its confined init reaps it and leaves, ending the domain: that exit too
+# runs under the filter (a sanitizer build's exit hooks included).
+for i in $(seq 300); do
+    [ "$("$B" list --json | sed -n 's/.*"name": "drv", "state": "\([a-z]*\)".*/\1/p')" = shutdown ] && break
+    sleep 0.1
+done
+is "... and its init then ended the domain" \
+    "$("$B" list --json | sed -n 's/.*"name": "drv", "state": "\([a-z]*\)".*/\1/p')" "shutdown"
+"$B" destroy drv >/dev/null 2>&1
 is "no process of the driver domain met a denied call" "$(grep -c 'seccomp: denied' "$con")" "0"
