@@ -15,9 +15,10 @@ for p in ping python3 nsenter; do
 done
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-routed-XXXXXX)
+. "${srcdir:-.}/tests/dev/lib.sh"
 W=$(mktemp -d /tmp/bh-routedw-XXXXXX)
 trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-plan 26
+plan 27
 
 # The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's bridge.
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\nbulkhead_uplink_address = "10.9.2.1/24"\n' >"$W/drv.cfg"
@@ -81,35 +82,9 @@ ok "r1 pings dom0's namespace through the driver domain's uplink" "$B" exec r1 -
 ok "r1 pings r2 (routed through the driver domain)" "$B" exec r1 -- ping -c 3 -W 3 10.9.2.12
 
 # 64 MiB over TCP r1 -> r2: what r2 receives has the md5 of what r1 sent.
-cat >"$W/recv.py" <<'PY'
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5201)); s.listen(1)
-c, _ = s.accept(); h = hashlib.md5(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-PY
-cat >"$W/send.py" <<'PY'
-import hashlib, random, socket, sys, time
-r = random.Random(7); h = hashlib.md5()
-for _ in range(60):  # until the server listens: no fixed sleep
-    try:
-        s = socket.create_connection((sys.argv[1], 5201)); break
-    except OSError:
-        time.sleep(1)
-for _ in range(64):
-    b = r.randbytes(1 << 20); h.update(b); s.sendall(b)
-s.shutdown(socket.SHUT_WR); s.recv(1); print(64 << 20, h.hexdigest())
-PY
-"$B" exec r2 -- python3 -c "$(cat "$W/recv.py")" >"$W/recv.out" 2>&1 &
-timeout 300 "$B" exec r1 -- python3 -c "$(cat "$W/send.py")" 10.9.2.12 >"$W/send.out" 2>&1
-wait
-is "64 MiB over TCP r1 -> r2: same length and md5 on both ends" \
-    "$(grep -x '67108864 [0-9a-f]\{32\}' "$W/recv.out")" "$(cat "$W/send.out")"
+stream_start r1 r2 10.9.2.12 5201 $((64 << 20)) && stream_wait 5201 300
+ok "64 MiB over TCP r1 -> r2: same length and md5 on both ends" stream_same 5201
+is "... all of it" "$(cut -d' ' -f1 "$W/stream-5201.recv")" "67108864"
 
 # Anti-spoofing still holds: r1 as 10.9.2.99 reaches neither r2 nor dom0.
 "$B" exec r1 -- ip addr add 10.9.2.99/24 dev eth0
