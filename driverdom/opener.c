@@ -209,7 +209,10 @@ int drvdom_opener_start(char *why, size_t len)
         return -1;
     }
     if (pid == 0) {
-        close(sv[0]);
+        /* Nothing of the daemon's but its log: a ready-fd pipe must see EOF when the daemon goes. */
+        if (sv[1] > 3)
+            close_range(3, (unsigned int)sv[1] - 1, 0);
+        close_range((unsigned int)sv[1] + 1, ~0u, 0);
         opener_main(sv[1]);
     }
     close(sv[1]);
