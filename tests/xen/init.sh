@@ -252,7 +252,10 @@ hotplug         # domu3: the vbd again, detached and attached while it runs
 # Scenario 6: disk 2 again, its frontend told the backend is not trusted
 # (frontend key trusted=0): Linux's blkfront bounces every page through
 # grants of its own.  Xen 4.17's libxl takes that from its environment
-# (LIBXL_DISK_BACKEND_UNTRUSTED=1, XSA-403), not from the disk spec.
+# (LIBXL_DISK_BACKEND_UNTRUSTED=1, XSA-403), not from the disk spec.  The
+# bounce buffer alone proves little: blkfront bounces with persistent
+# grants too, which we offer; the key in the frontend's directory is what
+# makes this the trusted=0 case, and the data checks what we served.
 export LIBXL_DISK_BACKEND_UNTRUSTED=1
 guest 2 domu4 s6
 unset LIBXL_DISK_BACKEND_UNTRUSTED
