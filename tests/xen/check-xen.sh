@@ -15,7 +15,8 @@
 #
 # Env: BH_XEN_CACHE (default /var/cache/bulkhead-xen): images, by package
 #      versions; BH_BUILDDIR, BH_SRCDIR (set by make); BH_XEN_KEEP=1 keeps
-#      the run directory; BH_XEN_BOOT_TIMEOUT (default 900 s) bounds the boot.
+#      the run directory; BH_XEN_BOOT_TIMEOUT (default 900 s) bounds the boot;
+#      BH_XEN_TRACE=1 puts blkback's trace (BULKHEAD_BLK_TRACE) in the log.
 set -uo pipefail
 
 SRC=${BH_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -146,6 +147,8 @@ done
 mkdir -p "$OV/etc/ld.so.conf.d"; echo /usr/local/lib > "$OV/etc/ld.so.conf.d/bulkhead.conf"
 install -m 0755 "$SRC/tests/xen/init.sh" "$OV/init"
 cp "$SRC"/tests/xen/*.cfg "$OV/etc/xen/"
+# BH_XEN_TRACE=1: blkback's trace (BULKHEAD_BLK_TRACE) in the driver domain's log.
+[ "${BH_XEN_TRACE:-0}" = 1 ] && sed -i 's/role=driverdomain/role=driverdomain bhtrace=1/' "$OV/etc/xen/drvdom.cfg"
 cp "$IMG/vmlinuz" "$OV/root/vmlinuz"
 
 # A guest: static busybox, the frontends and ext4's modules with their dependencies.
