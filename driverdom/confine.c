@@ -15,9 +15,10 @@
  *      /proc/self/fd; the sanitizers read /proc/self/maps) and
  *      /run/bulkhead (the hypervisor's and XenStore's sockets, which a
  *      worker connects to), or on Xen /dev/xen instead (xenbus, gntdev,
- *      gntalloc, evtchn, which a worker opens).  Nothing of the host's /usr, /etc or of the
- *      build tree stays in view, nor any storage: the storage a domain was
- *      given (bulkhead_storage) reaches it only as the broker's fds;
+ *      gntalloc, evtchn, which a worker opens).  Nothing of the host's
+ *      /usr, /etc or of the build tree stays in view, nor any storage:
+ *      the storage a domain was given (bulkhead_storage) reaches it only
+ *      as the broker's fds (on Xen, the opener's: opener.c);
  *   2. no_new_privs, so that nothing it runs could gain privilege (there
  *      is no exec anyway: step 4);
  *   3. every capability: the bounding set first (PR_CAPBSET_DROP needs
@@ -244,7 +245,8 @@ static int confine_mounts(bool xen, char *why, size_t len)
      * evtchn), and there is no /run/bulkhead.
      */
     if (xen) {
-        if (mkdir(NEWROOT "/dev", 0755) != 0 || bind_into("/dev/xen", NEWROOT "/dev/xen", why, len) != 0) {
+        if (mkdir(NEWROOT "/dev", 0755) != 0 ||
+            bind_into("/dev/xen", NEWROOT "/dev/xen", why, len) != 0) {
             if (why[0] == '\0')
                 snprintf(why, len, "cannot make the confined /dev: %s", strerror(errno));
             return -1;
@@ -420,9 +422,9 @@ void drvdom_print_policy(FILE *out)
     /* one line, one system call: bulkhead tcb counts the lines */
     fprintf(out, "syscall ioctl (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD, FIONREAD; "
                  "Xen's gntdev MAP_GRANT_REF, UNMAP_GRANT_REF, GET_OFFSET_FOR_VADDR, "
-                 "SET_MAX_GRANTS, SET_UNMAP_NOTIFY, GRANT_COPY; Xen's gntalloc ALLOC_GREF, DEALLOC_GREF, "
-                 "SET_UNMAP_NOTIFY; Xen's evtchn BIND_INTERDOMAIN, BIND_UNBOUND_PORT, UNBIND, NOTIFY, "
-                 "RESET, RESTRICT_DOMID)\n");
+                 "SET_MAX_GRANTS, SET_UNMAP_NOTIFY, GRANT_COPY; Xen's gntalloc ALLOC_GREF, "
+                 "DEALLOC_GREF, SET_UNMAP_NOTIFY; Xen's evtchn BIND_INTERDOMAIN, "
+                 "BIND_UNBOUND_PORT, UNBIND, NOTIFY, RESET, RESTRICT_DOMID)\n");
     for (size_t i = 0; bhblk_uring_ops[i] != NULL; i++)
         fprintf(out, "io_uring %s\n", bhblk_uring_ops[i]);
 }

@@ -80,8 +80,8 @@ static int recv_fd(int sock, void *buf, size_t len, int *fd)
 {
     char cbuf[CMSG_SPACE(sizeof(int))];
     struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                       .msg_controllen = sizeof(cbuf)};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
 
     *fd = -1;
@@ -146,7 +146,8 @@ static int open_target(struct xs_handle *xs, unsigned int self, const struct ope
     if (S_ISBLK(st.st_mode)) {
         if (ioctl(fd, BLKGETSIZE64, &r->size) != 0) {
             r->err = errno;
-            snprintf(r->why, sizeof(r->why), "target %s: BLKGETSIZE64: %s", target, strerror(errno));
+            snprintf(r->why, sizeof(r->why), "target %s: BLKGETSIZE64: %s", target,
+                     strerror(errno));
             close(fd);
             fd = -1;
         }
@@ -209,7 +210,7 @@ int drvdom_opener_start(char *why, size_t len)
         return -1;
     }
     if (pid == 0) {
-        /* Nothing of the daemon's but its log: a ready-fd pipe must see EOF when the daemon goes. */
+        /* Nothing of the daemon's but its log: a ready-fd pipe sees EOF when the daemon goes. */
         if (sv[1] > 3)
             close_range(3, (unsigned int)sv[1] - 1, 0);
         close_range((unsigned int)sv[1] + 1, ~0u, 0);
@@ -228,7 +229,8 @@ int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_
     int sv[2], fd = -1;
 
     if (opener_fd < 0) {
-        snprintf(why, len, "no opener: bulkhead-drvdom on Xen starts one before it confines itself");
+        snprintf(why, len,
+                 "no opener: bulkhead-drvdom on Xen starts one before it confines itself");
         errno = ENOTCONN;
         return -1;
     }

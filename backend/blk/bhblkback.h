@@ -61,7 +61,7 @@ struct bhblk_seg {
 /* A request as validated: only this copy is ever acted upon. */
 struct bhblk_req {
     uint64_t id;
-    uint8_t operation;  /* answered in the response: as on the ring, an indirect one's indirect_op */
+    uint8_t operation;  /* for the response: as on the ring; an indirect one's indirect_op */
     uint8_t op;         /* what to do: READ, WRITE, WRITE_BARRIER, FLUSH_DISKCACHE, DISCARD */
     uint64_t sector;    /* first 512-byte sector */
     uint64_t nr_sectors;
