@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 #include <fcntl.h>
@@ -103,15 +104,51 @@ struct blk_priv {
     int epfd1; /* with several queues: an epoll over their io_urings, plus one */
     struct bhnbd *nbd; /* a connection made by probe, until queue 0's engine takes it */
     bool lost;         /* the storage is gone: the device failed once */
+    char traced[BLK_MAX_QUEUES][240]; /* BULKHEAD_BLK_TRACE: each ring's state as last logged */
 };
+
+/*
+ * BULKHEAD_BLK_TRACE=1: the engine's first requests and answers, and each
+ * ring's indices once a second when they moved, in the device's log.  For
+ * finding where a frontend's I/O stops where no debugger reaches (a driver
+ * domain on real Xen, logging to its console).
+ */
+static bool blk_tracing(void)
+{
+    const char *v = getenv("BULKHEAD_BLK_TRACE");
+
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+static void blk_trace_line(void *arg, const char *line)
+{
+    bhdev_log(arg, "%s", line);
+}
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
 static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
     int ro = 0, fd;
 
+    if (id->backend_domid != 0 && drv_own_targets(id->backend_domid)) {
+        /* A Xen driver domain: its own disk, opened by the opener (opener.c). */
+        bool xro = false;
+
+        fd = drvdom_opener_disk(id->backend_kind, id->domid, id->devid, &a->size, &xro, a->why,
+                                sizeof(a->why));
+        if (fd < 0) {
+            if (errno == ENOENT)
+                return 0; /* no params: an empty drive (probe decides) */
+            a->err = errno;
+            return -1;
+        }
+        a->fds[0] = fd;
+        a->nfds = 1;
+        a->readonly = xro;
+        return 0;
+    }
     if (drv_own_targets(id->backend_domid))
-        return 0; /* dom0 (or a Xen driver domain) opens its disks with its own rights */
+        return 0; /* dom0 opens its disks with its own rights */
     fd = bhbroker_disk(id->domid, id->devid, 0, &ro, &a->size);
     if (fd < 0 && errno == EINVAL) {
         /* Not a file or block device: registered as an NBD server, or of no kind we serve. */
@@ -427,6 +464,11 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
                            .persistent = k->persistent != 0};
     int port;
 
+    if (blk_tracing()) {
+        o.trace = blk_trace_line;
+        o.trace_arg = d;
+    }
+
     if (k->nbd) {
         o.fd = -1; /* each queue's engine gets a connection of its own below */
     } else if ((o.fd = blk_disk_fd(d, why, len)) < 0) {
@@ -727,8 +769,19 @@ static void blk_tick(struct bhdev *d)
     if (p->q[0].eng == NULL)
         return;
     blk_resize(d);
-    for (unsigned int i = 0; i < k->nqueues; i++)
+    for (unsigned int i = 0; i < k->nqueues; i++) {
         n += bhblk_tick(p->q[i].eng, blkback_grant_idle_ms);
+        if (blk_tracing()) {
+            char st[sizeof(p->traced[0])];
+
+            bhblk_ring_state(p->q[i].eng, st, sizeof(st));
+            if (strcmp(st, p->traced[i]) != 0) {
+                bhdev_log(d, "trace: queue %u: %s, %llu kicks", i, st,
+                          (unsigned long long)k->kicks);
+                memcpy(p->traced[i], st, sizeof(st));
+            }
+        }
+    }
     if (n > 0)
         bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
                   blkback_grant_idle_ms);

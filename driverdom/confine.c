@@ -14,9 +14,11 @@
  *      tmpfs holding only /proc (blkback reopens a disk fd O_DIRECT through
  *      /proc/self/fd; the sanitizers read /proc/self/maps) and
  *      /run/bulkhead (the hypervisor's and XenStore's sockets, which a
- *      worker connects to).  Nothing of the host's /usr, /etc or of the
- *      build tree stays in view, nor any storage: the storage a domain was
- *      given (bulkhead_storage) reaches it only as the broker's fds;
+ *      worker connects to), or on Xen /dev/xen instead (xenbus, gntdev,
+ *      gntalloc, evtchn, which a worker opens).  Nothing of the host's
+ *      /usr, /etc or of the build tree stays in view, nor any storage:
+ *      the storage a domain was given (bulkhead_storage) reaches it only
+ *      as the broker's fds (on Xen, the opener's: opener.c);
  *   2. no_new_privs, so that nothing it runs could gain privilege (there
  *      is no exec anyway: step 4);
  *   3. every capability: the bounding set first (PR_CAPBSET_DROP needs
@@ -53,7 +55,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <xen/xen.h> /* domid_t, which the sys/ headers use */
+#include <xen/sys/evtchn.h>
+#include <xen/sys/gntalloc.h>
+#include <xen/sys/gntdev.h>
+
 #include "bhblkback.h"
+#include "bhplat.h"
 #include "drvdom.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -83,6 +91,7 @@ static const char *const allowed[] = {
     "lseek", "fstat", "newfstatat", "statx", "openat", "ftruncate" /* a keeper's memfd */,
     "fsync", "fdatasync", "fallocate", /* blkback on an NBD-less disk without io_uring */
     "pipe2",                          /* libnbd */
+    "access", "faccessat", "faccessat2", /* libxenstore on Xen: is there a /dev/xen/xenbus? */
     /* waiting */
     "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "select",
     "pselect6", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
@@ -128,9 +137,20 @@ static const char *const allowed_sanitizer[] = {
 /* clang-format on */
 #endif
 
-/* ioctl requests: a disk's geometry (driverdom/blk.c), a TAP queue's offloads (net.c). */
-static const unsigned long allowed_ioctls[] = {BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD,
-                                               FIONREAD};
+/*
+ * ioctl requests: a disk's geometry (driverdom/blk.c), a TAP queue's
+ * offloads (net.c); on Xen, libxengnttab's, libxengntshr's and
+ * libxenevtchn's (gntdev maps, unmaps and copies; gntalloc shares; evtchn
+ * binds, notifies and unbinds), which the simulation does with calls
+ * already listed.
+ */
+static const unsigned long allowed_ioctls[] = {
+    BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD, FIONREAD,
+    IOCTL_GNTDEV_MAP_GRANT_REF, IOCTL_GNTDEV_UNMAP_GRANT_REF, IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR,
+    IOCTL_GNTDEV_SET_MAX_GRANTS, IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IOCTL_GNTDEV_GRANT_COPY,
+    IOCTL_GNTALLOC_ALLOC_GREF, IOCTL_GNTALLOC_DEALLOC_GREF, IOCTL_GNTALLOC_SET_UNMAP_NOTIFY,
+    IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_UNBIND,
+    IOCTL_EVTCHN_NOTIFY, IOCTL_EVTCHN_RESET, IOCTL_EVTCHN_RESTRICT_DOMID};
 /* prctl options: the comm of a keeper or worker, a worker's death with its keeper, no_new_privs. */
 static const int allowed_prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_SET_PDEATHSIG, PR_GET_DUMPABLE,
                                      PR_CAPBSET_READ,
@@ -199,7 +219,7 @@ static int bind_into(const char *src, const char *dst, char *why, size_t len)
     return 0;
 }
 
-static int confine_mounts(char *why, size_t len)
+static int confine_mounts(bool xen, char *why, size_t len)
 {
     /*
      * pthread_cancel (libxenstore's xs_close) loads libgcc_s on first use;
@@ -216,18 +236,56 @@ static int confine_mounts(char *why, size_t len)
         snprintf(why, len, "cannot mount the confined root: %s", strerror(errno));
         return -1;
     }
-    if (bind_into("/proc", NEWROOT "/proc", why, len) != 0 || mkdir(NEWROOT "/run", 0755) != 0 ||
-        bind_into("/run/bulkhead", NEWROOT "/run/bulkhead", why, len) != 0) {
+    if (bind_into("/proc", NEWROOT "/proc", why, len) != 0)
+        return -1;
+    /*
+     * What a worker opens after this, by platform: the simulation's daemons
+     * are sockets under /run/bulkhead; on Xen, XenStore, the grant devices
+     * and the event channels are /dev/xen's nodes (xenbus, gntdev, gntalloc,
+     * evtchn), and there is no /run/bulkhead.
+     */
+    if (xen) {
+        if (mkdir(NEWROOT "/dev", 0755) != 0 ||
+            bind_into("/dev/xen", NEWROOT "/dev/xen", why, len) != 0) {
+            if (why[0] == '\0')
+                snprintf(why, len, "cannot make the confined /dev: %s", strerror(errno));
+            return -1;
+        }
+    } else if (mkdir(NEWROOT "/run", 0755) != 0 ||
+               bind_into("/run/bulkhead", NEWROOT "/run/bulkhead", why, len) != 0) {
         if (why[0] == '\0')
             snprintf(why, len, "cannot make the confined /run: %s", strerror(errno));
         return -1;
     }
     /* As dombuild does: the old root stacked under the new, then lazily gone. */
-    if (chdir(NEWROOT) != 0 || syscall(SYS_pivot_root, ".", ".") != 0 ||
-        umount2(".", MNT_DETACH) != 0 || chdir("/") != 0 ||
-        mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              NULL) != 0) {
+    if (chdir(NEWROOT) != 0) {
+        snprintf(why, len, "cannot enter the confined root: %s", strerror(errno));
+        return -1;
+    }
+    if (syscall(SYS_pivot_root, ".", ".") == 0) {
+        if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) {
+            snprintf(why, len, "cannot drop the old root: %s", strerror(errno));
+            return -1;
+        }
+    } else if (errno == EINVAL) {
+        /*
+         * A root that is the initramfs itself (a small driver domain that
+         * never switched root, as the Xen tier's) cannot be pivoted away
+         * from: the new root is moved over it and entered, as switch_root
+         * does.  The old one stays beneath, out of reach: a chroot is left
+         * only with CAP_SYS_CHROOT, which step 3 drops.
+         */
+        if (mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0 || chdir("/") != 0) {
+            snprintf(why, len, "cannot move into the confined root: %s", strerror(errno));
+            return -1;
+        }
+    } else {
         snprintf(why, len, "cannot pivot into the confined root: %s", strerror(errno));
+        return -1;
+    }
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) != 0) {
+        snprintf(why, len, "cannot make the confined root read-only: %s", strerror(errno));
         return -1;
     }
     return 0;
@@ -313,8 +371,11 @@ int drvdom_confine(enum drvdom_role role, char *why, size_t len)
     (void)role; /* every role gets the same: a worker restarted alone too */
     if (confined)
         return 0;
+    const char *plat = bhplat_platform();
+    bool xen = plat != NULL && strcmp(plat, "xen") == 0;
+
     why[0] = '\0';
-    if (confine_mounts(why, len) != 0)
+    if (confine_mounts(xen, why, len) != 0)
         return -1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
         snprintf(why, len, "cannot set no_new_privs: %s", strerror(errno));
@@ -358,7 +419,12 @@ void drvdom_print_policy(FILE *out)
                  "PR_CAPBSET_READ)\n");
 #endif
     fprintf(out, "syscall socket (AF_UNIX)\n");
-    fprintf(out, "syscall ioctl (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD, FIONREAD)\n");
+    /* one line, one system call: bulkhead tcb counts the lines */
+    fprintf(out, "syscall ioctl (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, TUNSETOFFLOAD, FIONREAD; "
+                 "Xen's gntdev MAP_GRANT_REF, UNMAP_GRANT_REF, GET_OFFSET_FOR_VADDR, "
+                 "SET_MAX_GRANTS, SET_UNMAP_NOTIFY, GRANT_COPY; Xen's gntalloc ALLOC_GREF, "
+                 "DEALLOC_GREF, SET_UNMAP_NOTIFY; Xen's evtchn BIND_INTERDOMAIN, "
+                 "BIND_UNBOUND_PORT, UNBIND, NOTIFY, RESET, RESTRICT_DOMID)\n");
     for (size_t i = 0; bhblk_uring_ops[i] != NULL; i++)
         fprintf(out, "io_uring %s\n", bhblk_uring_ops[i]);
 }

@@ -126,10 +126,23 @@ extern unsigned int netback_poll_us;
 /*
  * Whether this domain opens its devices' targets itself: dom0 always; a
  * driver domain on Xen too, since xl names a backend's target in the
- * backend domain's own namespace and there is no dom0 broker to ask.  In
- * the simulation a driver domain gets them from dom0's broker.
+ * backend domain's own namespace and there is no dom0 broker to ask (its
+ * confined daemon asks its opener instead, below).  In the simulation a
+ * driver domain gets them from dom0's broker.
  */
 bool drv_own_targets(uint32_t backend_domid);
+
+/*
+ * opener.c (Xen): the process that opens this domain's disks for the
+ * confined daemon, by the params dom0 wrote in the backend directory.
+ * drvdom_opener_start forks it (before drvdom_confine); a keeper asks with
+ * drvdom_opener_disk, which returns the disk's fd or -1 with errno and a
+ * one-line why (ENOENT: no params, an empty drive).
+ */
+int drvdom_opener_start(char *why, size_t whylen);
+int drvdom_opener_fd(void);
+int drvdom_opener_disk(const char *backend_kind, uint32_t domid, uint32_t devid, uint64_t *size,
+                       bool *ro, char *why, size_t whylen);
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];

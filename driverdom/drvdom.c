@@ -436,6 +436,16 @@ int main(int argc, char **argv)
      * by one of several threads).  dom0's own devd is the stock placement
      * and keeps dom0's rights: `bulkhead tcb` compares the two.
      */
+    /* On Xen the disks are this domain's own: opened by a process that keeps the files. */
+    const char *plat = bhplat_platform();
+    if (bhplat_domid() > 0 && plat != NULL && strcmp(plat, "xen") == 0 &&
+        drvdom_opener_start(why, sizeof(why)) != 0) {
+        char msg[1100];
+        logline("%s", why);
+        snprintf(msg, sizeof(msg), "%s\n", last_line);
+        daemon_ready(ready_fd, msg);
+        goto out;
+    }
     if (bhplat_domid() > 0 && drvdom_confine(DRVDOM_MAIN, why, sizeof(why)) != 0) {
         char msg[1100];
         logline("cannot confine the driver domain: %s (is this a domain made by `bulkhead "

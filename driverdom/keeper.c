@@ -92,7 +92,14 @@ static void fresh_process(const char *comm)
     struct sigaction sa = {.sa_handler = SIG_DFL};
     sigset_t none;
 
-    close_range(3, ~0u, 0);
+    int keep = drvdom_opener_fd(); /* Xen: how a keeper gets its disk (opener.c) */
+
+    if (keep >= 3) {
+        close_range(3, (unsigned int)keep - 1, 0);
+        close_range((unsigned int)keep + 1, ~0u, 0);
+    } else {
+        close_range(3, ~0u, 0);
+    }
     sigemptyset(&none);
     for (int s = 1; s < NSIG; s++)
         sigaction(s, &sa, NULL);

@@ -90,6 +90,22 @@ static void cb_fatal(void *arg, const char *why)
 
 static void cb_remove(void *arg)
 {
+    struct bhdev *d = arg;
+
+    /*
+     * On Xen this daemon takes xl devd's place, and libxl in dom0 finishes
+     * a detach (xl block-detach, network-detach, a guest's destroy) only
+     * once the driver domain has removed the backend directory: it waits
+     * LIBXL_DESTROY_TIMEOUT (10 s) for that and then fails the detach.  So
+     * once the toolstack took the device offline and we are Closed, the
+     * directory goes, as devd removes it after its hotplug teardown.  In the
+     * simulation bulkhead's toolstack removes it itself.
+     */
+    if (!d->machine->view.online && d->id.backend_domid != 0 &&
+        drv_own_targets(d->id.backend_domid) && !xs_rm(d->xs, XBT_NULL, d->paths.backend) &&
+        errno != ENOENT)
+        bhdev_log(d, "cannot remove the backend directory %s: %s (libxl's detach will time out)",
+                  d->paths.backend, strerror(errno));
     W(arg)->gone = true;
 }
 

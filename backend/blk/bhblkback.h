@@ -61,7 +61,7 @@ struct bhblk_seg {
 /* A request as validated: only this copy is ever acted upon. */
 struct bhblk_req {
     uint64_t id;
-    uint8_t operation;  /* as on the ring (echoed in the response) */
+    uint8_t operation;  /* for the response: as on the ring; an indirect one's indirect_op */
     uint8_t op;         /* what to do: READ, WRITE, WRITE_BARRIER, FLUSH_DISKCACHE, DISCARD */
     uint64_t sector;    /* first 512-byte sector */
     uint64_t nr_sectors;
@@ -149,7 +149,17 @@ struct bhblk_opts {
      * some storage); flushes are honoured either way.
      */
     bool direct;
+    /*
+     * Optional: one line per request taken and answered (the first
+     * BHBLK_TRACE_MAX of each), for finding where a frontend's I/O stops
+     * on a platform we cannot single-step (bulkhead-drvdom's
+     * BULKHEAD_BLK_TRACE).  NULL: silent.
+     */
+    void (*trace)(void *arg, const char *line);
+    void *trace_arg;
 };
+
+#define BHBLK_TRACE_MAX 200u
 
 /*
  * Persistent grants (io/blkif.h feature-persistent): a data page the
@@ -191,6 +201,9 @@ void bhblk_set_sectors(struct bhblk *b, uint64_t sectors);
  */
 #define BHBLK_IDLE_MS 60000u /* Linux's persistent grant timeout, 60 s */
 unsigned int bhblk_tick(struct bhblk *b, uint64_t idle_ms);
+
+/* The ring's shared indices beside ours and the I/O in flight, as one line (for a trace). */
+void bhblk_ring_state(const struct bhblk *b, char *buf, size_t len);
 
 /* Pages persistently mapped now, and those of them a request in flight uses. */
 unsigned int bhblk_persistent_mapped(const struct bhblk *b);

@@ -79,7 +79,29 @@ struct bhblk {
     unsigned int *done, ndone; /* answered since the last push */
     bool broken;
     char why[200];
+    void (*trace)(void *arg, const char *line);
+    void *trace_arg;
+    unsigned int ntraced;
 };
+
+static void tracef(struct bhblk *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tracef(struct bhblk *b, const char *fmt, ...)
+{
+    char line[200];
+    va_list ap;
+
+    if (b->trace == NULL || b->ntraced >= BHBLK_TRACE_MAX)
+        return;
+    if (++b->ntraced == BHBLK_TRACE_MAX) {
+        b->trace(b->trace_arg, "trace: the first requests were traced; quiet from here");
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    b->trace(b->trace_arg, line);
+}
 
 static int fail(struct bhblk *b, char *why, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -158,6 +180,8 @@ static void answer(struct bhblk *b, unsigned int i, int16_t status)
     struct slot *s = &b->slots[i];
     struct blkif_response rsp = {.id = s->r.id, .operation = s->r.operation, .status = status};
 
+    tracef(b, "trace: answer %llu (op %u): %d", (unsigned long long)s->r.id, s->r.operation,
+           status);
     unmap_slot(b, s);
     if (s->pinned)
         pg_unpin(b, s, s->r.nseg);
@@ -485,6 +509,9 @@ static int start(struct bhblk *b, unsigned int i, const struct blkif_request *ra
     s->map = NULL;
     s->nmap = 0;
     b->inflight++;
+    tracef(b, "trace: request %llu op %u (%u) sector %llu, %u segments, %u indirect pages%s",
+           (unsigned long long)raw->id, raw->operation, s->r.op, (unsigned long long)s->r.sector,
+           s->r.nseg, s->r.nind, v == BHBLK_LIE ? ", a lie" : v == BHBLK_REFUSE ? ", refused" : "");
     if (v == BHBLK_LIE)
         return fail(b, why, len, "request %llu: %s", (unsigned long long)raw->id, w);
     if (v == BHBLK_REFUSE) {
@@ -648,6 +675,8 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     b->domid = o->domid;
     b->gt = o->gt;
     b->persistent = o->persistent;
+    b->trace = o->trace;
+    b->trace_arg = o->trace_arg;
     if (b->persistent && (b->pg = calloc(PGRANT_BUCKETS, sizeof(*b->pg))) == NULL)
         goto nomem;
     b->geom = o->geom;
@@ -758,6 +787,18 @@ unsigned int bhblk_tick(struct bhblk *b, uint64_t idle_ms)
         }
     }
     return n;
+}
+
+void bhblk_ring_state(const struct bhblk *b, char *buf, size_t len)
+{
+    const volatile uint32_t *h = (const volatile uint32_t *)b->ring.shared;
+
+    /* The header's four words: req_prod, req_event, rsp_prod, rsp_event (io/ring.h). */
+    snprintf(buf, len,
+             "ring: req_prod %u req_event %u rsp_prod %u rsp_event %u; ours: req_cons %u "
+             "rsp_prod %u; %u requests in flight, %lu SQEs, %u persistent pages%s",
+             h[0], h[1], h[2], h[3], b->ring.cons, b->ring.prod_pvt, b->inflight, b->sqes, b->npg,
+             b->broken ? ", broken" : "");
 }
 
 unsigned int bhblk_persistent_mapped(const struct bhblk *b)

@@ -134,6 +134,12 @@ enum bhblk_verdict bhblk_parse(const struct blkif_request *raw, const struct bhb
         if (ind.indirect_op != BLKIF_OP_READ && ind.indirect_op != BLKIF_OP_WRITE)
             return lie(why, whylen, "indirect request for operation %u: only read and write",
                        ind.indirect_op);
+        /*
+         * The response names the operation carried out, not BLKIF_OP_INDIRECT:
+         * Linux's blkfront (since its responses are checked, 5.x) takes any
+         * other answer as a broken backend and stops the disk for good.
+         */
+        out->operation = ind.indirect_op;
         if (ind.nr_segments == 0 || ind.nr_segments > g->max_indirect)
             return lie(why, whylen, "indirect request with %u segments: 1..%u are allowed",
                        ind.nr_segments, g->max_indirect);

@@ -1,0 +1,269 @@
+/*
+ * opener.c - a Xen driver domain's disks, opened for its confined daemon.
+ *
+ * In the simulation a driver domain is given its disks by dom0's broker
+ * as file descriptors; it never opens storage by name, and confine.c
+ * takes the file system away before anything is served.  On Xen the
+ * storage is this domain's own (a loop device, an LV, an image file), and
+ * the names are what dom0's toolstack wrote in the backend directory
+ * ("params").  So before confining itself the daemon forks this opener,
+ * which keeps the file system and does one thing: given a device (backend
+ * kind, frontend domain, device id) it reads that device's params and mode
+ * from this domain's backend directory in XenStore, which only dom0 and
+ * this domain can write, opens the target, and passes the descriptor back.
+ * A keeper asks, as it asks dom0's broker in the simulation; a confined
+ * process that was taken over can get nothing but the disks dom0 assigned.
+ *
+ * Each request carries a fresh socket of the asker's (SCM_RIGHTS) and the
+ * answer goes back on it alone, so that keepers asking at once never read
+ * each other's answers through the one shared socket.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xenstore.h>
+
+#include "drvdom.h"
+
+struct open_req {
+    char kind[16]; /* the backend kind: vbd, qdisk, vbd3 */
+    uint32_t domid, devid;
+};
+
+struct open_rsp {
+    int32_t err; /* 0, or the errno */
+    uint32_t readonly;
+    uint64_t size;
+    char why[160];
+};
+
+static int opener_fd = -1;
+
+int drvdom_opener_fd(void)
+{
+    return opener_fd;
+}
+
+/* Sends buf and, if fd >= 0, the descriptor with it. */
+static int send_fd(int sock, const void *buf, size_t len, int fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (fd >= 0) {
+        m.msg_control = cbuf;
+        m.msg_controllen = sizeof(cbuf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    return sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* Receives exactly len bytes and at most one descriptor (*fd, -1 if none). */
+static int recv_fd(int sock, void *buf, size_t len, int *fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+
+    *fd = -1;
+    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; c != NULL; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(fd, CMSG_DATA(c), sizeof(int));
+    if (n != (ssize_t)len || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        int err = n == 0 ? ENOTCONN : n < 0 ? errno : EPROTO;
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* One request: the device's target from XenStore, opened; the descriptor or -1 with r->err. */
+static int open_target(struct xs_handle *xs, unsigned int self, const struct open_req *q,
+                       struct open_rsp *r)
+{
+    char path[256], *params = NULL, *mode = NULL;
+    const char *target;
+    unsigned int len;
+    struct stat st;
+    int fd = -1;
+
+    if (memchr(q->kind, '\0', sizeof(q->kind)) == NULL ||
+        (strcmp(q->kind, "vbd") != 0 && strcmp(q->kind, "qdisk") != 0 &&
+         strcmp(q->kind, "vbd3") != 0)) {
+        r->err = EINVAL;
+        snprintf(r->why, sizeof(r->why), "no disk of backend kind '%.15s'", q->kind);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "/local/domain/%u/backend/%s/%u/%u/params", self, q->kind,
+             q->domid, q->devid);
+    params = xs_read(xs, XBT_NULL, path, &len);
+    snprintf(path, sizeof(path), "/local/domain/%u/backend/%s/%u/%u/mode", self, q->kind, q->domid,
+             q->devid);
+    mode = xs_read(xs, XBT_NULL, path, &len);
+    if (params == NULL || params[0] == '\0') {
+        r->err = ENOENT; /* an empty drive, or a device already gone: probe decides */
+        snprintf(r->why, sizeof(r->why), "no params for %s %u/%u", q->kind, q->domid, q->devid);
+        goto out;
+    }
+    /* qdisk's and vbd3's "<format>:<target>" (libxl writes "aio:" for raw) */
+    target = params;
+    if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0)
+        target = params + 4;
+    r->readonly = mode != NULL && strcmp(mode, "r") == 0;
+    fd = open(target, (r->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 || fstat(fd, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        r->err = fd < 0 ? errno : EINVAL;
+        snprintf(r->why, sizeof(r->why), "target %s: %s", target,
+                 fd < 0 ? strerror(errno) : "neither a file nor a block device");
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+        goto out;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, &r->size) != 0) {
+            r->err = errno;
+            snprintf(r->why, sizeof(r->why), "target %s: BLKGETSIZE64: %s", target,
+                     strerror(errno));
+            close(fd);
+            fd = -1;
+        }
+    } else {
+        r->size = (uint64_t)st.st_size;
+    }
+out:
+    free(params);
+    free(mode);
+    return fd;
+}
+
+static void opener_main(int sock)
+{
+    struct xs_handle *xs = xs_open(0);
+    int self = bhplat_domid();
+
+    prctl(PR_SET_NAME, "bh-opener");
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* its daemon gone, there is no one to serve */
+    if (xs == NULL || self <= 0) {
+        logline("opener: cannot reach XenStore: %s: no disk can be opened", strerror(errno));
+        _exit(1);
+    }
+    for (;;) {
+        struct open_req q;
+        struct open_rsp r;
+        int reply, fd;
+
+        if (recv_fd(sock, &q, sizeof(q), &reply) != 0) {
+            if (errno == ENOTCONN || errno == EBADF)
+                break; /* the daemon and its keepers are gone: every end closed */
+            continue;  /* a malformed request: its asker hears nothing, others go on */
+        }
+        if (reply < 0)
+            continue;
+        memset(&r, 0, sizeof(r));
+        fd = open_target(xs, (unsigned int)self, &q, &r);
+        send_fd(reply, &r, sizeof(r), fd);
+        if (fd >= 0)
+            close(fd);
+        close(reply);
+    }
+    xs_close(xs);
+    _exit(0);
+}
+
+int drvdom_opener_start(char *why, size_t len)
+{
+    int sv[2];
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(why, len, "cannot make the opener's socket: %s", strerror(errno));
+        return -1;
+    }
+    if ((pid = fork()) < 0) {
+        snprintf(why, len, "cannot fork the opener: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* Nothing of the daemon's but its log: a ready-fd pipe sees EOF when the daemon goes. */
+        if (sv[1] > 3)
+            close_range(3, (unsigned int)sv[1] - 1, 0);
+        close_range((unsigned int)sv[1] + 1, ~0u, 0);
+        opener_main(sv[1]);
+    }
+    close(sv[1]);
+    opener_fd = sv[0];
+    return 0;
+}
+
+int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_t *size, bool *ro,
+                       char *why, size_t len)
+{
+    struct open_req q = {.domid = domid, .devid = devid};
+    struct open_rsp r;
+    int sv[2], fd = -1;
+
+    if (opener_fd < 0) {
+        snprintf(why, len,
+                 "no opener: bulkhead-drvdom on Xen starts one before it confines itself");
+        errno = ENOTCONN;
+        return -1;
+    }
+    snprintf(q.kind, sizeof(q.kind), "%s", kind);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(why, len, "cannot ask the opener: %s", strerror(errno));
+        return -1;
+    }
+    if (send_fd(opener_fd, &q, sizeof(q), sv[1]) != 0) {
+        snprintf(why, len, "cannot ask the opener: %s (is bh-opener running?)", strerror(errno));
+        goto out;
+    }
+    close(sv[1]);
+    sv[1] = -1;
+    if (recv_fd(sv[0], &r, sizeof(r), &fd) != 0) {
+        snprintf(why, len, "the opener did not answer (is bh-opener running?)");
+        errno = EPROTO;
+        goto out;
+    }
+    r.why[sizeof(r.why) - 1] = '\0';
+    if (r.err != 0 || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+        snprintf(why, len, "%s", r.why);
+        errno = r.err != 0 ? r.err : EPROTO;
+        goto out;
+    }
+    *size = r.size;
+    *ro = r.readonly != 0;
+out:
+    close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    return fd;
+}
