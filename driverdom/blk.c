@@ -103,6 +103,9 @@ struct blk_priv {
     int epfd1; /* with several queues: an epoll over their io_urings, plus one */
     struct bhnbd *nbd; /* a connection made by probe, until queue 0's engine takes it */
     bool lost;         /* the storage is gone: the device failed once */
+    uint64_t readies;  /* wake-ups for storage completions (the event channel's: k->kicks) */
+    uint64_t logged_wakes;                     /* kicks + readies when the stats were logged */
+    struct bhblk_stats logged[BLK_MAX_QUEUES]; /* each engine's, as last logged */
 };
 
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
@@ -427,6 +430,11 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
                            .persistent = k->persistent != 0};
     int port;
 
+    /* New engines count from zero: so do the stats they are logged against. */
+    memset(p->logged, 0, sizeof(p->logged));
+    p->readies = 0;
+    p->logged_wakes = 0;
+
     if (k->nbd) {
         o.fd = -1; /* each queue's engine gets a connection of its own below */
     } else if ((o.fd = blk_disk_fd(d, why, len)) < 0) {
@@ -681,7 +689,10 @@ static void blk_storage_lost(struct bhdev *d, const char *what)
 /*
  * Every queue's ring and completions: served until nothing is left, then
  * its frontend end told.  The worker does not say which port fired, and a
- * queue with nothing to do costs two index reads.
+ * queue with nothing to do costs two index reads.  The medium's size is
+ * not looked at here (an fstat per wake-up, a third of the worker's system
+ * calls at depth 32): blk_tick does, every second, which a resize by the
+ * storage needs anyway.
  */
 static void blk_serve(struct bhdev *d)
 {
@@ -692,7 +703,6 @@ static void blk_serve(struct bhdev *d)
 
     if (p->q[0].eng == NULL)
         return;
-    blk_resize(d);
     for (unsigned int i = 0; i < k->nqueues; i++) {
         rc = bhblk_run(p->q[i].eng, why, sizeof(why));
         if (rc < 0) {
@@ -718,6 +728,41 @@ static void blk_serve(struct bhdev *d)
  * blkback_grant_idle_ms (BHBLK_IDLE_MS unless bulkhead-drvdom was told) are
  * unmapped.
  */
+/*
+ * What the requests cost since the engines started, logged when it moved:
+ * per queue, the requests against the notifications sent, the
+ * io_uring_enter calls and the grant maps, and for the worker its
+ * wake-ups, so that a user sees how well a host batches (many requests
+ * per notification and per enter at depth) without tracing the worker.
+ */
+static void blk_log_stats(struct bhdev *d)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+    bool moved = false;
+
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        const struct bhblk_stats *s = bhblk_get_stats(p->q[i].eng);
+
+        if (memcmp(s, &p->logged[i], sizeof(*s)) == 0)
+            continue;
+        p->logged[i] = *s;
+        moved = true;
+        bhdev_log(d,
+                  "stats: queue %u: requests %llu in %llu passes; responses pushed %llu times, "
+                  "notifies sent %llu; io_uring_enter %llu; grant maps %llu",
+                  i, (unsigned long long)s->requests, (unsigned long long)s->runs,
+                  (unsigned long long)s->pushes, (unsigned long long)s->notifies,
+                  (unsigned long long)s->enters, (unsigned long long)s->map_calls);
+    }
+    if (moved && k->kicks + p->readies != p->logged_wakes) {
+        p->logged_wakes = k->kicks + p->readies;
+        bhdev_log(d, "stats: wake-ups %llu: %llu by the event channel, %llu by completions",
+                  (unsigned long long)p->logged_wakes, (unsigned long long)k->kicks,
+                  (unsigned long long)p->readies);
+    }
+}
+
 static void blk_tick(struct bhdev *d)
 {
     struct blk_kept *k = d->kept;
@@ -732,11 +777,18 @@ static void blk_tick(struct bhdev *d)
     if (n > 0)
         bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
                   blkback_grant_idle_ms);
+    blk_log_stats(d);
 }
 
 static void blk_kick(struct bhdev *d)
 {
     ((struct blk_kept *)d->kept)->kicks++;
+    blk_serve(d);
+}
+
+static void blk_ready(struct bhdev *d)
+{
+    ((struct blk_priv *)d->priv)->readies++;
     blk_serve(d);
 }
 
@@ -774,7 +826,7 @@ const struct bhdrv blkback = {
     .kick = blk_kick,
     .disconnect = blk_disconnect,
     .pollfd = blk_pollfd,
-    .ready = blk_serve,
+    .ready = blk_ready,
     .tick = blk_tick,
     .tick_ms = 1000,
 };

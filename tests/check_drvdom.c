@@ -1425,6 +1425,48 @@ START_TEST(test_geometry_and_resize_without_a_request)
 END_TEST
 
 /*
+ * The worker's stats lines (blk.c's blk_log_stats) after the guest's I/O:
+ * the last one of each queue says requests were served, with no more
+ * notifications than response pushes and every data page mapped (the
+ * persistent ones once) - counts, so that a user can check batching.
+ */
+static void check_stats_logged(void)
+{
+    unsigned long long req[4] = {0}, total = 0, maps = 0;
+    char path[300], line[512];
+    FILE *f;
+
+    wait_log("drvdom", "stats: queue 0: requests");
+    wait_log("drvdom", "stats: wake-ups");
+    log_path("drvdom", path, sizeof(path));
+    ck_assert_ptr_nonnull(f = fopen(path, "r"));
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "stats: queue ");
+        unsigned int q;
+        unsigned long long r, passes, pushes, notifies, enters, m;
+
+        if (p == NULL)
+            continue;
+        ck_assert_msg(sscanf(p,
+                             "stats: queue %u: requests %llu in %llu passes; responses pushed "
+                             "%llu times, notifies sent %llu; io_uring_enter %llu; grant maps "
+                             "%llu",
+                             &q, &r, &passes, &pushes, &notifies, &enters, &m) == 7 &&
+                          q < 4,
+                      "a stats line of another form: %s", line);
+        ck_assert_msg(notifies <= pushes && r <= passes * 512, "impossible counts: %s", line);
+        req[q] = r;
+        maps = m > maps ? m : maps;
+    }
+    fclose(f);
+    for (unsigned int q = 0; q < 4; q++)
+        total += req[q];
+    /* 1 MiB written and read back: at least two requests, and their pages mapped */
+    ck_assert_uint_ge(total, 2);
+    ck_assert_uint_ge(maps, 1);
+}
+
+/*
  * Persistent grants idle for --grant-idle-ms (0 here) are unmapped by the
  * worker's tick, and the guest's later reads map them again and read the
  * same data.  The guest writes 1 MiB, reads it back, waits until dom0
@@ -1447,6 +1489,7 @@ START_TEST(test_idle_grants_unmapped_and_mapped_again)
               "echo second=$(nbdcopy \"$u\" - | md5sum | cut -c1-32)");
     wait_log("guest", "first=");
     wait_log("drvdom", "persistent grants idle for 0 ms or more");
+    check_stats_logged();
     snprintf(path, sizeof(path), "/local/domain/%u/data/go", g.domid);
     ck_assert(xs_write(xs, XBT_NULL, path, "1", 1));
     ck_assert(xs_set_permissions(xs, XBT_NULL, path,
