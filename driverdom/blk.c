@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
@@ -54,6 +55,8 @@
 #define BLK_MAX_ORDER BHRING_MAX_ORDER
 
 unsigned int blkback_grant_idle_ms = BHBLK_IDLE_MS;
+/* Polling the rings before sleeping (blk_serve), in microseconds; 0: never; --blk-poll-us. */
+unsigned int blkback_poll_us = 0;
 #define EVTCHN_MAX    ((1u << 17) - 1) /* the FIFO ABI's last port */
 /*
  * Queues offered.  A worker is one thread: more queues buy the frontend
@@ -686,31 +689,38 @@ static void blk_storage_lost(struct bhdev *d, const char *what)
     bhdev_log(d, "%s", val + 2);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 /*
- * Every queue's ring and completions: served until nothing is left, then
- * its frontend end told.  The worker does not say which port fired, and a
- * queue with nothing to do costs two index reads.  The medium's size is
- * not looked at here (an fstat per wake-up, a third of the worker's system
- * calls at depth 32): blk_tick does, every second, which a resize by the
- * storage needs anyway.
+ * One pass over every queue, bhblk_run's (arm) or bhblk_poll's, each
+ * frontend end told as its engine says.  Returns the requests taken, or -1
+ * when a frontend lied (the device is then failed).
  */
-static void blk_serve(struct bhdev *d)
+static int serve_queues(struct bhdev *d, bool arm)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
     char why[200];
+    uint64_t taken = 0;
     int rc;
 
-    if (p->q[0].eng == NULL)
-        return;
     for (unsigned int i = 0; i < k->nqueues; i++) {
-        rc = bhblk_run(p->q[i].eng, why, sizeof(why));
+        uint64_t before = bhblk_get_stats(p->q[i].eng)->requests;
+
+        rc = arm ? bhblk_run(p->q[i].eng, why, sizeof(why))
+                 : bhblk_poll(p->q[i].eng, why, sizeof(why));
         if (rc < 0) {
             if (k->nqueues > 1)
                 bhdev_fail(d, EPROTO, "the frontend lied on queue %u: %s", i, why);
             else
                 bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
-            return;
+            return -1;
         }
         if (rc > 0)
             bhdev_notify(d, p->q[i].port);
@@ -718,16 +728,57 @@ static void blk_serve(struct bhdev *d)
             p->lost = true;
             blk_storage_lost(d, bhblk_storage_error(p->q[i].eng));
         }
+        taken += bhblk_get_stats(p->q[i].eng)->requests - before;
     }
+    return taken > 0;
 }
 
 /*
- * Now and then from the worker's loop, as Linux's blkback thread rechecks
- * its device: a size the storage changed by itself (truncate, lvextend)
- * is seen without waiting for a request, and persistent grants idle for
- * blkback_grant_idle_ms (BHBLK_IDLE_MS unless bulkhead-drvdom was told) are
- * unmapped.
+ * Every queue's ring and completions: served until nothing is left, then
+ * its frontend end told.  The worker does not say which port fired, and a
+ * queue with nothing to do costs two index reads.  The medium's size is
+ * not looked at here (an fstat per wake-up, a third of the worker's system
+ * calls at depth 32): blk_tick does, every second, which a resize by the
+ * storage needs anyway.
+ *
+ * With --blk-poll-us, a serve that took requests goes on polling the
+ * rings (bhblk_poll: the request events left behind, so the frontend does
+ * not notify meanwhile) until blkback_poll_us pass with no new request,
+ * bounded by BLK_POLL_MAX_US in all so that the worker's other
+ * descriptors are looked at; then one armed pass before it sleeps.  At
+ * depth this trades the driver domain's CPU for a notification and a
+ * wake-up per batch; off by default, as netback's, since on a machine
+ * whose CPUs the guests need the CPU it takes is theirs.
  */
+#define BLK_POLL_MAX_US 1000u
+static void blk_serve(struct bhdev *d)
+{
+    struct blk_priv *p = d->priv;
+    uint64_t last, start;
+    int r;
+
+    if (p->q[0].eng == NULL)
+        return;
+    if (blkback_poll_us == 0)
+        r = 0;
+    else if ((r = serve_queues(d, false)) < 0)
+        return;
+    for (start = last = r > 0 ? mono_ns() : 0; last != 0;) {
+        uint64_t t;
+
+        if ((r = serve_queues(d, false)) < 0)
+            return;
+        t = mono_ns();
+        if (r > 0)
+            last = t;
+        else if (t - last >= (uint64_t)blkback_poll_us * 1000u)
+            break;
+        if (t - start >= (uint64_t)BLK_POLL_MAX_US * 1000u)
+            break;
+    }
+    serve_queues(d, true);
+}
+
 /*
  * What the requests cost since the engines started, logged when it moved:
  * per queue, the requests against the notifications sent, the

@@ -179,6 +179,16 @@ int bhblk_fd(const struct bhblk *b);
  */
 int bhblk_run(struct bhblk *b, char *why, size_t whylen);
 
+/*
+ * bhblk_run for a caller that polls: the same work, but the ring's request
+ * event is left where it was, so that the frontend's pushes meanwhile do
+ * not notify (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY finds it behind).  The
+ * caller must end its polling with bhblk_run, which sets the event and
+ * looks at the ring once more, before it sleeps: a request pushed after
+ * the last poll would otherwise wait for the next notification.
+ */
+int bhblk_poll(struct bhblk *b, char *why, size_t whylen);
+
 /* A new size (online resize): later requests are checked against it. */
 void bhblk_set_sectors(struct bhblk *b, uint64_t sectors);
 

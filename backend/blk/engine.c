@@ -595,7 +595,8 @@ static int push(struct bhblk *b)
     return n;
 }
 
-int bhblk_run(struct bhblk *b, char *why, size_t len)
+/* bhblk_run and bhblk_poll: arm says whether the ring's request event is set before returning. */
+static int run(struct bhblk *b, bool arm, char *why, size_t len)
 {
     int notify = 0;
 
@@ -626,6 +627,12 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
             notify = 1;
         if (b->broken)
             return fail(b, why, len, "%s", b->why);
+        if (!arm) {
+            /* polled: the request event stays behind, so the frontend's pushes notify nobody */
+            if (progress > 0 && ready(b))
+                continue;
+            return notify;
+        }
         more = bhring_back_final_check(&b->ring);
         if (more < 0)
             return fail(b, why, len, "%s", bhring_error(&b->ring));
@@ -633,6 +640,16 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
             continue;
         return notify;
     }
+}
+
+int bhblk_run(struct bhblk *b, char *why, size_t len)
+{
+    return run(b, true, why, len);
+}
+
+int bhblk_poll(struct bhblk *b, char *why, size_t len)
+{
+    return run(b, false, why, len);
 }
 
 struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
