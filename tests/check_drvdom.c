@@ -1517,6 +1517,48 @@ START_TEST(test_idle_grants_unmapped_and_mapped_again)
 }
 END_TEST
 
+/*
+ * --blk-poll-us: the worker polls the rings after each request, with the
+ * request event held back, and then arms it before sleeping.  The guest
+ * writes 1 MiB and reads it back through it, twice, the second time
+ * after the worker has slept: every byte is what the image holds, and
+ * the worker's stats lines count what it served.
+ */
+START_TEST(test_blk_poll_serves_every_request)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    char bin[512], image[700], cmd[800], line[256] = "", sum[2][64] = {"", ""};
+    char *argv[] = {bin, "--blk-poll-us", "200", NULL};
+    FILE *f;
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(&dd, "drvdom", argv);
+    add_device(a);
+    guest_run(&g, "guest",
+              "u='nbd+unix:///?socket=/run/bulkhead-guest/vbd-51712.sock'; "
+              "head -c 1048576 /dev/urandom | nbdcopy - \"$u\" || exit 3; "
+              "echo sum0=$(nbdcopy \"$u\" - | md5sum | cut -c1-32); sleep 1; "
+              "echo sum1=$(nbdcopy \"$u\" - | md5sum | cut -c1-32)");
+    wait_log("guest", "sum1=");
+    check_stats_logged();
+    log_path("guest", cmd, sizeof(cmd));
+    ck_assert_ptr_nonnull(f = fopen(cmd, "r"));
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "sum", 3) == 0 && (line[3] == '0' || line[3] == '1') && line[4] == '=')
+            snprintf(sum[line[3] - '0'], sizeof(sum[0]), "%.32s", line + 5);
+    fclose(f);
+    ck_assert_uint_eq(strlen(sum[0]), 32);
+    ck_assert_str_eq(sum[0], sum[1]);
+    snprintf(image, sizeof(image), "%s/images/disk%u-%u.img", hv.state, a.domid, a.devid);
+    snprintf(cmd, sizeof(cmd), "md5sum %s | cut -c1-32", image);
+    ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    pclose(f);
+    ck_assert_int_eq(strncmp(line, sum[0], 32), 0);
+}
+END_TEST
+
 START_TEST(test_startup_errors_name_the_fix)
 {
     char bin[512], out[1024] = "";
@@ -2373,6 +2415,7 @@ int main(void)
     tcase_add_test(tc, test_startup_errors_name_the_fix);
     tcase_add_test(tc, test_geometry_and_resize_without_a_request);
     tcase_add_test(tc, test_idle_grants_unmapped_and_mapped_again);
+    tcase_add_test(tc, test_blk_poll_serves_every_request);
     tcase_add_test(tc, test_vif_publishes_what_it_serves);
     tcase_add_test(tc, test_vif_frames_both_ways_and_spoofing_dropped);
     tcase_add_test(tc, test_vif_ip_antispoof);
