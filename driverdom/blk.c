@@ -614,6 +614,8 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
+static void blk_serve(struct bhdev *d);
+
 static int blk_resume(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
@@ -630,6 +632,13 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
               k->q[0].refs[0], k->order, k->q[0].remote_port,
               ((struct blk_priv *)d->priv)->q[0].port, k->q[0].eng.ring.cons,
               (unsigned long long)k->kicks, k->nqueues, k->nqueues > 1 ? "s" : "");
+    /*
+     * A worker that died between taking requests and setting the request
+     * event (bhblk_run's last step; all through a --blk-poll-us poll) left
+     * the event behind: the frontend's pushes since asked for no
+     * notification.  One pass now serves them and sets it.
+     */
+    blk_serve(d);
     return 0;
 }
 
