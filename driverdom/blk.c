@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xen/io/blkif.h>
 #include <xen/io/protocols.h>
@@ -55,6 +56,8 @@
 #define BLK_MAX_ORDER BHRING_MAX_ORDER
 
 unsigned int blkback_grant_idle_ms = BHBLK_IDLE_MS;
+/* Polling the rings before sleeping (blk_serve), in microseconds; 0: never; --blk-poll-us. */
+unsigned int blkback_poll_us = 0;
 #define EVTCHN_MAX    ((1u << 17) - 1) /* the FIFO ABI's last port */
 /*
  * Queues offered.  A worker is one thread: more queues buy the frontend
@@ -105,6 +108,9 @@ struct blk_priv {
     struct bhnbd *nbd; /* a connection made by probe, until queue 0's engine takes it */
     bool lost;         /* the storage is gone: the device failed once */
     char traced[BLK_MAX_QUEUES][240]; /* BULKHEAD_BLK_TRACE: each ring's state as last logged */
+    uint64_t readies;  /* wake-ups for storage completions (the event channel's: k->kicks) */
+    uint64_t logged_wakes;                     /* kicks + readies when the stats were logged */
+    struct bhblk_stats logged[BLK_MAX_QUEUES]; /* each engine's, as last logged */
 };
 
 /*
@@ -468,6 +474,10 @@ static int blk_attach(struct bhdev *d, char *why, size_t len)
         o.trace = blk_trace_line;
         o.trace_arg = d;
     }
+    /* New engines count from zero: so do the stats they are logged against. */
+    memset(p->logged, 0, sizeof(p->logged));
+    p->readies = 0;
+    p->logged_wakes = 0;
 
     if (k->nbd) {
         o.fd = -1; /* each queue's engine gets a connection of its own below */
@@ -645,6 +655,8 @@ static int blk_connect(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
+static void blk_serve(struct bhdev *d);
+
 static int blk_resume(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
@@ -661,6 +673,13 @@ static int blk_resume(struct bhdev *d, char *why, size_t len)
               k->q[0].refs[0], k->order, k->q[0].remote_port,
               ((struct blk_priv *)d->priv)->q[0].port, k->q[0].eng.ring.cons,
               (unsigned long long)k->kicks, k->nqueues, k->nqueues > 1 ? "s" : "");
+    /*
+     * A worker that died between taking requests and setting the request
+     * event (bhblk_run's last step; all through a --blk-poll-us poll) left
+     * the event behind: the frontend's pushes since asked for no
+     * notification.  One pass now serves them and sets it.
+     */
+    blk_serve(d);
     return 0;
 }
 
@@ -720,29 +739,38 @@ static void blk_storage_lost(struct bhdev *d, const char *what)
     bhdev_log(d, "%s", val + 2);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 /*
- * Every queue's ring and completions: served until nothing is left, then
- * its frontend end told.  The worker does not say which port fired, and a
- * queue with nothing to do costs two index reads.
+ * One pass over every queue, bhblk_run's (arm) or bhblk_poll's, each
+ * frontend end told as its engine says.  Returns the requests taken, or -1
+ * when a frontend lied (the device is then failed).
  */
-static void blk_serve(struct bhdev *d)
+static int serve_queues(struct bhdev *d, bool arm)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
     char why[200];
+    uint64_t taken = 0;
     int rc;
 
-    if (p->q[0].eng == NULL)
-        return;
-    blk_resize(d);
     for (unsigned int i = 0; i < k->nqueues; i++) {
-        rc = bhblk_run(p->q[i].eng, why, sizeof(why));
+        uint64_t before = bhblk_get_stats(p->q[i].eng)->requests;
+
+        rc = arm ? bhblk_run(p->q[i].eng, why, sizeof(why))
+                 : bhblk_poll(p->q[i].eng, why, sizeof(why));
         if (rc < 0) {
             if (k->nqueues > 1)
                 bhdev_fail(d, EPROTO, "the frontend lied on queue %u: %s", i, why);
             else
                 bhdev_fail(d, EPROTO, "the frontend lied: %s", why);
-            return;
+            return -1;
         }
         if (rc > 0)
             bhdev_notify(d, p->q[i].port);
@@ -750,16 +778,92 @@ static void blk_serve(struct bhdev *d)
             p->lost = true;
             blk_storage_lost(d, bhblk_storage_error(p->q[i].eng));
         }
+        taken += bhblk_get_stats(p->q[i].eng)->requests - before;
     }
+    return taken > 0;
 }
 
 /*
- * Now and then from the worker's loop, as Linux's blkback thread rechecks
- * its device: a size the storage changed by itself (truncate, lvextend)
- * is seen without waiting for a request, and persistent grants idle for
- * blkback_grant_idle_ms (BHBLK_IDLE_MS unless bulkhead-drvdom was told) are
- * unmapped.
+ * Every queue's ring and completions: served until nothing is left, then
+ * its frontend end told.  The worker does not say which port fired, and a
+ * queue with nothing to do costs two index reads.  The medium's size is
+ * not looked at here (an fstat per wake-up, a third of the worker's system
+ * calls at depth 32): blk_tick does, every second, which a resize by the
+ * storage needs anyway.
+ *
+ * With --blk-poll-us, a serve that took requests goes on polling the
+ * rings (bhblk_poll: the request events left behind, so the frontend does
+ * not notify meanwhile) until blkback_poll_us pass with no new request,
+ * bounded by BLK_POLL_MAX_US in all so that the worker's other
+ * descriptors are looked at; then one armed pass before it sleeps.  At
+ * depth this trades the driver domain's CPU for a notification and a
+ * wake-up per batch; off by default, as netback's, since on a machine
+ * whose CPUs the guests need the CPU it takes is theirs.
  */
+#define BLK_POLL_MAX_US 1000u
+static void blk_serve(struct bhdev *d)
+{
+    struct blk_priv *p = d->priv;
+    uint64_t last, start;
+    int r;
+
+    if (p->q[0].eng == NULL)
+        return;
+    if (blkback_poll_us == 0)
+        r = 0;
+    else if ((r = serve_queues(d, false)) < 0)
+        return;
+    for (start = last = r > 0 ? mono_ns() : 0; last != 0;) {
+        uint64_t t;
+
+        if ((r = serve_queues(d, false)) < 0)
+            return;
+        t = mono_ns();
+        if (r > 0)
+            last = t;
+        else if (t - last >= (uint64_t)blkback_poll_us * 1000u)
+            break;
+        if (t - start >= (uint64_t)BLK_POLL_MAX_US * 1000u)
+            break;
+    }
+    serve_queues(d, true);
+}
+
+/*
+ * What the requests cost since the engines started, logged when it moved:
+ * per queue, the requests against the notifications sent, the
+ * io_uring_enter calls and the grant maps, and for the worker its
+ * wake-ups, so that a user sees how well a host batches (many requests
+ * per notification and per enter at depth) without tracing the worker.
+ */
+static void blk_log_stats(struct bhdev *d)
+{
+    struct blk_kept *k = d->kept;
+    struct blk_priv *p = d->priv;
+    bool moved = false;
+
+    for (unsigned int i = 0; i < k->nqueues; i++) {
+        const struct bhblk_stats *s = bhblk_get_stats(p->q[i].eng);
+
+        if (memcmp(s, &p->logged[i], sizeof(*s)) == 0)
+            continue;
+        p->logged[i] = *s;
+        moved = true;
+        bhdev_log(d,
+                  "stats: queue %u: requests %llu in %llu passes; responses pushed %llu times, "
+                  "notifies sent %llu; io_uring_enter %llu; grant maps %llu",
+                  i, (unsigned long long)s->requests, (unsigned long long)s->runs,
+                  (unsigned long long)s->pushes, (unsigned long long)s->notifies,
+                  (unsigned long long)s->enters, (unsigned long long)s->map_calls);
+    }
+    if (moved && k->kicks + p->readies != p->logged_wakes) {
+        p->logged_wakes = k->kicks + p->readies;
+        bhdev_log(d, "stats: wake-ups %llu: %llu by the event channel, %llu by completions",
+                  (unsigned long long)p->logged_wakes, (unsigned long long)k->kicks,
+                  (unsigned long long)p->readies);
+    }
+}
+
 static void blk_tick(struct bhdev *d)
 {
     struct blk_kept *k = d->kept;
@@ -785,11 +889,18 @@ static void blk_tick(struct bhdev *d)
     if (n > 0)
         bhdev_log(d, "unmapped %u persistent grants idle for %u ms or more", n,
                   blkback_grant_idle_ms);
+    blk_log_stats(d);
 }
 
 static void blk_kick(struct bhdev *d)
 {
     ((struct blk_kept *)d->kept)->kicks++;
+    blk_serve(d);
+}
+
+static void blk_ready(struct bhdev *d)
+{
+    ((struct blk_priv *)d->priv)->readies++;
     blk_serve(d);
 }
 
@@ -827,7 +938,7 @@ const struct bhdrv blkback = {
     .kick = blk_kick,
     .disconnect = blk_disconnect,
     .pollfd = blk_pollfd,
-    .ready = blk_serve,
+    .ready = blk_ready,
     .tick = blk_tick,
     .tick_ms = 1000,
 };

@@ -118,6 +118,8 @@ struct bhdrv {
 
 /* blkback: persistent grants unused this long are unmapped (--grant-idle-ms). */
 extern unsigned int blkback_grant_idle_ms;
+/* blkback: microseconds a worker polls its rings after the last request (--blk-poll-us). */
+extern unsigned int blkback_poll_us;
 /* netback: RX buffers short this long stall a vif queue (--rx-stall-ms; 0: never). */
 extern unsigned int netback_rx_stall_ms;
 /* netback: microseconds a worker polls after the last frame before sleeping (--net-poll-us). */

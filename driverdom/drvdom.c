@@ -319,8 +319,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [--state-dir DIR] [--ready-fd FD] [--grant-idle-ms MS] [--rx-stall-ms MS]\n"
-            "       [--net-poll-us US]\n"
+            "       [--net-poll-us US] [--blk-poll-us US]\n"
             "       %s --upgrade [--grant-idle-ms MS] [--rx-stall-ms MS] [--net-poll-us US]\n"
+            "       [--blk-poll-us US]\n"
             "       %s --print-policy\n"
             "Serves the block (vbd, qdisk, vbd3) and network (vif) backends placed in this\n"
             "domain, one keeper and one worker process per device, confined (outside dom0).\n"
@@ -367,7 +368,9 @@ int main(int argc, char **argv)
             if (parse_ms(argv[i], argv[i + 1], "", &blkback_grant_idle_ms) != 0)
                 return 2;
             i++;
-        } else if (strcmp(argv[i], "--net-poll-us") == 0 && i + 1 < argc) {
+        } else if ((strcmp(argv[i], "--net-poll-us") == 0 ||
+                    strcmp(argv[i], "--blk-poll-us") == 0) &&
+                   i + 1 < argc) {
             char *end;
             unsigned long us;
 
@@ -375,11 +378,14 @@ int main(int argc, char **argv)
             us = strtoul(argv[i + 1], &end, 10);
             if (errno != 0 || end == argv[i + 1] || *end != '\0' || argv[i + 1][0] == '-' ||
                 us > 1000000ul) {
-                fprintf(stderr, "%s: --net-poll-us '%s': give microseconds, 0 (never) to 1000000\n",
-                        progname, argv[i + 1]);
+                fprintf(stderr, "%s: %s '%s': give microseconds, 0 (never) to 1000000\n",
+                        progname, argv[i], argv[i + 1]);
                 return 2;
             }
-            netback_poll_us = (unsigned int)us;
+            if (strcmp(argv[i], "--net-poll-us") == 0)
+                netback_poll_us = (unsigned int)us;
+            else
+                blkback_poll_us = (unsigned int)us;
             i++;
         } else if (strcmp(argv[i], "--print-policy") == 0 && argc == 2) {
             drvdom_print_policy(stdout);

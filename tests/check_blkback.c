@@ -840,6 +840,67 @@ static int read_finish(struct pair *p, uint64_t id)
 }
 
 /*
+ * bhblk_poll serves what is on the ring but leaves the request event
+ * behind, so that the frontend's pushes meanwhile ask for no notification;
+ * the bhblk_run that ends the polling sets it again, and the next push
+ * notifies.  The counters say what happened.
+ */
+START_TEST(test_poll_holds_notifications)
+{
+    uint32_t ref;
+    uint8_t *page;
+    char why[256];
+    const struct bhblk_stats *st;
+    struct blkif_response rsp;
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    ck_assert_ptr_nonnull(page = hst_grant(&p1.f, 1, true, &ref));
+    read_start(&p1, ref, 8, 1); /* bhblk_run: the event set past request 1 */
+    ck_assert_int_eq(read_finish(&p1, 1), BLKIF_RSP_OKAY);
+    /* request 2: the backend asked to hear of it */
+    struct blkif_request req = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = 2,
+                                .sector_number = 16};
+    req.seg[0] = (struct blkif_request_segment){ref, 0, 7};
+    ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    ck_assert_int_eq(bhring_front_push(&p1.fr), 1);
+    for (;;) { /* polled to its answer */
+        struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_poll(p1.eng, why, sizeof(why)), 0);
+        if (bhring_front_get(&p1.fr, &rsp) == 1)
+            break;
+        ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    ck_assert_uint_eq(rsp.id, 2);
+    /* request 3 while polling: no notification asked for, and a poll serves it */
+    req.id = 3;
+    ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    ck_assert_int_eq(bhring_front_push(&p1.fr), 0);
+    for (;;) {
+        struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_poll(p1.eng, why, sizeof(why)), 0);
+        if (bhring_front_get(&p1.fr, &rsp) == 1)
+            break;
+        ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    ck_assert_uint_eq(rsp.id, 3);
+    /* the polling ends with bhblk_run: request 4 notifies again */
+    ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+    req.id = 4;
+    ck_assert_int_eq(bhring_front_put(&p1.fr, &req), 0);
+    ck_assert_int_eq(bhring_front_push(&p1.fr), 1);
+    ck_assert_int_eq(read_finish(&p1, 4), BLKIF_RSP_OKAY);
+    st = bhblk_get_stats(p1.eng);
+    ck_assert_uint_eq(st->requests, 4);
+    ck_assert_uint_ge(st->pushes, 4);
+    ck_assert_uint_le(st->notifies, st->pushes);
+    ck_assert_uint_ge(st->enters, 4); /* one read each, each pass its own enter */
+    ck_assert_uint_ge(st->map_calls, 4); /* no persistent grants here: a map per request */
+    hst_ungrant(&p1.f, page, 1);
+    pair_close(&p1);
+}
+END_TEST
+
+/*
  * Idle persistent grants are unmapped by bhblk_tick, never one a request
  * in flight uses; a later request maps its page again and reads right.
  */
@@ -952,6 +1013,7 @@ int main(void)
     tcase_add_test(tc, test_sector_4096);
     tcase_add_test(tc, test_sector_4096_loop);
     tcase_add_test(tc, test_shrink);
+    tcase_add_test(tc, test_poll_holds_notifications);
     tcase_add_test(tc, test_idle_unmap);
     tcase_add_test(tc, test_idle_unmap_busy);
     tcase_add_loop_test(tc, test_engine_per_queue, 0, 3);

@@ -1425,6 +1425,48 @@ START_TEST(test_geometry_and_resize_without_a_request)
 END_TEST
 
 /*
+ * The worker's stats lines (blk.c's blk_log_stats) after the guest's I/O:
+ * the last one of each queue says requests were served, with no more
+ * notifications than response pushes and every data page mapped (the
+ * persistent ones once) - counts, so that a user can check batching.
+ */
+static void check_stats_logged(void)
+{
+    unsigned long long req[4] = {0}, total = 0, maps = 0;
+    char path[300], line[512];
+    FILE *f;
+
+    wait_log("drvdom", "stats: queue 0: requests");
+    wait_log("drvdom", "stats: wake-ups");
+    log_path("drvdom", path, sizeof(path));
+    ck_assert_ptr_nonnull(f = fopen(path, "r"));
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "stats: queue ");
+        unsigned int q;
+        unsigned long long r, passes, pushes, notifies, enters, m;
+
+        if (p == NULL)
+            continue;
+        ck_assert_msg(sscanf(p,
+                             "stats: queue %u: requests %llu in %llu passes; responses pushed "
+                             "%llu times, notifies sent %llu; io_uring_enter %llu; grant maps "
+                             "%llu",
+                             &q, &r, &passes, &pushes, &notifies, &enters, &m) == 7 &&
+                          q < 4,
+                      "a stats line of another form: %s", line);
+        ck_assert_msg(notifies <= pushes && r <= passes * 512, "impossible counts: %s", line);
+        req[q] = r;
+        maps = m > maps ? m : maps;
+    }
+    fclose(f);
+    for (unsigned int q = 0; q < 4; q++)
+        total += req[q];
+    /* 1 MiB written and read back: at least two requests, and their pages mapped */
+    ck_assert_uint_ge(total, 2);
+    ck_assert_uint_ge(maps, 1);
+}
+
+/*
  * Persistent grants idle for --grant-idle-ms (0 here) are unmapped by the
  * worker's tick, and the guest's later reads map them again and read the
  * same data.  The guest writes 1 MiB, reads it back, waits until dom0
@@ -1447,6 +1489,7 @@ START_TEST(test_idle_grants_unmapped_and_mapped_again)
               "echo second=$(nbdcopy \"$u\" - | md5sum | cut -c1-32)");
     wait_log("guest", "first=");
     wait_log("drvdom", "persistent grants idle for 0 ms or more");
+    check_stats_logged();
     snprintf(path, sizeof(path), "/local/domain/%u/data/go", g.domid);
     ck_assert(xs_write(xs, XBT_NULL, path, "1", 1));
     ck_assert(xs_set_permissions(xs, XBT_NULL, path,
@@ -1471,6 +1514,48 @@ START_TEST(test_idle_grants_unmapped_and_mapped_again)
     ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
     pclose(f);
     ck_assert_int_eq(strncmp(line, first, 32), 0);
+}
+END_TEST
+
+/*
+ * --blk-poll-us: the worker polls the rings after each request, with the
+ * request event held back, and then arms it before sleeping.  The guest
+ * writes 1 MiB and reads it back through it, twice, the second time
+ * after the worker has slept: every byte is what the image holds, and
+ * the worker's stats lines count what it served.
+ */
+START_TEST(test_blk_poll_serves_every_request)
+{
+    struct hvw_dominfo dd = dom_up("drv"), g = dom_up("guest");
+    struct bhxb_dev a = dev("vbd", "vbd", g.domid, dd.domid, 51712);
+    char bin[512], image[700], cmd[800], line[256] = "", sum[2][64] = {"", ""};
+    char *argv[] = {bin, "--blk-poll-us", "200", NULL};
+    FILE *f;
+
+    snprintf(bin, sizeof(bin), "%s/driverdom/bulkhead-drvdom", test_builddir());
+    bg_start(&dd, "drvdom", argv);
+    add_device(a);
+    guest_run(&g, "guest",
+              "u='nbd+unix:///?socket=/run/bulkhead-guest/vbd-51712.sock'; "
+              "head -c 1048576 /dev/urandom | nbdcopy - \"$u\" || exit 3; "
+              "echo sum0=$(nbdcopy \"$u\" - | md5sum | cut -c1-32); sleep 1; "
+              "echo sum1=$(nbdcopy \"$u\" - | md5sum | cut -c1-32)");
+    wait_log("guest", "sum1=");
+    check_stats_logged();
+    log_path("guest", cmd, sizeof(cmd));
+    ck_assert_ptr_nonnull(f = fopen(cmd, "r"));
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "sum", 3) == 0 && (line[3] == '0' || line[3] == '1') && line[4] == '=')
+            snprintf(sum[line[3] - '0'], sizeof(sum[0]), "%.32s", line + 5);
+    fclose(f);
+    ck_assert_uint_eq(strlen(sum[0]), 32);
+    ck_assert_str_eq(sum[0], sum[1]);
+    snprintf(image, sizeof(image), "%s/images/disk%u-%u.img", hv.state, a.domid, a.devid);
+    snprintf(cmd, sizeof(cmd), "md5sum %s | cut -c1-32", image);
+    ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    pclose(f);
+    ck_assert_int_eq(strncmp(line, sum[0], 32), 0);
 }
 END_TEST
 
@@ -2330,6 +2415,7 @@ int main(void)
     tcase_add_test(tc, test_startup_errors_name_the_fix);
     tcase_add_test(tc, test_geometry_and_resize_without_a_request);
     tcase_add_test(tc, test_idle_grants_unmapped_and_mapped_again);
+    tcase_add_test(tc, test_blk_poll_serves_every_request);
     tcase_add_test(tc, test_vif_publishes_what_it_serves);
     tcase_add_test(tc, test_vif_frames_both_ways_and_spoofing_dropped);
     tcase_add_test(tc, test_vif_ip_antispoof);

@@ -189,6 +189,16 @@ int bhblk_fd(const struct bhblk *b);
  */
 int bhblk_run(struct bhblk *b, char *why, size_t whylen);
 
+/*
+ * bhblk_run for a caller that polls: the same work, but the ring's request
+ * event is left where it was, so that the frontend's pushes meanwhile do
+ * not notify (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY finds it behind).  The
+ * caller must end its polling with bhblk_run, which sets the event and
+ * looks at the ring once more, before it sleeps: a request pushed after
+ * the last poll would otherwise wait for the next notification.
+ */
+int bhblk_poll(struct bhblk *b, char *why, size_t whylen);
+
 /* A new size (online resize): later requests are checked against it. */
 void bhblk_set_sectors(struct bhblk *b, uint64_t sectors);
 
@@ -211,6 +221,23 @@ unsigned int bhblk_persistent_busy(const struct bhblk *b);
 
 /* Requests submitted and not yet answered. */
 unsigned int bhblk_in_flight(const struct bhblk *b);
+
+/*
+ * What an engine's requests cost, counted since it was opened: enough to
+ * see batching on a host (requests per notification, per io_uring_enter)
+ * without tracing it.  enters counts the submissions that had SQEs to hand
+ * the kernel (each one io_uring_enter), and the entries liburing made
+ * itself to run completions waiting as task work.
+ */
+struct bhblk_stats {
+    uint64_t requests;  /* taken off the ring */
+    uint64_t runs;      /* bhblk_run calls */
+    uint64_t pushes;    /* response batches made visible to the frontend */
+    uint64_t notifies;  /* of them, those the frontend asked to hear of (rsp_event) */
+    uint64_t enters;    /* io_uring submissions that entered the kernel */
+    uint64_t map_calls; /* grant map calls: per request, or a new persistent page */
+};
+const struct bhblk_stats *bhblk_get_stats(const struct bhblk *b);
 
 /* NULL, or why the storage is lost (an NBD server gone): every request now fails. */
 const char *bhblk_storage_error(const struct bhblk *b);

@@ -82,6 +82,7 @@ struct bhblk {
     void (*trace)(void *arg, const char *line);
     void *trace_arg;
     unsigned int ntraced;
+    struct bhblk_stats st;
 };
 
 static void tracef(struct bhblk *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -288,6 +289,7 @@ static struct io_uring_sqe *sqe(struct bhblk *b, unsigned int i, unsigned int k)
     struct io_uring_sqe *q = io_uring_get_sqe(&b->uring);
 
     if (q == NULL) { /* the queue holds two per slot: flush what is there and retry */
+        b->st.enters++;
         io_uring_submit(&b->uring);
         q = io_uring_get_sqe(&b->uring);
     }
@@ -374,6 +376,7 @@ static void *pg_get(struct bhblk *b, uint32_t gref)
         return g->page;
     if (b->npg >= BHBLK_MAX_PERSISTENT)
         return NULL;
+    b->st.map_calls++;
     page = bhgnttab_map_domain_grant_refs(b->gt, 1, b->domid, &gref, PROT_READ | PROT_WRITE);
     if (page == NULL)
         return NULL;
@@ -456,6 +459,7 @@ static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
         return 0;
     for (unsigned int k = 0; k < n; k++)
         refs[k] = s->segs[k].gref;
+    b->st.map_calls++;
     s->map = bhgnttab_map_domain_grant_refs(b->gt, n, b->domid, refs, prot);
     if (s->map == NULL)
         return fail(b, why, len, "request %llu: cannot map its %u grants (first %u): %s",
@@ -476,9 +480,11 @@ static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
 static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
 {
     struct slot *s = &b->slots[i];
-    void *pages = bhgnttab_map_domain_grant_refs(b->gt, s->r.nind, b->domid, s->r.ind_grefs,
-                                                 PROT_READ);
+    void *pages;
     char w[160];
+
+    b->st.map_calls++;
+    pages = bhgnttab_map_domain_grant_refs(b->gt, s->r.nind, b->domid, s->r.ind_grefs, PROT_READ);
 
     if (pages == NULL)
         return fail(b, why, len, "request %llu: cannot map its %u indirect pages: %s",
@@ -586,10 +592,13 @@ static unsigned int reap(struct bhblk *b)
     return n;
 }
 
+/* Hands the kernel the SQEs of this pass, in one io_uring_enter whatever their number. */
 static void submit(struct bhblk *b)
 {
-    if (b->uring_up)
+    if (b->uring_up && io_uring_sq_ready(&b->uring) > 0) {
+        b->st.enters++;
         io_uring_submit(&b->uring);
+    }
 }
 
 /* Whether completions wait already. */
@@ -602,6 +611,9 @@ static int push(struct bhblk *b)
 {
     int n = bhring_back_push(&b->ring);
 
+    b->st.pushes++;
+    if (n > 0)
+        b->st.notifies++;
     for (unsigned int k = 0; k < b->ndone; k++)
         b->kept->busy[b->done[k]] = 0;
     b->ndone = 0;
@@ -610,12 +622,14 @@ static int push(struct bhblk *b)
     return n;
 }
 
-int bhblk_run(struct bhblk *b, char *why, size_t len)
+/* bhblk_run and bhblk_poll: arm says whether the ring's request event is set before returning. */
+static int run(struct bhblk *b, bool arm, char *why, size_t len)
 {
     int notify = 0;
 
     if (b->broken)
         return fail(b, why, len, "%s", b->why);
+    b->st.runs++;
     for (;;) {
         unsigned int progress = reap(b);
         struct blkif_request raw;
@@ -628,6 +642,7 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
             b->kept->req[i] = raw;
             b->kept->busy[i] = 1;
             bhring_save(&b->ring, &b->kept->ring);
+            b->st.requests++;
             if (start(b, i, &raw, why, len) != 0)
                 return -1;
             progress++;
@@ -639,6 +654,12 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
             notify = 1;
         if (b->broken)
             return fail(b, why, len, "%s", b->why);
+        if (!arm) {
+            /* polled: the request event stays behind, so the frontend's pushes notify nobody */
+            if (progress > 0 && ready(b))
+                continue;
+            return notify;
+        }
         more = bhring_back_final_check(&b->ring);
         if (more < 0)
             return fail(b, why, len, "%s", bhring_error(&b->ring));
@@ -646,6 +667,16 @@ int bhblk_run(struct bhblk *b, char *why, size_t len)
             continue;
         return notify;
     }
+}
+
+int bhblk_run(struct bhblk *b, char *why, size_t len)
+{
+    return run(b, true, why, len);
+}
+
+int bhblk_poll(struct bhblk *b, char *why, size_t len)
+{
+    return run(b, false, why, len);
 }
 
 struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
@@ -819,6 +850,11 @@ unsigned int bhblk_in_flight(const struct bhblk *b)
 const char *bhblk_storage_error(const struct bhblk *b)
 {
     return b->nbd != NULL ? bhnbd_error(b->nbd) : NULL;
+}
+
+const struct bhblk_stats *bhblk_get_stats(const struct bhblk *b)
+{
+    return &b->st;
 }
 
 bool bhblk_direct(const struct bhblk *b)

@@ -111,6 +111,14 @@ row "1M seq write (MB/s)" 3 write 1M 8
 echo "(ratios: drv against each baseline measured in this run, higher is better; latency as"
 echo " baseline/drv.  drv-1q and drv-nopg show what 4 queues and persistent grants buy.)"
 
+# What the requests cost in the driver domain's workers over all the jobs
+# above: the last stats lines of each device and queue (bulkhead-drvdom(8)).
+echo
+echo "blkback's counts (the drv domain's log; vbd DOMID/DEVID per guest disk):"
+grep -rh "stats:" "$BULKHEAD_STATE_DIR" 2>/dev/null |
+    awk '{k = $3 " " ($5 == "queue" ? $6 : $5); last[k] = $0} END {for (k in last) print last[k]}' |
+    sed 's/^[^:]*: //' | sort
+
 echo
 printf "%-30s %10s %10s %8s\n" "qcow2 job" "qemu-nbd" "drv-qcow2" "vs q-nbd"
 rowq() { # label metric rw bs depth
