@@ -16,13 +16,18 @@
 # Env: BH_XEN_CACHE (default /var/cache/bulkhead-xen): images, by package
 #      versions; BH_BUILDDIR, BH_SRCDIR (set by make); BH_XEN_KEEP=1 keeps
 #      the run directory; BH_XEN_BOOT_TIMEOUT (default 900 s) bounds the boot;
-#      BH_XEN_TRACE=1 puts blkback's trace (BULKHEAD_BLK_TRACE) in the log.
+#      BH_XEN_TRACE=1 puts blkback's trace (BULKHEAD_BLK_TRACE) in the log;
+#      BH_XEN_SCENARIOS (default all), e.g. "1,4": only those scenarios run
+#      and only their markers are expected (for working on one of them).
 set -uo pipefail
 
 SRC=${BH_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${BH_BUILDDIR:-$SRC/build}
 CACHE=${BH_XEN_CACHE:-/var/cache/bulkhead-xen}
 BOOT_TIMEOUT=${BH_XEN_BOOT_TIMEOUT:-900}
+SCEN=${BH_XEN_SCENARIOS:-all}
+[[ $SCEN =~ ^(all|[0-9]+(,[0-9]+)*)$ ]] ||
+    { echo "check-xen: BH_XEN_SCENARIOS='$SCEN': give 'all' or scenario numbers like 1,4" >&2; exit 2; }
 XENVER=4.17
 T0=$(date +%s)
 
@@ -186,7 +191,7 @@ say "booting Xen under QEMU (TCG, -cpu qemu64); serial log: $LOG"
 timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=256 -cpu qemu64 \
     -m 3072 -smp 2 -display none -serial "file:$LOG" -monitor none -no-reboot -net none \
     -kernel "$IMG/xen.elf" -append "$XEN_CMD" \
-    -initrd "$IMG/vmlinuz console=hvc0 earlyprintk=xen,$WORK/dom0.cpio" </dev/null > "$WORK/qemu.log" 2>&1 &
+    -initrd "$IMG/vmlinuz console=hvc0 earlyprintk=xen bhscen=$SCEN,$WORK/dom0.cpio" </dev/null > "$WORK/qemu.log" 2>&1 &
 QPID=$!
 # dom0 powers off when done; should Xen then halt without QEMU exiting, end
 # QEMU ourselves once dom0 said it finished.
@@ -209,14 +214,20 @@ grep -a -q '@@ xenstored-up' "$LOG" || envfail "xenstored/xen-init-dom0 did not 
 grep -a -q '@@ENV ' "$LOG" && envfail "$(grep -a '@@ENV ' "$LOG" | head -1 | tr -d '\r')"
 [ $qrc = 124 ] && say "QEMU hit the ${BOOT_TIMEOUT}s bound: a step stalled"
 fail=0
-for want in "@@PASS drvdom-serving" "@@PASS warmup-initwait" \
-            "@@PASS s1-guest-reads-drvdom" "@@PASS s1-drvdom-reads-guest" "@@PASS s1-fs-md5" \
-            "@@PASS s1-odirect" \
-            "@@PASS s2-guest-reads-drvdom" "@@PASS s2-drvdom-reads-guest" \
-            "@@PASS s4-detach" "@@PASS s4-attach" "@@PASS s4-guest-reads-drvdom" \
-            "@@PASS s4-drvdom-reads-guest" \
-            "@@PASS s6-guest-reads-drvdom" "@@PASS s6-drvdom-reads-guest" "@@PASS s6-bounce" \
-            "@@PASS drvdom-still-serving" "@@ finish"; do
+# The markers each scenario must print (BH_XEN_SCENARIOS picks the scenarios).
+declare -A MARKS=(
+    [1]="s1-guest-reads-drvdom s1-drvdom-reads-guest s1-fs-md5 s1-odirect"
+    [2]="s2-guest-reads-drvdom s2-drvdom-reads-guest"
+    [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
+    [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
+)
+wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")
+for n in $(printf '%s\n' "${!MARKS[@]}" | sort -n); do
+    [ "$SCEN" = all ] || [[ ,$SCEN, == *,$n,* ]] || continue
+    for m in ${MARKS[$n]}; do wanted+=("@@PASS $m"); done
+done
+wanted+=("@@PASS drvdom-still-serving" "@@ finish")
+for want in "${wanted[@]}"; do
     if grep -a -q -e "^$want" "$LOG"; then say "ok: $want"; else say "MISSING: $want"; fail=1; fi
 done
 grep -a '@@FAIL' "$LOG" | tr -d '\r' >&2 && fail=1
