@@ -477,7 +477,9 @@ int main(int argc, char **argv)
         daemon_ready(ready_fd, msg);
         goto out;
     }
-    logline("domain %u: serving %s", dd.domid, dd.backend);
+    logline("domain %u: serving %s (net poll %u us, blk poll %u us, rx stall %u ms, grant idle "
+            "%u ms)", dd.domid, dd.backend, netback_poll_us, blkback_poll_us, netback_rx_stall_ms,
+            blkback_grant_idle_ms);
     daemon_ready(ready_fd, "ok\n");
     while (!dd.stopping || dd.children != NULL) {
         struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},
