@@ -25,7 +25,7 @@ W=$(mktemp -d /tmp/bh-rstw-XXXXXX)
 bg=""
 COPY=""
 trap '[ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W" $COPY' EXIT
-plan 28
+plan 30
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 64M "$W/store/a.img" "$W/dom0/b.img"
