@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "drvdom.h"
 
 #define STOP_GRACE_MS 5000 /* on SIGTERM: how long the frontend gets to close with us */
@@ -254,14 +255,8 @@ static int check_layout(struct bhdev *d)
 static int open_handles(struct worker *w, const struct devref *r)
 {
     struct bhdev *d = &w->dev;
-    sigset_t set;
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    if ((w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+    if ((w->sigfd = daemon_signalfd(SIGTERM, SIGINT, SIGUSR1, 0)) < 0) {
         bhdev_log(d, "cannot make a signalfd: %s", strerror(errno));
         return -1;
     }
