@@ -16,15 +16,11 @@ set -u
 for p in fio python3 xenstore-watch xenstore-read; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install fio python3 xenstore-utils)"
 done
-top="${abs_top_builddir:-$PWD}"
-B="$top/toolstack/bulkhead"
-NEW="$top/driverdom/bulkhead-drvdom"
-OTHER="$top/tests/bulkhead-drvdom-layout2"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-rst-XXXXXX)
-W=$(mktemp -d /tmp/bh-rstw-XXXXXX)
-bg=""
 COPY=""
-trap '[ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W" $COPY' EXIT
+sim_undo() { [ -z "$COPY" ] || rm -f "$COPY"; }
+sim_begin rst
+OTHER="$top/tests/bulkhead-drvdom-layout2"
+NEW="$top/driverdom/bulkhead-drvdom"
 plan 30
 
 mkdir -p "$W/store" "$W/dom0"
