@@ -151,10 +151,12 @@ static const unsigned long allowed_ioctls[] = {
     IOCTL_GNTALLOC_ALLOC_GREF, IOCTL_GNTALLOC_DEALLOC_GREF, IOCTL_GNTALLOC_SET_UNMAP_NOTIFY,
     IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_UNBIND,
     IOCTL_EVTCHN_NOTIFY, IOCTL_EVTCHN_RESET, IOCTL_EVTCHN_RESTRICT_DOMID};
+#ifndef BH_SANITIZED
 /* prctl options: the comm of a keeper or worker, a worker's death with its keeper, no_new_privs. */
 static const int allowed_prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_SET_PDEATHSIG, PR_GET_DUMPABLE,
                                      PR_CAPBSET_READ,
                                      PR_SET_NO_NEW_PRIVS /* worker_enter_service, again */};
+#endif
 
 static int confined;
 
