@@ -219,6 +219,7 @@ declare -A MARKS=(
     [1]="s1-guest-reads-drvdom s1-drvdom-reads-guest s1-fs-md5 s1-odirect"
     [2]="s2-guest-reads-drvdom s2-drvdom-reads-guest"
     [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
+    [5]="s5-worker-killed s5-upgraded s5-guest-io-ok"
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
 )
 wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")

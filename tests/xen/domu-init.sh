@@ -72,5 +72,30 @@ if grep -q bhbench=1 /proc/cmdline; then
     dd if=/dev/xvda of=/dev/null bs=1M skip=1 count=32 iflag=direct 2>/dev/null; c=$(ms)
     echo "@@DOMU bench write_ms=$((b - a)) read_ms=$((c - b))"
 fi
+# bhrestart=1 (scenario 5): writes 256 KiB chunks of data that differ per
+# chunk and per boot, O_DIRECT and fsynced, round the 4 MiB from 8 MiB, and
+# reads each back O_DIRECT and compares, while dom0 has the driver domain's
+# worker for this disk killed and upgraded.  A progress line per chunk lets
+# dom0 see I/O go on after each restart; dom0 ends the loop by having the
+# driver domain write S5-STOP at 7 MiB, which the guest reads each round.
+if grep -q bhrestart=1 /proc/cmdline; then
+    seed=$(cut -d' ' -f1 /proc/uptime); i=0; bad=""
+    echo "@@DOMU s5-loop $(up)"
+    while [ $i -lt 3000 ]; do
+        at=$((32 + i % 16))
+        yes "s5-$seed-$i" | head -c 262144 > /tmp/c
+        dd if=/tmp/c of=/dev/xvda bs=256k seek=$at oflag=direct conv=fsync 2>/tmp/err ||
+            { bad="chunk $i: write failed: $(tr '\n' ' ' < /tmp/err)"; break; }
+        a=$(md5sum < /tmp/c | cut -d' ' -f1)
+        b=$(dd if=/dev/xvda bs=256k skip=$at count=1 iflag=direct 2>/tmp/err | md5sum | cut -d' ' -f1)
+        [ "$a" = "$b" ] || { bad="chunk $i: wrote md5 $a, read back $b $(tr '\n' ' ' < /tmp/err)"; break; }
+        i=$((i + 1))
+        echo "@@DOMU s5-progress $i"
+        [ "$(dd if=/dev/xvda bs=1M skip=7 count=1 iflag=direct 2>/dev/null | head -c 7)" = S5-STOP ] && break
+    done
+    dmesg | grep -q -i 'I/O error' && bad="$bad; the kernel logged: $(dmesg | grep -i 'I/O error' | head -1)"
+    if [ -z "$bad" ]; then echo "@@DOMU s5-io-ok $i chunks verified"
+    else echo "@@DOMU s5-io-FAILED $bad"; fi
+fi
 echo "@@DOMU done $(up)"
 poweroff -f
