@@ -108,7 +108,7 @@ $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/x
 timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
 # Every guest's console, live on ours (a stall shows where it stalled).
-( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu7.log 2>/dev/null |
+( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu7.log guest-domu8.log 2>/dev/null |
     sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|xvd\|response\|bounce\|hung\|task\|error\|I\/O\|EXT\|ext4/!d}' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
@@ -358,6 +358,32 @@ restart() {
     fi
 }
 want 5 && restart
+
+# Scenario 8: our own blkfront in a guest (domu8: the nbdkit plugin through
+# libxengntshr and libxenevtchn, no xen-blkfront) against our blkback, on
+# scenario 1's disk: fio's crc32c verify over the plugin's NBD export, then
+# a tail the guest wrote, read in the driver domain.
+ownfront() {
+    name=domu8
+    mark "$name-create"
+    if ! timeout -k 10 180 xl create /etc/xen/$name.cfg > /run/$name-create.log 2>&1; then
+        fail s8-create "xl create $name failed"; tail -20 /run/$name-create.log; diag
+        timeout -k 5 30 xl destroy "$name" 2>/dev/null
+        return
+    fi
+    if ! waitfor 600 gone "$name"; then
+        fail s8-guest "$name still running after 600 s: its I/O stalled"; diag
+        timeout -k 5 30 xl destroy "$name"
+    fi
+    mark "$name-gone"
+    if said $name s8-fio-ok && ! said $name s8-FAILED; then pass s8-fio-verify
+    else fail s8-fio-verify "$(console $name | sed -n 's/^@@DOMU s8-FAILED //p' | tr '\n' ' ')"; fi
+    gmd5=$(field $name s8-tailmd5)
+    dmd5=$(ask md5 /var/lib/bulkhead/disk1.img 63 1)
+    if [ -n "$gmd5" ] && [ "$gmd5" = "$dmd5" ]; then pass s8-drvdom-reads-guest
+    else fail s8-drvdom-reads-guest "the guest's blkfront wrote md5 '$gmd5', the driver domain reads '$dmd5'"; fi
+}
+want 8 && ownfront
 
 # The ratio: domu3 (bhbench=1) timed its O_DIRECT writes and reads against
 # the driver domain; domu5 runs the same against dom0's own kernel blkback
