@@ -146,8 +146,19 @@ void worker_step(struct bhdev *d)
         return;
     }
     if ((peer = bhxb_read_state(d->xs, d->paths.frontend)) == -2 || own == -2) {
-        bhdev_log(d, "cannot read the device's state: %s (is bulkhead-xenstored up?)",
-                  strerror(errno));
+        /*
+         * Xen's xenstored answers a read under a destroyed domain's
+         * directory with EACCES, not ENOENT (it judges by the nearest
+         * node left, /local/domain, which only dom0 reads): the guest is
+         * gone, and the toolstack removes our directory next.
+         */
+        if (own != -2 && errno == EACCES)
+            bhdev_log(d, "cannot read the frontend's state: %s (its domain is gone, or it "
+                      "closed its directory to us; waiting for the toolstack to remove the device)",
+                      strerror(errno));
+        else
+            bhdev_log(d, "cannot read the device's state: %s (is the XenStore daemon up? "
+                      "bulkhead-xenstored in the simulation, xenstored on Xen)", strerror(errno));
         return;
     }
     m->view.online = !w->stopping && bhxb_read_online(d->xs, d->paths.backend);
