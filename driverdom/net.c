@@ -3,8 +3,8 @@
  * the data path of backend/net (libbhnetback: TX chains validated and
  * written to the vif's TAP, frames from the TAP copied into the
  * frontend's RX buffers).  The TAP comes from dom0's broker through the
- * keeper, one fd per queue, in this domain's network namespace on the
- * vif's bridge.
+ * keeper (on Xen from this domain's opener), one fd per queue, in this
+ * domain's network namespace on the vif's bridge.
  *
  * What we publish, as Linux's xen-netback does (its xenbus.c names the
  * keys; io/netif.h says what they mean): rx-copy (the only RX mode),
@@ -115,13 +115,28 @@ struct net_priv {
 };
 
 /*
- * The vif's TAP from dom0's broker: vif<frontend>.<devid> in this domain's
- * network namespace, on the vif's bridge, one fd per queue, offloads on.
+ * The vif's TAP: vif<frontend>.<devid> in this domain's network namespace,
+ * on the vif's bridge, one fd per queue, offloads on.  In the simulation
+ * dom0's broker makes it; a Xen driver domain has no broker, and its
+ * opener makes it as vif-bridge would plug the kernel's vif (opener.c,
+ * vifplug.c).  Either way the fds are all the data path sees.
  */
 static int net_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
     unsigned int nq = 0;
+    int n;
 
+    if (id->backend_domid != 0 && drv_own_targets(id->backend_domid)) {
+        if ((n = drvdom_opener_tap(id->domid, id->devid, NET_MAX_QUEUES, a->fds, a->why,
+                                   sizeof(a->why))) < 0) {
+            if (errno == ENOENT)
+                return 0; /* the device is gone already: the worker sees it go */
+            a->err = errno;
+            return -1;
+        }
+        a->nfds = (unsigned int)n;
+        return 0;
+    }
     if (bhbroker_tap(id->domid, id->devid,
                      BHBROKER_TAP_CSUM | BHBROKER_TAP_TSO4 | BHBROKER_TAP_TSO6, a->fds, &nq) != 0) {
         if (errno == ENOENT)
