@@ -298,6 +298,17 @@ static void unmap_data(struct net_queue *q)
 }
 
 /*
+ * The engine's unpage, before it pushes responses: the one data page is
+ * unmapped before the frontend can see that its request was answered
+ * (Linux's netfront disables a vif whose backend still maps a page it
+ * ends).  Kept pages of persistent pools stay: their frontend agreed.
+ */
+static void net_unpage(void *ctx)
+{
+    unmap_data(ctx);
+}
+
+/*
  * A page of a frontend with persistent pools: mapped once and kept (the
  * simulation's map is a call to the hypervisor, hundreds of microseconds:
  * once per packet it was the whole cost of the data path).
@@ -491,7 +502,7 @@ static int net_attach(struct bhdev *d, char *why, size_t len)
             int fd = d->fds[i], fl = fcntl(fd, F_GETFL);
             struct bhnet_opts o = {
                 .tx_ring = q->tx_page, .rx_ring = q->rx_page, .fd = fd, .hdrsz = 12,
-                .page = net_page, .ctx = q,
+                .page = net_page, .unpage = net_unpage, .ctx = q,
                 .tx = {.gso_tcpv4 = true, .gso_tcpv6 = true, .mcast = k->mcast != 0},
                 .rx = {.gso_tcpv4 = k->gso4 != 0, .gso_tcpv6 = k->gso6 != 0,
                        .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},
