@@ -145,6 +145,37 @@ int drvdom_opener_start(char *why, size_t whylen);
 int drvdom_opener_fd(void);
 int drvdom_opener_disk(const char *backend_kind, uint32_t domid, uint32_t devid, uint64_t *size,
                        bool *ro, char *why, size_t whylen);
+/*
+ * The TAP of vif devid of guest domid, made by the opener from the backend
+ * directory's vifname=, bridge=, mtu= and script= (vifplug.c): up to
+ * max_queues fds (no more than this domain's CPUs, as Linux's netback
+ * offers) into fds; their number, or -1 with errno and a one-line why
+ * (ENOENT: no such vif in the backend directory).
+ */
+int drvdom_opener_tap(uint32_t domid, uint32_t devid, unsigned int max_queues, int *fds,
+                      char *why, size_t whylen);
+
+/*
+ * vifplug.c (Xen): a vif's TAP made as Xen's vif-bridge plugs a vif.
+ * vifplug_spec checks what the backend directory says (any string may be
+ * NULL or empty: vif<domid>.<devid>, xenbr0, the bridge's mtu, vif-bridge)
+ * into s; vifplug_make then opens s->queues queues of TAP s->name
+ * (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE), gives it the
+ * mtu and fe:ff:ff:ff:ff:ff, and brings it up on s->bridge, which must
+ * exist.  Both return 0, or -1 with errno and a one-line why naming the fix
+ * (EOPNOTSUPP: script=vif-route or another script; EEXIST: the name is
+ * taken).  The TAP goes away with the last of its fds.
+ */
+struct vifplug {
+    char name[16];   /* IFNAMSIZ */
+    char bridge[16];
+    unsigned int mtu; /* 0: the bridge's */
+    unsigned int queues;
+};
+int vifplug_spec(uint32_t domid, uint32_t devid, const char *vifname, const char *bridge,
+                 const char *mtu, const char *script, unsigned int queues, struct vifplug *s,
+                 char *why, size_t whylen);
+int vifplug_make(const struct vifplug *s, int *fds, char *why, size_t whylen);
 
 /* The drivers built in (drvtab.c), and the one serving a backend kind (NULL: none). */
 extern const struct bhdrv *const bhdrv_table[];

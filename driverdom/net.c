@@ -3,8 +3,8 @@
  * the data path of backend/net (libbhnetback: TX chains validated and
  * written to the vif's TAP, frames from the TAP copied into the
  * frontend's RX buffers).  The TAP comes from dom0's broker through the
- * keeper, one fd per queue, in this domain's network namespace on the
- * vif's bridge.
+ * keeper (on Xen from this domain's opener), one fd per queue, in this
+ * domain's network namespace on the vif's bridge.
  *
  * What we publish, as Linux's xen-netback does (its xenbus.c names the
  * keys; io/netif.h says what they mean): rx-copy (the only RX mode),
@@ -115,13 +115,28 @@ struct net_priv {
 };
 
 /*
- * The vif's TAP from dom0's broker: vif<frontend>.<devid> in this domain's
- * network namespace, on the vif's bridge, one fd per queue, offloads on.
+ * The vif's TAP: vif<frontend>.<devid> in this domain's network namespace,
+ * on the vif's bridge, one fd per queue, offloads on.  In the simulation
+ * dom0's broker makes it; a Xen driver domain has no broker, and its
+ * opener makes it as vif-bridge would plug the kernel's vif (opener.c,
+ * vifplug.c).  Either way the fds are all the data path sees.
  */
 static int net_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
     unsigned int nq = 0;
+    int n;
 
+    if (id->backend_domid != 0 && drv_own_targets(id->backend_domid)) {
+        if ((n = drvdom_opener_tap(id->domid, id->devid, NET_MAX_QUEUES, a->fds, a->why,
+                                   sizeof(a->why))) < 0) {
+            if (errno == ENOENT)
+                return 0; /* the device is gone already: the worker sees it go */
+            a->err = errno;
+            return -1;
+        }
+        a->nfds = (unsigned int)n;
+        return 0;
+    }
     if (bhbroker_tap(id->domid, id->devid,
                      BHBROKER_TAP_CSUM | BHBROKER_TAP_TSO4 | BHBROKER_TAP_TSO6, a->fds, &nq) != 0) {
         if (errno == ENOENT)
@@ -280,6 +295,17 @@ static void unmap_data(struct net_queue *q)
     if (q->map != NULL)
         bhgnttab_unmap(q->d->gnttab, q->map, 1);
     q->map = NULL;
+}
+
+/*
+ * The engine's unpage, before it pushes responses: the one data page is
+ * unmapped before the frontend can see that its request was answered
+ * (Linux's netfront disables a vif whose backend still maps a page it
+ * ends).  Kept pages of persistent pools stay: their frontend agreed.
+ */
+static void net_unpage(void *ctx)
+{
+    unmap_data(ctx);
 }
 
 /*
@@ -476,7 +502,7 @@ static int net_attach(struct bhdev *d, char *why, size_t len)
             int fd = d->fds[i], fl = fcntl(fd, F_GETFL);
             struct bhnet_opts o = {
                 .tx_ring = q->tx_page, .rx_ring = q->rx_page, .fd = fd, .hdrsz = 12,
-                .page = net_page, .ctx = q,
+                .page = net_page, .unpage = net_unpage, .ctx = q,
                 .tx = {.gso_tcpv4 = true, .gso_tcpv6 = true, .mcast = k->mcast != 0},
                 .rx = {.gso_tcpv4 = k->gso4 != 0, .gso_tcpv6 = k->gso6 != 0,
                        .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},

@@ -14,6 +14,12 @@
  * A keeper asks, as it asks dom0's broker in the simulation; a confined
  * process that was taken over can get nothing but the disks dom0 assigned.
  *
+ * A vif's TAP is made here too (vifplug.c), as Xen's vif-bridge hotplug
+ * script would plug the kernel netback's vif: this process keeps
+ * CAP_NET_ADMIN and /dev/net/tun, the confined daemon has neither.  It
+ * takes the names (vifname, bridge) and the mtu from the same backend
+ * directory, and answers with one fd per queue.
+ *
  * Each request carries a fresh socket of the asker's (SCM_RIGHTS) and the
  * answer goes back on it alone, so that keepers asking at once never read
  * each other's answers through the one shared socket.
@@ -31,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <xenstore.h>
@@ -38,8 +45,9 @@
 #include "drvdom.h"
 
 struct open_req {
-    char kind[16]; /* the backend kind: vbd, qdisk, vbd3 */
+    char kind[16]; /* the backend kind: vbd, qdisk, vbd3; vif for a TAP */
     uint32_t domid, devid;
+    uint32_t queues; /* vif: the most TAP queues the asker takes */
 };
 
 struct open_rsp {
@@ -56,47 +64,85 @@ int drvdom_opener_fd(void)
     return opener_fd;
 }
 
-/* Sends buf and, if fd >= 0, the descriptor with it. */
-static int send_fd(int sock, const void *buf, size_t len, int fd)
+/* Sends buf and, with it, the nfds (0..BHDEV_MAX_FDS) descriptors fds. */
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned int nfds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    char cbuf[CMSG_SPACE(sizeof(int) * BHDEV_MAX_FDS)] = {0};
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
-    if (fd >= 0) {
+    if (nfds > 0) {
         m.msg_control = cbuf;
-        m.msg_controllen = sizeof(cbuf);
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
     return sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+static int send_fd(int sock, const void *buf, size_t len, int fd)
+{
+    return send_fds(sock, buf, len, &fd, fd >= 0 ? 1 : 0);
+}
+
+/*
+ * Receives exactly len bytes and at most max (1..BHDEV_MAX_FDS)
+ * descriptors into fds, their number in *nfds.  Anything else - more fds,
+ * a short or long message - closes whatever came and fails.
+ */
+static int recv_fds(int sock, void *buf, size_t len, int *fds, unsigned int max,
+                    unsigned int *nfds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * BHDEV_MAX_FDS)];
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    unsigned int got = 0;
+    bool extra = false;
+
+    for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; c != NULL;
+         c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0))
+            continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (got < max) {
+                fds[got++] = fd;
+            } else {
+                close(fd); /* more than we take: refused, and not leaked */
+                extra = true;
+            }
+        }
+    }
+    *nfds = got;
+    if (n != (ssize_t)len || extra || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        int err = n == 0 ? ENOTCONN : n < 0 ? errno : EPROTO;
+        for (unsigned int i = 0; i < got; i++)
+            close(fds[i]);
+        *nfds = 0;
+        errno = err;
+        return -1;
+    }
+    return 0;
 }
 
 /* Receives exactly len bytes and at most one descriptor (*fd, -1 if none). */
 static int recv_fd(int sock, void *buf, size_t len, int *fd)
 {
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-    ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    unsigned int n;
 
     *fd = -1;
-    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; c != NULL; c = CMSG_NXTHDR(&m, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(fd, CMSG_DATA(c), sizeof(int));
-    if (n != (ssize_t)len || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-        int err = n == 0 ? ENOTCONN : n < 0 ? errno : EPROTO;
-        if (*fd >= 0)
-            close(*fd);
-        *fd = -1;
-        errno = err;
+    if (recv_fds(sock, buf, len, fd, 1, &n) != 0)
         return -1;
-    }
+    if (n == 0)
+        *fd = -1;
     return 0;
 }
 
@@ -160,6 +206,53 @@ out:
     return fd;
 }
 
+/* A backend key of vif domid/devid in this domain's directory: malloc'd, or NULL. */
+static char *vif_key(struct xs_handle *xs, unsigned int self, const struct open_req *q,
+                     const char *key)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "/local/domain/%u/backend/vif/%u/%u/%s", self, q->domid,
+             q->devid, key);
+    return xs_read(xs, XBT_NULL, path, NULL);
+}
+
+/*
+ * A vif's TAP, plugged as vif-bridge would plug it, from what dom0 wrote
+ * in this domain's backend directory: the number of queue fds, or -1 with
+ * r->err and r->why.
+ */
+static int open_tap(struct xs_handle *xs, unsigned int self, const struct open_req *q,
+                    struct open_rsp *r, int *fds)
+{
+    char *fe = vif_key(xs, self, q, "frontend-id"), *vifname = vif_key(xs, self, q, "vifname"),
+         *bridge = vif_key(xs, self, q, "bridge"), *mtu = vif_key(xs, self, q, "mtu"),
+         *script = vif_key(xs, self, q, "script");
+    /* Linux's netback offers a queue per CPU (xenvif_max_queues): so do we, up to the asker's. */
+    unsigned int cpus = get_nprocs() > 0 ? (unsigned int)get_nprocs() : 1,
+                 queues = q->queues < cpus ? q->queues : cpus;
+    struct vifplug s;
+    int n = -1;
+
+    if (fe == NULL) {
+        r->err = ENOENT; /* a device already gone: the keeper ends */
+        snprintf(r->why, sizeof(r->why), "no vif %u/%u in this domain's backend directory",
+                 q->domid, q->devid);
+    } else if (vifplug_spec(q->domid, q->devid, vifname, bridge, mtu, script, queues, &s, r->why,
+                            sizeof(r->why)) != 0 ||
+               vifplug_make(&s, fds, r->why, sizeof(r->why)) != 0) {
+        r->err = errno;
+    } else {
+        n = (int)s.queues;
+    }
+    free(fe);
+    free(vifname);
+    free(bridge);
+    free(mtu);
+    free(script);
+    return n;
+}
+
 static void opener_main(int sock)
 {
     struct xs_handle *xs = xs_open(0);
@@ -184,6 +277,19 @@ static void opener_main(int sock)
         if (reply < 0)
             continue;
         memset(&r, 0, sizeof(r));
+        if (memchr(q.kind, '\0', sizeof(q.kind)) != NULL && strcmp(q.kind, "vif") == 0) {
+            int fds[BHDEV_MAX_FDS];
+            int n = open_tap(xs, (unsigned int)self, &q, &r, fds);
+
+            send_fds(reply, &r, sizeof(r), fds, n > 0 ? (unsigned int)n : 0);
+            for (int i = 0; i < n; i++)
+                close(fds[i]);
+            if (n > 0)
+                logline("opener: TAP for vif %u/%u made, %d queue%s", q.domid, q.devid, n,
+                        n > 1 ? "s" : "");
+            close(reply);
+            continue;
+        }
         fd = open_target(xs, (unsigned int)self, &q, &r);
         send_fd(reply, &r, sizeof(r), fd);
         if (fd >= 0)
@@ -266,4 +372,55 @@ out:
     if (sv[1] >= 0)
         close(sv[1]);
     return fd;
+}
+
+int drvdom_opener_tap(uint32_t domid, uint32_t devid, unsigned int max_queues, int *fds,
+                      char *why, size_t len)
+{
+    struct open_req q = {.domid = domid, .devid = devid, .queues = max_queues};
+    struct open_rsp r;
+    unsigned int n = 0;
+    int sv[2], rc = -1;
+
+    if (opener_fd < 0) {
+        snprintf(why, len,
+                 "no opener: bulkhead-drvdom on Xen starts one before it confines itself");
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (max_queues == 0 || max_queues > BHDEV_MAX_FDS) {
+        snprintf(why, len, "%u TAP queues asked: 1..%u", max_queues, BHDEV_MAX_FDS);
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(q.kind, sizeof(q.kind), "vif");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(why, len, "cannot ask the opener: %s", strerror(errno));
+        return -1;
+    }
+    if (send_fd(opener_fd, &q, sizeof(q), sv[1]) != 0) {
+        snprintf(why, len, "cannot ask the opener: %s (is bh-opener running?)", strerror(errno));
+        goto out;
+    }
+    close(sv[1]);
+    sv[1] = -1;
+    if (recv_fds(sv[0], &r, sizeof(r), fds, max_queues, &n) != 0) {
+        snprintf(why, len, "the opener did not answer (is bh-opener running?)");
+        errno = EPROTO;
+        goto out;
+    }
+    r.why[sizeof(r.why) - 1] = '\0';
+    if (r.err != 0 || n == 0) {
+        for (unsigned int i = 0; i < n; i++)
+            close(fds[i]);
+        snprintf(why, len, "%s", r.err != 0 ? r.why : "the opener sent no TAP");
+        errno = r.err != 0 ? r.err : EPROTO;
+        goto out;
+    }
+    rc = (int)n;
+out:
+    close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    return rc;
 }

@@ -997,6 +997,69 @@ START_TEST(test_engine_rx)
 END_TEST
 
 
+/*
+ * unpage runs before the push that shows the frontend its responses: by
+ * then no data page is mapped (Linux's netfront disables a vif whose
+ * backend still maps a page it ends).  ctx is the ring page whose
+ * rsp_prod the frontend reads.
+ */
+static bool data_mapped;
+static unsigned int unpages;
+static RING_IDX rsp_prod_seen;
+
+static void *page_tracked(void *ctx, uint32_t gref, bool writable)
+{
+    data_mapped = true;
+    return page_of(ctx, gref, writable);
+}
+
+static void unpage_tracked(void *ctx)
+{
+    const struct netif_tx_sring *txs = ctx;
+
+    if (data_mapped) {
+        unpages++;
+        rsp_prod_seen = txs->rsp_prod; /* what the frontend could see at the unmap */
+    }
+    data_mapped = false;
+}
+
+START_TEST(test_engine_unpage_before_push)
+{
+    static uint8_t frame[1000], got[12 + 1000];
+    struct vif v;
+    struct bhnet_opts o = {.tx = all_off, .rx = {.ring_ids = 256}};
+    struct netif_tx_request r = data(0, 1000, 0);
+    struct netif_tx_response rsp;
+    char why[WHY] = "";
+    int rc;
+
+    vif_open_with(&v, &o);
+    bhnet_close(v.eng);
+    /* Again with the hooks: vif_open_with sets page_of, these replace it. */
+    o.tx_ring = v.txmem, o.rx_ring = v.rxmem, o.fd = sp[0], o.hdrsz = 12;
+    o.page = page_tracked, o.unpage = unpage_tracked, o.ctx = v.txmem;
+    ck_assert_ptr_nonnull(v.eng = bhnet_open(&o, why, sizeof(why)));
+    frame_make(frame, sizeof(frame), false, false, 17);
+    memcpy(pages[5], frame, sizeof(frame));
+    r.gref = 5, r.id = 3;
+    ck_assert_int_eq(bhring_front_put(&v.ftx, &r), 0);
+    ck_assert_int_ge(bhring_front_push(&v.ftx), 0);
+    unpages = 0;
+    rc = bhnet_run(v.eng, why, sizeof(why));
+    ck_assert_msg(rc >= 0, "%s", why);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 1000);
+    ck_assert_uint_gt(unpages, 0);
+    ck_assert(!data_mapped);
+    /* The unmap came while the response was not yet the frontend's to see. */
+    ck_assert_uint_eq(rsp_prod_seen, 0);
+    ck_assert_uint_eq(((const struct netif_tx_sring *)v.txmem)->rsp_prod, 1);
+    ck_assert_int_eq(bhring_front_get(&v.ftx, &rsp), 1);
+    ck_assert_uint_eq(rsp.id, 3);
+    vif_close(&v);
+}
+END_TEST
+
 /* A 60-byte frame from src in page gref, and its single-slot request. */
 static struct netif_tx_request tx_frame(uint32_t gref, uint8_t src_last, uint16_t id)
 {
@@ -1366,6 +1429,7 @@ static Suite *netparse_suite(void)
     suite_add_tcase(s, vnet);
     tcase_add_checked_fixture(engine, vnet_setup, vnet_teardown);
     tcase_add_test(engine, test_engine_tx);
+    tcase_add_test(engine, test_engine_unpage_before_push);
     tcase_add_test(engine, test_engine_rx);
     tcase_add_test(engine, test_engine_filter);
     tcase_add_test(engine, test_engine_credit);

@@ -416,6 +416,14 @@ struct bhnet_opts {
     size_t hdrsz;                /* its virtio_net_hdr: 10 or 12 bytes */
     bhnet_page_fn page;          /* the frontend's data pages */
     void *ctx;
+    /*
+     * Optional: drops, with ctx, every mapping page() made that is not to
+     * be kept.  Called before responses are pushed: a frontend may end its
+     * grant as soon as it sees the response, and Linux's netfront takes a
+     * grant still mapped then for a backend that misbehaves and disables
+     * the vif for good (XSA-396's hardening).
+     */
+    void (*unpage)(void *ctx);
     struct bhnet_txopts tx;      /* what the backend offered */
     struct bhnet_rxopts rx;      /* what the frontend asked */
     /* Optional (zero: none): */

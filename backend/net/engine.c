@@ -346,6 +346,14 @@ static int rx_short(struct bhnet *n)
     return 1;
 }
 
+/* Responses become the frontend's at the push: the data pages are unmapped first (unpage). */
+static int push(struct bhnet *n, struct bhring *r)
+{
+    if (n->o.unpage != NULL)
+        n->o.unpage(n->o.ctx);
+    return bhring_back_push(r);
+}
+
 /* One RX frame: 1 done (delivered or dropped), 0 waiting, -1 a lie. */
 static int rx_one(struct bhnet *n, char *why, size_t whylen)
 {
@@ -454,16 +462,16 @@ int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *
     else
         n->k->st.rx_packets++;
     rx_answer(n, rsp, used);
-    *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+    *notify = push(n, &n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
     return r == 0 ? 1 : 0;
 wait:
     if (backlog_push(n, m, frame)) {
-        *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+        *notify = push(n, &n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
         return 2;
     }
 dropped:
     n->k->st.rx_dropped++;
-    *notify = bhring_back_push(&n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
+    *notify = push(n, &n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
     return 0;
 }
 
@@ -495,7 +503,7 @@ static int drain(struct bhnet *n, struct bhring *ring, int (*one)(struct bhnet *
         }
         k++;
     }
-    return again | (bhring_back_push(ring) == 1 ? bit : 0);
+    return again | (push(n, ring) == 1 ? bit : 0);
 }
 
 int bhnet_run(struct bhnet *n, char *why, size_t whylen)

@@ -119,6 +119,7 @@ build_image() {
            "$tmp"/rootfs/var/lib/apt/lists/*
     local m=$tmp/pkg/lib/modules/$kver
     for d in drivers/xen drivers/block drivers/net/xen-netfront.ko drivers/net/tun.ko net/bridge \
+             drivers/net/xen-netback \
              net/802 net/llc fs/ext4 fs/jbd2 fs/mbcache.ko lib crypto arch/x86/crypto; do
         [ -e "$m/kernel/$d" ] || continue
         mkdir -p "$tmp/rootfs/lib/modules/$kver/kernel/$(dirname "$d")"
@@ -251,6 +252,7 @@ fail=0
 declare -A MARKS=(
     [1]="s1-guest-reads-drvdom s1-drvdom-reads-guest s1-fs-md5 s1-odirect"
     [2]="s2-guest-reads-drvdom s2-drvdom-reads-guest"
+    [3]="s3-ping s3-tcp-md5 s3-tcp-md5-back s3-tap-gone"
     [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
     [5]="s5-worker-killed s5-upgraded s5-guest-io-ok"
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"

@@ -48,6 +48,37 @@ if grep -q bhownfront=1 /proc/cmdline; then
     echo "@@DOMU done $(up)"
     poweroff -f
 fi
+# bhnet=1 (scenario 3): no disk; eth0, whose backend is the driver domain,
+# gets 10.99.0.10/24 and pings dom0 (10.99.0.1).  Then two listeners: 8 MiB
+# from dom0 on port 5001 (its md5 printed), and 8 MiB of our own, md5
+# printed first, to whoever connects to port 5002 (dom0).
+if grep -q bhnet=1 /proc/cmdline; then
+    i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    if ! ip addr add 10.99.0.10/24 dev eth0 || ! ip link set eth0 up; then
+        echo "@@DOMU net-FAILED no eth0 to configure $(up)"; poweroff -f
+    fi
+    echo "@@DOMU eth0 $(up)"
+    ok=FAILED
+    for t in 1 2 3 4 5 6 7 8 9 10; do
+        ping -c 1 -W 5 10.99.0.1 >/dev/null 2>&1 && { ok=ok; break; }
+    done
+    echo "@@DOMU ping $ok"
+    [ $ok = ok ] || { ip -s link show eth0; ip neigh; }
+    # Numbered lines: a chunk lost, doubled or reordered changes the md5.
+    { echo "back-$(cat /proc/uptime)-$$"; seq 1 1200000; } | head -c 8388608 > /tmp/out
+    echo "@@DOMU tx-md5 $(md5sum < /tmp/out | cut -d' ' -f1)"
+    nc -l -p 5001 > /tmp/in &
+    rx=$!
+    nc -l -p 5002 < /tmp/out &
+    tx=$!
+    echo "@@DOMU net-listening $(up)"
+    wait $rx
+    echo "@@DOMU rx-bytes $(wc -c < /tmp/in)"
+    echo "@@DOMU rx-md5 $(md5sum < /tmp/in | cut -d' ' -f1)"
+    wait $tx
+    echo "@@DOMU done $(up)"
+    poweroff -f
+fi
 i=0; while [ ! -b /dev/xvda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
 if [ ! -b /dev/xvda ]; then
     echo "@@DOMU xvda-MISSING $(up)"; poweroff -f

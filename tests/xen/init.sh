@@ -45,6 +45,17 @@ if grep -q role=driverdomain /proc/cmdline; then
     # Disk 1 is a block device, which the engine opens O_DIRECT too: the test of
     # io_uring's O_DIRECT I/O straight into gntdev mappings in a PV domain.
     losetup /dev/loop0 /var/lib/bulkhead/disk1.img || echo "@@ENV losetup failed"
+    # The uplink (scenario 3): eth0, this domain's netfront to dom0's kernel
+    # netback (drvdom.cfg's vif), on a bridge xenbr0 of this domain's own;
+    # bulkhead-drvdom's opener puts each guest's vif<domid>.<devid> on it.
+    load xen-netfront tun bridge
+    i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i + 1)); done
+    if [ -e /sys/class/net/eth0 ] && ip link add xenbr0 type bridge &&
+       ip link set eth0 master xenbr0 && ip link set eth0 up && ip link set xenbr0 up; then
+        mark drvdom-uplink
+    else
+        echo "@@ENV the driver domain has no eth0 on xenbr0 (dom0's xen-netback, drvdom.cfg's vif)"
+    fi
     # bhtrace=1 (check-xen with BH_XEN_TRACE=1): blkback's trace in the log.
     # Off by default: the console is slow under emulation, and a worker
     # blocked on its log would skew the ratio and libxl's 10 s bounds.
@@ -72,6 +83,14 @@ if grep -q role=driverdomain /proc/cmdline; then
             md5) r=$(dd if="$3" bs=1M skip="$4" count="$5" 2>/dev/null | md5sum | cut -d' ' -f1) ;;
             head) r=$(dd if="$3" bs=512 count=1 2>/dev/null | tr -dc 'A-Za-z0-9-' | head -c 40) ;;
             alive) r=$(pidof bulkhead-drvdom >/dev/null && echo yes || echo no) ;;
+            netdiag) # the links, their counters and the bridge's table, on the console
+                ip -s link; bridge fdb show 2>/dev/null | grep -v 33:33; r=printed ;;
+            iface) # is link $3 still there (up to 20 s for it to go)?
+                r=present; i=0
+                while [ $i -lt 40 ]; do
+                    [ -e "/sys/class/net/$3" ] || { r=absent; break; }
+                    sleep 0.5; i=$((i + 1))
+                done ;;
             pid) r=$(named "$3") ;; # the process named $3 (a worker: bhw-<frontend>-<devid>)
             kill) r=$(named "$3"); [ -n "$r" ] && kill -KILL $r ;;
             upgrade) # a new bulkhead-drvdom takes every device over (upgrade.c): its last line
@@ -99,7 +118,7 @@ hostname dom0
 SCEN=$(sed -n 's/.*bhscen=\([0-9,a-z]*\).*/\1/p' /proc/cmdline); SCEN=${SCEN:-all}
 want() { case ",$SCEN," in *,all,*|*,$1,*) return 0;; esac; return 1; }
 mark dom0-up "$(uname -r)"
-load xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd bridge
+load xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd bridge xen-netback
 mount -t xenfs xenfs /proc/xen || envfail "cannot mount xenfs"
 timeout 60 $XB/xenstored --pid-file /run/xenstored.pid || envfail "xenstored did not start"
 timeout 60 $XB/xen-init-dom0 || envfail "xen-init-dom0 failed"
@@ -108,8 +127,8 @@ $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/x
 timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
 # Every guest's console, live on ours (a stall shows where it stalled).
-( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu7.log guest-domu8.log 2>/dev/null |
-    sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|xvd\|response\|bounce\|hung\|task\|error\|I\/O\|EXT\|ext4/!d}' -e 's/^/[guest] /' ) &
+( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu6.log guest-domu7.log guest-domu8.log 2>/dev/null |
+    sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|xvd\|response\|bounce\|hung\|task\|error\|I\/O\|EXT\|ext4\|Grant\|Disabled for/!d}' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
 # The bound is in seconds of uptime, not in tries: a try (xl) can take seconds.
@@ -122,9 +141,20 @@ console() { tr -d '\r' < /var/log/xen/console/guest-$1.log 2>/dev/null; }
 gone() { ! xl domid "$1" >/dev/null 2>&1; }
 guest_up() { console "$1" | grep -q '^@@DOMU xvda ' || gone "$1"; }
 
+# The driver domain's uplink (scenario 3): its vif, served by dom0's kernel
+# netback, goes on this bridge.  xl runs Xen's vif-bridge for it, which
+# needs no more than iproute2 here (Debian's vif-common.sh skips iptables).
+# Its own address: a bridge takes its lowest port's, and the only port here,
+# netback's vif, has fe:ff:ff:ff:ff:ff - which the driver domain's bridge
+# holds as a local address (its TAPs have it too) and would never forward.
+ip link add xenbr0 type bridge && ip link set xenbr0 address 00:16:3e:99:00:01 &&
+    ip addr add 10.99.0.1/24 dev xenbr0 && ip link set xenbr0 up ||
+    envfail "cannot make dom0's bridge xenbr0"
 mark drvdom-create
 timeout -k 10 180 xl create /etc/xen/drvdom.cfg || envfail "xl create drvdom failed"
 DD=$(xl domid drvdom)
+on_bridge() { [ -e /sys/class/net/xenbr0/brif/vif$DD.0 ]; }
+waitfor 60 on_bridge || envfail "vif-bridge did not put the driver domain's vif$DD.0 on xenbr0"
 xs_has() { xenstore-read "$1" >/dev/null 2>&1; }
 waitfor 240 xs_has /local/domain/$DD/data/bh-serving ||
     envfail "the driver domain never booted to its /init (see its console below)"
@@ -384,6 +414,63 @@ ownfront() {
     else fail s8-drvdom-reads-guest "the guest's blkfront wrote md5 '$gmd5', the driver domain reads '$dmd5'"; fi
 }
 want 8 && ownfront
+
+# Scenario 3: a guest whose vif the driver domain serves (backend=drvdom):
+# Linux's xen-netfront against bulkhead-drvdom's netback, its TAP on the
+# driver domain's xenbr0, bridged through the driver domain's own
+# netfront to dom0's xenbr0.  The guest (bhnet=1) pings dom0 and listens;
+# dom0 sends it 8 MiB whose md5 dom0 knows, then fetches 8 MiB whose md5
+# the guest printed.  bash's /dev/tcp is dom0's client: no nc in the image.
+net_guest() {
+    name=domu6
+    mark "$name-create"
+    if ! timeout -k 10 180 xl -vvv create /etc/xen/$name.cfg > /run/$name-create.log 2>&1; then
+        fail s3-create "xl create $name failed (the vif's backend never reached InitWait?)"
+        grep -v '^libxl: debug: libxl_event.c' /run/$name-create.log | tail -30
+        xenstore-ls -f /local/domain/$DD/backend/vif 2>&1 | head -40
+        timeout -k 5 30 xl destroy "$name" 2>/dev/null
+        return
+    fi
+    GID=$(xl domid $name)
+    ok=0
+    if ! waitfor 300 said $name net-listening; then
+        fail s3-ping "the guest never got to listen: $(field $name net-FAILED)"
+        xenstore-ls -f /local/domain/$DD/backend/vif 2>&1 | head -40
+    else
+        if [ "$(field $name ping)" = ok ]; then
+            pass s3-ping
+        else
+            fail s3-ping "the guest's ping of dom0 (10.99.0.1) through the driver domain failed"
+            ip -s link; ip neigh; ask netdiag >/dev/null
+        fi
+        head -c $((8 * MIB)) /dev/urandom > /run/s3.data
+        want=$(md5sum < /run/s3.data | cut -d' ' -f1)
+        if ! timeout 300 bash -c 'cat /run/s3.data > /dev/tcp/10.99.0.10/5001'; then
+            fail s3-tcp-md5 "dom0 could not send 8 MiB to the guest's port 5001 (connect or write failed)"
+        else
+            waitfor 200 said $name rx-md5
+            got=$(field $name rx-md5)
+            if [ -n "$got" ] && [ "$got" = "$want" ]; then pass s3-tcp-md5; ok=$((ok + 1))
+            else fail s3-tcp-md5 "dom0 sent 8 MiB of md5 '$want', the guest received $(field $name rx-bytes) bytes of md5 '$got'"; fi
+        fi
+        timeout 300 bash -c 'cat < /dev/tcp/10.99.0.10/5002' > /run/s3.back
+        got=$(md5sum < /run/s3.back | cut -d' ' -f1)
+        want=$(field $name tx-md5)
+        if [ -n "$want" ] && [ "$got" = "$want" ]; then pass s3-tcp-md5-back; ok=$((ok + 1))
+        else fail s3-tcp-md5-back "the guest sent md5 '$want', dom0 received $(stat -c %s /run/s3.back) bytes of md5 '$got'"; fi
+    fi
+    # Both transfers done, the guest powers off; otherwise it still listens.
+    if [ $ok != 2 ] || ! waitfor 120 gone "$name"; then
+        [ $ok = 2 ] && fail s3-guest "$name still running after its transfers"
+        timeout -k 5 30 xl destroy "$name"
+    fi
+    mark "$name-gone"
+    # The vif gone, its TAP must be gone too (its keeper closed the last fd).
+    tap=$(ask iface vif$GID.0)
+    [ "$tap" = absent ] && pass s3-tap-gone ||
+        fail s3-tap-gone "vif$GID.0 is still in the driver domain after the guest went ($tap)"
+}
+want 3 && net_guest
 
 # The ratio: domu3 (bhbench=1) timed its O_DIRECT writes and reads against
 # the driver domain; domu5 runs the same against dom0's own kernel blkback
