@@ -38,7 +38,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
 #include <sched.h>
@@ -63,6 +62,7 @@
 #include "bhblkback.h"
 #include "bhplat.h"
 #include "drvdom.h"
+#include "sandbox.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BH_SANITIZED 1
@@ -151,35 +151,14 @@ static const unsigned long allowed_ioctls[] = {
     IOCTL_GNTALLOC_ALLOC_GREF, IOCTL_GNTALLOC_DEALLOC_GREF, IOCTL_GNTALLOC_SET_UNMAP_NOTIFY,
     IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_UNBIND,
     IOCTL_EVTCHN_NOTIFY, IOCTL_EVTCHN_RESET, IOCTL_EVTCHN_RESTRICT_DOMID};
+#ifndef BH_SANITIZED
 /* prctl options: the comm of a keeper or worker, a worker's death with its keeper, no_new_privs. */
 static const int allowed_prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_SET_PDEATHSIG, PR_GET_DUMPABLE,
                                      PR_CAPBSET_READ,
                                      PR_SET_NO_NEW_PRIVS /* worker_enter_service, again */};
+#endif
 
-#define NR_NAMES 512
-static char nr_names[NR_NAMES][24]; /* for the SIGSYS handler, which cannot allocate */
 static int confined;
-
-/* Async-signal-safe: only write and exit_group, both allowed. */
-static void on_sigsys(int sig, siginfo_t *si, void *uc)
-{
-    char line[256];
-    const char *name = "?";
-    int nr = si->si_syscall, n;
-
-    (void)sig;
-    (void)uc;
-    if (nr >= 0 && nr < NR_NAMES && nr_names[nr][0] != '\0')
-        name = nr_names[nr];
-    /* snprintf of integers and strings does not allocate */
-    n = snprintf(line, sizeof(line),
-                 "%s[%d]: seccomp: denied system call %s (%d): killed; if the code needs it, "
-                 "add it to driverdom/confine.c's allowlist\n",
-                 progname, (int)syscall(SYS_getpid), name, nr);
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    syscall(SYS_exit_group, 128 + SIGSYS);
-}
 
 bool drvdom_confined(void)
 {
@@ -188,20 +167,8 @@ bool drvdom_confined(void)
 
 void drvdom_confine_sigsys(void)
 {
-    struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
-
     if (confined)
-        sigaction(SIGSYS, &sa, NULL);
-}
-
-static void name_table(void)
-{
-    for (int nr = 0; nr < NR_NAMES; nr++) {
-        char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
-        if (s != NULL)
-            snprintf(nr_names[nr], sizeof(nr_names[nr]), "%s", s);
-        free(s);
-    }
+        bhsb_sigsys_install();
 }
 
 /* ---- step 1: the mount namespace ---- */
@@ -291,26 +258,7 @@ static int confine_mounts(bool xen, char *why, size_t len)
     return 0;
 }
 
-/* ---- step 3: capabilities ---- */
-
-static int drop_caps(char *why, size_t len)
-{
-    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-    struct __user_cap_data_struct d[2] = {{0}, {0}};
-
-    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-            snprintf(why, len, "cannot drop capability %d from the bounding set: %s", cap,
-                     strerror(errno));
-            return -1;
-        }
-    if (syscall(SYS_capset, &h, d) != 0 ||
-        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
-        snprintf(why, len, "cannot clear the capability sets: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
+/* ---- step 3: capabilities, with no_new_privs (hv/sandbox.c) ---- */
 
 /* ---- step 4: seccomp ---- */
 
@@ -377,13 +325,9 @@ int drvdom_confine(enum drvdom_role role, char *why, size_t len)
     why[0] = '\0';
     if (confine_mounts(xen, why, len) != 0)
         return -1;
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-        snprintf(why, len, "cannot set no_new_privs: %s", strerror(errno));
+    if (bhsb_drop_privileges(why, len) != 0)
         return -1;
-    }
-    if (drop_caps(why, len) != 0)
-        return -1;
-    name_table();
+    bhsb_sigsys_prepare(progname, "driverdom/confine.c", 0);
     if ((f = build_filter()) == NULL) {
         snprintf(why, len, "cannot build the seccomp filter: %s", strerror(errno));
         return -1;

@@ -266,30 +266,9 @@ static void on_signal(struct drvdom *dd)
     }
 }
 
-/* Our domain id: the hypervisor's HELLO, else XenStore's "domid" of our own home. */
-/* From the hypervisor, or else from XenStore (a domain that cannot ask it). */
-static int learn_domid(struct xs_handle *xs, uint32_t *domid)
-{
-    int id = bhplat_domid();
-
-    if (id >= 0) {
-        *domid = (uint32_t)id;
-        return 0;
-    }
-    return bhxb_read_domid(xs, domid);
-}
-
 static int setup(struct drvdom *dd)
 {
-    sigset_t set;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if ((dd->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+    if ((dd->sigfd = daemon_signalfd(SIGCHLD, SIGTERM, SIGINT, 0)) < 0) {
         logline("cannot make a signalfd: %s (is /proc mounted?)", strerror(errno));
         return -1;
     }
@@ -299,7 +278,7 @@ static int setup(struct drvdom *dd)
                 strerror(errno));
         return -1;
     }
-    if (learn_domid(dd->xs, &dd->domid) != 0) {
+    if (bhxb_learn_domid(dd->xs, bhplat_domid(), &dd->domid) != 0) {
         logline("cannot learn this domain's id: neither bulkhead-hv (set BULKHEAD_HV_SOCKET) nor "
                 "XenStore's 'domid' answered; run it in a domain made by `bulkhead create`, or in "
                 "dom0");
@@ -477,7 +456,9 @@ int main(int argc, char **argv)
         daemon_ready(ready_fd, msg);
         goto out;
     }
-    logline("domain %u: serving %s", dd.domid, dd.backend);
+    logline("domain %u: serving %s (net poll %u us, blk poll %u us, rx stall %u ms, grant idle "
+            "%u ms)", dd.domid, dd.backend, netback_poll_us, blkback_poll_us, netback_rx_stall_ms,
+            blkback_grant_idle_ms);
     daemon_ready(ready_fd, "ok\n");
     while (!dd.stopping || dd.children != NULL) {
         struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},

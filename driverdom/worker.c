@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "drvdom.h"
 
 #define STOP_GRACE_MS 5000 /* on SIGTERM: how long the frontend gets to close with us */
@@ -145,8 +146,19 @@ void worker_step(struct bhdev *d)
         return;
     }
     if ((peer = bhxb_read_state(d->xs, d->paths.frontend)) == -2 || own == -2) {
-        bhdev_log(d, "cannot read the device's state: %s (is bulkhead-xenstored up?)",
-                  strerror(errno));
+        /*
+         * Xen's xenstored answers a read under a destroyed domain's
+         * directory with EACCES, not ENOENT (it judges by the nearest
+         * node left, /local/domain, which only dom0 reads): the guest is
+         * gone, and the toolstack removes our directory next.
+         */
+        if (own != -2 && errno == EACCES)
+            bhdev_log(d, "cannot read the frontend's state: %s (its domain is gone, or it "
+                      "closed its directory to us; waiting for the toolstack to remove the device)",
+                      strerror(errno));
+        else
+            bhdev_log(d, "cannot read the device's state: %s (is the XenStore daemon up? "
+                      "bulkhead-xenstored in the simulation, xenstored on Xen)", strerror(errno));
         return;
     }
     m->view.online = !w->stopping && bhxb_read_online(d->xs, d->paths.backend);
@@ -254,14 +266,8 @@ static int check_layout(struct bhdev *d)
 static int open_handles(struct worker *w, const struct devref *r)
 {
     struct bhdev *d = &w->dev;
-    sigset_t set;
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    if ((w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+    if ((w->sigfd = daemon_signalfd(SIGTERM, SIGINT, SIGUSR1, 0)) < 0) {
         bhdev_log(d, "cannot make a signalfd: %s", strerror(errno));
         return -1;
     }

@@ -4,12 +4,15 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -78,4 +81,19 @@ void daemon_ready(int fd, const char *msg)
         /* whoever waited went away: nothing to tell */
     }
     close(fd);
+}
+
+int daemon_signalfd(int sig, ...)
+{
+    sigset_t set;
+    va_list ap;
+
+    sigemptyset(&set);
+    va_start(ap, sig);
+    for (; sig != 0; sig = va_arg(ap, int))
+        sigaddset(&set, sig);
+    va_end(ap);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }

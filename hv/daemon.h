@@ -28,4 +28,12 @@ int daemon_listen(const char *path, int type, char *err, size_t errlen);
 /* Writes msg ("ok\n" or a one-line error) to the ready fd, if any, and closes it. */
 void daemon_ready(int fd, const char *msg);
 
+/*
+ * A loop's signals, taken synchronously: the signals listed (ending with
+ * 0) blocked and read from the returned signalfd (non-blocking,
+ * close-on-exec); SIGPIPE ignored (a peer that left is an error return).
+ * -1 with errno.
+ */
+int daemon_signalfd(int sig, ...);
+
 #endif

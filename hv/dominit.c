@@ -23,7 +23,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/capability.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -36,6 +35,7 @@
 #include <unistd.h>
 
 #include "dombuild.h"
+#include "sandbox.h"
 
 /*
  * The confined init's allowlist: what its loop, its exits and its error
@@ -59,37 +59,6 @@ static const char *const init_allowed[] = {
 /* kill: only SIGTERM and SIGINT, forwarded to the program. */
 static const int init_signals[] = {SIGTERM, SIGINT};
 
-#define INIT_NR_NAMES 512
-static char init_nr_names[INIT_NR_NAMES][24]; /* for the SIGSYS handler, which cannot allocate */
-static int init_pid;                          /* ... nor call getpid, which is not in the list */
-
-/*
- * A call outside the list traps.  SIGSYS from seccomp is forced on the
- * task: it reaches even a pid 1 whose other signals the kernel drops, so
- * the init logs the same line the confined workers do (driverdom/
- * confine.c) and ends, and with it the domain: a driver domain whose init
- * met a call it was not meant to make fails closed.  Async-signal-safe:
- * only write and exit_group, both allowed.
- */
-static void init_sigsys(int sig, siginfo_t *si, void *uc)
-{
-    char line[256];
-    const char *name = "?";
-    int nr = si->si_syscall, n;
-
-    (void)sig;
-    (void)uc;
-    if (nr >= 0 && nr < INIT_NR_NAMES && init_nr_names[nr][0] != '\0')
-        name = init_nr_names[nr];
-    n = snprintf(line, sizeof(line),
-                 "domain-init[%d]: seccomp: denied system call %s (%d): killed; if the code needs "
-                 "it, add it to hv/dominit.c's allowlist\n",
-                 init_pid, name, nr);
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    syscall(SYS_exit_group, 128 + SIGSYS);
-}
-
 static scmp_filter_ctx init_filter(void)
 {
     scmp_filter_ctx f = seccomp_init(SCMP_ACT_TRAP);
@@ -111,49 +80,30 @@ static scmp_filter_ctx init_filter(void)
 }
 
 /*
- * Gives up what the loop does not need, in the order driverdom/confine.c
- * takes (each step needs what a later one removes): no_new_privs; the
- * bounding set (PR_CAPBSET_DROP needs CAP_SETPCAP), then effective,
- * permitted and inheritable with capset, then the ambient set; the
- * seccomp allowlist last.  The domain's mounts stay as they are: dom0
- * enters them through the init (`bulkhead upgrade`, nsenter), and the init
- * opens nothing.
+ * Gives up what the loop does not need, as driverdom/confine.c does
+ * (hv/sandbox.c: no_new_privs and every capability), the seccomp
+ * allowlist last.  The domain's mounts stay as they are: dom0 enters them
+ * through the init (`bulkhead upgrade`, nsenter), and the init opens
+ * nothing.  A call outside the list traps: SIGSYS from seccomp is forced
+ * on the task, so it reaches even a pid 1 whose other signals the kernel
+ * drops, and the init logs the line the confined workers do and ends, and
+ * with it the domain: a driver domain whose init met a call it was not
+ * meant to make fails closed.
  */
 static int confine(char *why, size_t len)
 {
-    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-    struct __user_cap_data_struct d[2] = {{0}, {0}};
-    struct sigaction sa = {.sa_sigaction = init_sigsys, .sa_flags = SA_SIGINFO};
     scmp_filter_ctx f;
     int rc;
 
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-        snprintf(why, len, "cannot set no_new_privs: %s", strerror(errno));
+    if (bhsb_drop_privileges(why, len) != 0)
         return -1;
-    }
-    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-            snprintf(why, len, "cannot drop capability %d from the bounding set: %s", cap,
-                     strerror(errno));
-            return -1;
-        }
-    if (syscall(SYS_capset, &h, d) != 0 ||
-        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
-        snprintf(why, len, "cannot clear the capability sets: %s", strerror(errno));
-        return -1;
-    }
-    for (int nr = 0; nr < INIT_NR_NAMES; nr++) {
-        char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
-        if (s != NULL)
-            snprintf(init_nr_names[nr], sizeof(init_nr_names[nr]), "%s", s);
-        free(s);
-    }
+    /* getpid is not in the list: the pid is taken now. */
+    bhsb_sigsys_prepare("domain-init", "hv/dominit.c", (int)getpid());
     if ((f = init_filter()) == NULL) {
         snprintf(why, len, "cannot build the seccomp filter: %s", strerror(errno));
         return -1;
     }
-    init_pid = (int)getpid();
-    sigaction(SIGSYS, &sa, NULL);
+    bhsb_sigsys_install();
     rc = seccomp_load(f);
     seccomp_release(f);
     if (rc != 0) {

@@ -137,7 +137,6 @@ static int add_dom0(struct hv *hv)
 
 static int setup(struct hv *hv, char *err, size_t errlen)
 {
-    sigset_t set;
     struct epoll_event ev = {.events = EPOLLIN};
 
     if (geteuid() != 0) {
@@ -156,13 +155,7 @@ static int setup(struct hv *hv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open /proc/self/exe: %s", strerror(errno));
         return -1;
     }
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    hv->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    hv->sigfd = daemon_signalfd(SIGTERM, SIGINT, SIGHUP, 0);
     hv->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (hv->sigfd < 0 || hv->epfd < 0) {
         snprintf(err, errlen, "cannot set up the event loop: %s", strerror(errno));

@@ -43,44 +43,17 @@ static pid_t drv_helper = -1, guest_helper = -1;
 
 /* ---- the toolstack's part ---- */
 
-static void log_path(const char *name, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s/%s.log", sim.hv.state, name);
-}
-
-/* The tail of a program's log, for failure messages. */
+/* The tail of a program's log (hst_sim_spawn_logged's), for failure messages. */
 static const char *tail(const char *name)
 {
-    static char out[4][3000];
-    static int which;
-    char *b = out[which++ % 4], path[300];
-    int fd;
-    ssize_t n;
-    off_t size;
-
-    log_path(name, path, sizeof(path));
-    b[0] = '\0';
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return b;
-    size = lseek(fd, 0, SEEK_END);
-    n = pread(fd, b, sizeof(out[0]) - 1,
-              size > (off_t)sizeof(out[0]) - 1 ? size - (off_t)sizeof(out[0]) + 1 : 0);
-    b[n > 0 ? n : 0] = '\0';
-    close(fd);
-    return b;
+    return hst_sim_log_tail(&sim, name);
 }
 
 /* Runs argv in domain d with its output in <state>/<logname>.log. */
 static pid_t spawn(const struct hst_domain *d, const char *logname, char *const argv[])
 {
-    char path[300];
-    int fd;
-    pid_t pid;
+    pid_t pid = hst_sim_spawn_logged(&sim, d, logname, argv);
 
-    log_path(logname, path, sizeof(path));
-    ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), 0);
-    pid = hst_sim_spawn(d, argv, fd);
-    close(fd);
     ck_assert_int_gt(pid, 0);
     return pid;
 }

@@ -957,6 +957,32 @@ static uint32_t mq_wait_rsp(struct hst_end *f, unsigned int q, uint32_t n)
     return p;
 }
 
+/*
+ * Each queue q answered its eight requests (ids 100q .. 100q+7), each once,
+ * all OK, and nothing past them: exactly once across a worker's death.
+ */
+static void mq_eight_once(struct hst_end *f)
+{
+    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
+        bool seen[8] = {false};
+
+        mq_wait_rsp(f, q, 8);
+        for (uint32_t i = 0; i < 8; i++) {
+            blkif_response_t rsp;
+
+            ck_assert_int_eq(hst_slot_read(&f->ring[q], i, &rsp, sizeof(rsp)), 0);
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            ck_assert_uint_ge(rsp.id, 100 * q);
+            ck_assert_uint_lt(rsp.id, 100 * q + 8);
+            ck_assert_msg(!seen[rsp.id - 100 * q], "queue %u: id %llu answered twice", q,
+                          (unsigned long long)rsp.id);
+            seen[rsp.id - 100 * q] = true;
+        }
+    }
+    for (unsigned int q = 0; q < MQ_QUEUES; q++)
+        ck_assert_uint_eq(hst_idx_get(&f->ring[q], HST_RSP_PROD), 8);
+}
+
 /* The liar's device up to Connected: 2 queues of one page each, keys under queue-N/. */
 static void mq_connect(struct hst_end *f, struct hst_id *id, struct bhxb_dev d)
 {
@@ -1048,25 +1074,7 @@ START_TEST(test_worker_killed_with_2_queues_in_flight)
     /* An event more, as a frontend with more to say would send: harmless if nothing waits. */
     for (unsigned int q = 0; q < MQ_QUEUES; q++)
         ck_assert_int_eq(hst_notify_queue(&f, q), 0);
-    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
-        bool seen[8] = {false};
-
-        mq_wait_rsp(&f, q, 8);
-        for (uint32_t i = 0; i < 8; i++) {
-            blkif_response_t rsp;
-
-            ck_assert_int_eq(hst_slot_read(&f.ring[q], i, &rsp, sizeof(rsp)), 0);
-            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
-            ck_assert_uint_ge(rsp.id, 100 * q);
-            ck_assert_uint_lt(rsp.id, 100 * q + 8);
-            ck_assert_msg(!seen[rsp.id - 100 * q], "queue %u: id %llu answered twice", q,
-                          (unsigned long long)rsp.id);
-            seen[rsp.id - 100 * q] = true;
-        }
-    }
-    /* Exactly once: nothing past the eight on either queue. */
-    for (unsigned int q = 0; q < MQ_QUEUES; q++)
-        ck_assert_uint_eq(hst_idx_get(&f.ring[q], HST_RSP_PROD), 8);
+    mq_eight_once(&f);
     ck_assert_str_eq(key(paths_of(d).backend, "state"), "4");
     hst_end_close(&f);
     hst_id_close(&id);
@@ -1159,24 +1167,7 @@ START_TEST(test_upgrade_with_2_queues_in_flight)
     wait_log("drvdom", "worker 2 resumed at Connected from the keeper's state");
     for (unsigned int q = 0; q < MQ_QUEUES; q++)
         ck_assert_int_eq(hst_notify_queue(&f, q), 0);
-    for (unsigned int q = 0; q < MQ_QUEUES; q++) {
-        bool seen[8] = {false};
-
-        mq_wait_rsp(&f, q, 8);
-        for (uint32_t i = 0; i < 8; i++) {
-            blkif_response_t rsp;
-
-            ck_assert_int_eq(hst_slot_read(&f.ring[q], i, &rsp, sizeof(rsp)), 0);
-            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
-            ck_assert_uint_ge(rsp.id, 100 * q);
-            ck_assert_uint_lt(rsp.id, 100 * q + 8);
-            ck_assert_msg(!seen[rsp.id - 100 * q], "queue %u: id %llu answered twice", q,
-                          (unsigned long long)rsp.id);
-            seen[rsp.id - 100 * q] = true;
-        }
-    }
-    for (unsigned int q = 0; q < MQ_QUEUES; q++)
-        ck_assert_uint_eq(hst_idx_get(&f.ring[q], HST_RSP_PROD), 8);
+    mq_eight_once(&f);
     /* The upgraded worker serves on, and when it dies its keeper forks one of its own. */
     mq_read_answered(&f, 0, 9, gref[0][0]);
     ck_assert_int_eq(kill(again, SIGKILL), 0);

@@ -138,6 +138,43 @@ START_TEST(test_uplink_address)
 }
 END_TEST
 
+/* A driver domain's tunables become bulkhead-drvdom's options; a guest's config may not set them. */
+START_TEST(test_driver_domain_tunables)
+{
+    struct xlcfg c;
+    char err[512], num[XLCFG_DRV_NOPTS][24];
+    const char *argv[2 * XLCFG_DRV_NOPTS + 1] = {NULL};
+    size_t n;
+
+    ck_assert_msg(parse(&c, "name='d'\ndriver_domain=1\nbulkhead_net_poll_us=30\n"
+                            "bulkhead_rx_stall_ms=0\nbulkhead_grant_idle_ms=86400000\n",
+                        err, sizeof(err)) == 0,
+                  "%s", err);
+    n = xlcfg_drvdom_args(&c, num, argv);
+    ck_assert_uint_eq(n, 6);
+    ck_assert_str_eq(argv[0], "--net-poll-us");
+    ck_assert_str_eq(argv[1], "30");
+    ck_assert_str_eq(argv[2], "--rx-stall-ms");
+    ck_assert_str_eq(argv[3], "0");
+    ck_assert_str_eq(argv[4], "--grant-idle-ms");
+    ck_assert_str_eq(argv[5], "86400000");
+    xlcfg_free(&c);
+    /* None given: bulkhead-drvdom's own defaults. */
+    ck_assert_int_eq(parse(&c, "name='d'\ndriver_domain=1\n", err, sizeof(err)), 0);
+    ck_assert_uint_eq(xlcfg_drvdom_args(&c, num, argv), 0);
+    xlcfg_free(&c);
+    ck_assert_int_eq(parse(&c, "name='d'\ndriver_domain=1\nbulkhead_blk_poll_us=1000001\n", err,
+                           sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_blk_poll_us must be a number from 0 to 1000000");
+    ck_assert_int_eq(parse(&c, "name='d'\ndriver_domain=1\nbulkhead_net_poll_us=\"fast\"\n", err,
+                           sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_net_poll_us must be a number from 0 to 1000000");
+    ck_assert_int_eq(parse(&c, "name='g'\nbulkhead_net_poll_us=30\n", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_net_poll_us is a driver domain's setting: add "
+                          "driver_domain = 1 or remove it");
+}
+END_TEST
+
 START_TEST(test_syntax_error_is_one_line)
 {
     struct xlcfg c;
@@ -213,6 +250,7 @@ int main(void)
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_examples_parse);
     tcase_add_test(tc, test_uplink_address);
+    tcase_add_test(tc, test_driver_domain_tunables);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -211,6 +211,47 @@ pid_t hst_sim_spawn(const struct hst_domain *d, char *const argv[], int out_fd)
     }
 }
 
+void hst_sim_log_path(const struct hst_sim *s, const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s.log", s->hv.state, name);
+}
+
+pid_t hst_sim_spawn_logged(const struct hst_sim *s, const struct hst_domain *d, const char *name,
+                           char *const argv[])
+{
+    char path[700];
+    int fd;
+    pid_t pid;
+
+    hst_sim_log_path(s, name, path, sizeof(path));
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
+        return -1;
+    pid = hst_sim_spawn(d, argv, fd);
+    close(fd);
+    return pid;
+}
+
+const char *hst_sim_log_tail(const struct hst_sim *s, const char *name)
+{
+    static char out[4][3000];
+    static int which;
+    char *b = out[which++ % 4], path[700];
+    int fd;
+    ssize_t n;
+    off_t size;
+
+    hst_sim_log_path(s, name, path, sizeof(path));
+    b[0] = '\0';
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return b;
+    size = lseek(fd, 0, SEEK_END);
+    n = pread(fd, b, sizeof(out[0]) - 1,
+              size > (off_t)sizeof(out[0]) - 1 ? size - (off_t)sizeof(out[0]) + 1 : 0);
+    b[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return b;
+}
+
 /* ---- identities ---- */
 
 void hst_id_close(struct hst_id *id)

@@ -109,6 +109,23 @@ int hst_sim_domain(struct hst_sim *s, const char *name, uint32_t flags, struct h
  */
 pid_t hst_sim_spawn(const struct hst_domain *d, char *const argv[], int out_fd);
 
+/* <state>/<name>.log: where hst_sim_spawn_logged puts a program's output. */
+void hst_sim_log_path(const struct hst_sim *s, const char *name, char *buf, size_t size);
+
+/*
+ * hst_sim_spawn with stdout and stderr appended to <state>/<name>.log.
+ * -1 if the log cannot be opened or the fork failed.
+ */
+pid_t hst_sim_spawn_logged(const struct hst_sim *s, const struct hst_domain *d, const char *name,
+                           char *const argv[]);
+
+/*
+ * The last 3000 bytes or so of <state>/<name>.log, for a failure message;
+ * "" if there is none.  Four static buffers in turn: four tails may be in
+ * one message.
+ */
+const char *hst_sim_log_tail(const struct hst_sim *s, const char *name);
+
 /* ---- identities: handles opened as a domain ---- */
 
 #define HST_SELF ((uid_t)-1) /* whoever this process already is (inside a domain) */

@@ -367,7 +367,7 @@ int connect_timeout_ms(void)
 static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct xlcfg *cfg,
                        size_t ndevs, char *err, size_t errlen)
 {
-    char prog[4096], top[4096], count[16], queues[24];
+    char prog[4096], top[4096], count[16], queues[24], num[XLCFG_DRV_NOPTS][24];
     const char *argv[XLCFG_INIT_MAX + 10];
     size_t argc = 0, off = 0;
 
@@ -380,6 +380,8 @@ static size_t put_argv(struct hvw_dom_create_req *r, size_t room, const struct x
         return 0;
     }
     argv[argc++] = prog;
+    if (cfg->driver_domain)
+        argc += xlcfg_drvdom_args(cfg, num, argv + argc);
     if (!cfg->driver_domain) {
         snprintf(count, sizeof(count), "%zu", ndevs);
         argv[argc++] = "--devices";
@@ -843,9 +845,12 @@ int cmd_exec(int argc, char **argv)
 int cmd_upgrade(int argc, char **argv)
 {
     struct hvw_dominfo info;
-    char prog[4096], top[4096], err[512], *envbuf = NULL, **envp;
-    char *args[3];
+    char prog[4096], top[4096], err[1024], *envbuf = NULL, **envp;
+    char cfgpath[4200], num[XLCFG_DRV_NOPTS][24];
+    const char *args[3 + 2 * XLCFG_DRV_NOPTS] = {NULL};
     const char *binary = NULL;
+    struct xlcfg cfg;
+    size_t nargs = 2;
     int rc, status;
 
     if (argc == 4 && strcmp(argv[2], "--binary") == 0)
@@ -871,7 +876,23 @@ int cmd_upgrade(int argc, char **argv)
         return 1;
     args[0] = prog;
     args[1] = "--upgrade";
-    args[2] = NULL;
+    /*
+     * The new workers run with the tunables the domain was created with
+     * (its config's bulkhead_*_us/_ms, kept at create): an upgrade changes
+     * the code, not the settings.  A domain created before configs were
+     * kept has none to read and gets the defaults, as its daemon did.
+     */
+    info.name[sizeof(info.name) - 1] = '\0';
+    config_kept_path(info.name, cfgpath, sizeof(cfgpath));
+    if (info.domid != 0 && access(cfgpath, F_OK) == 0) {
+        if (xlcfg_read(&cfg, cfgpath, NULL, 0, err, sizeof(err)) != 0) {
+            errorf("%s (the copy of %s's config kept at create): fix or remove it", err, argv[1]);
+            return 1;
+        }
+        nargs += xlcfg_drvdom_args(&cfg, num, args + nargs);
+        xlcfg_free(&cfg);
+    }
+    args[nargs] = NULL;
     if (info.domid == 0) {
         pid_t pid;
         fflush(stdout);
@@ -882,7 +903,7 @@ int cmd_upgrade(int argc, char **argv)
                 errorf("%s", why);
                 _exit(127);
             }
-            execv(prog, args);
+            execv(prog, (char **)args);
             errorf("cannot run %s: %s", prog, strerror(errno));
             _exit(127);
         }
@@ -904,7 +925,7 @@ int cmd_upgrade(int argc, char **argv)
             errorf("cannot read the environment of %s: %s", argv[1], strerror(errno));
             return 1;
         }
-        rc = dombuild_exec((pid_t)info.pid, args, envp, &status, err, sizeof(err));
+        rc = dombuild_exec((pid_t)info.pid, (char **)args, envp, &status, err, sizeof(err));
         free(envp);
         free(envbuf);
         if (rc != 0) {

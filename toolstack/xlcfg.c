@@ -100,6 +100,17 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
         get_long(c, "bulkhead_vbd_persistent", 0, 1, &cfg->vbd_persistent, file, err, errlen) != 0)
         return -1;
     cfg->driver_domain = dd != 0;
+#define X(i, key, opt, max)                                                                        \
+    cfg->drv_opt[i] = -1;                                                                          \
+    if (get_long(c, key, 0, max, &cfg->drv_opt[i], file, err, errlen) != 0)                        \
+        return -1;                                                                                 \
+    if (cfg->drv_opt[i] >= 0 && !cfg->driver_domain) {                                             \
+        snprintf(err, errlen, "%s: %s is a driver domain's setting: add driver_domain = 1 or "    \
+                 "remove it", file, key);                                                          \
+        return -1;                                                                                 \
+    }
+    XLCFG_DRV_OPTS
+#undef X
     if (check_type(cfg, c, file, err, errlen) != 0)
         return -1;
     static const char *const boot[] = {"kernel", "ramdisk", "extra", "cmdline", "root",
@@ -107,6 +118,21 @@ static int read_values(struct xlcfg *cfg, XLU_Config *c, const char *file, char 
     for (size_t i = 0; i < sizeof(boot) / sizeof(boot[0]); i++)
         note(cfg, c, boot[i]);
     return 0;
+}
+
+size_t xlcfg_drvdom_args(const struct xlcfg *cfg, char num[XLCFG_DRV_NOPTS][24], const char **argv)
+{
+    size_t n = 0;
+
+#define X(i, key, opt, max)                                                                        \
+    if (cfg->drv_opt[i] >= 0) {                                                                    \
+        snprintf(num[i], sizeof(num[i]), "%ld", cfg->drv_opt[i]);                                  \
+        argv[n++] = opt;                                                                           \
+        argv[n++] = num[i];                                                                        \
+    }
+    XLCFG_DRV_OPTS
+#undef X
+    return n;
 }
 
 void xlcfg_free(struct xlcfg *cfg)

@@ -28,6 +28,9 @@
  *   bulkhead_vbd_persistent = 0|1      whether they ask for persistent
  *                                      grants (the plugin's persistent=;
  *                                      default 1).
+ * And a driver domain's tunables, its bulkhead-drvdom's options (refused in
+ * a guest's config): bulkhead_net_poll_us, bulkhead_blk_poll_us (0 to
+ * 1000000), bulkhead_rx_stall_ms, bulkhead_grant_idle_ms (0 to 86400000).
  */
 #ifndef BULKHEAD_XLCFG_H
 #define BULKHEAD_XLCFG_H
@@ -62,7 +65,23 @@ struct xlcfg {
     unsigned int uplink_prefix;    /* its /N, 1..32 */
     long vbd_queues; /* bulkhead_vbd_queues, 0 when not given */
     long vbd_persistent; /* bulkhead_vbd_persistent, -1 when not given */
+    long drv_opt[4];     /* a driver domain's tunables (XLCFG_DRV_OPTS), -1 when not given */
 };
+
+/* The driver domain's tunables: config key, bulkhead-drvdom option, the largest value. */
+#define XLCFG_DRV_OPTS                                                                             \
+    X(0, "bulkhead_net_poll_us", "--net-poll-us", 1000000L)                                       \
+    X(1, "bulkhead_blk_poll_us", "--blk-poll-us", 1000000L)                                       \
+    X(2, "bulkhead_rx_stall_ms", "--rx-stall-ms", 86400000L)                                      \
+    X(3, "bulkhead_grant_idle_ms", "--grant-idle-ms", 86400000L)
+#define XLCFG_DRV_NOPTS 4
+
+/*
+ * bulkhead-drvdom's options for cfg's tunables: appends "--opt", "N" pairs
+ * to argv (room for 2 * XLCFG_DRV_NOPTS), the numbers written in num.
+ * Returns how many strings it appended.
+ */
+size_t xlcfg_drvdom_args(const struct xlcfg *cfg, char num[XLCFG_DRV_NOPTS][24], const char **argv);
 
 /*
  * The refusal of an HVM or PVH guest, from an xl config or libvirt XML

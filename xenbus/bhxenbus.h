@@ -273,6 +273,12 @@ struct xs_handle *bhxb_open_domain(int timeout_ms);
  */
 int bhxb_read_domid(struct xs_handle *xs, uint32_t *domid);
 
+/*
+ * This domain's id: `known` when the hypervisor told it (bhplat_domid(),
+ * >= 0), or else bhxb_read_domid's.  0, or -1 with errno.
+ */
+int bhxb_learn_domid(struct xs_handle *xs, int known, uint32_t *domid);
+
 /* Reads <dir>/error into buf (one line, bounded); ENOENT if there is none. */
 int bhxb_read_error(struct xs_handle *xs, const char *dir, char *buf, size_t size);
 

@@ -552,6 +552,15 @@ struct xs_handle *bhxb_open_domain(int timeout_ms)
     }
 }
 
+int bhxb_learn_domid(struct xs_handle *xs, int known, uint32_t *domid)
+{
+    if (known >= 0) {
+        *domid = (uint32_t)known;
+        return 0;
+    }
+    return bhxb_read_domid(xs, domid);
+}
+
 int bhxb_read_domid(struct xs_handle *xs, uint32_t *domid)
 {
     unsigned int len;

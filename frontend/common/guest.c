@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "front.h"
 
 #define CLOSE_GRACE_MS 5000    /* how long the backends get to close with us */
@@ -538,29 +539,9 @@ static void on_signal(struct guest *g)
 
 /* ---- set-up and main loop ---- */
 
-/* From the hypervisor, or else from XenStore (a domain that cannot ask it). */
-static int learn_domid(struct xs_handle *xs, uint32_t *domid)
-{
-    int id = bhplat_domid();
-
-    if (id >= 0) {
-        *domid = (uint32_t)id;
-        return 0;
-    }
-    return bhxb_read_domid(xs, domid);
-}
-
 static int setup(struct guest *g)
 {
-    sigset_t set;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if ((g->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+    if ((g->sigfd = daemon_signalfd(SIGCHLD, SIGTERM, SIGINT, 0)) < 0) {
         glog("cannot make a signalfd: %s", strerror(errno));
         return -1;
     }
@@ -570,7 +551,7 @@ static int setup(struct guest *g)
              strerror(errno));
         return -1;
     }
-    if (learn_domid(g->xs, &g->domid) != 0) {
+    if (bhxb_learn_domid(g->xs, bhplat_domid(), &g->domid) != 0) {
         glog("cannot learn this domain's id: neither bulkhead-hv (set BULKHEAD_HV_SOCKET) nor "
              "XenStore's 'domid' answered; run it in a domain made by `bulkhead create`");
         return -1;

@@ -5,7 +5,9 @@
 # netfront), beside iperf3 between two network namespaces joined by a plain
 # veth pair: TCP with the offloads (GSO/TSO, checksum) and without, with 2
 # queues (guests of 2 vcpus: the TAP's queues) and 1, and 64-byte UDP
-# packets per second.  BENCH_NET_SECONDS per run (5).
+# packets per second.  BENCH_NET_SECONDS per run (5); BENCH_NET_POLL_US=N
+# sets the driver domain's bulkhead_net_poll_us (its workers poll N us after
+# each burst before they sleep; unset: the default, no polling).
 # The measurements are benchlib.sh's, which bulkhead bench uses too.
 set -u
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
@@ -25,7 +27,9 @@ trap '"$B" down >/dev/null 2>&1; bl_veth_down $NA $NB; rm -rf "$BULKHEAD_STATE_D
 bl_veth_up $NA $NB || { echo "bench_net: cannot make the veth pair"; exit 1; }
 
 "$B" up >/dev/null
-printf 'name = "drv"\ndriver_domain = 1\n' >"$W/drv.cfg"
+printf 'name = "drv"\ndriver_domain = 1\n%s' \
+    "${BENCH_NET_POLL_US:+bulkhead_net_poll_us = $BENCH_NET_POLL_US
+}" >"$W/drv.cfg"
 guest() { # name vcpus last-octet
     printf 'name = "%s"\nvcpus = %s\nvif = [ "mac=00:16:3e:00:01:%02x, bridge=xenbr0, backend=drv, ip=10.78.0.%s" ]\n' \
         "$1" "$2" "$3" "$3"
@@ -41,7 +45,7 @@ for g in a2 b2 a1 b1; do
     n=$((n + 1))
 done
 nq() { "$B" exec "$1" -- xenstore-read device/vif/0/multi-queue-num-queues 2>/dev/null || echo 1; }
-echo "negotiated: a2/b2 $(nq a2)/$(nq b2) queue(s), a1/b1 $(nq a1)/$(nq b1) queue(s)"
+echo "negotiated: a2/b2 $(nq a2)/$(nq b2) queue(s), a1/b1 $(nq a1)/$(nq b1) queue(s)${BENCH_NET_POLL_US:+; the driver domain polls $BENCH_NET_POLL_US us}"
 
 # One iperf3 run (bl_iperf, as bulkhead bench runs it): Mbit/s, or pkt/s received.
 run() { # server-cmd-prefix client-cmd-prefix server-ip [iperf3 client args]
@@ -51,14 +55,14 @@ VA="ip netns exec $NA" VB="ip netns exec $NB"
 G() { echo "$B exec $1 --"; }
 offloads() { bl_offloads "$1" $NA $NB "$B" a2 b2 a1 b1; }
 
-printf "%-36s %12s %12s %12s %8s\n" "job" "veth" "2 queues" "1 queue" "2q/veth"
+printf "%-36s %12s %12s %12s %8s %8s\n" "job" "veth" "2 queues" "1 queue" "2q/veth" "1q/veth"
 row() { # label [iperf3 client args]
     local v q2 q1
     v=$(run "$VB" "$VA" 10.77.0.2 "${@:2}")
     q2=$(run "$(G b2)" "$(G a2)" 10.78.0.2 "${@:2}")
     q1=$(run "$(G b1)" "$(G a1)" 10.78.0.4 "${@:2}")
-    printf "%-36s %12s %12s %12s %8s\n" "$1" "$v" "$q2" "$q1" \
-        "$(bl_ratio x "$q2" "$v")"
+    printf "%-36s %12s %12s %12s %8s %8s\n" "$1" "$v" "$q2" "$q1" \
+        "$(bl_ratio x "$q2" "$v")" "$(bl_ratio x "$q1" "$v")"
 }
 row "TCP with offloads (Mbit/s)"
 row "TCP, 4 streams, offloads (Mbit/s)" -P 4

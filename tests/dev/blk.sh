@@ -12,11 +12,9 @@ set -u
 . "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-blk-XXXXXX)
-W=$(mktemp -d /tmp/bh-blkw-XXXXXX)
 lo=""
-trap '"$B" down >/dev/null 2>&1; [ -z "$lo" ] || losetup -d "$lo"; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_undo() { [ -z "$lo" ] || losetup -d "$lo"; }
+sim_begin blk
 plan 25
 
 mkdir -p "$W/store" "$W/dom0"

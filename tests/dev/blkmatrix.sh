@@ -15,10 +15,7 @@ set -u
 . "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-blkm-XXXXXX)
-W=$(mktemp -d /tmp/bh-blkmw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin blkm
 plan 8
 
 JOB_MB=8

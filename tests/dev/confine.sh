@@ -13,13 +13,11 @@ set -u
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 command -v python3 >/dev/null || skip_all "needs python3 (apt-get install python3)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 DD="${abs_top_builddir:-$PWD}/driverdom/bulkhead-drvdom"
 HV="${abs_top_builddir:-$PWD}/hv/bulkhead-hv"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-conf-XXXXXX)
-W=$(mktemp -d /tmp/bh-confw-XXXXXX)
 fiopid=""
-trap '[ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_undo() { [ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; }
+sim_begin conf
 plan 31
 
 mkdir -p "$W/store"

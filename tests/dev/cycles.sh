@@ -6,13 +6,11 @@
 # left that was not there before.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v qemu-img >/dev/null || skip_all "needs qemu-img and qemu-nbd (apt-get install qemu-utils)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 N=${BULKHEAD_CYCLES:-100}
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-cyc-XXXXXX)
-W=$(mktemp -d /tmp/bh-cycw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin cyc
 plan 15
 
 mkdir -p "$W/store" "$W/dom0"

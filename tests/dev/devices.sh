@@ -5,11 +5,9 @@
 # configs refused in one line with nothing left, destroy cleaning up.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-dev-XXXXXX)
-W=$(mktemp -d /tmp/bh-devw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin dev
 plan 48
 
 mkdir -p "$W/store" "$W/other"

@@ -13,12 +13,10 @@ set -u
 for p in fio ping nbdcopy; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install fio iputils-ping libnbd-bin)"
 done
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 . "${srcdir:-.}/tests/dev/lib.sh"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-hp-XXXXXX)
-W=$(mktemp -d /tmp/bh-hpw-XXXXXX)
-trap 'kill $fiopid 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
 fiopid=
+sim_undo() { [ -z "$fiopid" ] || kill "$fiopid" 2>/dev/null; }
+sim_begin hp
 stop=$$
 plan 37
 

@@ -1,8 +1,34 @@
-# lib.sh - what the tests/dev scripts share (sourced; needs $B, the bulkhead CLI).
+# lib.sh - what the tests/dev and tests/long scripts share (sourced; sim_begin
+# sets $B, the bulkhead CLI, which the rest needs).
 
 # The measurement and wait helpers `bulkhead bench` and `make bench` use.
 # shellcheck source=../../toolstack/benchlib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../toolstack/benchlib.sh"
+
+# sim_begin TAG: a simulation of the script's own.  Sets top (the build
+# folder), B (its bulkhead), BULKHEAD_STATE_DIR and W (a work folder) under
+# /tmp, and bg="" (pids to kill at the end).  On exit - a TERM or INT too (a
+# timeout's): the script ends through the same cleanup - it touches
+# "$W/stop" (a loop's signal to end), kills $bg, runs sim_undo if the script
+# defines one, brings the simulation down and removes both folders.
+sim_begin() {
+    top=${abs_top_builddir:-$PWD}
+    B="$top/toolstack/bulkhead"
+    export BULKHEAD_STATE_DIR
+    BULKHEAD_STATE_DIR=$(mktemp -d "/tmp/bh-$1-XXXXXX")
+    W=$(mktemp -d "/tmp/bh-$1w-XXXXXX")
+    bg=""
+    trap sim_end EXIT
+    trap 'exit 143' TERM INT
+}
+sim_end() {
+    touch "$W/stop" 2>/dev/null
+    # shellcheck disable=SC2086
+    [ -z "$bg" ] || kill $bg 2>/dev/null
+    ! declare -F sim_undo >/dev/null || sim_undo
+    "$B" down >/dev/null 2>&1
+    rm -rf "$BULKHEAD_STATE_DIR" "$W"
+}
 
 # vbd_uri GUEST VDEV: the NBD URI of GUEST's vbd VDEV (bl_vbd_uri: waits up
 # to 30 s for the guest to publish it; empty if it never came).

@@ -13,10 +13,7 @@ set -u
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
 command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null ||
     skip_all "needs qemu-nbd and qemu-img (apt-get install qemu-utils)"
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-nbd-XXXXXX)
-W=$(mktemp -d /tmp/bh-nbdw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin nbd
 plan 44
 
 mkdir -p "$W/store" "$W/dom0" "$W/other"

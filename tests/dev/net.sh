@@ -9,15 +9,12 @@
 # choosing Toeplitz hashing over the control ring.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 for p in ping iperf3 python3; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install iputils-ping iperf3 python3)"
 done
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-net-XXXXXX)
-. "${srcdir:-.}/tests/dev/lib.sh"
-W=$(mktemp -d /tmp/bh-netw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin net
 plan 22
 
 printf 'name = "drv"\ndriver_domain = 1\nbulkhead_uplink = "xenbr0"\n' >"$W/drv.cfg"

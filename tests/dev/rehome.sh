@@ -13,10 +13,7 @@ set -u
 for p in fio python3; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install fio python3)"
 done
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-rehome-XXXXXX)
-W=$(mktemp -d /tmp/bh-rehomew-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin rehome
 plan 22
 
 mkdir -p "$W/store" "$W/dom0"

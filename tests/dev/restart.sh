@@ -16,20 +16,18 @@ set -u
 for p in fio python3 xenstore-watch xenstore-read; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install fio python3 xenstore-utils)"
 done
-top="${abs_top_builddir:-$PWD}"
-B="$top/toolstack/bulkhead"
-NEW="$top/driverdom/bulkhead-drvdom"
-OTHER="$top/tests/bulkhead-drvdom-layout2"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-rst-XXXXXX)
-W=$(mktemp -d /tmp/bh-rstw-XXXXXX)
-bg=""
 COPY=""
-trap '[ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W" $COPY' EXIT
-plan 28
+sim_undo() { [ -z "$COPY" ] || rm -f "$COPY"; }
+sim_begin rst
+OTHER="$top/tests/bulkhead-drvdom-layout2"
+NEW="$top/driverdom/bulkhead-drvdom"
+plan 30
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 64M "$W/store/a.img" "$W/dom0/b.img"
-printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\n' "$W/store" >"$W/drv.cfg"
+# Tunables in the config: bulkhead-drvdom's options at create and after an upgrade.
+printf 'name = "drv"\ndriver_domain = 1\nbulkhead_storage = [ "%s" ]\nbulkhead_net_poll_us = 40\nbulkhead_rx_stall_ms = 30000\n' \
+    "$W/store" >"$W/drv.cfg"
 cat >"$W/g1.cfg" <<CFG
 name = "g1"
 vcpus = 2
@@ -96,6 +94,10 @@ kill_worker() { # vbd|vif: SIGKILL it, and wait for the keeper's next
     [ -n "$p" ] && [ "$p" != "-1" ] || { echo "no $1 worker"; return 1; }
     kill -KILL "$p" && new_worker "$1" "$p"
 }
+# A worker's command line is its bulkhead-drvdom's (it forks, it does not exec).
+opts() { tr '\0' ' ' </proc/"$(worker "$1")"/cmdline | grep -o -e '--net-poll-us 40 --rx-stall-ms 30000'; }
+is "the driver domain's bulkhead-drvdom runs with the config's tunables" "$(opts vif)" \
+    "--net-poll-us 40 --rx-stall-ms 30000"
 sleep 2 # the workloads under way
 for i in 1 2 3; do
     ok "SIGKILL g1's vbd worker ($i of 3): its keeper starts another" kill_worker vbd
@@ -118,6 +120,7 @@ ok "bulkhead upgrade: a new bulkhead-drvdom takes every device over" \
     "$COPY"
 ok "... g1's vbd served by a new worker" new_worker vbd "${before% *}"
 ok "... g1's vif served by a new worker" new_worker vif "${before#* }"
+is "... which keeps the config's tunables" "$(opts vif)" "--net-poll-us 40 --rx-stall-ms 30000"
 is "... both running the new binary" \
     "$(readlink /proc/$(worker vbd)/exe) $(readlink /proc/$(worker vif)/exe)" \
     "$COPY $COPY"

@@ -9,15 +9,12 @@
 # nothing behind; bulkhead restart of the driver domain keeps them routed.
 set -u
 . "${srcdir:-.}/tests/hv/tap.sh"
+. "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 for p in ping python3 nsenter; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install iputils-ping python3 util-linux)"
 done
-B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-routed-XXXXXX)
-. "${srcdir:-.}/tests/dev/lib.sh"
-W=$(mktemp -d /tmp/bh-routedw-XXXXXX)
-trap '"$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+sim_begin routed
 plan 27
 
 # The host's uplink has an address, as dom0's eth0 has one on Xen: here the driver domain's bridge.

@@ -17,15 +17,8 @@ set -u
 . "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 command -v fio >/dev/null || skip_all "needs fio (apt-get install fio)"
-top=${abs_top_builddir:-$PWD}
-B="$top/toolstack/bulkhead"
+sim_begin hb
 LIAR="$top/tests/long/liar"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-hb-XXXXXX)
-W=$(mktemp -d /tmp/bh-hbw-XXXXXX)
-bg=""
-trap 'touch "$W/stop"; [ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-# A timeout (check-long's budget) ends us with TERM: clean up as on any exit.
-trap 'exit 143' TERM INT
 plan 19
 
 mkdir -p "$W/store"

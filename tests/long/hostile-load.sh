@@ -26,15 +26,8 @@ set -u
 for p in fio iperf3 python3; do
     command -v $p >/dev/null || skip_all "needs $p (apt-get install fio iperf3 python3)"
 done
-top=${abs_top_builddir:-$PWD}
-B="$top/toolstack/bulkhead"
+sim_begin hl
 LIAR="$top/tests/long/liar"
-export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-hl-XXXXXX)
-W=$(mktemp -d /tmp/bh-hlw-XXXXXX)
-bg=""
-trap 'touch "$W/stop"; [ -z "$bg" ] || kill $bg 2>/dev/null; "$B" down >/dev/null 2>&1; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-# A timeout (check-long's budget) ends us with TERM: clean up as on any exit.
-trap 'exit 143' TERM INT
 plan 30
 
 mkdir -p "$W/store"

@@ -45,6 +45,14 @@ done
 BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] && grep -q 'not a dynamic' <<<"$(ldd "$BUSYBOX" 2>&1)" ||
     skip "a static busybox is missing: install busybox-static (scripts/install-deps-xen)"
+want8() { [ "$SCEN" = all ] || [[ ,$SCEN, == *,8,* ]]; }
+# Scenario 8's guest runs nbdkit (our blkfront plugin) and fio from the host.
+if want8; then
+    for t in nbdkit:nbdkit fio:fio; do
+        command -v "${t%%:*}" >/dev/null ||
+            skip "${t%%:*} is missing (scenario 8's guest runs it): install ${t#*:} (scripts/install-deps-xen), or run BH_XEN_SCENARIOS without 8"
+    done
+fi
 [ -x "$BUILD/driverdom/bulkhead-drvdom" ] ||
     { say "no $BUILD/driverdom/bulkhead-drvdom: build Bulkhead first (make)"; exit 1; }
 
@@ -174,8 +182,33 @@ while read -r k; do cp "$ROOT/lib/modules/$KVER/$k" "$DU/lib/modules/"; done < "
 sed -i 's|.*/||' "$DU/lib/modules/order"
 install -m 0755 "$SRC/tests/xen/domu-init.sh" "$DU/init"
 (cd "$DU" && find . | cpio -o -H newc --quiet | gzip -1) > "$OV/root/domu.cpio.gz"
+# Scenario 8's guest: our own blkfront (the nbdkit plugin, through
+# libxengntshr and libxenevtchn) and fio instead of Linux's xen-blkfront,
+# which it must not load.  A second, bigger initramfs, so that the other
+# guests stay small: the binaries and every library ldd names, from the host
+# (Debian 12, as the image), and the modules for /dev/xen/{gntalloc,evtchn}
+# (/dev/xen/xenbus comes with the kernel's xenbus).
+if want8; then
+    D8=$WORK/domu8
+    mkdir -p "$D8"/{bin,proc,sys,dev,tmp,run,lib/modules}
+    cp "$BUSYBOX" "$D8/bin/busybox"
+    PLUGIN=$OV/usr/local/lib/bulkhead/nbdkit-bulkhead-plugin.so
+    for f in "$(command -v nbdkit)" "$(command -v fio)" "$PLUGIN"; do
+        case $f in "$OV"/*) t=${f#"$OV"};; *) t=$f;; esac
+        mkdir -p "$D8$(dirname "$t")"; cp -L "$f" "$D8$t"
+        LD_LIBRARY_PATH=$OV/usr/local/lib ldd "$f" | awk '/=> \//{print $3} /^\t\//{print $1}'
+    done | sort -u | while read -r lib; do
+        case $lib in "$OV"/*) t=${lib#"$OV"};; *) t=$lib;; esac
+        mkdir -p "$D8$(dirname "$t")"; cp -L "$lib" "$D8$t"
+    done
+    mods xen-gntalloc xen-evtchn > "$D8/lib/modules/order"
+    while read -r k; do cp "$ROOT/lib/modules/$KVER/$k" "$D8/lib/modules/"; done < "$D8/lib/modules/order"
+    sed -i 's|.*/||' "$D8/lib/modules/order"
+    install -m 0755 "$SRC/tests/xen/domu-init.sh" "$D8/init"
+    (cd "$D8" && find . | cpio -o -H newc --quiet | gzip -1) > "$OV/root/domu8.cpio.gz"
+fi
 # The driver domain boots the image and the overlay (minus the copies it does not need).
-(cd "$OV" && find . ! -path ./root/domu.cpio.gz ! -path ./root/vmlinuz | cpio -o -H newc --quiet | gzip -1) > "$WORK/ovdd.cpio.gz"
+(cd "$OV" && find . ! -path ./root/domu.cpio.gz ! -path ./root/domu8.cpio.gz ! -path ./root/vmlinuz | cpio -o -H newc --quiet | gzip -1) > "$WORK/ovdd.cpio.gz"
 cat "$IMG/base.cpio.zst" "$WORK/ovdd.cpio.gz" > "$OV/root/drvdom.cpio"
 (cd "$OV" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/ov.cpio.gz"
 cat "$IMG/base.cpio.zst" "$WORK/ov.cpio.gz" > "$WORK/dom0.cpio"
@@ -219,8 +252,10 @@ declare -A MARKS=(
     [1]="s1-guest-reads-drvdom s1-drvdom-reads-guest s1-fs-md5 s1-odirect"
     [2]="s2-guest-reads-drvdom s2-drvdom-reads-guest"
     [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
+    [5]="s5-worker-killed s5-upgraded s5-guest-io-ok"
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
     [7]="s7-backend-path s7-cleanup s7-guest-reads-drvdom s7-drvdom-reads-guest"
+    [8]="s8-fio-verify s8-drvdom-reads-guest"
 )
 wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")
 for n in $(printf '%s\n' "${!MARKS[@]}" | sort -n); do

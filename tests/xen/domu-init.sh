@@ -10,6 +10,44 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 up() { cut -d' ' -f1 /proc/uptime; }
 echo "@@DOMU up $(up)"
 while read -r m; do insmod /lib/modules/$m || echo "@@DOMU insmod-FAILED $m"; done < /lib/modules/order
+# bhownfront=1 (scenario 8): no xen-blkfront here; our own blkfront, the
+# nbdkit plugin, takes the vbd (51712, xvda) on the Xen platform and
+# exports it over NBD, and fio verifies 16 MiB through it.  Then a 1 MiB
+# tail of a pattern made here goes in at 63 MiB, for dom0 to compare with
+# what the driver domain reads there.
+if grep -q bhownfront=1 /proc/cmdline; then
+    export LD_LIBRARY_PATH=/usr/local/lib BULKHEAD_PLATFORM=xen
+    for d in gntalloc evtchn xenbus; do
+        [ -e /dev/xen/$d ] || echo "@@DOMU s8-FAILED no /dev/xen/$d"
+    done
+    [ -e /sys/module/xen_blkfront ] && echo "@@DOMU s8-FAILED Linux's xen-blkfront is loaded"
+    sock=/run/vbd.sock uri="nbd+unix:///?socket=/run/vbd.sock"
+    nbdkit -f -U $sock -t 8 /usr/local/lib/bulkhead/nbdkit-bulkhead-plugin.so vbd=51712 \
+        timeout=120000 > /tmp/nbdkit.log 2>&1 &
+    i=0; while [ ! -S $sock ] && [ $i -lt 600 ] && kill -0 $! 2>/dev/null; do sleep 0.2; i=$((i+1)); done
+    if [ ! -S $sock ]; then
+        echo "@@DOMU s8-FAILED nbdkit never listened: $(tail -3 /tmp/nbdkit.log | tr '\n' ' ')"
+    else
+        echo "@@DOMU s8-nbd $(up)"
+        fio --name=s8 --ioengine=nbd --uri="$uri" --rw=randrw --bsrange=4k-64k --iodepth=8 \
+            --size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 > /tmp/fio.out 2>&1
+        rc=$?
+        grep -E 'err=|READ:|WRITE:|verify' /tmp/fio.out | sed 's/^ */@@DOMU s8-fio-out /'
+        if [ $rc = 0 ] && grep -q 'err= 0' /tmp/fio.out; then echo "@@DOMU s8-fio-ok $(up)"
+        else echo "@@DOMU s8-FAILED fio exit $rc: $(tail -5 /tmp/fio.out | tr '\n' ' ')"; fi
+        # 16 characters, which 64 KiB blocks repeat whole: 1 MiB of it is easy to make here.
+        p=$(printf 's8t-%012d' "$(cut -d' ' -f1 /proc/uptime | tr -d .)"); t=$p
+        for k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do t=$t$t; done
+        fio --name=s8tail --ioengine=nbd --uri="$uri" --rw=write --bs=64k --offset=63M --size=1M \
+            --buffer_pattern="\"$p\"" > /tmp/fio2.out 2>&1 ||
+            echo "@@DOMU s8-FAILED fio's tail write: $(tail -3 /tmp/fio2.out | tr '\n' ' ')"
+        echo "@@DOMU s8-tailmd5 $(printf '%s' "$t" | md5sum | cut -d' ' -f1)"
+    fi
+    kill $! 2>/dev/null
+    sed 's/^/@@DOMU s8-nbdkit-log /' /tmp/nbdkit.log | head -20
+    echo "@@DOMU done $(up)"
+    poweroff -f
+fi
 i=0; while [ ! -b /dev/xvda ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
 if [ ! -b /dev/xvda ]; then
     echo "@@DOMU xvda-MISSING $(up)"; poweroff -f
@@ -71,6 +109,31 @@ if grep -q bhbench=1 /proc/cmdline; then
     a=$(ms); dd if=/dev/zero of=/dev/xvda bs=1M seek=1 count=32 oflag=direct 2>/dev/null; b=$(ms)
     dd if=/dev/xvda of=/dev/null bs=1M skip=1 count=32 iflag=direct 2>/dev/null; c=$(ms)
     echo "@@DOMU bench write_ms=$((b - a)) read_ms=$((c - b))"
+fi
+# bhrestart=1 (scenario 5): writes 256 KiB chunks of data that differ per
+# chunk and per boot, O_DIRECT and fsynced, round the 4 MiB from 8 MiB, and
+# reads each back O_DIRECT and compares, while dom0 has the driver domain's
+# worker for this disk killed and upgraded.  A progress line per chunk lets
+# dom0 see I/O go on after each restart; dom0 ends the loop by having the
+# driver domain write S5-STOP at 7 MiB, which the guest reads each round.
+if grep -q bhrestart=1 /proc/cmdline; then
+    seed=$(cut -d' ' -f1 /proc/uptime); i=0; bad=""
+    echo "@@DOMU s5-loop $(up)"
+    while [ $i -lt 3000 ]; do
+        at=$((32 + i % 16))
+        yes "s5-$seed-$i" | head -c 262144 > /tmp/c
+        dd if=/tmp/c of=/dev/xvda bs=256k seek=$at oflag=direct conv=fsync 2>/tmp/err ||
+            { bad="chunk $i: write failed: $(tr '\n' ' ' < /tmp/err)"; break; }
+        a=$(md5sum < /tmp/c | cut -d' ' -f1)
+        b=$(dd if=/dev/xvda bs=256k skip=$at count=1 iflag=direct 2>/tmp/err | md5sum | cut -d' ' -f1)
+        [ "$a" = "$b" ] || { bad="chunk $i: wrote md5 $a, read back $b $(tr '\n' ' ' < /tmp/err)"; break; }
+        i=$((i + 1))
+        echo "@@DOMU s5-progress $i"
+        [ "$(dd if=/dev/xvda bs=1M skip=7 count=1 iflag=direct 2>/dev/null | head -c 7)" = S5-STOP ] && break
+    done
+    dmesg | grep -q -i 'I/O error' && bad="$bad; the kernel logged: $(dmesg | grep -i 'I/O error' | head -1)"
+    if [ -z "$bad" ]; then echo "@@DOMU s5-io-ok $i chunks verified"
+    else echo "@@DOMU s5-io-FAILED $bad"; fi
 fi
 echo "@@DOMU done $(up)"
 # bhhold=1 (scenario 7): stay up, the disk still connected, until dom0's

@@ -61,6 +61,7 @@ if grep -q role=driverdomain /proc/cmdline; then
     fi
     # dom0's questions: "<n> md5 <file> <offset MiB> <MiB>", "<n> head <file>" (what a
 # guest's read of the first sector shows), ... -> data/bh-res "<n> <answer>".
+    named() { for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = "$1" ] && echo ${p#/proc/}; done | head -1; }
     last=""
     while :; do
         c=$(xenstore-read data/bh-cmd 2>/dev/null)
@@ -71,6 +72,12 @@ if grep -q role=driverdomain /proc/cmdline; then
             md5) r=$(dd if="$3" bs=1M skip="$4" count="$5" 2>/dev/null | md5sum | cut -d' ' -f1) ;;
             head) r=$(dd if="$3" bs=512 count=1 2>/dev/null | tr -dc 'A-Za-z0-9-' | head -c 40) ;;
             alive) r=$(pidof bulkhead-drvdom >/dev/null && echo yes || echo no) ;;
+            pid) r=$(named "$3") ;; # the process named $3 (a worker: bhw-<frontend>-<devid>)
+            kill) r=$(named "$3"); [ -n "$r" ] && kill -KILL $r ;;
+            upgrade) # a new bulkhead-drvdom takes every device over (upgrade.c): its last line
+                r=$(BULKHEAD_PLATFORM=xen timeout -k 5 150 bulkhead-drvdom --upgrade 2>&1 |
+                    sed 's/^/[upgrade] /' | tee /dev/console | tail -1 | cut -d' ' -f2-) ;;
+            stop) printf 'S5-STOP' | dd of="$3" bs=1M seek="$4" conv=notrunc 2>/dev/null && r=ok ;;
             odirect) # does some process have $3 open with O_DIRECT (040000)?
                 r=no
                 for f in /proc/[0-9]*/fd/*; do
@@ -101,7 +108,7 @@ $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/x
 timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
 # Every guest's console, live on ours (a stall shows where it stalled).
-( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domulv.log 2>/dev/null |
+( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu7.log guest-domu8.log guest-domulv.log 2>/dev/null |
     sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|xvd\|response\|bounce\|hung\|task\|error\|I\/O\|EXT\|ext4/!d}' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
@@ -276,6 +283,107 @@ if want 6; then
     if [ "$TRUSTED" = 0 ] && [ "$(field domu4 bounce)" = enabled ]; then pass s6-bounce
     else fail s6-bounce "frontend key trusted '$TRUSTED' (want 0), blkfront's bounce buffer '$(field domu4 bounce)' (want enabled)"; fi
 fi
+
+# Scenario 5: the driver domain's worker for domu7's disk (scenario 1's) is
+# SIGKILLed three times, replaced by `bulkhead-drvdom --upgrade` run in the
+# driver domain (no dom0 command reaches its keepers' abstract sockets on
+# Xen), and the upgraded worker SIGKILLed once more, while the guest writes
+# and reads back chunks (bhrestart=1).  After each step dom0 waits for a
+# worker of another pid (its XenStore node, data/bulkhead-worker/, and the
+# process of that name in the driver domain) and for the guest to verify
+# two more chunks; the guest must end with no I/O error.
+wpid() { xenstore-read /local/domain/$DD/data/bulkhead-worker/vbd-$GID-51712 2>/dev/null; }
+s5_progress() { console domu7 | sed -n 's/^@@DOMU s5-progress //p' | tail -1; }
+s5_more() { p=$(s5_progress); [ "${p:-0}" -ge "$1" ]; }
+s5_newworker() { p=$(wpid); [ -n "$p" ] && [ "$p" != "$1" ]; }
+# s5_step WHAT OLDPID: the worker that replaced OLDPID serves, and the guest's I/O goes on.
+s5_step() {
+    if ! waitfor 120 s5_newworker "$2"; then
+        fail s5-$1 "no new worker after $1 (was pid $2, now '$(wpid)')"; diag; return 1
+    fi
+    # The node is the worker's word; the process of that name is the driver domain's.
+    if [ "$(ask pid bhw-$GID-51712)" != "$(wpid)" ]; then
+        fail s5-$1 "worker $(wpid) published, the driver domain's bhw-$GID-51712 is '$(ask pid bhw-$GID-51712)'"
+        return 1
+    fi
+    p=$(s5_progress)
+    if ! waitfor 180 s5_more $((${p:-0} + 2)); then
+        fail s5-$1 "the guest's I/O stopped after $1 (at chunk ${p:-0}); worker $(wpid)"; diag; return 1
+    fi
+    mark s5-$1 "worker $2 -> $(wpid), guest at chunk $(s5_progress)"
+}
+restart() {
+    name=domu7
+    mark "$name-create"
+    if ! timeout -k 10 180 xl create /etc/xen/$name.cfg > /run/$name-create.log 2>&1; then
+        fail s5-create "xl create $name failed"; tail -20 /run/$name-create.log; diag
+        timeout -k 5 30 xl destroy "$name" 2>/dev/null
+        return
+    fi
+    GID=$(xl domid $name)
+    ok=0
+    if ! waitfor 200 s5_more 2; then
+        fail s5-worker-killed "the guest's loop never got going: $(console $name | grep '^@@DOMU' | tail -2 | tr '\n' ' ')"
+    else
+        first=$(wpid) ok=1
+        for k in 1 2 3; do
+            old=$(ask kill bhw-$GID-51712)
+            [ -n "$old" ] || { fail s5-worker-killed "no process bhw-$GID-51712 in the driver domain"; ok=0; break; }
+            s5_step killed-$k "$old" || { ok=0; break; }
+        done
+        [ $ok = 1 ] && pass s5-worker-killed
+    fi
+    if [ $ok = 1 ]; then
+        old=$(wpid)
+        up_=$(ask upgrade)
+        mark s5-upgrade "$up_"
+        if [ "$up_" != "1 of 1 device taken over" ]; then
+            fail s5-upgraded "bulkhead-drvdom --upgrade in the driver domain said '$up_'"; ok=0
+        elif s5_step upgraded "$old"; then
+            old=$(ask kill bhw-$GID-51712)
+            s5_step upgraded-killed "$old" && pass s5-upgraded
+        fi
+    fi
+    [ "$(wpid)" != "$first" ] && mark s5-worker-pid "first $first, last $(wpid)"
+    ask stop /var/lib/bulkhead/disk1.img 7 >/dev/null
+    if ! waitfor 300 gone "$name"; then
+        fail s5-guest "$name still running after it was told to stop: its I/O stalled"; diag
+        timeout -k 5 30 xl destroy "$name"
+    fi
+    mark "$name-gone"
+    if said $name s5-io-ok && ! said $name s5-io-FAILED && [ "$first" != "$(wpid)" ]; then
+        pass s5-guest-io-ok
+    else
+        fail s5-guest-io-ok "$(field $name s5-io-FAILED) (worker pid first '$first', last '$(wpid)')"
+    fi
+}
+want 5 && restart
+
+# Scenario 8: our own blkfront in a guest (domu8: the nbdkit plugin through
+# libxengntshr and libxenevtchn, no xen-blkfront) against our blkback, on
+# scenario 1's disk: fio's crc32c verify over the plugin's NBD export, then
+# a tail the guest wrote, read in the driver domain.
+ownfront() {
+    name=domu8
+    mark "$name-create"
+    if ! timeout -k 10 180 xl create /etc/xen/$name.cfg > /run/$name-create.log 2>&1; then
+        fail s8-create "xl create $name failed"; tail -20 /run/$name-create.log; diag
+        timeout -k 5 30 xl destroy "$name" 2>/dev/null
+        return
+    fi
+    if ! waitfor 600 gone "$name"; then
+        fail s8-guest "$name still running after 600 s: its I/O stalled"; diag
+        timeout -k 5 30 xl destroy "$name"
+    fi
+    mark "$name-gone"
+    if said $name s8-fio-ok && ! said $name s8-FAILED; then pass s8-fio-verify
+    else fail s8-fio-verify "$(console $name | sed -n 's/^@@DOMU s8-FAILED //p' | tr '\n' ' ')"; fi
+    gmd5=$(field $name s8-tailmd5)
+    dmd5=$(ask md5 /var/lib/bulkhead/disk1.img 63 1)
+    if [ -n "$gmd5" ] && [ "$gmd5" = "$dmd5" ]; then pass s8-drvdom-reads-guest
+    else fail s8-drvdom-reads-guest "the guest's blkfront wrote md5 '$gmd5', the driver domain reads '$dmd5'"; fi
+}
+want 8 && ownfront
 
 # Scenario 7: a guest managed by libvirt, not xl: libvirtd (Debian 12 has
 # the monolithic daemon only, no virtxend) with its libxl driver, the guest
