@@ -111,7 +111,7 @@ build_image() {
     mount --bind /proc "$tmp/rootfs/proc"; MOUNTS+=("$tmp/rootfs/proc")
     timeout 900 chroot "$tmp/rootfs" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends xen-utils-$XENVER=$UTILV xenstore-utils \
-        liburing2 libnbd0 e2fsprogs" > "$tmp/chroot-apt.log" 2>&1
+        liburing2 libnbd0 e2fsprogs libvirt-daemon libvirt-daemon-driver-xen libvirt-clients" > "$tmp/chroot-apt.log" 2>&1
     local rc=$?
     umount "$tmp/rootfs/proc"; unset 'MOUNTS[-1]'
     [ $rc = 0 ] || { tail -5 "$tmp/chroot-apt.log" >&2; envfail "installing xen-utils-$XENVER in the image failed"; }
@@ -160,7 +160,7 @@ done | sort -u | while read -r lib; do
 done
 mkdir -p "$OV/etc/ld.so.conf.d"; echo /usr/local/lib > "$OV/etc/ld.so.conf.d/bulkhead.conf"
 install -m 0755 "$SRC/tests/xen/init.sh" "$OV/init"
-cp "$SRC"/tests/xen/*.cfg "$OV/etc/xen/"
+cp "$SRC"/tests/xen/*.cfg "$SRC"/tests/xen/*.xml "$OV/etc/xen/"
 # BH_XEN_TRACE=1: blkback's trace (BULKHEAD_BLK_TRACE) in the driver domain's log.
 [ "${BH_XEN_TRACE:-0}" = 1 ] && sed -i 's/role=driverdomain/role=driverdomain bhtrace=1/' "$OV/etc/xen/drvdom.cfg"
 cp "$IMG/vmlinuz" "$OV/root/vmlinuz"
@@ -256,6 +256,7 @@ declare -A MARKS=(
     [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
     [5]="s5-worker-killed s5-upgraded s5-guest-io-ok"
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
+    [7]="s7-backend-path s7-cleanup s7-guest-reads-drvdom s7-drvdom-reads-guest"
     [8]="s8-fio-verify s8-drvdom-reads-guest"
 )
 wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")

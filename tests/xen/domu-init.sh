@@ -167,4 +167,10 @@ if grep -q bhrestart=1 /proc/cmdline; then
     else echo "@@DOMU s5-io-FAILED $bad"; fi
 fi
 echo "@@DOMU done $(up)"
+# bhhold=1 (scenario 7): stay up, the disk still connected, until dom0's
+# toolstack destroys the guest (virsh destroy): the teardown under test is
+# the one of a running guest, not of one that powered itself off.
+if grep -q bhhold=1 /proc/cmdline; then
+    while :; do sleep 60; done
+fi
 poweroff -f
