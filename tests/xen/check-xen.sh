@@ -256,7 +256,7 @@ declare -A MARKS=(
     [4]="s4-detach s4-attach s4-guest-reads-drvdom s4-drvdom-reads-guest"
     [5]="s5-worker-killed s5-upgraded s5-guest-io-ok"
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
-    [7]="s7-backend-path s7-cleanup s7-guest-reads-drvdom s7-drvdom-reads-guest"
+    [7]="s7-backend-path s7-vif-connected s7-cleanup s7-guest-reads-drvdom s7-drvdom-reads-guest"
     [8]="s8-fio-verify s8-drvdom-reads-guest"
 )
 wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")

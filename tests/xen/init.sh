@@ -541,7 +541,12 @@ libvirt_guest() {
     got="$(xenstore-read $B/frontend 2>&1) $(xenstore-read $B/frontend-id 2>&1) $(xenstore-read $F/backend 2>&1) $(xenstore-read $F/backend-id 2>&1) $(xenstore-read $B/params 2>&1)"
     if [ "$got" = "$F $GID $B $DD aio:/var/lib/bulkhead/disk2.img" ]; then pass s7-backend-path
     else fail s7-backend-path "libvirt's layout: '$got', xl's would be '$F $GID $B $DD aio:/var/lib/bulkhead/disk2.img'"; diag; fi
+    N=/local/domain/$DD/backend/vif/$GID/0
     V resume $name > /dev/null 2>&1 || fail s7-start "virsh resume failed"
+    # The interface: Linux's netfront against the driver domain's netback.
+    vif_up() { [ "$(xenstore-read $N/state 2>/dev/null)" = 4 ]; }
+    if waitfor 120 vif_up; then pass s7-vif-connected
+    else fail s7-vif-connected "the vif's backend $N is in state '$(xenstore-read $N/state 2>&1)', not 4 (Connected)"; diag; fi
     lv_done() { said $name done || gone $name; }
     if ! waitfor 300 lv_done; then
         fail s7-guest "$name not done after 300 s: its I/O stalled"; lv_diag
@@ -549,13 +554,13 @@ libvirt_guest() {
     # The teardown: virsh destroy of the running guest, its disk connected;
     # then no backend, frontend or domain may be left, nor libvirt's definition.
     mark "$name-destroy"
-    bgone() { ! xs_has $B && ! xs_has /local/domain/$GID && gone $name; }
+    bgone() { ! xs_has $B && ! xs_has $N && ! xs_has /local/domain/$GID && gone $name; }
     if gone $name; then
         why="$name was gone before virsh destroy (it powers off only without xvda: $(field $name xvda-MISSING))"
     elif ! V destroy $name > /run/$name-destroy.log 2>&1; then
         why="virsh destroy failed: $(tail -1 /run/$name-destroy.log)"
     elif ! waitfor 60 bgone; then
-        why="after virsh destroy: backend $(xs_has $B && echo left || echo gone), frontend $(xs_has /local/domain/$GID && echo left || echo gone), domain $(gone $name && echo gone || echo left)"
+        why="after virsh destroy: disk backend $(xs_has $B && echo left || echo gone), vif backend $(xs_has $N && echo left || echo gone), frontend $(xs_has /local/domain/$GID && echo left || echo gone), domain $(gone $name && echo gone || echo left)"
     elif ! V undefine $name > /run/$name-undefine.log 2>&1; then
         why="virsh undefine failed: $(tail -1 /run/$name-undefine.log)"
     elif V list --all --name | grep -qx $name; then
