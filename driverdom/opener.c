@@ -11,6 +11,10 @@
  * kind, frontend domain, device id) it reads that device's params and mode
  * from this domain's backend directory in XenStore, which only dom0 and
  * this domain can write, opens the target, and passes the descriptor back.
+ * A target that is a unix socket is an NBD server's (an nbdkit or qemu-nbd
+ * in this domain): the answer is a fresh connection to it, flagged NBD,
+ * and a worker asks again for each queue's own connection.  A worker asks
+ * too for a cdrom's new medium, which its keeper does not hold.
  * A keeper asks, as it asks dom0's broker in the simulation; a confined
  * process that was taken over can get nothing but the disks dom0 assigned.
  *
