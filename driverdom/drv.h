@@ -158,6 +158,8 @@ int drvdom_opener_disk(const char *backend_kind, uint32_t domid, uint32_t devid,
  */
 int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *nbd, char *why,
                        size_t whylen);
+/* The path params names (a suffix of it), or NULL with errno and why; fuzzed. */
+const char *drvdom_target_path(const char *params, char *why, size_t whylen);
 /*
  * The TAP of vif devid of guest domid, made by the opener from the backend
  * directory's vifname=, bridge=, mtu= and script= (vifplug.c): up to

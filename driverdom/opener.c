@@ -155,15 +155,27 @@ static int recv_fd(int sock, void *buf, size_t len, int *fd)
 /* "nbd+unix:///?socket=" (libnbd's URI of the default export over a unix socket) */
 #define NBD_UNIX_URI "nbd+unix:///?socket="
 
+/* s for a one-line message: at most 80 bytes of it, a byte not printable shown as '?'. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i + 1 < len && i < 80; i++)
+        buf[i] = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
 /*
  * The path a params names, or NULL with why: the target after qdisk's
  * "aio:"/"raw:" format, or the socket of an nbd+unix URI.  Other URIs (TCP,
  * TLS, a named export, query parameters beyond socket=) are refused: the
  * engine speaks NBD to the default export over a unix socket only.
  */
-static const char *target_path(const char *params, char *why, size_t len)
+const char *drvdom_target_path(const char *params, char *why, size_t len)
 {
     const char *t = params;
+    char sb[96];
 
     if (strncmp(t, "aio:", 4) == 0 || strncmp(t, "raw:", 4) == 0)
         t += 4;
@@ -174,14 +186,14 @@ static const char *target_path(const char *params, char *why, size_t len)
     } else if (strncmp(t, "nbd", 3) != 0 || strchr(t, ':') == NULL) {
         if (t[0] != '\0')
             return t;
-        snprintf(why, len, "params '%s' names no target", params);
+        snprintf(why, len, "params '%s' names no target", shown(params, sb, sizeof(sb)));
         errno = ENOENT;
         return NULL;
     }
     snprintf(why, len,
-             "params '%.60s' is refused: an NBD disk is params=PATH of the server's unix socket "
+             "params '%s' is refused: an NBD disk is params=PATH of the server's unix socket "
              "or " NBD_UNIX_URI "PATH (absolute, unencoded)",
-             params);
+             shown(params, sb, sizeof(sb)));
     errno = EINVAL;
     return NULL;
 }
@@ -189,8 +201,9 @@ static const char *target_path(const char *params, char *why, size_t len)
 int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *nbd, char *why,
                        size_t len)
 {
-    const char *target = target_path(params, why, len);
+    const char *target = drvdom_target_path(params, why, len);
     struct stat st;
+    char sb[96];
     int fd;
 
     *size = 0;
@@ -203,8 +216,8 @@ int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *
         size_t n = strlen(target);
 
         if (n >= sizeof(sa.sun_path)) {
-            snprintf(why, len, "target %.60s...: a socket path past %zu bytes", target,
-                     sizeof(sa.sun_path) - 1);
+            snprintf(why, len, "target %s...: a socket path past %zu bytes",
+                     shown(target, sb, sizeof(sb)), sizeof(sa.sun_path) - 1);
             errno = ENAMETOOLONG;
             return -1;
         }
@@ -213,7 +226,8 @@ int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
             int err = errno;
 
-            snprintf(why, len, "cannot reach the NBD server at %s: %s (is it running?)", target,
+            snprintf(why, len, "cannot reach the NBD server at %s: %s (is it running?)",
+                     shown(target, sb, sizeof(sb)),
                      strerror(err));
             if (fd >= 0)
                 close(fd);
@@ -228,14 +242,14 @@ int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *
     if (fd < 0) {
         int err = errno;
 
-        snprintf(why, len, "target %s: %s", target, strerror(err));
+        snprintf(why, len, "target %s: %s", shown(target, sb, sizeof(sb)), strerror(err));
         errno = err;
         return -1;
     }
     if (fstat(fd, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
         snprintf(why, len,
                  "target %s is neither a file, a block device nor an NBD server's unix socket",
-                 target);
+                 shown(target, sb, sizeof(sb)));
         close(fd);
         errno = EINVAL;
         return -1;
@@ -244,7 +258,7 @@ int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *
         (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, size) != 0)) {
         int err = errno;
 
-        snprintf(why, len, "target %s: %s", target, strerror(err));
+        snprintf(why, len, "target %s: %s", shown(target, sb, sizeof(sb)), strerror(err));
         close(fd);
         errno = err;
         return -1;
