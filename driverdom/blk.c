@@ -26,7 +26,10 @@
  * Each engine (each queue) needs a connection of its own (NBD's handshake
  * is once per connection): the first uses the keeper's, a later one (another
  * queue, a reconnect, a restarted worker) asks the broker again; dom0
- * connects to the path.
+ * connects to the path.  A Xen driver domain has no broker and its worker
+ * no file system: its opener connects when params names a unix socket, for
+ * the keeper and again for each further connection, and opens a cdrom's
+ * new medium when the toolstack rewrites params (opener.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -288,8 +291,14 @@ static int blk_medium(struct bhdev *d, const char *params, const char *mode, uin
     *lbs = *pbs = 512;
     *nbd = false;
     if (blk_xen_dd(d)) {
+        struct blk_priv *p = d->priv;
+
         if (params[0] == '\0') {
-            *size = 0; /* a drive with no medium, whatever the keeper holds */
+            /* A drive with no medium, whatever the keeper holds or the opener gave before. */
+            if (p->fd1 > 0)
+                close(p->fd1 - 1);
+            p->fd1 = 0;
+            *size = 0;
             return 0;
         }
         if (k->stale || d->acq == NULL || d->acq->nfds == 0)
