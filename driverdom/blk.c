@@ -26,7 +26,10 @@
  * Each engine (each queue) needs a connection of its own (NBD's handshake
  * is once per connection): the first uses the keeper's, a later one (another
  * queue, a reconnect, a restarted worker) asks the broker again; dom0
- * connects to the path.
+ * connects to the path.  A Xen driver domain has no broker and its worker
+ * no file system: its opener connects when params names a unix socket, for
+ * the keeper and again for each further connection, and opens a cdrom's
+ * new medium when the toolstack rewrites params (opener.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -91,6 +94,8 @@ struct blk_kept {
     uint32_t nbd;        /* served over NBD */
     uint32_t nbd_conns;  /* NBD connections made: the keeper's socket serves the first only */
     uint32_t flush;      /* feature-flush-cache offered (an NBD server may not flush) */
+    uint32_t probed;     /* Xen driver domain: probed once, target is what that probe named */
+    uint32_t stale;      /* Xen driver domain: the medium changed, the keeper's fd is not it */
     uint64_t kicks;
     struct blk_queue_kept q[BLK_MAX_QUEUES];
 };
@@ -103,7 +108,9 @@ struct blk_queue {
 
 struct blk_priv {
     struct blk_queue q[BLK_MAX_QUEUES];
-    int fd1; /* dom0's own open of the target, plus one; 0: none (a driver domain uses the keeper's) */
+    /* dom0's own open of the target, or a Xen driver domain's from its opener (a medium the
+     * keeper does not hold), plus one; 0: none (a driver domain uses the keeper's) */
+    int fd1;
     int epfd1; /* with several queues: an epoll over their io_urings, plus one */
     struct bhnbd *nbd; /* a connection made by probe, until queue 0's engine takes it */
     bool lost;         /* the storage is gone: the device failed once */
@@ -131,6 +138,15 @@ static void blk_trace_line(void *arg, const char *line)
     bhdev_log(arg, "%s", line);
 }
 
+/*
+ * A Xen driver domain: its worker is confined (no file system), so what it
+ * opens by name in dom0 it asks of its opener (opener.c).
+ */
+static bool blk_xen_dd(const struct bhdev *d)
+{
+    return d->id.backend_domid != 0 && drv_own_targets(d->id.backend_domid);
+}
+
 /* The disk's fd from dom0's broker, opened beneath this domain's storage. */
 static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 {
@@ -138,10 +154,10 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
 
     if (id->backend_domid != 0 && drv_own_targets(id->backend_domid)) {
         /* A Xen driver domain: its own disk, opened by the opener (opener.c). */
-        bool xro = false;
+        bool xro = false, nbd = false;
 
-        fd = drvdom_opener_disk(id->backend_kind, id->domid, id->devid, &a->size, &xro, a->why,
-                                sizeof(a->why));
+        fd = drvdom_opener_disk(id->backend_kind, id->domid, id->devid, &a->size, &xro, &nbd,
+                                a->why, sizeof(a->why));
         if (fd < 0) {
             if (errno == ENOENT)
                 return 0; /* no params: an empty drive (probe decides) */
@@ -151,6 +167,7 @@ static int blk_acquire(const struct bhxb_dev *id, struct bhacquired *a)
         a->fds[0] = fd;
         a->nfds = 1;
         a->readonly = xro;
+        a->nbd = nbd;
         return 0;
     }
     if (drv_own_targets(id->backend_domid))
@@ -226,17 +243,67 @@ static int fd_blocks(int fd, unsigned int *lbs, unsigned int *pbs, char *why, si
 }
 
 /*
+ * A Xen driver domain's medium that its keeper does not hold (a cdrom's
+ * new one, or one inserted into a drive that was empty), from the opener
+ * into p->fd1.  Over NBD (params names a server's socket) *nbd is set and
+ * nothing is kept: blk_nbd_medium connects again.
+ */
+static int blk_xen_medium(struct bhdev *d, uint64_t *size, bool *ro, unsigned int *lbs,
+                          unsigned int *pbs, bool *nbd, char *why, size_t len)
+{
+    struct blk_priv *p = d->priv;
+    bool xro = false;
+    int fd = drvdom_opener_disk(d->id.backend_kind, d->id.domid, d->id.devid, size, &xro, nbd, why,
+                                len);
+
+    if (fd < 0 && errno == ENOENT && strncmp(why, "no params", 9) == 0) {
+        *size = 0; /* ejected since the probe read params: no medium */
+        return 0;
+    }
+    if (fd < 0)
+        return -1;
+    if (*nbd) {
+        close(fd);
+        return 0;
+    }
+    if (p->fd1 > 0)
+        close(p->fd1 - 1);
+    p->fd1 = fd + 1;
+    *ro = *ro || xro;
+    return fd_blocks(fd, lbs, pbs, why, len);
+}
+
+/*
  * The disk's size, block sizes and whether it is read-only: from the
- * broker's fd in a driver domain, from the target itself in dom0 (which
- * needs no broker).  -1 with why when there is no disk to serve.
+ * broker's fd in a driver domain (on Xen the opener's), from the target
+ * itself in dom0 (which needs no broker).  -1 with why when there is no
+ * disk to serve; *nbd when a Xen driver domain's new medium is an NBD
+ * server's socket.
  */
 static int blk_medium(struct bhdev *d, const char *params, const char *mode, uint64_t *size,
-                      bool *ro, unsigned int *lbs, unsigned int *pbs, char *why, size_t len)
+                      bool *ro, unsigned int *lbs, unsigned int *pbs, bool *nbd, char *why,
+                      size_t len)
 {
+    struct blk_kept *k = d->kept;
     int fd, rc;
 
     *ro = strcmp(mode, "r") == 0;
     *lbs = *pbs = 512;
+    *nbd = false;
+    if (blk_xen_dd(d)) {
+        struct blk_priv *p = d->priv;
+
+        if (params[0] == '\0') {
+            /* A drive with no medium, whatever the keeper holds or the opener gave before. */
+            if (p->fd1 > 0)
+                close(p->fd1 - 1);
+            p->fd1 = 0;
+            *size = 0;
+            return 0;
+        }
+        if (k->stale || d->acq == NULL || d->acq->nfds == 0)
+            return blk_xen_medium(d, size, ro, lbs, pbs, nbd, why, len);
+    }
     if (d->acq != NULL && d->acq->nfds > 0) {
         *size = d->acq->size;
         *ro = *ro || d->acq->readonly;
@@ -268,7 +335,27 @@ static struct bhnbd *blk_nbd_connect(struct bhdev *d, char *why, size_t len)
     struct blk_kept *k = d->kept;
     int sock;
 
-    if (drv_own_targets(d->id.backend_domid)) {
+    if (blk_xen_dd(d)) {
+        /* Confined: the keeper's connection for the first, then the opener's (it connects). */
+        uint64_t size;
+        bool ro, nbd = true;
+
+        if (k->nbd_conns == 0 && !k->stale && d->nfds > 0 && d->acq->nbd)
+            sock = fcntl(d->fds[0], F_DUPFD_CLOEXEC, 0);
+        else
+            sock = drvdom_opener_disk(d->id.backend_kind, d->id.domid, d->id.devid, &size, &ro,
+                                      &nbd, why, len);
+        if (sock >= 0 && !nbd) {
+            close(sock);
+            sock = -1;
+            errno = EINVAL;
+            snprintf(why, len,
+                     "params names no NBD server's socket any more (the medium changed): "
+                     "the device must be probed again");
+        }
+        if (sock < 0)
+            return NULL;
+    } else if (drv_own_targets(d->id.backend_domid)) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         size_t n = strnlen(k->target, sizeof(k->target));
         sock = n < sizeof(sa.sun_path) ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
@@ -311,7 +398,7 @@ static int blk_nbd_medium(struct bhdev *d, const char *sockpath, uint64_t *size,
                  "for this disk: register it as one (bulkhead create does)");
         return -1;
     }
-    if (drv_own_targets(d->id.backend_domid))
+    if (drv_own_targets(d->id.backend_domid) && !blk_xen_dd(d))
         snprintf(k->target, sizeof(k->target), "%s", sockpath);
     bhnbd_close(p->nbd);
     if ((p->nbd = blk_nbd_connect(d, why, len)) == NULL)
@@ -377,17 +464,29 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
         if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0 ||
             strncmp(params, "vhd:", 4) == 0 || strncmp(params, "qcow2:", 6) == 0)
             target = strchr(params, ':') + 1;
-        k->nbd = nbdsock[0] != '\0' || (d->acq != NULL && d->acq->nbd);
+        bool over_nbd = false;
+
+        if (blk_xen_dd(d)) {
+            /* A medium change (the toolstack rewrote params): the keeper's fd is the old one. */
+            if (k->probed && strcmp(k->target, target) != 0)
+                k->stale = 1;
+            k->probed = 1;
+            snprintf(k->target, sizeof(k->target), "%s", target);
+        }
+        k->nbd = nbdsock[0] != '\0' || (d->acq != NULL && d->acq->nbd && !k->stale);
         discard = discard_enable && strcmp(devtype, "cdrom") != 0;
+        if (!k->nbd) {
+            if (blk_medium(d, target, mode, &size, &ro, &lbs, &pbs, &over_nbd, why, len) != 0)
+                return -1;
+            if (!blk_xen_dd(d))
+                snprintf(k->target, sizeof(k->target), "%s", target);
+            k->nbd = over_nbd;
+        }
         if (k->nbd) {
             ro = strcmp(mode, "r") == 0;
             lbs = pbs = BHBLK_SECTOR; /* what NBD addresses */
             if (blk_nbd_medium(d, nbdsock, &size, &ro, &flush, &discard, why, len) != 0)
                 return -1;
-        } else {
-            if (blk_medium(d, target, mode, &size, &ro, &lbs, &pbs, why, len) != 0)
-                return -1;
-            snprintf(k->target, sizeof(k->target), "%s", target);
         }
         if (force_lbs != 0) {
             /* the toolstack's logical-block-size: a larger sector than the storage's */
@@ -422,14 +521,42 @@ static int blk_probe(struct bhdev *d, char *why, size_t len)
     return 0;
 }
 
-/* The disk's fd: the keeper's (from the broker), or dom0's own open of the target. */
+/*
+ * The disk's fd: the keeper's (from the broker or the opener), a Xen
+ * driver domain's medium from its opener (one the keeper does not hold),
+ * or dom0's own open of the target.
+ */
 static int blk_disk_fd(struct bhdev *d, char *why, size_t len)
 {
     struct blk_kept *k = d->kept;
     struct blk_priv *p = d->priv;
 
-    if (d->nfds > 0)
+    if (d->nfds > 0 && !k->stale)
         return d->fds[0];
+    if (blk_xen_dd(d)) {
+        uint64_t size;
+        bool ro, nbd = false;
+        int fd;
+
+        if (p->fd1 > 0)
+            return p->fd1 - 1;
+        if (k->target[0] == '\0') {
+            snprintf(why, len, "cannot open (no medium): insert one first");
+            return -1;
+        }
+        /* A restarted worker's: the opener opens what params names now. */
+        fd = drvdom_opener_disk(d->id.backend_kind, d->id.domid, d->id.devid, &size, &ro, &nbd,
+                                why, len);
+        if (fd >= 0 && nbd) {
+            close(fd);
+            snprintf(why, len, "params names an NBD server's socket now: the device must be "
+                               "probed again");
+            return -1;
+        }
+        if (fd >= 0)
+            p->fd1 = fd + 1;
+        return fd;
+    }
     if (p->fd1 == 0 && k->target[0] != '\0')
         p->fd1 = open(k->target, (k->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC) + 1;
     if (p->fd1 == 0)

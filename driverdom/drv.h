@@ -138,13 +138,28 @@ bool drv_own_targets(uint32_t backend_domid);
  * opener.c (Xen): the process that opens this domain's disks for the
  * confined daemon, by the params dom0 wrote in the backend directory.
  * drvdom_opener_start forks it (before drvdom_confine); a keeper asks with
- * drvdom_opener_disk, which returns the disk's fd or -1 with errno and a
- * one-line why (ENOENT: no params, an empty drive).
+ * drvdom_opener_disk, and so does a worker for what the keeper does not
+ * hold (a cdrom's new medium, a further NBD connection): it returns the
+ * disk's fd or -1 with errno and a one-line why (ENOENT: no params, an
+ * empty drive).  *nbd says the fd is a socket connected to the disk's NBD
+ * server (params named a unix socket), a fresh connection each time.
  */
 int drvdom_opener_start(char *why, size_t whylen);
 int drvdom_opener_fd(void);
 int drvdom_opener_disk(const char *backend_kind, uint32_t domid, uint32_t devid, uint64_t *size,
-                       bool *ro, char *why, size_t whylen);
+                       bool *ro, bool *nbd, char *why, size_t whylen);
+/*
+ * What the opener does with a disk's params, on its own (for the tests):
+ * after qdisk's "aio:" or "raw:", a unix socket's path (or libnbd's
+ * nbd+unix:///?socket=PATH) is connected to (*nbd, *size 0: NBD says it),
+ * a file or block device opened (read-only if asked) with its size in
+ * *size; anything else (a fifo, a directory, another NBD URI) is refused
+ * with EINVAL.  The fd, or -1 with errno and a one-line why.
+ */
+int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *nbd, char *why,
+                       size_t whylen);
+/* The path params names (a suffix of it), or NULL with errno and why; fuzzed. */
+const char *drvdom_target_path(const char *params, char *why, size_t whylen);
 /*
  * The TAP of vif devid of guest domid, made by the opener from the backend
  * directory's vifname=, bridge=, mtu= and script= (vifplug.c): up to

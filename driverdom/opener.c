@@ -11,6 +11,10 @@
  * kind, frontend domain, device id) it reads that device's params and mode
  * from this domain's backend directory in XenStore, which only dom0 and
  * this domain can write, opens the target, and passes the descriptor back.
+ * A target that is a unix socket is an NBD server's (an nbdkit or qemu-nbd
+ * in this domain): the answer is a fresh connection to it, flagged NBD,
+ * and a worker asks again for each queue's own connection.  A worker asks
+ * too for a cdrom's new medium, which its keeper does not hold.
  * A keeper asks, as it asks dom0's broker in the simulation; a confined
  * process that was taken over can get nothing but the disks dom0 assigned.
  *
@@ -38,6 +42,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <xenstore.h>
@@ -53,6 +58,7 @@ struct open_req {
 struct open_rsp {
     int32_t err; /* 0, or the errno */
     uint32_t readonly;
+    uint32_t nbd; /* the fd is a socket connected to the disk's NBD server */
     uint64_t size;
     char why[160];
 };
@@ -146,14 +152,129 @@ static int recv_fd(int sock, void *buf, size_t len, int *fd)
     return 0;
 }
 
+/* "nbd+unix:///?socket=" (libnbd's URI of the default export over a unix socket) */
+#define NBD_UNIX_URI "nbd+unix:///?socket="
+
+/* s for a one-line message: at most 80 bytes of it, a byte not printable shown as '?'. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i + 1 < len && i < 80; i++)
+        buf[i] = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
+/*
+ * The path a params names, or NULL with why: the target after qdisk's
+ * "aio:"/"raw:" format, or the socket of an nbd+unix URI.  Other URIs (TCP,
+ * TLS, a named export, query parameters beyond socket=) are refused: the
+ * engine speaks NBD to the default export over a unix socket only.
+ */
+const char *drvdom_target_path(const char *params, char *why, size_t len)
+{
+    const char *t = params;
+    char sb[96];
+
+    if (strncmp(t, "aio:", 4) == 0 || strncmp(t, "raw:", 4) == 0)
+        t += 4;
+    if (strncmp(t, NBD_UNIX_URI, strlen(NBD_UNIX_URI)) == 0) {
+        t += strlen(NBD_UNIX_URI);
+        if (t[0] == '/' && strpbrk(t, "&%#?") == NULL)
+            return t;
+    } else if (strncmp(t, "nbd", 3) != 0 || strchr(t, ':') == NULL) {
+        if (t[0] != '\0')
+            return t;
+        snprintf(why, len, "params '%s' names no target", shown(params, sb, sizeof(sb)));
+        errno = ENOENT;
+        return NULL;
+    }
+    snprintf(why, len,
+             "params '%s' is refused: an NBD disk is params=PATH of the server's unix socket "
+             "or " NBD_UNIX_URI "PATH (absolute, unencoded)",
+             shown(params, sb, sizeof(sb)));
+    errno = EINVAL;
+    return NULL;
+}
+
+int drvdom_open_target(const char *params, bool readonly, uint64_t *size, bool *nbd, char *why,
+                       size_t len)
+{
+    const char *target = drvdom_target_path(params, why, len);
+    struct stat st;
+    char sb[96];
+    int fd;
+
+    *size = 0;
+    *nbd = false;
+    if (target == NULL)
+        return -1;
+    if (stat(target, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        /* An NBD server's socket: a connection of its own for the asker (one per queue). */
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t n = strlen(target);
+
+        if (n >= sizeof(sa.sun_path)) {
+            snprintf(why, len, "target %s...: a socket path past %zu bytes",
+                     shown(target, sb, sizeof(sb)), sizeof(sa.sun_path) - 1);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(sa.sun_path, target, n);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            int err = errno;
+
+            snprintf(why, len, "cannot reach the NBD server at %s: %s (is it running?)",
+                     shown(target, sb, sizeof(sb)),
+                     strerror(err));
+            if (fd >= 0)
+                close(fd);
+            errno = err;
+            return -1;
+        }
+        *nbd = true;
+        return fd;
+    }
+    /* O_NONBLOCK: a fifo must not hang the opener before fstat refuses it. */
+    fd = open(target, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        int err = errno;
+
+        snprintf(why, len, "target %s: %s", shown(target, sb, sizeof(sb)), strerror(err));
+        errno = err;
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        snprintf(why, len,
+                 "target %s is neither a file, a block device nor an NBD server's unix socket",
+                 shown(target, sb, sizeof(sb)));
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+        (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, size) != 0)) {
+        int err = errno;
+
+        snprintf(why, len, "target %s: %s", shown(target, sb, sizeof(sb)), strerror(err));
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    if (S_ISREG(st.st_mode))
+        *size = (uint64_t)st.st_size;
+    return fd;
+}
+
 /* One request: the device's target from XenStore, opened; the descriptor or -1 with r->err. */
 static int open_target(struct xs_handle *xs, unsigned int self, const struct open_req *q,
                        struct open_rsp *r)
 {
     char path[256], *params = NULL, *mode = NULL;
-    const char *target;
     unsigned int len;
-    struct stat st;
+    bool nbd;
     int fd = -1;
 
     if (memchr(q->kind, '\0', sizeof(q->kind)) == NULL ||
@@ -174,32 +295,11 @@ static int open_target(struct xs_handle *xs, unsigned int self, const struct ope
         snprintf(r->why, sizeof(r->why), "no params for %s %u/%u", q->kind, q->domid, q->devid);
         goto out;
     }
-    /* qdisk's and vbd3's "<format>:<target>" (libxl writes "aio:" for raw) */
-    target = params;
-    if (strncmp(params, "aio:", 4) == 0 || strncmp(params, "raw:", 4) == 0)
-        target = params + 4;
     r->readonly = mode != NULL && strcmp(mode, "r") == 0;
-    fd = open(target, (r->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0 || fstat(fd, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
-        r->err = fd < 0 ? errno : EINVAL;
-        snprintf(r->why, sizeof(r->why), "target %s: %s", target,
-                 fd < 0 ? strerror(errno) : "neither a file nor a block device");
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-        goto out;
-    }
-    if (S_ISBLK(st.st_mode)) {
-        if (ioctl(fd, BLKGETSIZE64, &r->size) != 0) {
-            r->err = errno;
-            snprintf(r->why, sizeof(r->why), "target %s: BLKGETSIZE64: %s", target,
-                     strerror(errno));
-            close(fd);
-            fd = -1;
-        }
-    } else {
-        r->size = (uint64_t)st.st_size;
-    }
+    fd = drvdom_open_target(params, r->readonly != 0, &r->size, &nbd, r->why, sizeof(r->why));
+    if (fd < 0)
+        r->err = errno;
+    r->nbd = nbd;
 out:
     free(params);
     free(mode);
@@ -328,7 +428,7 @@ int drvdom_opener_start(char *why, size_t len)
 }
 
 int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_t *size, bool *ro,
-                       char *why, size_t len)
+                       bool *nbd, char *why, size_t len)
 {
     struct open_req q = {.domid = domid, .devid = devid};
     struct open_rsp r;
@@ -367,6 +467,7 @@ int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_
     }
     *size = r.size;
     *ro = r.readonly != 0;
+    *nbd = r.nbd != 0;
 out:
     close(sv[0]);
     if (sv[1] >= 0)
