@@ -427,59 +427,15 @@ int drvdom_opener_start(char *why, size_t len)
     return 0;
 }
 
-int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_t *size, bool *ro,
-                       bool *nbd, char *why, size_t len)
+/*
+ * One question to the opener, on a fresh socket of ours that goes with it:
+ * its answer in r, the fds it passed (up to max) in fds.  Returns how many
+ * fds came, or -1 with why and errno, every fd closed, when the opener
+ * could not be asked or said no.
+ */
+static int ask(const struct open_req *q, struct open_rsp *r, int *fds, unsigned int max,
+               char *why, size_t len)
 {
-    struct open_req q = {.domid = domid, .devid = devid};
-    struct open_rsp r;
-    int sv[2], fd = -1;
-
-    if (opener_fd < 0) {
-        snprintf(why, len,
-                 "no opener: bulkhead-drvdom on Xen starts one before it confines itself");
-        errno = ENOTCONN;
-        return -1;
-    }
-    snprintf(q.kind, sizeof(q.kind), "%s", kind);
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        snprintf(why, len, "cannot ask the opener: %s", strerror(errno));
-        return -1;
-    }
-    if (send_fd(opener_fd, &q, sizeof(q), sv[1]) != 0) {
-        snprintf(why, len, "cannot ask the opener: %s (is bh-opener running?)", strerror(errno));
-        goto out;
-    }
-    close(sv[1]);
-    sv[1] = -1;
-    if (recv_fd(sv[0], &r, sizeof(r), &fd) != 0) {
-        snprintf(why, len, "the opener did not answer (is bh-opener running?)");
-        errno = EPROTO;
-        goto out;
-    }
-    r.why[sizeof(r.why) - 1] = '\0';
-    if (r.err != 0 || fd < 0) {
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-        snprintf(why, len, "%s", r.why);
-        errno = r.err != 0 ? r.err : EPROTO;
-        goto out;
-    }
-    *size = r.size;
-    *ro = r.readonly != 0;
-    *nbd = r.nbd != 0;
-out:
-    close(sv[0]);
-    if (sv[1] >= 0)
-        close(sv[1]);
-    return fd;
-}
-
-int drvdom_opener_tap(uint32_t domid, uint32_t devid, unsigned int max_queues, int *fds,
-                      char *why, size_t len)
-{
-    struct open_req q = {.domid = domid, .devid = devid, .queues = max_queues};
-    struct open_rsp r;
     unsigned int n = 0;
     int sv[2], rc = -1;
 
@@ -489,33 +445,27 @@ int drvdom_opener_tap(uint32_t domid, uint32_t devid, unsigned int max_queues, i
         errno = ENOTCONN;
         return -1;
     }
-    if (max_queues == 0 || max_queues > BHDEV_MAX_FDS) {
-        snprintf(why, len, "%u TAP queues asked: 1..%u", max_queues, BHDEV_MAX_FDS);
-        errno = EINVAL;
-        return -1;
-    }
-    snprintf(q.kind, sizeof(q.kind), "vif");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         snprintf(why, len, "cannot ask the opener: %s", strerror(errno));
         return -1;
     }
-    if (send_fd(opener_fd, &q, sizeof(q), sv[1]) != 0) {
+    if (send_fd(opener_fd, q, sizeof(*q), sv[1]) != 0) {
         snprintf(why, len, "cannot ask the opener: %s (is bh-opener running?)", strerror(errno));
         goto out;
     }
     close(sv[1]);
     sv[1] = -1;
-    if (recv_fds(sv[0], &r, sizeof(r), fds, max_queues, &n) != 0) {
+    if (recv_fds(sv[0], r, sizeof(*r), fds, max, &n) != 0) {
         snprintf(why, len, "the opener did not answer (is bh-opener running?)");
         errno = EPROTO;
         goto out;
     }
-    r.why[sizeof(r.why) - 1] = '\0';
-    if (r.err != 0 || n == 0) {
+    r->why[sizeof(r->why) - 1] = '\0';
+    if (r->err != 0 || n == 0) {
         for (unsigned int i = 0; i < n; i++)
             close(fds[i]);
-        snprintf(why, len, "%s", r.err != 0 ? r.why : "the opener sent no TAP");
-        errno = r.err != 0 ? r.err : EPROTO;
+        snprintf(why, len, "%s", r->err != 0 ? r->why : "the opener sent nothing");
+        errno = r->err != 0 ? r->err : EPROTO;
         goto out;
     }
     rc = (int)n;
@@ -524,4 +474,35 @@ out:
     if (sv[1] >= 0)
         close(sv[1]);
     return rc;
+}
+
+int drvdom_opener_disk(const char *kind, uint32_t domid, uint32_t devid, uint64_t *size, bool *ro,
+                       bool *nbd, char *why, size_t len)
+{
+    struct open_req q = {.domid = domid, .devid = devid};
+    struct open_rsp r;
+    int fd;
+
+    snprintf(q.kind, sizeof(q.kind), "%s", kind);
+    if (ask(&q, &r, &fd, 1, why, len) < 0)
+        return -1;
+    *size = r.size;
+    *ro = r.readonly != 0;
+    *nbd = r.nbd != 0;
+    return fd;
+}
+
+int drvdom_opener_tap(uint32_t domid, uint32_t devid, unsigned int max_queues, int *fds,
+                      char *why, size_t len)
+{
+    struct open_req q = {.domid = domid, .devid = devid, .queues = max_queues};
+    struct open_rsp r;
+
+    if (max_queues == 0 || max_queues > BHDEV_MAX_FDS) {
+        snprintf(why, len, "%u TAP queues asked: 1..%u", max_queues, BHDEV_MAX_FDS);
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(q.kind, sizeof(q.kind), "vif");
+    return ask(&q, &r, fds, max_queues, why, len);
 }
