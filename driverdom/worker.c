@@ -89,6 +89,9 @@ static void cb_fatal(void *arg, const char *why)
         bhdev_log(d, "cannot write the error node: %s", strerror(errno));
 }
 
+/* How long a Xen driver domain's worker leaves a Closed, offline device's directory to libxl. */
+#define REMOVE_GRACE_MS 2000
+
 static void cb_remove(void *arg)
 {
     struct bhdev *d = arg;
@@ -99,14 +102,24 @@ static void cb_remove(void *arg)
      * once the driver domain has removed the backend directory: it waits
      * LIBXL_DESTROY_TIMEOUT (10 s) for that and then fails the detach.  So
      * once the toolstack took the device offline and we are Closed, the
-     * directory goes, as devd removes it after its hotplug teardown.  In the
-     * simulation bulkhead's toolstack removes it itself.
+     * directory goes, as devd removes it after its hotplug teardown.  Not at
+     * once: libxl first waits for our Closed, and reads the state node when
+     * its watch fires; a state node already removed by then is "backend
+     * wanted state 6 but it was removed" to libxl, and the detach fails
+     * (seen under emulation).  devd's hotplug scripts leave libxl that time;
+     * we leave it REMOVE_GRACE_MS, well inside libxl's 10 s.  In the
+     * simulation bulkhead's toolstack removes the directory itself.
      */
     if (!d->machine->view.online && d->id.backend_domid != 0 &&
-        drv_own_targets(d->id.backend_domid) && !xs_rm(d->xs, XBT_NULL, d->paths.backend) &&
-        errno != ENOENT)
-        bhdev_log(d, "cannot remove the backend directory %s: %s (libxl's detach will time out)",
-                  d->paths.backend, strerror(errno));
+        drv_own_targets(d->id.backend_domid)) {
+        struct timespec grace = {REMOVE_GRACE_MS / 1000, (REMOVE_GRACE_MS % 1000) * 1000000L};
+
+        while (nanosleep(&grace, &grace) != 0 && errno == EINTR)
+            ;
+        if (!xs_rm(d->xs, XBT_NULL, d->paths.backend) && errno != ENOENT)
+            bhdev_log(d, "cannot remove the backend directory %s: %s (libxl's detach will time out)",
+                      d->paths.backend, strerror(errno));
+    }
     W(arg)->gone = true;
 }
 
