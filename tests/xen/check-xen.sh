@@ -45,13 +45,18 @@ done
 BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] && grep -q 'not a dynamic' <<<"$(ldd "$BUSYBOX" 2>&1)" ||
     skip "a static busybox is missing: install busybox-static (scripts/install-deps-xen)"
-want8() { [ "$SCEN" = all ] || [[ ,$SCEN, == *,8,* ]]; }
+wants() { [ "$SCEN" = all ] || [[ ,$SCEN, == *,$1,* ]]; }
 # Scenario 8's guest runs nbdkit (our blkfront plugin) and fio from the host.
-if want8; then
+if wants 8; then
     for t in nbdkit:nbdkit fio:fio; do
         command -v "${t%%:*}" >/dev/null ||
             skip "${t%%:*} is missing (scenario 8's guest runs it): install ${t#*:} (scripts/install-deps-xen), or run BH_XEN_SCENARIOS without 8"
     done
+fi
+# Scenario 9's driver domain serves a disk from the host's nbdkit (its file plugin).
+NBDKIT_FILE=$(nbdkit --dump-config 2>/dev/null | sed -n 's/^plugindir=//p')/nbdkit-file-plugin.so
+if wants 9 && [ ! -f "$NBDKIT_FILE" ]; then
+    skip "nbdkit's file plugin is missing (scenario 9's driver domain runs it): install nbdkit (scripts/install-deps-xen), or run BH_XEN_SCENARIOS without 9"
 fi
 [ -x "$BUILD/driverdom/bulkhead-drvdom" ] ||
     { say "no $BUILD/driverdom/bulkhead-drvdom: build Bulkhead first (make)"; exit 1; }
@@ -158,6 +163,17 @@ done | sort -u | while read -r lib; do
     case $lib in "$OV"*) continue;; esac
     [ -e "$ROOT$lib" ] || [ -e "$ROOT/usr$lib" ] || { mkdir -p "$OV$(dirname "$lib")"; cp -L "$lib" "$OV$lib"; }
 done
+# Scenario 9: nbdkit and its file plugin for the driver domain, with what they link.
+if wants 9; then
+    mkdir -p "$OV/usr/local/lib/nbdkit/plugins"
+    cp -L "$(command -v nbdkit)" "$OV/usr/local/bin/nbdkit"
+    cp -L "$NBDKIT_FILE" "$OV/usr/local/lib/nbdkit/plugins/"
+    for f in "$OV/usr/local/bin/nbdkit" "$OV/usr/local/lib/nbdkit/plugins/nbdkit-file-plugin.so"; do
+        ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
+    done | sort -u | while read -r lib; do
+        [ -e "$ROOT$lib" ] || [ -e "$ROOT/usr$lib" ] || { mkdir -p "$OV$(dirname "$lib")"; cp -L "$lib" "$OV$lib"; }
+    done
+fi
 mkdir -p "$OV/etc/ld.so.conf.d"; echo /usr/local/lib > "$OV/etc/ld.so.conf.d/bulkhead.conf"
 install -m 0755 "$SRC/tests/xen/init.sh" "$OV/init"
 cp "$SRC"/tests/xen/*.cfg "$SRC"/tests/xen/*.xml "$OV/etc/xen/"
@@ -189,7 +205,7 @@ install -m 0755 "$SRC/tests/xen/domu-init.sh" "$DU/init"
 # guests stay small: the binaries and every library ldd names, from the host
 # (Debian 12, as the image), and the modules for /dev/xen/{gntalloc,evtchn}
 # (/dev/xen/xenbus comes with the kernel's xenbus).
-if want8; then
+if wants 8; then
     D8=$WORK/domu8
     mkdir -p "$D8"/{bin,proc,sys,dev,tmp,run,lib/modules}
     cp "$BUSYBOX" "$D8/bin/busybox"
@@ -217,6 +233,7 @@ rm -f "$OV/root/drvdom.cpio"
 say "images packed: dom0 $(( $(stat -c %s "$WORK/dom0.cpio") >> 20 )) MiB"
 
 # ---- boot ----
+# -initrd's commas separate multiboot modules: those of bhscen= are doubled.
 # -cpu qemu64: a conservative model.  Under TCG's -cpu max glibc in the
 # guests sometimes aborted (ld.so's hwcaps), and Xen needed smap=0 smep=0.
 XEN_CMD="console=com1 com1=115200,8n1 dom0_mem=1280M,max:1280M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot"
@@ -225,7 +242,7 @@ say "booting Xen under QEMU (TCG, -cpu qemu64); serial log: $LOG"
 timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=256 -cpu qemu64 \
     -m 3072 -smp 2 -display none -serial "file:$LOG" -monitor none -no-reboot -net none \
     -kernel "$IMG/xen.elf" -append "$XEN_CMD" \
-    -initrd "$IMG/vmlinuz console=hvc0 earlyprintk=xen bhscen=$SCEN,$WORK/dom0.cpio" </dev/null > "$WORK/qemu.log" 2>&1 &
+    -initrd "$IMG/vmlinuz console=hvc0 earlyprintk=xen bhscen=${SCEN//,/,,},$WORK/dom0.cpio" </dev/null > "$WORK/qemu.log" 2>&1 &
 QPID=$!
 # dom0 powers off when done; should Xen then halt without QEMU exiting, end
 # QEMU ourselves once dom0 said it finished.
@@ -258,6 +275,7 @@ declare -A MARKS=(
     [6]="s6-guest-reads-drvdom s6-drvdom-reads-guest s6-bounce"
     [7]="s7-backend-path s7-vif-connected s7-cleanup s7-guest-reads-drvdom s7-drvdom-reads-guest"
     [8]="s8-fio-verify s8-drvdom-reads-guest"
+    [9]="s9-guest-reads-drvdom s9-drvdom-reads-guest"
 )
 wanted=("@@PASS drvdom-serving" "@@PASS warmup-initwait")
 for n in $(printf '%s\n' "${!MARKS[@]}" | sort -n); do

@@ -32,16 +32,23 @@ if grep -q role=driverdomain /proc/cmdline; then
     # Kernel backends stay out: bulkhead-drvdom is this domain's only backend.
     load xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd loop
     mount -t xenfs xenfs /proc/xen
-    # Two 64 MiB disks, each starting with a pattern only this boot knows, on
+    # Three 64 MiB disks, each starting with a pattern only this boot knows, on
     # a tmpfs of their own: the initramfs' own is half the memory, mostly taken.
-    mount -t tmpfs -o size=160m tmpfs /var/lib/bulkhead || echo "@@ENV no tmpfs for the disks"
-    for n in 1 2; do
+    mount -t tmpfs -o size=240m tmpfs /var/lib/bulkhead || echo "@@ENV no tmpfs for the disks"
+    for n in 1 2 9; do
         f=/var/lib/bulkhead/disk$n.img
         dd if=/dev/zero of=$f bs=1M count=64 2>/dev/null || echo "@@ENV cannot make $f"
         p="DRVDOM-DISK$n-$(date +%s%N | tail -c 13)"
         printf '%s' "$p" | dd of=$f conv=notrunc 2>/dev/null
         xenstore-write data/bh-pattern$n "$p"
     done
+    # Disk 9 is served over NBD (scenario 9): nbdkit's file plugin on a unix
+    # socket, which the guest's disk names (params); bulkhead-drvdom's opener
+    # connects to it for the confined worker, once per queue.
+    if [ -x /usr/local/bin/nbdkit ]; then
+        nbdkit -U /run/nbd9.sock /usr/local/lib/nbdkit/plugins/nbdkit-file-plugin.so \
+            file=/var/lib/bulkhead/disk9.img || echo "@@ENV nbdkit did not start for disk 9"
+    fi
     # Disk 1 is a block device, which the engine opens O_DIRECT too: the test of
     # io_uring's O_DIRECT I/O straight into gntdev mappings in a PV domain.
     losetup /dev/loop0 /var/lib/bulkhead/disk1.img || echo "@@ENV losetup failed"
@@ -127,7 +134,7 @@ $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/x
 timeout -k 5 30 xl list >/dev/null || envfail "xl list failed"
 mark xenstored-up
 # Every guest's console, live on ours (a stall shows where it stalled).
-( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu6.log guest-domu7.log guest-domu8.log guest-domulv.log 2>/dev/null |
+( cd /var/log/xen/console && tail -q -n +1 -F guest-drvdom.log guest-domu1.log guest-domu2.log guest-domu3.log guest-domu4.log guest-domu5.log guest-domu6.log guest-domu7.log guest-domu8.log guest-domu9.log guest-domulv.log 2>/dev/null |
     sed -u -e 's/\r//g' -e '/^\[ *[0-9.]*\] /{/blk\|xen\|xvd\|response\|bounce\|hung\|task\|error\|I\/O\|EXT\|ext4\|Grant\|Disabled for/!d}' -e 's/^/[guest] /' ) &
 
 # waitfor SECONDS CMD...: runs CMD every 0.5 s until it succeeds; 1 if it never did.
@@ -263,8 +270,9 @@ hotplug() {
     fi
     if ! waitfor 200 said $name hotplug-ready; then
         fail s4-detach "the guest never got to its hotplug step"
-    elif ! timeout -k 10 120 xl block-detach $name xvda > /run/$name-detach.log 2>&1; then
-        fail s4-detach "xl block-detach failed: $(tail -1 /run/$name-detach.log)"; diag
+    elif ! timeout -k 10 120 xl -v block-detach $name xvda > /run/$name-detach.log 2>&1; then
+        fail s4-detach "xl block-detach failed: $(tail -1 /run/$name-detach.log)"
+        tail -15 /run/$name-detach.log; diag
     elif ! waitfor 120 said $name xvda-gone; then
         fail s4-detach "xl block-detach returned, the guest still has xvda"
     else
@@ -471,6 +479,11 @@ net_guest() {
         fail s3-tap-gone "vif$GID.0 is still in the driver domain after the guest went ($tap)"
 }
 want 3 && net_guest
+
+# Scenario 9: a disk whose params name an NBD server's unix socket in the
+# driver domain (nbdkit over disk 9): the opener connects for the confined
+# worker, which serves the guest's xen-blkfront over NBD.
+want 9 && guest 9 domu9
 
 # Scenario 7: a guest managed by libvirt, not xl: libvirtd (Debian 12 has
 # the monolithic daemon only, no virtxend) with its libxl driver, the guest
