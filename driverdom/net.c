@@ -321,6 +321,14 @@ static void *kept_page(struct net_queue *q, uint32_t gref, bool writable)
     return netmap_get(q->mc, gref, writable);
 }
 
+/* The engine's epoch with persistent pools: the kept pages stay until the map is cleared. */
+static uint64_t net_epoch(void *ctx)
+{
+    struct net_queue *q = ctx;
+
+    return q->mc != NULL ? netmap_epoch(q->mc) : 0;
+}
+
 static void *net_page(void *ctx, uint32_t gref, bool writable)
 {
     struct net_queue *q = ctx;
@@ -343,7 +351,7 @@ static void *net_page(void *ctx, uint32_t gref, bool writable)
  * in this engine's buffer only until it returns).  A target that lies
  * there is broken and fails the vif when its own run says so.
  */
-static bool net_steer(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame)
+static int net_steer(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame, size_t have)
 {
     struct net_queue *q = ctx;
     struct bhdev *d = q->d;
@@ -354,13 +362,15 @@ static bool net_steer(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame)
     int notify;
 
     if (k->hash.alg == XEN_NETIF_CTRL_HASH_ALGORITHM_NONE)
-        return true;
-    to = bhnet_hash_steer(&k->hash, k->nqueues, frame, m->len, m, self);
+        return 1;
+    to = bhnet_hash_steer(&k->hash, k->nqueues, frame, have, m, self);
     if (to == self || p->q[to].eng == NULL)
-        return true;
+        return 1;
+    if (have < m->len)
+        return 2; /* the engine gathers the frame and asks again */
     if (bhnet_rx_push(p->q[to].eng, m, frame, &notify, why, sizeof(why)) >= 0 && notify)
         bhdev_notify(d, p->q[to].port_rx);
-    return false;
+    return 0;
 }
 
 /* The engine's TX filter: anti-spoofing from mac= and ip= (libbhnetback's spoof.c). */
@@ -503,6 +513,7 @@ static int net_attach(struct bhdev *d, char *why, size_t len)
             struct bhnet_opts o = {
                 .tx_ring = q->tx_page, .rx_ring = q->rx_page, .fd = fd, .hdrsz = 12,
                 .page = net_page, .unpage = net_unpage, .ctx = q,
+                .epoch = ((struct net_kept *)d->kept)->pools ? net_epoch : NULL,
                 .tx = {.gso_tcpv4 = true, .gso_tcpv6 = true, .mcast = k->mcast != 0},
                 .rx = {.gso_tcpv4 = k->gso4 != 0, .gso_tcpv6 = k->gso6 != 0,
                        .ring_ids = __CONST_RING_SIZE(netif_rx, BHNET_PAGE)},

@@ -18,6 +18,7 @@ struct netmap {
     bhgnttab_handle *gt;
     uint32_t domid;
     unsigned int max, nslots, n;
+    uint64_t epoch; /* counts unmappings: a page returned before may be gone */
     struct netmap_slot slot[];
 };
 
@@ -45,8 +46,15 @@ void netmap_clear(struct netmap *m)
             bhgnttab_unmap(m->gt, m->slot[i].page, 1);
             m->slot[i].page = NULL;
         }
-    if (m != NULL)
+    if (m != NULL) {
         m->n = 0;
+        m->epoch++;
+    }
+}
+
+uint64_t netmap_epoch(const struct netmap *m)
+{
+    return m->epoch;
 }
 
 void netmap_free(struct netmap *m)
@@ -81,6 +89,7 @@ void *netmap_get(struct netmap *m, uint32_t gref, bool writable)
         if (p == NULL)
             return NULL; /* the read-only mapping stays for reads */
         bhgnttab_unmap(m->gt, s->page, 1);
+        m->epoch++;
         s->page = p;
         s->rw = true;
         return p;

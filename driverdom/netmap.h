@@ -36,6 +36,8 @@ void netmap_free(struct netmap *m);
 void *netmap_get(struct netmap *m, uint32_t gref, bool writable);
 /* Unmaps every kept page (the frontend may then end its grants). */
 void netmap_clear(struct netmap *m);
+/* Changes whenever a mapping netmap_get returned before may have been unmapped. */
+uint64_t netmap_epoch(const struct netmap *m);
 /* Pages mapped now. */
 unsigned int netmap_count(const struct netmap *m);
 

@@ -743,6 +743,100 @@ START_TEST(test_vnet_tx_csum)
 }
 END_TEST
 
+/* The kept-pages path: an epoch that says whether page() evicted, a filter that meddles. */
+static uint64_t kept_epoch;
+static unsigned int kept_evict_at, kept_calls;
+static size_t filter_saw;
+
+static uint64_t epoch_of(void *ctx)
+{
+    (void)ctx;
+    return kept_epoch;
+}
+
+static void *page_evicting(void *ctx, uint32_t gref, bool writable)
+{
+    if (++kept_calls == kept_evict_at)
+        kept_epoch++; /* this mapping took an earlier one's place */
+    return page_of(ctx, gref, writable);
+}
+
+/* Passes the frame, then changes the source MAC in the frontend's page: too late. */
+static bool filter_meddles(void *ctx, const uint8_t *frame, size_t len)
+{
+    (void)ctx;
+    (void)frame;
+    filter_saw = len;
+    pages[1][100 + 6] ^= 0xff;
+    return true;
+}
+
+/*
+ * A GSO frame whose headers (IPv4 and TCP with options: 14 + 60 + 60) run
+ * past its first slot, written from the pages with its head copied: the
+ * bytes arrive intact, the offsets are the headers', the filter saw the
+ * head alone, and the head written is the copy it saw (a change the
+ * frontend makes after the copy does not reach the TAP).  An epoch that
+ * moves while the slots are mapped sends the frame gathered instead.
+ */
+START_TEST(test_vnet_tx_kept)
+{
+    static uint8_t frame[5000], scratch[12 + BHNET_FRAME_MAX], got[12 + 6000];
+    struct netif_tx_request r[4] = {data(100, 5000, EI | MD | CB), extra(GSO, 0, 1400, T4),
+                                    data(0, 100, MD), data(0, 4800, 0)};
+    struct virtio_net_hdr_mrg_rxbuf h;
+    struct bhnet_txpkt pkt;
+    char why[WHY] = "";
+    uint8_t mac0;
+
+    r[3] = data(0, 4096, 0); /* a slot holds at most a page: 100 + 100 + 4096 ... */
+    r[0].size = 100 + 100 + 4096;
+    frame_make(frame, sizeof(frame), false, false, 6);
+    frame[14] = 0x4f;      /* IHL 60 */
+    frame[14 + 9] = 6;
+    frame[74 + 12] = 0xf0; /* a 60-byte TCP header at 74 */
+    for (size_t i = 134; i < sizeof(frame); i++)
+        frame[i] = (uint8_t)(i * 7);
+    r[0].gref = 1, r[2].gref = 2, r[3].gref = 3;
+    memcpy(pages[1] + 100, frame, 100);
+    memcpy(pages[2], frame + 100, 100);
+    memcpy(pages[3], frame + 200, 4096);
+    mac0 = frame[6];
+    ck_assert_int_eq(bhnet_tx_parse(r, 4, true, &all_on, &pkt, why, sizeof(why)), BHNET_GO);
+    kept_epoch = 0, kept_calls = 0, kept_evict_at = 0;
+    ck_assert_int_eq(bhnet_tx_to_fd_kept(sp[0], 12, &pkt, page_evicting, epoch_of, NULL,
+                                         filter_meddles, scratch, why, sizeof(why)), 0);
+    ck_assert_uint_eq(filter_saw, BHNET_TX_COPY_LEN);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 4296);
+    memcpy(&h, got, sizeof(h));
+    ck_assert_uint_eq(h.hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ck_assert_uint_eq(le16toh(h.hdr.csum_start), 74);
+    ck_assert_uint_eq(le16toh(h.hdr.hdr_len), 134);
+    ck_assert_uint_eq(got[12 + 6], mac0);          /* the copy, not the page as changed */
+    ck_assert_uint_ne(pages[1][100 + 6], mac0);
+    ck_assert_mem_eq(got + 12 + 7, frame + 7, 4296 - 7);
+    /* The second slot's mapping evicts: gathered, page by page (the page as it is now). */
+    kept_calls = 0, kept_evict_at = 2;
+    pages[1][100 + 6] = mac0;
+    ck_assert_int_eq(bhnet_tx_to_fd_kept(sp[0], 12, &pkt, page_evicting, epoch_of, NULL,
+                                         filter_meddles, scratch, why, sizeof(why)), 0);
+    ck_assert_uint_eq(filter_saw, 4296); /* the gathered frame, whole */
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 4296);
+    ck_assert_uint_eq(got[12 + 6], mac0);
+    ck_assert_mem_eq(got + 12 + 7, frame + 7, 4296 - 7);
+    /* A frame shorter than the head is copied whole: no second piece. */
+    r[0] = data(0, 60, 0);
+    r[0].gref = 4;
+    memcpy(pages[4], frame, 60);
+    ck_assert_int_eq(bhnet_tx_parse(r, 1, true, &all_on, &pkt, why, sizeof(why)), BHNET_GO);
+    kept_evict_at = 0;
+    ck_assert_int_eq(bhnet_tx_to_fd_kept(sp[0], 12, &pkt, page_of, epoch_of, NULL, NULL, scratch,
+                                         why, sizeof(why)), 0);
+    ck_assert_int_eq(recv(sp[1], got, sizeof(got), 0), 12 + 60);
+    ck_assert_mem_eq(got + 12, frame, 60);
+}
+END_TEST
+
 START_TEST(test_vnet_csum_locate)
 {
     uint8_t f[200];
@@ -996,6 +1090,97 @@ START_TEST(test_engine_rx)
 }
 END_TEST
 
+
+static unsigned int rx_page_calls;
+
+static void *page_counted(void *ctx, uint32_t gref, bool writable)
+{
+    rx_page_calls++;
+    return page_evicting(ctx, gref, writable);
+}
+
+/*
+ * RX read straight into the frontend's buffers (an engine with an epoch
+ * and 40 buffers posted): a frame with no extra whose second page must
+ * move back two requests, a GSO frame whose later pages move back one, a
+ * short frame that moves nothing - each arrives whole where its
+ * responses say.  Then the same with a mapping that evicts during the
+ * read: read into the engine's buffer instead, the bytes the same.
+ */
+START_TEST(test_engine_rx_placed)
+{
+    static uint8_t f1[5000], f2[9000], f3[100], wire[12 + 9000], back[9000];
+    const uint8_t *fr[3] = {f1, f2, f3};
+    const size_t len[3] = {sizeof(f1), sizeof(f2), sizeof(f3)};
+    struct bhnetf_rxopts fo = {.gso_tcpv4 = true};
+    struct netif_rx_response rsp[64];
+    uint16_t ids[64];
+    char why[WHY] = "";
+
+    frame_make(f1, sizeof(f1), false, false, 17);
+    frame_make(f2, sizeof(f2), false, false, 6);
+    frame_make(f3, sizeof(f3), false, false, 17);
+    for (size_t i = 60; i < sizeof(f2); i++)
+        f2[i] = (uint8_t)(i * 13 + 1);
+    for (size_t i = 60; i < sizeof(f1); i++)
+        f1[i] = (uint8_t)(i * 5 + 3);
+    for (int pass = 0; pass < 2; pass++) {
+        struct vif v;
+        unsigned int got = 0, at = 0;
+
+        kept_epoch = 0, kept_calls = 0, kept_evict_at = pass == 0 ? 0 : 5, rx_page_calls = 0;
+        vif_open(&v, &all_off, &(struct bhnet_rxopts){0});
+        bhnet_close(v.eng); /* again, with an epoch and over page_counted */
+        ck_assert_ptr_nonnull(v.eng = bhnet_open(&(struct bhnet_opts){.tx_ring = v.txmem,
+                                    .rx_ring = v.rxmem, .fd = sp[0], .hdrsz = 12,
+                                    .page = page_counted, .epoch = epoch_of, .tx = all_off,
+                                    .rx = {.gso_tcpv4 = true, .ring_ids = 256}}, why, sizeof(why)));
+        for (uint16_t i = 0; i < 40; i++)
+            ck_assert_int_eq(bhring_front_put(&v.frx, &(struct netif_rx_request){.id = i, .gref = 20u + i}), 0);
+        ck_assert_int_ge(bhring_front_push(&v.frx), 0);
+        for (int i = 0; i < 3; i++) {
+            struct virtio_net_hdr_mrg_rxbuf h = {0};
+
+            h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+            if (i == 1) {
+                h.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+                h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+                h.hdr.gso_size = htole16(1448);
+            }
+            memcpy(wire, &h, sizeof(h));
+            memcpy(wire + 12, fr[i], len[i]);
+            ck_assert_int_eq(send(sp[1], wire, 12 + len[i], 0), (ssize_t)(12 + len[i]));
+            ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+            if (i == 0 && pass == 0)
+                ck_assert_uint_ge(rx_page_calls, BHNET_RX_MAX_DATA); /* every placed page mapped */
+        }
+        ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 3);
+        while (got < 64 && bhring_front_get(&v.frx, &rsp[got]) == 1) {
+            ids[got] = rsp[got].id; /* buffer id i is page 20 + i */
+            got++;
+        }
+        for (int i = 0; i < 3; i++) {
+            struct bhnetf_rxpkt pkt;
+            uint32_t off = 0;
+
+            ck_assert_int_eq(bhnetf_rx_parse(rsp + at, ids + at, got - at, true, &fo, &pkt, why,
+                                             sizeof(why)),
+                             BHNETF_OK);
+            for (unsigned int j = 0; j < pkt.nfrags; j++) {
+                memcpy(back + off, pages[20 + ids[at + pkt.frag[j].slot]] + pkt.frag[j].off,
+                       pkt.frag[j].len);
+                off += pkt.frag[j].len;
+            }
+            ck_assert_uint_eq(off, len[i]);
+            ck_assert_msg(memcmp(back, fr[i], len[i]) == 0, "pass %d frame %d differs", pass, i);
+            ck_assert_uint_eq(pkt.gso_type, i == 1 ? T4 : 0);
+            at += pkt.nrsp;
+        }
+        ck_assert_uint_eq(at, got);
+        vif_close(&v);
+    }
+}
+END_TEST
 
 /*
  * unpage runs before the push that shows the frontend its responses: by
@@ -1424,6 +1609,7 @@ static Suite *netparse_suite(void)
     tcase_add_checked_fixture(vnet, vnet_setup, vnet_teardown);
     tcase_add_test(vnet, test_vnet_tx_gso);
     tcase_add_test(vnet, test_vnet_tx_csum);
+    tcase_add_test(vnet, test_vnet_tx_kept);
     tcase_add_test(vnet, test_vnet_csum_locate);
     tcase_add_test(vnet, test_vnet_rx);
     suite_add_tcase(s, vnet);
@@ -1431,6 +1617,7 @@ static Suite *netparse_suite(void)
     tcase_add_test(engine, test_engine_tx);
     tcase_add_test(engine, test_engine_unpage_before_push);
     tcase_add_test(engine, test_engine_rx);
+    tcase_add_test(engine, test_engine_rx_placed);
     tcase_add_test(engine, test_engine_filter);
     tcase_add_test(engine, test_engine_credit);
     tcase_add_test(engine, test_engine_kept_across_engines);

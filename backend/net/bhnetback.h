@@ -285,6 +285,31 @@ int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
                             uint8_t *scratch, char *why, size_t whylen);
 
 /*
+ * The bytes of a TX frame copied before it is written from pages that stay
+ * mapped: every header the filter and the checksum offload read lies in
+ * them (Ethernet, a VLAN tag, IPv4 and TCP with all options: 138 bytes).
+ * Linux's netback copies 128 (XEN_NETBACK_TX_COPY_LEN) and parses less.
+ */
+#define BHNET_TX_COPY_LEN 256u
+
+/*
+ * The same, without gathering the frame: for pages that page() keeps
+ * mapped until epoch(ctx) changes (a frontend's persistent pools).  The
+ * frame's first BHNET_TX_COPY_LEN bytes are copied into scratch, the
+ * filter and the offload's checks run on that copy (the filter gets the
+ * head alone: it reads headers only), and the head goes to the TAP from
+ * the copy, the rest straight from the pages in the same writev - the
+ * frontend may change its payload meanwhile, which is its own data, but
+ * not what was checked.  A frame whose mapping moved the epoch (a page
+ * mapped for a later slot evicted an earlier one) is gathered as
+ * bhnet_tx_to_fd_filtered does; so is every frame when epoch is NULL.
+ * Returns as bhnet_tx_to_fd_filtered.
+ */
+int bhnet_tx_to_fd_kept(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
+                        uint64_t (*epoch)(void *ctx), void *ctx, bhnet_filter_fn filter,
+                        uint8_t *scratch, char *why, size_t whylen);
+
+/*
  * Reads one frame from fd into buf (room for hdrsz + BHNET_FRAME_MAX) and
  * describes it: *m from its virtio_net_hdr, *frame where its bytes start.
  * Returns 1 with a frame, 0 with none waiting (EAGAIN), 2 when the frame
@@ -293,6 +318,38 @@ int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
  */
 int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
                      const uint8_t **frame, char *why, size_t whylen);
+
+/*
+ * Describes a frame of flen bytes from its virtio_net_hdr (hdrsz bytes at
+ * hdr), as bhnet_rx_from_fd does: 1, or 2 with why for a frame that
+ * cannot be told to a frontend.
+ */
+int bhnet_rx_meta(const uint8_t *hdr, size_t hdrsz, size_t flen, struct bhnet_rxmeta *m,
+                  char *why, size_t whylen);
+
+/*
+ * Where a frame read straight into RX requests' pages before its layout
+ * is known lies: data chunk k (bytes k * BHNET_PAGE on) in the page of
+ * request BHNET_RX_PLACE(k) - chunk 0 in the first, every later one as far
+ * on as the two extras (GSO, hash) could push it.  A frame needs
+ * BHNET_RX_MAX_REQS requests held to be read so.
+ */
+#define BHNET_RX_PLACE(k) ((k) == 0 ? 0u : (unsigned int)(k) + 2u)
+
+/*
+ * Delivers a frame placed so (BHNET_RX_PLACE) in the pages of the n
+ * requests given: the responses as bhnet_rx_build lays them, and each
+ * chunk moved to the page its layout gives it where that is another
+ * (a frame without extras, or a short one, moves nothing or little:
+ * chunks only ever move to an earlier request, in order, so none is
+ * overwritten before it moved).  page() as for bhnet_rx_deliver; epoch as
+ * for bhnet_tx_to_fd_kept, and needed (EINVAL without): two pages are
+ * mapped at once.  Returns as bhnet_rx_deliver.
+ */
+int bhnet_rx_deliver_placed(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                            const struct netif_rx_request *reqs, unsigned int n,
+                            bhnet_page_fn page, uint64_t (*epoch)(void *ctx), void *ctx,
+                            struct netif_rx_response *rsp, unsigned int *used);
 
 /*
  * Copies a frame into the pages of the n RX requests given (checked with
@@ -424,6 +481,15 @@ struct bhnet_opts {
      * the vif for good (XSA-396's hardening).
      */
     void (*unpage)(void *ctx);
+    /*
+     * Optional: a count that changes whenever a page page() returned may
+     * have been unmapped (none: every page is used before the next is
+     * asked for).  With it TX frames go to the TAP from the pages, their
+     * headers copied (bhnet_tx_to_fd_kept), and frames from the TAP are
+     * read straight into the RX requests' pages while the frontend has
+     * BHNET_RX_MAX_REQS buffers posted (BHNET_RX_PLACE).
+     */
+    uint64_t (*epoch)(void *ctx);
     struct bhnet_txopts tx;      /* what the backend offered */
     struct bhnet_rxopts rx;      /* what the frontend asked */
     /* Optional (zero: none): */
@@ -434,11 +500,14 @@ struct bhnet_opts {
     unsigned int rx_stall_ms;    /* RX buffers short this long: the queue stalls */
     /*
      * Where a frame read from the TAP goes (the control ring's hashing),
-     * with ctx: it may set m's hash and return true to keep the frame for
+     * with ctx: it may set m's hash and return 1 to keep the frame for
      * this queue, or hand it to another queue's engine (bhnet_rx_push)
-     * and return false.
+     * and return 0.  frame holds `have` bytes, its headers at least
+     * (BHNET_TX_COPY_LEN or all of a shorter frame); with fewer than
+     * m->len it returns 2 for a frame it would hand on, and is called
+     * again with the whole frame gathered.
      */
-    bool (*steer)(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame);
+    int (*steer)(void *ctx, struct bhnet_rxmeta *m, const uint8_t *frame, size_t have);
 };
 
 struct bhnet_stats {

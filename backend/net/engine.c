@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bhnetback.h"
 
@@ -45,6 +47,13 @@ struct bhnet {
     unsigned int bl_head, bl_n;
     size_t bl_bytes;
     bool from_backlog;
+    /* The frame held lies in the RX requests' pages (BHNET_RX_PLACE), not in rxbuf. */
+    bool placed;
+    /*
+     * The last frame read went to another queue: the next, likely of the
+     * same flow, is read into rxbuf (placed, it would be gathered first).
+     */
+    bool steered_away;
     /* TX credit (rate=), as Linux's netback: a window of credit_usec refills credit_bytes. */
     int64_t credit;       /* bytes left in this window; may go below 0 by one frame */
     uint64_t window;      /* ns: when this window started */
@@ -130,6 +139,7 @@ static void backlog_pop(struct bhnet *n)
 static void frame_done(struct bhnet *n)
 {
     n->have_frame = false;
+    n->placed = false;
     if (n->from_backlog)
         backlog_pop(n);
 }
@@ -285,8 +295,8 @@ static int tx_one(struct bhnet *n, char *why, size_t whylen)
             status = mcast_apply(n, &pkt);
         /* A frame the TAP cannot take now (EAGAIN) or at all is dropped
          * and answered as such: the frontend's slots are never held. */
-        else if ((r = bhnet_tx_to_fd_filtered(n->o.fd, n->o.hdrsz, &pkt, n->o.page, n->o.ctx,
-                                              n->o.filter, n->txbuf, msg, sizeof(msg))) == 2)
+        else if ((r = bhnet_tx_to_fd_kept(n->o.fd, n->o.hdrsz, &pkt, n->o.page, n->o.epoch,
+                                          n->o.ctx, n->o.filter, n->txbuf, msg, sizeof(msg))) == 2)
             filtered = true; /* answered OKAY, counted apart: not sent */
         else if (r != 0)
             status = NETIF_RSP_ERROR;
@@ -354,6 +364,83 @@ static int push(struct bhnet *n, struct bhring *r)
     return bhring_back_push(r);
 }
 
+/*
+ * Reads a frame from the TAP straight into the frontend's buffers: with
+ * kept pages (epoch) and BHNET_RX_MAX_REQS requests held - enough for any
+ * frame - each data chunk goes to the page BHNET_RX_PLACE gives it, read
+ * in one readv; bhnet_rx_deliver_placed moves what its layout puts
+ * elsewhere.  Returns as bhnet_rx_from_fd (n->frame: the first chunk, the
+ * headers), 3 when it cannot (too few buffers posted, a page that does
+ * not map, an eviction): read into rxbuf instead; -2 with msg for a lie
+ * met taking the requests.
+ */
+static int rx_read_placed(struct bhnet *n, char *msg, size_t msglen)
+{
+    struct iovec iov[2 + BHNET_RX_MAX_DATA];
+    uint64_t e;
+    ssize_t r;
+    int g;
+
+    if (n->o.epoch == NULL)
+        return 3;
+    while (n->k->nreq < BHNET_RX_MAX_REQS) {
+        if ((g = bhring_back_get(&n->rx, &n->k->req[n->k->nreq])) < 0) {
+            snprintf(msg, msglen, "%s", bhring_error(&n->rx));
+            return -2;
+        }
+        if (g == 0)
+            return 3;
+        if (bhnet_rx_check_req(&n->k->req[n->k->nreq], &n->o.rx, msg, msglen) != BHNET_GO)
+            return -2;
+        n->k->nreq++;
+        save(n);
+    }
+    e = n->o.epoch(n->o.ctx);
+    iov[0] = (struct iovec){n->rxbuf, n->o.hdrsz};
+    for (unsigned int k = 0; k < BHNET_RX_MAX_DATA; k++) {
+        void *pg = n->o.page(n->o.ctx, n->k->req[BHNET_RX_PLACE(k)].gref, true);
+
+        if (pg == NULL)
+            return 3;
+        iov[1 + k] = (struct iovec){pg, BHNET_PAGE};
+    }
+    if (n->o.epoch(n->o.ctx) != e)
+        return 3;
+    /* One byte past the largest frame a frontend takes: a longer one shows as longer. */
+    iov[1 + BHNET_RX_MAX_DATA] = (struct iovec){n->rxbuf + 16, 1};
+    do
+        r = readv(n->o.fd, iov, 2 + BHNET_RX_MAX_DATA);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    n->frame = iov[1].iov_base;
+    if ((size_t)r < n->o.hdrsz) {
+        snprintf(msg, msglen, "frame of %zd bytes from the TAP: a runt", r);
+        return 2;
+    }
+    if ((r = bhnet_rx_meta(n->rxbuf, n->o.hdrsz, (size_t)r - n->o.hdrsz, &n->m, msg, msglen)) == 1)
+        n->placed = true;
+    return (int)r;
+}
+
+/* A placed frame gathered into rxbuf (to be handed to another queue): 0, or -1 (drop it). */
+static int rx_gather(struct bhnet *n)
+{
+    uint8_t *f = n->rxbuf + n->o.hdrsz;
+
+    for (uint32_t off = 0; off < n->m.len; off += BHNET_PAGE) {
+        unsigned int k = off / BHNET_PAGE;
+        const uint8_t *pg = n->o.page(n->o.ctx, n->k->req[BHNET_RX_PLACE(k)].gref, true);
+
+        if (pg == NULL)
+            return -1;
+        memcpy(f + off, pg, n->m.len - off < BHNET_PAGE ? n->m.len - off : BHNET_PAGE);
+    }
+    n->frame = f;
+    n->placed = false;
+    return 0;
+}
+
 /* One RX frame: 1 done (delivered or dropped), 0 waiting, -1 a lie. */
 static int rx_one(struct bhnet *n, char *why, size_t whylen)
 {
@@ -370,22 +457,43 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
         n->have_frame = n->from_backlog = true;
     }
     if (!n->have_frame) {
-        r = bhnet_rx_from_fd(n->o.fd, n->o.hdrsz, n->rxbuf, &n->m, &n->frame, msg, sizeof(msg));
+        n->placed = false;
+        if (n->stalled || n->steered_away || (r = rx_read_placed(n, msg, sizeof(msg))) == 3)
+            r = bhnet_rx_from_fd(n->o.fd, n->o.hdrsz, n->rxbuf, &n->m, &n->frame, msg, sizeof(msg));
+        if (r == -2)
+            return fail(n, &n->rx, msg, why, whylen);
         if (r == 0 || r < 0)
             return 0; /* nothing waiting, or a read error the next wake-up retries */
         if (r == 2) {
+            n->placed = false;
             n->k->st.rx_dropped++;
             return 1;
         }
         /* Multicast control: a group the frontend did not add is not its (Linux's mcast_match). */
         if (n->o.tx.mcast && (n->frame[0] & 1) != 0 &&
             memcmp(n->frame, "\xff\xff\xff\xff\xff\xff", 6) != 0 && !bhnet_mcast_has(n, n->frame)) {
+            n->placed = false;
             n->k->st.rx_dropped++;
             return 1;
         }
         /* Another queue's, by the control ring's hash: it is delivered there, or dropped. */
-        if (n->o.steer != NULL && !n->o.steer(n->o.ctx, &n->m, n->frame))
-            return 1;
+        if (n->o.steer != NULL) {
+            size_t have = n->placed && n->m.len > BHNET_PAGE ? BHNET_PAGE : n->m.len;
+            int s = n->o.steer(n->o.ctx, &n->m, n->frame, have);
+
+            if (s == 2 && have < n->m.len) {
+                if (rx_gather(n) != 0) {
+                    n->k->st.rx_dropped++;
+                    return 1;
+                }
+                s = n->o.steer(n->o.ctx, &n->m, n->frame, n->m.len);
+            }
+            n->steered_away = s == 0;
+            if (s == 0) {
+                n->placed = false;
+                return 1;
+            }
+        }
         n->have_frame = true;
     }
     need = bhnet_rx_slots(&n->o.rx, &n->m);
@@ -401,8 +509,12 @@ static int rx_one(struct bhnet *n, char *why, size_t whylen)
     }
     n->short_since = 0;
     n->stalled = false;
-    r = bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->k->req, n->k->nreq, n->o.page, n->o.ctx, rsp,
-                         &used);
+    if (n->placed)
+        r = bhnet_rx_deliver_placed(&n->o.rx, &n->m, n->k->req, n->k->nreq, n->o.page, n->o.epoch,
+                                    n->o.ctx, rsp, &used);
+    else
+        r = bhnet_rx_deliver(&n->o.rx, &n->m, n->frame, n->k->req, n->k->nreq, n->o.page,
+                             n->o.ctx, rsp, &used);
     frame_done(n);
     if (r != 0) {
         n->k->st.rx_dropped++;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <linux/if_ether.h>
 #include <linux/virtio_net.h>
@@ -159,30 +160,80 @@ int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
     return 0;
 }
 
-int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
-                     const uint8_t **frame, char *why, size_t whylen)
+int bhnet_tx_to_fd_kept(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
+                        uint64_t (*epoch)(void *ctx), void *ctx, bhnet_filter_fn filter,
+                        uint8_t *scratch, char *why, size_t whylen)
 {
+    struct iovec iov[1 + BHNET_TX_FATAL_MAX];
+    const uint8_t *pg[BHNET_TX_FATAL_MAX];
     struct virtio_net_hdr h;
+    uint8_t *f = scratch + hdrsz;
+    size_t head, at = 0;
+    unsigned int niov = 1;
+    uint64_t e0;
     ssize_t r;
+    int rc;
 
+    if (epoch == NULL || hdrsz < sizeof(h) || pkt->kind != BHNET_TX_PACKET ||
+        pkt->len > BHNET_FRAME_MAX || pkt->nfrags > BHNET_TX_FATAL_MAX)
+        return bhnet_tx_to_fd_filtered(fd, hdrsz, pkt, page, ctx, filter, scratch, why, whylen);
+    e0 = epoch(ctx);
+    for (unsigned int i = 0; i < pkt->nfrags; i++) {
+        if ((pg[i] = page(ctx, pkt->frag[i].gref, false)) == NULL) {
+            snprintf(why, whylen, "TX slot %u: grant %u does not map", i, pkt->frag[i].gref);
+            return 1;
+        }
+    }
+    /* A page mapped for a later slot took the place of an earlier one's: one at a time, then. */
+    if (epoch(ctx) != e0)
+        return bhnet_tx_to_fd_filtered(fd, hdrsz, pkt, page, ctx, filter, scratch, why, whylen);
+    /* The head, copied: the only bytes looked at, and the ones written. */
+    head = pkt->len < BHNET_TX_COPY_LEN ? pkt->len : BHNET_TX_COPY_LEN;
+    for (unsigned int i = 0; i < pkt->nfrags; i++) {
+        const struct bhnet_frag *fr = &pkt->frag[i];
+        size_t c = at < head ? (head - at < fr->len ? head - at : fr->len) : 0;
+
+        memcpy(f + at, pg[i] + fr->off, c);
+        if (c < fr->len)
+            iov[niov++] = (struct iovec){(void *)(uintptr_t)(pg[i] + fr->off + c), fr->len - c};
+        at += fr->len;
+    }
+    if (filter != NULL && !filter(ctx, f, head)) {
+        snprintf(why, whylen, "refused by the filter");
+        return 2;
+    }
+    if ((rc = tx_hdr(pkt, f, head, &h, why, whylen)) != 0)
+        return rc;
+    memset(scratch, 0, hdrsz);
+    memcpy(scratch, &h, sizeof(h));
+    if (hdrsz >= sizeof(struct virtio_net_hdr_mrg_rxbuf))
+        ((struct virtio_net_hdr_mrg_rxbuf *)(void *)scratch)->num_buffers = htole16(1);
+    iov[0] = (struct iovec){scratch, hdrsz + head};
     do
-        r = read(fd, buf, hdrsz + BHNET_FRAME_MAX);
+        r = writev(fd, iov, (int)niov);
     while (r < 0 && errno == EINTR);
     if (r < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        return -1;
+    return 0;
+}
+
+int bhnet_rx_meta(const uint8_t *hdr, size_t hdrsz, size_t flen, struct bhnet_rxmeta *m,
+                  char *why, size_t whylen)
+{
+    struct virtio_net_hdr h;
+
     memset(m, 0, sizeof(*m));
-    *frame = buf + hdrsz;
-    if ((size_t)r < hdrsz + BHNET_ETH_HLEN || hdrsz < sizeof(h)) {
-        snprintf(why, whylen, "frame of %zd bytes from the TAP: a runt", r);
+    if (flen < BHNET_ETH_HLEN || hdrsz < sizeof(h)) {
+        snprintf(why, whylen, "frame of %zu bytes from the TAP: a runt", hdrsz + flen);
         return 2;
     }
-    memcpy(&h, buf, sizeof(h));
-    m->len = (uint32_t)((size_t)r - hdrsz);
-    if (m->len > BHNET_RX_MAX_LEN) {
-        snprintf(why, whylen, "frame of %u bytes from the TAP: more than a frontend takes (%u)",
-                 m->len, BHNET_RX_MAX_LEN);
+    memcpy(&h, hdr, sizeof(h));
+    if (flen > BHNET_RX_MAX_LEN) {
+        snprintf(why, whylen, "frame of %zu bytes from the TAP: more than a frontend takes (%u)",
+                 flen, BHNET_RX_MAX_LEN);
         return 2;
     }
+    m->len = (uint32_t)flen;
     if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
         m->flags = NETRXF_csum_blank | NETRXF_data_validated;
     else if (h.flags & VIRTIO_NET_HDR_F_DATA_VALID)
@@ -206,6 +257,76 @@ int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
                  h.gso_type);
         return 2;
     }
+}
+
+int bhnet_rx_from_fd(int fd, size_t hdrsz, uint8_t *buf, struct bhnet_rxmeta *m,
+                     const uint8_t **frame, char *why, size_t whylen)
+{
+    ssize_t r;
+
+    do
+        r = read(fd, buf, hdrsz + BHNET_FRAME_MAX);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    *frame = buf + hdrsz;
+    if ((size_t)r < hdrsz) {
+        memset(m, 0, sizeof(*m));
+        snprintf(why, whylen, "frame of %zd bytes from the TAP: a runt", r);
+        return 2;
+    }
+    return bhnet_rx_meta(buf, hdrsz, (size_t)r - hdrsz, m, why, whylen);
+}
+
+int bhnet_rx_deliver_placed(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,
+                            const struct netif_rx_request *reqs, unsigned int n,
+                            bhnet_page_fn page, uint64_t (*epoch)(void *ctx), void *ctx,
+                            struct netif_rx_response *rsp, unsigned int *used)
+{
+    struct bhnet_rxcopy copy[BHNET_RX_MAX_REQS];
+    unsigned int ncopy;
+    int s;
+
+    *used = 0;
+    if (epoch == NULL ||
+        (m->gso_type != XEN_NETIF_GSO_TYPE_NONE &&
+         !((m->gso_type == XEN_NETIF_GSO_TYPE_TCPV4 && o->gso_tcpv4) ||
+           (m->gso_type == XEN_NETIF_GSO_TYPE_TCPV6 && o->gso_tcpv6)))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((s = bhnet_rx_build(o, m, reqs, n, rsp, copy, &ncopy)) < 0)
+        return -1;
+    for (unsigned int i = 0; i < ncopy; i++) {
+        unsigned int from = BHNET_RX_PLACE(copy[i].pkt_off / BHNET_PAGE);
+        uint8_t *dst = NULL, *src = NULL;
+
+        if (from >= n || copy[i].pkt_off % BHNET_PAGE != 0) {
+            errno = EINVAL; /* not a layout bhnet_rx_build makes */
+            return -1;
+        }
+        if (reqs[from].gref == copy[i].gref)
+            continue; /* in place */
+        /* Two mappings at once: a second that evicts the first maps it again (the table has room then). */
+        for (int tries = 0; tries < 2; tries++) {
+            uint64_t e = epoch(ctx);
+
+            dst = page(ctx, copy[i].gref, true);
+            src = dst != NULL ? page(ctx, reqs[from].gref, true) : NULL;
+            if (epoch(ctx) == e || src == NULL)
+                break;
+            dst = src = NULL;
+        }
+        if (dst == NULL || src == NULL) {
+            rsp[0] = bhnet_rx_error(&reqs[0], NETIF_RSP_ERROR);
+            *used = 1;
+            errno = EFAULT;
+            return -1;
+        }
+        memcpy(dst, src, copy[i].len);
+    }
+    *used = (unsigned int)s;
+    return 0;
 }
 
 int bhnet_rx_deliver(const struct bhnet_rxopts *o, const struct bhnet_rxmeta *m,

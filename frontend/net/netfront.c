@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "bhnetfront.h"
@@ -580,17 +581,44 @@ bool bhnetfront_tx_room(const bhnetfront *n, unsigned int qi)
            bhring_front_free(&q->tx) >= TX_MAX_DATA + 1;
 }
 
-/* One frame (with its header) of len bytes read from the TAP: onto the ring, or dropped. */
-static void tx_frame(bhnetfront *n, struct nf_queue *q, uint8_t *buf, size_t len)
+/* The page that carries data slot i of the next frame: the free list's top, downwards. */
+static uint8_t *tx_slot_page(const struct nf_queue *q, unsigned int i)
 {
-    struct virtio_net_hdr h;
-    uint8_t *f = buf + n->cfg.hdrsz;
-    size_t flen = len - n->cfg.hdrsz, off;
+    return q->txpg[q->txfree[q->ntxfree - 1 - i]];
+}
+
+/*
+ * An IPv6 checksum the backend cannot fill: finished over the frame, which
+ * lies in its slots' pages; gathered for the sum and the result put back.
+ */
+static int tx_csum_in_pages(bhnetfront *n, struct nf_queue *q, size_t flen, uint16_t start,
+                            uint16_t off)
+{
+    uint8_t *f = n->scratch;
+
+    for (size_t at = 0; at < flen; at += PG)
+        memcpy(f + at, tx_slot_page(q, (unsigned int)(at / PG)), flen - at < PG ? flen - at : PG);
+    if (csum_finish(f, flen, start, off) != 0)
+        return -1;
+    for (size_t at = 0; at < flen; at += PG)
+        memcpy(tx_slot_page(q, (unsigned int)(at / PG)), f + at, flen - at < PG ? flen - at : PG);
+    return 0;
+}
+
+/*
+ * One frame of flen bytes that the TAP read put straight into the pages of
+ * the free list's top slots (tx_slot_page), its vnet header h beside it:
+ * onto the ring, or dropped (its pages stay free).
+ */
+static void tx_frame(bhnetfront *n, struct nf_queue *q, const struct virtio_net_hdr *hp,
+                     size_t flen)
+{
+    struct virtio_net_hdr h = *hp;
+    const uint8_t *f0 = tx_slot_page(q, 0); /* the first 4096 bytes: every header looked at */
     uint16_t flags = 0;
     uint8_t gso = 0;
     unsigned int nslots;
 
-    memcpy(&h, buf, sizeof(h));
     if (flen < NF_ETH_HLEN || flen > FRAME_MAX) {
         n->st.tx_dropped++;
         return;
@@ -607,8 +635,8 @@ static void tx_frame(bhnetfront *n, struct nf_queue *q, uint8_t *buf, size_t len
         }
     }
     if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-        if (gso == 0 && ethertype(f, flen) == 0x86dd && !n->info.ipv6_csum) {
-            if (csum_finish(f, flen, h.csum_start, h.csum_offset) != 0) {
+        if (gso == 0 && ethertype(f0, flen) == 0x86dd && !n->info.ipv6_csum) {
+            if (tx_csum_in_pages(n, q, flen, h.csum_start, h.csum_offset) != 0) {
                 n->st.tx_dropped++;
                 return;
             }
@@ -630,8 +658,6 @@ static void tx_frame(bhnetfront *n, struct nf_queue *q, uint8_t *buf, size_t len
         uint16_t pg = q->txfree[--q->ntxfree];
         uint64_t id;
 
-        off = (size_t)i * PG;
-        memcpy(q->txpg[pg], f + off, chunk);
         /* trusted=0: a page granted for a slot carries the slot's bytes and nothing older. */
         if (!n->info.trusted && chunk < PG)
             memset(q->txpg[pg] + chunk, 0, PG - chunk);
@@ -665,6 +691,12 @@ static void tx_frame(bhnetfront *n, struct nf_queue *q, uint8_t *buf, size_t len
     n->st.tx_frames++;
 }
 
+/*
+ * Frames from the TAP onto the TX ring.  Each is read straight into the
+ * granted pages of the slots it will take (the free list's top
+ * TX_MAX_DATA, room for the largest frame and one byte more, which marks
+ * an oversized one): no copy in between.
+ */
 void bhnetfront_tap_ready(bhnetfront *n, unsigned int qi)
 {
     struct nf_queue *q;
@@ -674,15 +706,25 @@ void bhnetfront_tap_ready(bhnetfront *n, unsigned int qi)
         return;
     q = &n->q[qi];
     while (bhnetfront_tx_room(n, qi)) {
-        ssize_t r = read(n->tap[qi], n->scratch, n->cfg.hdrsz + FRAME_MAX + 1);
+        union {
+            struct virtio_net_hdr h;
+            uint8_t b[16];
+        } hdr;
+        struct iovec iov[1 + TX_MAX_DATA];
+        ssize_t r;
 
+        memset(&hdr, 0, sizeof(hdr));
+        iov[0] = (struct iovec){hdr.b, n->cfg.hdrsz};
+        for (unsigned int i = 0; i < TX_MAX_DATA; i++)
+            iov[1 + i] = (struct iovec){tx_slot_page(q, i), PG};
+        r = readv(n->tap[qi], iov, 1 + TX_MAX_DATA);
         if (r <= 0)
             break; /* EAGAIN: drained; 0 (a socket whose peer left) or an error: not now */
         if ((size_t)r < n->cfg.hdrsz) {
             n->st.tx_dropped++;
             continue;
         }
-        tx_frame(n, q, n->scratch, (size_t)r);
+        tx_frame(n, q, &hdr.h, (size_t)r - n->cfg.hdrsz);
         any = true;
     }
     if (any && bhring_front_push(&q->tx) == 1)
@@ -772,20 +814,41 @@ int bhnetf_l4_locate(const uint8_t *f, size_t len, uint16_t *csum_start, uint16_
     return 0;
 }
 
-/* A validated frame: gathered from our RX pages into scratch and written to the TAP. */
+/*
+ * The bytes of an RX frame copied out of our pages before the frame is
+ * written: every header looked at lies in them (Ethernet, a VLAN tag, IPv4
+ * and TCP with all options: 138 bytes).
+ */
+#define RX_COPY_LEN 256u
+
+/*
+ * A validated frame to the TAP, written in one writev: its head from a
+ * private copy, where its headers are read (the backend keeps our pages
+ * mapped and may change them while we look: what is written is what was
+ * looked at), the rest straight from our RX pages.
+ */
 static void rx_deliver(bhnetfront *n, unsigned int qi, const struct bhnetf_rxpkt *pkt)
 {
     struct nf_queue *q = &n->q[qi];
     struct virtio_net_hdr_mrg_rxbuf h;
-    uint8_t *f = n->scratch + n->cfg.hdrsz;
-    size_t at = 0;
+    struct iovec iov[2 + BHNETF_RX_MAX_SLOTS];
+    unsigned int niov = 2;
+    uint8_t *f = n->scratch;
+    size_t at = 0, head = pkt->len < RX_COPY_LEN ? pkt->len : RX_COPY_LEN, flen = 0;
+    ssize_t w;
 
     for (unsigned int i = 0; i < pkt->nfrags; i++) {
         const struct bhnetf_rxfrag *fr = &pkt->frag[i];
+        const uint8_t *p = q->rxpg[q->pend_id[fr->slot]] + fr->off;
+        size_t c = flen < head ? (head - flen < fr->len ? head - flen : fr->len) : 0;
 
-        memcpy(f + at, q->rxpg[q->pend_id[fr->slot]] + fr->off, fr->len);
+        memcpy(f + flen, p, c);
+        flen += c;
+        if (c < fr->len)
+            iov[niov++] = (struct iovec){(void *)(uintptr_t)(p + c), fr->len - c};
         at += fr->len;
     }
+    iov[1] = (struct iovec){f, flen};
     memset(&h, 0, sizeof(h));
     if (pkt->flags & NETRXF_csum_blank || pkt->gso_type != XEN_NETIF_GSO_TYPE_NONE) {
         uint16_t start, off, hl;
@@ -793,7 +856,7 @@ static void rx_deliver(bhnetfront *n, unsigned int qi, const struct bhnetf_rxpkt
 
         /* GSO needs the checksum left blank: the guest's stack fills it per segment. */
         if (!(pkt->flags & NETRXF_csum_blank) ||
-            bhnetf_l4_locate(f, at, &start, &off, &hl, &tcp) != 0 ||
+            bhnetf_l4_locate(f, flen, &start, &off, &hl, &tcp) != 0 ||
             (pkt->gso_type != XEN_NETIF_GSO_TYPE_NONE && !tcp)) {
             n->st.rx_dropped++;
             return;
@@ -811,8 +874,11 @@ static void rx_deliver(bhnetfront *n, unsigned int qi, const struct bhnetf_rxpkt
         h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
     }
     h.num_buffers = 1;
-    memcpy(n->scratch, &h, n->cfg.hdrsz);
-    if (write(n->tap[qi], n->scratch, n->cfg.hdrsz + at) != (ssize_t)(n->cfg.hdrsz + at)) {
+    iov[0] = (struct iovec){&h, n->cfg.hdrsz};
+    do
+        w = writev(n->tap[qi], iov, (int)niov);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)(n->cfg.hdrsz + at)) {
         n->st.rx_dropped++; /* the TAP is full or refuses the frame: a NIC drops too */
         return;
     }

@@ -5,7 +5,10 @@
 # netfront), beside iperf3 between two network namespaces joined by a plain
 # veth pair: TCP with the offloads (GSO/TSO, checksum) and without, with 2
 # queues (guests of 2 vcpus: the TAP's queues) and 1, and 64-byte UDP
-# packets per second.  BENCH_NET_SECONDS per run (5); BENCH_NET_POLL_US=N
+# packets per second.  BENCH_NET_SECONDS per run (5), BENCH_NET_RUNS runs
+# of each cell (3), taken in turn (veth, 2 queues, 1 queue, veth, ...) so
+# that a burst of load elsewhere falls on every column alike: each column
+# gives its median and the ratio is the medians'.  BENCH_NET_POLL_US=N
 # sets the driver domain's bulkhead_net_poll_us (its workers poll N us after
 # each burst before they sleep; unset: the default, no polling).
 # The measurements are benchlib.sh's, which bulkhead bench uses too.
@@ -14,6 +17,8 @@ B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
 # shellcheck source=../../toolstack/benchlib.sh
 . "$(dirname "$0")/../../toolstack/benchlib.sh"
 T=${BENCH_NET_SECONDS:-5}
+RUNS=${BENCH_NET_RUNS:-3}
+case $RUNS in ''|*[!0-9]*|0) echo "bench_net: BENCH_NET_RUNS must be a number of runs (1 or more)"; exit 1 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "bench_net: needs root (namespaces)"; exit 1; }
 for p in iperf3 ethtool ss; do
     command -v $p >/dev/null || { echo "bench_net: needs $p (apt-get install iperf3 ethtool)"; exit 1; }
@@ -56,13 +61,18 @@ G() { echo "$B exec $1 --"; }
 offloads() { bl_offloads "$1" $NA $NB "$B" a2 b2 a1 b1; }
 
 printf "%-36s %12s %12s %12s %8s %8s\n" "job" "veth" "2 queues" "1 queue" "2q/veth" "1q/veth"
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 row() { # label [iperf3 client args]
-    local v q2 q1
-    v=$(run "$VB" "$VA" 10.77.0.2 "${@:2}")
-    q2=$(run "$(G b2)" "$(G a2)" 10.78.0.2 "${@:2}")
-    q1=$(run "$(G b1)" "$(G a1)" 10.78.0.4 "${@:2}")
+    local v q2 q1 i vs=() q2s=() q1s=()
+    for ((i = 0; i < RUNS; i++)); do
+        vs+=("$(run "$VB" "$VA" 10.77.0.2 "${@:2}")")
+        q2s+=("$(run "$(G b2)" "$(G a2)" 10.78.0.2 "${@:2}")")
+        q1s+=("$(run "$(G b1)" "$(G a1)" 10.78.0.4 "${@:2}")")
+    done
+    v=$(median "${vs[@]}") q2=$(median "${q2s[@]}") q1=$(median "${q1s[@]}")
     printf "%-36s %12s %12s %12s %8s %8s\n" "$1" "$v" "$q2" "$q1" \
         "$(bl_ratio x "$q2" "$v")" "$(bl_ratio x "$q1" "$v")"
+    if [ "$RUNS" -gt 1 ]; then echo "    runs: veth ${vs[*]}; 2 queues ${q2s[*]}; 1 queue ${q1s[*]}"; fi
 }
 row "TCP with offloads (Mbit/s)"
 row "TCP, 4 streams, offloads (Mbit/s)" -P 4
@@ -71,4 +81,4 @@ row "TCP without GSO/TSO (Mbit/s)"
 offloads on
 row "UDP 64-byte packets (pkt/s received)" -u -b 0 -l 64
 echo "(guest to guest through the driver domain against the same iperf3 over a veth pair,"
-echo " measured in this run; the goal for TCP with offloads is >= 0.5x veth)"
+echo " measured in this run, medians of $RUNS runs each; the goal for TCP with offloads is >= 0.5x veth)"

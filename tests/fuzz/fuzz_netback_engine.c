@@ -4,7 +4,8 @@
  *
  * Input: one byte of options (GSO TCPv4/v6 offered and asked, multicast,
  * RX ids bounded, state kept outside the engine, the anti-spoofing filter
- * on), then operations, one byte each: 0 puts k TX requests
+ * on, kept pages - an epoch: TX written from the pages, RX read into
+ * them - and with it a mapping that evicts every seventh page), then operations, one byte each: 0 puts k TX requests
  * (a byte k, then 12 bytes each), 1 puts k RX requests (8 bytes each), 2
  * sends a frame from the TAP's side (2 bytes of length up to 9000, a
  * 12-byte virtio_net_hdr, then the frame's bytes), 3 runs the engine and
@@ -30,6 +31,24 @@ static void *page_of(void *ctx, uint32_t gref, bool writable)
     (void)ctx;
     (void)writable;
     return gref < 64 ? pages[gref] : NULL;
+}
+
+static uint64_t epoch;
+static unsigned int page_calls;
+static bool evicting;
+
+/* Kept pages: every seventh mapping, when evicting, unmaps what came before. */
+static void *page_kept(void *ctx, uint32_t gref, bool writable)
+{
+    if (evicting && ++page_calls % 7 == 0)
+        epoch++;
+    return page_of(ctx, gref, writable);
+}
+
+static uint64_t epoch_of(void *ctx)
+{
+    (void)ctx;
+    return epoch;
 }
 
 static bool spoof_filter(void *ctx, const uint8_t *f, size_t len)
@@ -68,6 +87,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.kept = opt & 16 ? &kept : NULL;
     o.filter = opt & 32 ? spoof_filter : NULL;
     o.tx_ring = txmem, o.rx_ring = rxmem, o.fd = sp[0], o.hdrsz = 12, o.page = page_of;
+    if (opt & 64) {
+        o.page = page_kept;
+        o.epoch = epoch_of;
+        evicting = opt & 128;
+        page_calls = 0;
+    }
     if (bhring_attach(&ftx, &bhring_netif_tx, BHRING_FRONT, txmem, 0, 0, true) != 0 ||
         bhring_attach(&frx, &bhring_netif_rx, BHRING_FRONT, rxmem, 0, 0, true) != 0 ||
         (eng = bhnet_open(&o, why, sizeof(why))) == NULL)
