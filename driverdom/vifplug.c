@@ -40,19 +40,6 @@
 static const uint8_t port_mac[6] = {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 /* An interface name we accept: 1..IFNAMSIZ-1 of [A-Za-z0-9_.-], neither "." nor "..". */
-static bool ifname_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
-            return false;
-    return true;
-}
-
 /* A key's value fit to quote in a one-line message: at most 40 bytes, '?' for what is not printable. */
 static const char *shown(const char *v, char buf[44])
 {
@@ -99,7 +86,7 @@ int vifplug_spec(uint32_t domid, uint32_t devid, const char *vifname, const char
         return -1;
     }
     if (vifname != NULL && vifname[0] != '\0') {
-        if (!ifname_ok(vifname)) {
+        if (!nl_ifname_ok(vifname)) {
             snprintf(why, len,
                      "vif %u/%u: backend key vifname '%s' is no interface name: give 1..%d "
                      "of A-Z a-z 0-9 _ . -",
@@ -120,7 +107,7 @@ int vifplug_spec(uint32_t domid, uint32_t devid, const char *vifname, const char
     }
     if (bridge == NULL || bridge[0] == '\0')
         bridge = "xenbr0"; /* libxl's default, and vif-bridge's */
-    if (!ifname_ok(bridge)) {
+    if (!nl_ifname_ok(bridge)) {
         snprintf(why, len,
                  "vif %u/%u: backend key bridge '%s' is no interface name: give 1..%d of "
                  "A-Z a-z 0-9 _ . -",
@@ -160,16 +147,11 @@ static void close_fds(int *fds, unsigned int n)
 static int tap_open(const char *name, unsigned int n, int *fds)
 {
     int hdr = 12; /* virtio_net_hdr_mrg_rxbuf, as the broker's TAPs have (bhbroker.h) */
+    int err;
 
-    for (unsigned int i = 0; i < n; i++) {
-        struct ifreq ifr;
-
-        memset(&ifr, 0, sizeof(ifr));
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        if ((fds[i] = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0 ||
-            ioctl(fds[i], TUNSETIFF, &ifr) != 0)
-            return -1;
+    if ((err = tun_open_queues(name, n, fds)) != 0) {
+        errno = err;
+        return -1;
     }
     /* The device's, not a queue's: through the first fd.  net.c narrows the offloads at connect. */
     if (ioctl(fds[0], TUNSETVNETHDRSZ, &hdr) != 0 ||

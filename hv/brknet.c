@@ -102,22 +102,14 @@ static int bridge_ensure(int nl, const char *name, unsigned int mtu)
 /* Opens the n queues of TAP `name` inside nsfd's namespace: 0 or an errno. */
 static int tap_queues(int nsfd, const char *name, unsigned int n, int *fds)
 {
-    int err = 0;
+    int err;
 
     for (unsigned int i = 0; i < n; i++)
         fds[i] = -1;
     if (netns_enter(nsfd) != 0)
         return errno;
-    for (unsigned int i = 0; i < n && err == 0; i++) {
-        struct ifreq ifr;
-        memset(&ifr, 0, sizeof(ifr));
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        /* The tun device takes the namespace of the process that opens it: this one. */
-        if ((fds[i] = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0 ||
-            ioctl(fds[i], TUNSETIFF, &ifr) != 0)
-            err = errno;
-    }
+    /* The tun device takes the namespace of the process that opens it: this one. */
+    err = tun_open_queues(name, n, fds);
     netns_leave();
     return err;
 }

@@ -52,22 +52,11 @@ bool brk_path_ok(const char *f, size_t max)
 
 bool brk_ifname_ok(const char *f, size_t max, bool empty_ok)
 {
-    size_t n;
-
     if (!field_ok(f, max))
         return false;
-    n = strlen(f);
-    if (n == 0)
+    if (f[0] == '\0')
         return empty_ok;
-    if (strcmp(f, ".") == 0 || strcmp(f, "..") == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = f[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-' || ch == '.'))
-            return false;
-    }
-    return true;
+    return nl_ifname_ok(f);
 }
 
 /* The fixed-size payload into out, or EINVAL. */

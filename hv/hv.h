@@ -203,6 +203,18 @@ int netns_is_host(int nsfd);  /* 1, 0, or -1 */
 int netns_enter(int nsfd);
 void netns_leave(void);       /* back to the daemon's own; aborts if it cannot */
 int nl_open(int nsfd);        /* an rtnetlink socket in nsfd's namespace (-1: ours); fd or -1 */
+/*
+ * An interface name as we accept one from a peer (a C string): 1..15 of
+ * A-Z a-z 0-9 _ . -, not "." or "..": TUNSETIFF would expand a "%d".
+ */
+bool nl_ifname_ok(const char *s);
+/*
+ * Opens the n queues of TAP `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |
+ * IFF_MULTI_QUEUE), the device made by the first, in the namespace of the
+ * caller: fds[0..n) set (-1 where not opened).  0, or an errno (the fds
+ * opened stay for the caller to close).
+ */
+int tun_open_queues(const char *name, unsigned int n, int *fds);
 int nl_link_get(int fd, const char *name, struct nl_link *out); /* ENODEV: none */
 int nl_bridge_add(int fd, const char *name);
 int nl_veth_add(int fd, const char *name, const char *peer, int peer_nsfd, unsigned int mtu);

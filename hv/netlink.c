@@ -24,12 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
@@ -78,6 +80,36 @@ void netns_leave(void)
                 strerror(errno));
         abort();
     }
+}
+
+bool nl_ifname_ok(const char *s)
+{
+    size_t n = strnlen(s, IFNAMSIZ);
+
+    if (n == 0 || n >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+int tun_open_queues(const char *name, unsigned int n, int *fds)
+{
+    for (unsigned int i = 0; i < n; i++)
+        fds[i] = -1;
+    for (unsigned int i = 0; i < n; i++) {
+        struct ifreq ifr;
+
+        memset(&ifr, 0, sizeof(ifr));
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if ((fds[i] = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0 ||
+            ioctl(fds[i], TUNSETIFF, &ifr) != 0)
+            return errno;
+    }
+    return 0;
 }
 
 int nl_open(int nsfd)
