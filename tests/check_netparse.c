@@ -1472,6 +1472,58 @@ static int rx_push_tag(struct vif *v, uint8_t tag, int *notify)
  * a later push or the queue's own run.  The backlog is bounded, and a
  * stall drops what it holds.
  */
+/* Posts one RX buffer: 1 if the backend asked to be told (its request event), else 0. */
+static int rx_post_notify(struct vif *v, uint16_t id, uint32_t gref)
+{
+    ck_assert_int_eq(bhring_front_put(&v->frx, &(struct netif_rx_request){.id = id, .gref = gref}), 0);
+    return bhring_front_push(&v->frx);
+}
+
+/*
+ * RX asks to be told of new buffers only while a frame waits for them
+ * (Linux's netback likewise): idle, the TAP wakes the queue, and a refill
+ * costs the frontend no notification - a frame held short of buffers, or
+ * one steered here into the backlog, does.
+ */
+START_TEST(test_engine_rx_event_only_when_waiting)
+{
+    static uint8_t frame[5000], wire[12 + 5000];
+    struct virtio_net_hdr_mrg_rxbuf h = {0};
+    struct vif v;
+    char why[WHY] = "";
+    int notify;
+
+    vif_open(&v, &all_off, &(struct bhnet_rxopts){.ring_ids = 256});
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0); /* idle: no frame */
+    rx_post_notify(&v, 0, 20); /* a new ring's event asks for the first request */
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_int_eq(rx_post_notify(&v, 1, 21), 0);
+    /* A 5000-byte frame needs two buffers and has them: delivered, and idle again. */
+    frame_make(frame, sizeof(frame), false, false, 17);
+    h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+    memcpy(wire, &h, sizeof(h));
+    memcpy(wire + 12, frame, sizeof(frame));
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    ck_assert_int_eq(rx_post_notify(&v, 2, 22), 0);
+    /* The next frame finds one buffer: held, and the next buffer posted wakes the queue. */
+    ck_assert_int_eq(send(sp[1], wire, sizeof(wire), 0), (ssize_t)sizeof(wire));
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 1);
+    ck_assert_int_eq(rx_post_notify(&v, 3, 23), 1);
+    ck_assert_int_ge(bhnet_run(v.eng, why, sizeof(why)), 0);
+    ck_assert_uint_eq(bhnet_get_stats(v.eng)->rx_packets, 2);
+    ck_assert_int_eq(rx_post_notify(&v, 4, 24), 0);
+    /* A frame steered here: delivered into the buffer there is, the next one waits and asks. */
+    ck_assert_int_eq(rx_push_tag(&v, 1, &notify), 1);
+    ck_assert_int_eq(rx_push_tag(&v, 2, &notify), 2);
+    ck_assert_int_eq(rx_post_notify(&v, 5, 25), 1);
+    vif_close(&v);
+}
+END_TEST
+
 START_TEST(test_engine_rx_push_backlog)
 {
     struct vif v;
@@ -1618,6 +1670,7 @@ static Suite *netparse_suite(void)
     tcase_add_test(engine, test_engine_unpage_before_push);
     tcase_add_test(engine, test_engine_rx);
     tcase_add_test(engine, test_engine_rx_placed);
+    tcase_add_test(engine, test_engine_rx_event_only_when_waiting);
     tcase_add_test(engine, test_engine_filter);
     tcase_add_test(engine, test_engine_credit);
     tcase_add_test(engine, test_engine_kept_across_engines);

@@ -117,6 +117,12 @@ static void save(struct bhnet *n)
     bhring_save(&n->rx, &n->k->rx);
 }
 
+/* RX: a frame waits for buffers (held, or steered here): their posting must wake us. */
+static bool rx_waits(const struct bhnet *n)
+{
+    return n->have_frame || n->bl_n > 0;
+}
+
 bool bhnet_wants_fd(const struct bhnet *n)
 {
     return (!n->have_frame && n->bl_n == 0) || n->stalled;
@@ -578,6 +584,17 @@ int bhnet_rx_push(struct bhnet *n, const struct bhnet_rxmeta *m, const uint8_t *
     return r == 0 ? 1 : 0;
 wait:
     if (backlog_push(n, m, frame)) {
+        /* Buffers posted from now on must wake this queue (its own run arms it only while waiting). */
+        while (rx_waits(n)) {
+            if ((r = bhring_back_final_check(&n->rx)) < 0)
+                return fail(n, &n->rx, bhring_error(&n->rx), why, whylen);
+            if (r == 0)
+                break;
+            while (rx_waits(n) && (r = rx_one(n, why, whylen)) == 1)
+                ;
+            if (r < 0)
+                return -1;
+        }
         *notify = push(n, &n->rx) == 1 ? BHNET_NOTIFY_RX : 0;
         return 2;
     }
@@ -591,8 +608,11 @@ dropped:
  * Runs one direction up to its budget.  Idle, it arms the ring's event
  * (final check); requests that arrived meanwhile get one more try, but a
  * try that moves nothing (RX: buffers posted while no frame waits) ends
- * the round.  Returns the notify bit or 0, BHNET_AGAIN if the budget ran
- * out, -1 on a lie.
+ * the round.  RX's event is armed only while a frame waits for buffers,
+ * as Linux's netback asks for them only when short: idle, the TAP wakes
+ * us, and the frontend's refills of a ring with room cost no wake-up.
+ * Returns the notify bit or 0, BHNET_AGAIN if the budget ran out, -1 on a
+ * lie.
  */
 static int drain(struct bhnet *n, struct bhring *ring, int (*one)(struct bhnet *, char *, size_t),
                  int bit, char *why, size_t whylen)
@@ -604,6 +624,10 @@ static int drain(struct bhnet *n, struct bhring *ring, int (*one)(struct bhnet *
         if ((r = one(n, why, whylen)) < 0)
             return -1;
         if (r == 0) {
+            if (ring == &n->rx && !rx_waits(n)) {
+                again = 0;
+                break;
+            }
             if ((f = bhring_back_final_check(ring)) < 0)
                 return fail(n, ring, bhring_error(ring), why, whylen);
             if (f == 0 || (r = one(n, why, whylen)) == 0) {
