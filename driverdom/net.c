@@ -111,6 +111,7 @@ struct net_priv {
     uint32_t port_ctrl;
     int epfd1;   /* the queues' TAP fds and the timer, plus one; 0: none */
     int timerfd1;
+    bool timer_set; /* the timer may be armed: 0 disarms it (else it stays off, no call) */
     struct bhnet_stats logged[NET_MAX_QUEUES]; /* the counters the log last said */
 };
 
@@ -410,6 +411,7 @@ static void net_detach(struct bhdev *d)
     if (p->timerfd1 > 0)
         close(p->timerfd1 - 1);
     p->epfd1 = p->timerfd1 = 0;
+    p->timer_set = false;
 }
 
 /*
@@ -898,10 +900,12 @@ static void net_serve(struct bhdev *d)
         if (w != 0 && (wait == 0 || w < wait))
             wait = w;
     }
-    if (p->timerfd1 > 0) {
+    /* Disarmed and to stay so, as at most wake-ups: no system call. */
+    if (p->timerfd1 > 0 && (wait != 0 || p->timer_set)) {
         struct itimerspec its = {.it_value = {.tv_sec = (time_t)(wait / 1000000),
                                               .tv_nsec = (long)(wait % 1000000) * 1000}};
-        timerfd_settime(p->timerfd1 - 1, 0, &its, NULL);
+        if (timerfd_settime(p->timerfd1 - 1, 0, &its, NULL) == 0)
+            p->timer_set = wait != 0;
     }
 }
 
