@@ -112,6 +112,39 @@ static int tx_hdr(const struct bhnet_txpkt *pkt, const uint8_t *f, size_t len,
     return 0;
 }
 
+/*
+ * The last steps of a TX frame whose first `seen` bytes are in scratch
+ * after hdrsz bytes of room (all of it, gathered, or its copied head):
+ * the filter and the offload's checks on them, the virtio_net_hdr
+ * written before them, and one writev of them and of iov[1..niov) (the
+ * rest, from the pages).  Returns as bhnet_tx_to_fd_filtered.
+ */
+static int tx_send(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, void *ctx,
+                   bhnet_filter_fn filter, uint8_t *scratch, size_t seen, struct iovec *iov,
+                   unsigned int niov, char *why, size_t whylen)
+{
+    struct virtio_net_hdr h;
+    uint8_t *f = scratch + hdrsz;
+    ssize_t r;
+    int rc;
+
+    if (filter != NULL && !filter(ctx, f, seen)) {
+        snprintf(why, whylen, "refused by the filter");
+        return 2;
+    }
+    if ((rc = tx_hdr(pkt, f, seen, &h, why, whylen)) != 0)
+        return rc;
+    memset(scratch, 0, hdrsz);
+    memcpy(scratch, &h, sizeof(h));
+    if (hdrsz >= sizeof(struct virtio_net_hdr_mrg_rxbuf))
+        ((struct virtio_net_hdr_mrg_rxbuf *)(void *)scratch)->num_buffers = htole16(1);
+    iov[0] = (struct iovec){scratch, hdrsz + seen};
+    do
+        r = writev(fd, iov, (int)niov);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -1 : 0;
+}
+
 int bhnet_tx_to_fd(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
                    void *ctx, uint8_t *scratch, char *why, size_t whylen)
 {
@@ -122,13 +155,11 @@ int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
                             bhnet_page_fn page, void *ctx, bhnet_filter_fn filter,
                             uint8_t *scratch, char *why, size_t whylen)
 {
-    struct virtio_net_hdr h;
+    struct iovec iov[1];
     uint8_t *f = scratch + hdrsz;
     size_t len = 0;
-    ssize_t r;
-    int rc;
 
-    if (hdrsz < sizeof(h) || pkt->kind != BHNET_TX_PACKET || pkt->len > BHNET_FRAME_MAX) {
+    if (hdrsz < sizeof(struct virtio_net_hdr) || pkt->kind != BHNET_TX_PACKET || pkt->len > BHNET_FRAME_MAX) {
         errno = EINVAL;
         return -1;
     }
@@ -142,22 +173,7 @@ int bhnet_tx_to_fd_filtered(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt,
         memcpy(f + len, pg + fr->off, fr->len);
         len += fr->len;
     }
-    if (filter != NULL && !filter(ctx, f, len)) {
-        snprintf(why, whylen, "refused by the filter");
-        return 2;
-    }
-    if ((rc = tx_hdr(pkt, f, len, &h, why, whylen)) != 0)
-        return rc;
-    memset(scratch, 0, hdrsz);
-    memcpy(scratch, &h, sizeof(h));
-    if (hdrsz >= sizeof(struct virtio_net_hdr_mrg_rxbuf))
-        ((struct virtio_net_hdr_mrg_rxbuf *)(void *)scratch)->num_buffers = htole16(1);
-    do
-        r = write(fd, scratch, hdrsz + len);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return -1;
-    return 0;
+    return tx_send(fd, hdrsz, pkt, ctx, filter, scratch, len, iov, 1, why, whylen);
 }
 
 int bhnet_tx_to_fd_kept(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhnet_page_fn page,
@@ -166,15 +182,12 @@ int bhnet_tx_to_fd_kept(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhn
 {
     struct iovec iov[1 + BHNET_TX_FATAL_MAX];
     const uint8_t *pg[BHNET_TX_FATAL_MAX];
-    struct virtio_net_hdr h;
     uint8_t *f = scratch + hdrsz;
     size_t head, at = 0;
     unsigned int niov = 1;
     uint64_t e0;
-    ssize_t r;
-    int rc;
 
-    if (epoch == NULL || hdrsz < sizeof(h) || pkt->kind != BHNET_TX_PACKET ||
+    if (epoch == NULL || hdrsz < sizeof(struct virtio_net_hdr) || pkt->kind != BHNET_TX_PACKET ||
         pkt->len > BHNET_FRAME_MAX || pkt->nfrags > BHNET_TX_FATAL_MAX)
         return bhnet_tx_to_fd_filtered(fd, hdrsz, pkt, page, ctx, filter, scratch, why, whylen);
     e0 = epoch(ctx);
@@ -198,23 +211,7 @@ int bhnet_tx_to_fd_kept(int fd, size_t hdrsz, const struct bhnet_txpkt *pkt, bhn
             iov[niov++] = (struct iovec){(void *)(uintptr_t)(pg[i] + fr->off + c), fr->len - c};
         at += fr->len;
     }
-    if (filter != NULL && !filter(ctx, f, head)) {
-        snprintf(why, whylen, "refused by the filter");
-        return 2;
-    }
-    if ((rc = tx_hdr(pkt, f, head, &h, why, whylen)) != 0)
-        return rc;
-    memset(scratch, 0, hdrsz);
-    memcpy(scratch, &h, sizeof(h));
-    if (hdrsz >= sizeof(struct virtio_net_hdr_mrg_rxbuf))
-        ((struct virtio_net_hdr_mrg_rxbuf *)(void *)scratch)->num_buffers = htole16(1);
-    iov[0] = (struct iovec){scratch, hdrsz + head};
-    do
-        r = writev(fd, iov, (int)niov);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return -1;
-    return 0;
+    return tx_send(fd, hdrsz, pkt, ctx, filter, scratch, head, iov, niov, why, whylen);
 }
 
 int bhnet_rx_meta(const uint8_t *hdr, size_t hdrsz, size_t flen, struct bhnet_rxmeta *m,
