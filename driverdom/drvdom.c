@@ -84,6 +84,8 @@ struct drvdom {
     uint32_t domid;
     char backend[64]; /* /local/domain/<self>/backend */
     struct child *children;
+    struct devref *pending; /* devices a scan found new: their keepers are forked after it */
+    size_t npending, cap_pending;
     char ignored[8][33]; /* kinds already logged as ignored, once each */
     int sigfd;
     bool stopping;
@@ -113,20 +115,41 @@ static void ignore_kind(struct drvdom *dd, const char *kind)
         snprintf(dd->ignored[i], sizeof(dd->ignored[i]), "%s", kind);
 }
 
+/* The threads this process runs now (/proc/self/stat's 20th field); 0 if unknown. */
+static long threads_now(void)
+{
+    char buf[1024], *p;
+    long n = 0;
+    FILE *f = fopen("/proc/self/stat", "re");
+
+    if (f == NULL)
+        return 0;
+    if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL &&
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld",
+               &n) != 1)
+        n = 0;
+    fclose(f);
+    return n;
+}
+
 /*
- * Forks the keeper.  The child inherits a libxenstore handle whose thread
- * did not come along: it closes every descriptor it has and never touches
- * that handle (keeper_main starts from nothing).
+ * Forks the keeper, from a process of one thread (spawn_pending): a keeper
+ * never execs, and a child of several threads could find a lock that a
+ * thread left behind held for good (the sanitizers' allocator, stdio).
  */
 static int spawn(struct drvdom *dd, const struct devref *ref, const struct bhdrv *drv)
 {
     struct child *c = calloc(1, sizeof(*c));
     char name[64];
+    long threads = threads_now();
     pid_t pid;
 
     if (c == NULL)
         return -1;
     devref_name(ref, name, sizeof(name));
+    if (threads > 1)
+        logline("%s: forking its keeper from %ld threads (a bug: a keeper must be forked from "
+                "one; report it)", name, threads);
     fflush(stderr);
     if ((pid = fork()) < 0) {
         logline("%s: cannot fork its keeper: %s (raise the domain's process limit)", name,
@@ -170,7 +193,17 @@ static void consider(struct drvdom *dd, const char *kind, const struct bhdrv *dr
     state = bhxb_read_state(dd->xs, dir);
     if (state != XenbusStateInitialising || !bhxb_read_online(dd->xs, dir))
         return; /* not written yet, or an old device on its way out */
-    spawn(dd, &ref, drv);
+    if (dd->npending == dd->cap_pending) {
+        size_t cap = dd->cap_pending ? dd->cap_pending * 2 : 8;
+        struct devref *p = realloc(dd->pending, cap * sizeof(*p));
+        if (p == NULL) {
+            dd->rescan = true; /* the next scan finds it again */
+            return;
+        }
+        dd->pending = p;
+        dd->cap_pending = cap;
+    }
+    dd->pending[dd->npending++] = ref;
 }
 
 static char **list(struct drvdom *dd, const char *path, unsigned int *n)
@@ -218,6 +251,55 @@ static void on_backend(void *arg, const char *path)
 {
     (void)path;
     ((struct drvdom *)arg)->rescan = true;
+}
+
+static void stop_all(struct drvdom *dd);
+
+/* The XenStore connection and the watch on our backend directory. */
+static int xs_attach(struct drvdom *dd, int wait_ms)
+{
+    if ((dd->xs = bhxb_open_domain(wait_ms)) == NULL)
+        return -1;
+    if ((dd->watches = bhxb_watches_new(dd->xs)) == NULL ||
+        bhxb_watch_add(dd->watches, dd->backend, on_backend, dd) < 0)
+        return -1;
+    return 0;
+}
+
+static void xs_detach(struct drvdom *dd)
+{
+    bhxb_watches_free(dd->watches);
+    dd->watches = NULL;
+    if (dd->xs != NULL)
+        xs_close(dd->xs); /* and libxenstore's reader thread with it */
+    dd->xs = NULL;
+}
+
+/*
+ * The keepers of the devices the last scan found.  libxenstore runs a
+ * reader thread once a watch is set, so the connection goes first (and
+ * the thread with it), the keepers are forked from one thread, and the
+ * connection is made again: its watch fires once more, and the scan that
+ * follows sees whatever changed meanwhile.
+ */
+static void spawn_pending(struct drvdom *dd)
+{
+    if (dd->npending == 0)
+        return;
+    xs_detach(dd);
+    for (size_t i = 0; i < dd->npending; i++) {
+        const struct bhdrv *drv = bhdrv_find(dd->pending[i].backend_kind);
+        if (drv != NULL)
+            spawn(dd, &dd->pending[i], drv);
+    }
+    dd->npending = 0;
+    if (xs_attach(dd, BOOT_XS_WAIT_MS) != 0) {
+        logline("cannot reach XenStore again after starting keepers: %s (is the XenStore "
+                "daemon up?): closing every device",
+                strerror(errno));
+        xs_detach(dd);
+        stop_all(dd);
+    }
 }
 
 static void reap(struct drvdom *dd)
@@ -462,7 +544,8 @@ int main(int argc, char **argv)
     daemon_ready(ready_fd, "ok\n");
     while (!dd.stopping || dd.children != NULL) {
         struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},
-                               {.fd = bhxb_watches_fd(dd.watches), .events = POLLIN}};
+                               {.fd = dd.watches ? bhxb_watches_fd(dd.watches) : -1,
+                                .events = POLLIN}};
         if (poll(pf, 2, -1) < 0 && errno != EINTR) {
             logline("poll: %s", strerror(errno));
             goto out;
@@ -471,16 +554,16 @@ int main(int argc, char **argv)
             on_signal(&dd);
         if (pf[1].revents)
             bhxb_watches_dispatch(dd.watches);
-        if (dd.rescan && !dd.stopping) {
+        if (dd.rescan && !dd.stopping && dd.xs != NULL) {
             dd.rescan = false;
             scan(&dd);
+            spawn_pending(&dd);
         }
     }
     logline("every device closed: exiting");
     rc = 0;
 out:
-    bhxb_watches_free(dd.watches);
-    if (dd.xs != NULL)
-        xs_close(dd.xs);
+    xs_detach(&dd);
+    free(dd.pending);
     return rc;
 }

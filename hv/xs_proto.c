@@ -116,6 +116,8 @@ void xsd_fini(struct xsd *d)
 {
     struct xs_dom *dom;
 
+    for (struct xs_conn *c = d->conns; c != NULL; c = c->next)
+        c->dead = true; /* none is woken for the others' going */
     while (d->conns != NULL)
         xsd_conn_free(d, d->conns);
     while ((dom = d->doms) != NULL) {
@@ -213,8 +215,22 @@ static void txn_end(struct xs_conn *c, struct xs_txn *t)
     xs_txn_free(t);
 }
 
+static bool dom_over_outstanding(const struct xsd *d, const struct xs_dom *dom)
+{
+    return dom->domid != 0 && dom->outstanding >= d->quota[XSQ_OUTSTANDING];
+}
+
+/* The domain went under its outstanding quota: each of its connections may read on. */
+static void dom_resume_reading(struct xsd *d, const struct xs_dom *dom, const struct xs_conn *but)
+{
+    for (struct xs_conn *o = d->conns; o != NULL; o = o->next)
+        if (o != but && o->dom == dom && !o->dead)
+            d->ops->conn_output(d, o);
+}
+
 void xsd_conn_free(struct xsd *d, struct xs_conn *c)
 {
+    bool was_over = dom_over_outstanding(d, c->dom);
     struct xs_out *o;
 
     for (struct xs_conn **pp = &d->conns; *pp != NULL; pp = &(*pp)->next)
@@ -232,13 +248,20 @@ void xsd_conn_free(struct xsd *d, struct xs_conn *c)
         free(o);
     }
     c->dom->conns--;
+    /*
+     * Its unread replies counted against the whole domain: a connection of
+     * the domain that asked while it was over is waiting to be read again
+     * (no event of its own would wake it).
+     */
+    if (was_over && !dom_over_outstanding(d, c->dom))
+        dom_resume_reading(d, c->dom, c);
     dom_maybe_free(d, c->dom);
     free(c);
 }
 
 bool xsd_conn_may_read(const struct xsd *d, const struct xs_conn *c)
 {
-    return !c->dead && (c->dom->domid == 0 || c->dom->outstanding < d->quota[XSQ_OUTSTANDING]);
+    return !c->dead && !dom_over_outstanding(d, c->dom);
 }
 
 size_t xsd_conn_want(const struct xs_conn *c)
@@ -299,9 +322,7 @@ void xsd_conn_wrote(struct xsd *d, struct xs_conn *c, size_t n)
     }
     /* Under its quota again: every connection of the domain may read on. */
     if (was_blocked && xsd_conn_may_read(d, c))
-        for (struct xs_conn *o2 = d->conns; o2 != NULL; o2 = o2->next)
-            if (o2 != c && o2->dom == c->dom)
-                d->ops->conn_output(d, o2);
+        dom_resume_reading(d, c->dom, c);
 }
 
 static int reply(struct xs_req *r, const void *p, size_t len)

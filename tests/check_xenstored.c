@@ -714,6 +714,7 @@ static int in_domain_xenbus(const char *what)
 /* ---- quotas ---- */
 
 static int in_domain_outstanding(void);
+static int in_domain_outstanding_close(void);
 
 /* The client inside a domain: counts what it may do before its quota says no. */
 static int in_domain(const char *what)
@@ -724,6 +725,8 @@ static int in_domain(const char *what)
 
     if (strcmp(what, "outstanding") == 0)
         return in_domain_outstanding();
+    if (strcmp(what, "outstanding-close") == 0)
+        return in_domain_outstanding_close();
     if (strncmp(what, "xb-", 3) == 0)
         return in_domain_xenbus(what);
     if ((h = xs_open(0)) == NULL) {
@@ -824,6 +827,45 @@ static int in_domain_outstanding(void)
         return 1;
     printf("%d %d\n", before / 16, count_replies(fd, 3000, 100));
     close(fd);
+    return 0;
+}
+
+static int connect_xenstored(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", getenv("XENSTORED_PATH"));
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return -1;
+    return fd;
+}
+
+/*
+ * One connection takes the domain over its outstanding quota and goes away
+ * without reading; a second one, which asked meanwhile, must then be
+ * answered.  Prints how many replies the second got.
+ */
+static int in_domain_outstanding_close(void)
+{
+    struct xsd_sockmsg h = {XS_READ, 1, 0, 2};
+    char msg[18];
+    int hog = connect_xenstored(), asker;
+
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), "/", 2);
+    if (hog < 0)
+        return 1;
+    for (int i = 0; i < 100; i++)
+        if (send(hog, msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
+            return 1;
+    sleep(1); /* the daemon has queued what the socket would not take: over the quota */
+    if ((asker = connect_xenstored()) < 0 || send(asker, msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
+        return 1;
+    sleep(1); /* it arrived while the domain was over: not read */
+    close(hog);
+    printf("%d\n", count_replies(asker, 5000, 1));
+    close(asker);
     return 0;
 }
 
@@ -1154,6 +1196,19 @@ START_TEST(test_outstanding_quota_stalls_only_the_domain)
 }
 END_TEST
 
+/* A connection that asked while its domain was over the quota is read once the hog is gone. */
+START_TEST(test_outstanding_quota_resumes_when_a_hog_closes)
+{
+    struct hvw_dominfo a = dom_up("alpha");
+    char out[4096];
+
+    in_domain_run(&a, "outstanding-close", out, sizeof(out));
+    ck_assert_msg(strcmp(out, "1\n") == 0,
+                  "the second connection got %s replies after the hog closed: it was never "
+                  "read again", out);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     Suite *s;
@@ -1189,6 +1244,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_xenbus_handshake_between_domains);
     tcase_add_test(tc, test_malformed_messages);
     tcase_add_test(tc, test_outstanding_quota_stalls_only_the_domain);
+    tcase_add_test(tc, test_outstanding_quota_resumes_when_a_hog_closes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -11,7 +11,7 @@ set -u
 command -v qemu-img >/dev/null || skip_all "needs qemu-img and qemu-nbd (apt-get install qemu-utils)"
 N=${BULKHEAD_CYCLES:-100}
 sim_begin cyc
-plan 15
+plan 16
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 1M "$W/store/a.img" "$W/store/b.img" "$W/dom0/c.img"
@@ -56,9 +56,22 @@ snapshot() {
 before=$(snapshot)
 echo "$before" | sed "s/^/# before: /"
 failed=0
+failed_domids=""
 start=$(date +%s)
 for i in $(seq "$N"); do
-    if ! out=$("$B" create "$W/g.cfg" 2>&1); then echo "# cycle $i: create: $out"; failed=$((failed + 1)); fi
+    if ! out=$("$B" create "$W/g.cfg" 2>&1); then
+        echo "# cycle $i: create: $(echo "$out" | tr '\n' ' ')" | tee -a "$W/failures"
+        failed=$((failed + 1))
+        # (the domain id that cycle had: the create said it, or it was rolled back)
+        failed_domids="$failed_domids $((i + 2))"
+        # What is left of that domain's devices: where each thread waits, and
+        # what XenStore said of its connections.
+        for p in $(pgrep "^bh[kw]-$((i + 2))-"); do
+            echo "# cycle $i: left: $p $(cat /proc/"$p"/comm) $(for t in /proc/"$p"/task/*; do
+                echo "[task ${t##*/} $(cat "$t"/wchan) syscall $(cut -d' ' -f1 "$t"/syscall)]"; done)"
+            grep "(pid $p)" "$BULKHEAD_STATE_DIR/xenstored.log" | sed 's/^/#   xenstored: /'
+        done >>"$W/failures"
+    fi
     if ! out=$("$B" destroy g 2>&1); then echo "# cycle $i: destroy: $out"; failed=$((failed + 1)); fi
 done
 echo "# $N cycles in $(( $(date +%s) - start )) s"
@@ -69,4 +82,16 @@ for kind in "hv:" "driver domain processes:" "guest uids:" "hv fds:" "xenstored 
             "dom0 links:" "qemu-nbd servers:" "xenstore nodes:"; do
     is "no leak: $kind" "$(echo "$after" | grep "^$kind")" "$(echo "$before" | grep "^$kind")"
 done
+# A keeper never execs: forked from a process of several threads, it could
+# find a lock a vanished thread held (the sanitizers' allocator) and hang.
+is "every keeper was forked from one thread" \
+    "$(cat "$BULKHEAD_STATE_DIR/console/drv.log" "$BULKHEAD_STATE_DIR/drvdom.out" | grep -c 'forking its keeper from')" "0"
+# Last, where a truncated log still shows it: what failed, and what the
+# driver domain's devices of those domains said.
+if [ -s "$W/failures" ]; then
+    cat "$W/failures"
+    for d in $failed_domids; do
+        grep -E ": (vbd|vif) $d/" "$BULKHEAD_STATE_DIR/console/drv.log" | tail -n 40 | sed 's/^/# drv: /'
+    done
+fi
 exit $tap_failed
