@@ -35,6 +35,12 @@
 #include "drvdom.h"
 
 #define BOOT_XS_WAIT_MS 15000 /* for the toolstack to introduce us */
+/*
+ * A device whose directory the toolstack removed: its worker sees that and
+ * ends at once, or within its 5 s stop grace.  A keeper still there this
+ * long after is told to stop (and kills a worker that does not).
+ */
+#define GONE_GRACE_MS 15000
 
 const char *progname = "bulkhead-drvdom";
 static char last_line[1024]; /* for the ready fd: why it could not start */
@@ -76,6 +82,8 @@ struct child {
     struct child *next;
     struct devref ref;
     pid_t pid;
+    long gone_at; /* when its directory was first found removed (ms); 0: it is there */
+    bool told;    /* stopped for outliving its directory */
 };
 
 struct drvdom {
@@ -254,6 +262,60 @@ static void on_backend(void *arg, const char *path)
 }
 
 static void stop_all(struct drvdom *dd);
+
+static long now_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Notes which keepers' device directories are gone (ENOENT; an error proves nothing). */
+static void check_gone(struct drvdom *dd)
+{
+    long now = now_ms();
+
+    for (struct child *c = dd->children; c != NULL; c = c->next) {
+        char dir[BHXB_PATH_MAX];
+        unsigned int len;
+        void *v;
+        snprintf(dir, sizeof(dir), "%s/%s/%u/%u", dd->backend, c->ref.backend_kind,
+                 c->ref.frontend_domid, c->ref.devid);
+        errno = 0;
+        if ((v = xs_read(dd->xs, XBT_NULL, dir, &len)) != NULL || errno != ENOENT) {
+            free(v);
+            c->gone_at = 0;
+        } else if (c->gone_at == 0) {
+            c->gone_at = now ? now : 1;
+        }
+    }
+}
+
+/* Stops the keepers that outlived their directory by GONE_GRACE_MS; the poll timeout until the next. */
+static int stop_overdue(struct drvdom *dd)
+{
+    long now = now_ms();
+    int timeout = -1;
+
+    for (struct child *c = dd->children; c != NULL; c = c->next) {
+        char name[64];
+        long left;
+        if (c->gone_at == 0 || c->told)
+            continue;
+        if ((left = c->gone_at + GONE_GRACE_MS - now) > 0) {
+            if (timeout < 0 || left < timeout)
+                timeout = (int)left;
+            continue;
+        }
+        devref_name(&c->ref, name, sizeof(name));
+        logline("%s: its directory was removed %d s ago and keeper %d still runs: stopping it",
+                name, GONE_GRACE_MS / 1000, (int)c->pid);
+        kill(c->pid, SIGTERM);
+        c->told = true;
+    }
+    return timeout;
+}
 
 /* The XenStore connection and the watch on our backend directory. */
 static int xs_attach(struct drvdom *dd, int wait_ms)
@@ -546,7 +608,8 @@ int main(int argc, char **argv)
         struct pollfd pf[2] = {{.fd = dd.sigfd, .events = POLLIN},
                                {.fd = dd.watches ? bhxb_watches_fd(dd.watches) : -1,
                                 .events = POLLIN}};
-        if (poll(pf, 2, -1) < 0 && errno != EINTR) {
+        int timeout = dd.stopping ? -1 : stop_overdue(&dd);
+        if (poll(pf, 2, timeout) < 0 && errno != EINTR) {
             logline("poll: %s", strerror(errno));
             goto out;
         }
@@ -558,6 +621,8 @@ int main(int argc, char **argv)
             dd.rescan = false;
             scan(&dd);
             spawn_pending(&dd);
+            if (dd.xs != NULL)
+                check_gone(&dd);
         }
     }
     logline("every device closed: exiting");

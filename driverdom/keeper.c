@@ -12,7 +12,8 @@
  * keeper itself touches neither XenStore nor the device: it cannot be
  * confused by a peer, and it ends when its worker ends with WORKER_DONE
  * (the device was removed or closed) or when told to stop (SIGTERM, which
- * it passes on to the worker so that the device is closed).
+ * it passes on to the worker so that the device is closed; a worker that
+ * has not ended KEEP_KILL_MS later is killed).
  *
  * The event channel: a port bound through a handle dies with the process
  * that bound it, and a libbhplat handle cannot be shared with a child (as
@@ -58,6 +59,7 @@
 #include "handover.h"
 
 #define KEEP_MAX_FAILS 8     /* workers in a row that die before serving */
+#define KEEP_KILL_MS 10000   /* after SIGTERM: the worker's own grace (5 s) and as much again */
 #define HO_REPLY_MS    30000 /* for a new worker's TAKE or REFUSE */
 #define HO_STOP_MS     30000 /* for the old worker to stop at a clean point, then SIGKILL */
 
@@ -426,11 +428,21 @@ static void backoff(unsigned int fails)
         nanosleep(&ts, NULL);
 }
 
+static int ms_since(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int)((now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000);
+}
+
 void keeper_main(const struct devref *r, const struct bhdrv *drv)
 {
     unsigned int fails = 0;
     char comm[16], how[96];
     struct cur c = {.pid = -1, .pidfd = -1, .conn = -1};
+    struct timespec stop_at = {0};
+    bool killed = false;
     struct keep *k;
     sigset_t set;
     size_t size;
@@ -478,12 +490,25 @@ void keeper_main(const struct devref *r, const struct bhdrv *drv)
                                    {.fd = c.conn >= 0 ? c.conn : c.pidfd, .events = POLLIN},
                                    {.fd = stop_asked ? -1 : keeper_fds[1], .events = POLLIN}};
             struct signalfd_siginfo si;
-            if (poll(pf, 3, -1) < 0 && errno != EINTR)
+            int timeout = -1;
+            if (stop_asked && !killed) {
+                timeout = KEEP_KILL_MS - ms_since(&stop_at);
+                if (timeout <= 0) {
+                    /* Stuck where no signal it reads can reach it: the device goes anyway. */
+                    klog(r, "keeper: worker %d did not end within %d ms of being told to stop: "
+                         "killing it", (int)c.pid, KEEP_KILL_MS);
+                    kill(c.pid, SIGKILL);
+                    killed = true;
+                    timeout = -1;
+                }
+            }
+            if (poll(pf, 3, timeout) < 0 && errno != EINTR)
                 break;
             if (pf[0].revents)
                 while (read(keeper_fds[0], &si, sizeof(si)) == (ssize_t)sizeof(si))
                     if (!stop_asked) {
                         stop_asked = true;
+                        clock_gettime(CLOCK_MONOTONIC, &stop_at);
                         kill(c.pid, SIGTERM); /* the worker closes the device */
                     }
             if (pf[1].revents) {

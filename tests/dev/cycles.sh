@@ -11,7 +11,7 @@ set -u
 command -v qemu-img >/dev/null || skip_all "needs qemu-img and qemu-nbd (apt-get install qemu-utils)"
 N=${BULKHEAD_CYCLES:-100}
 sim_begin cyc
-plan 16
+plan 18
 
 mkdir -p "$W/store" "$W/dom0"
 truncate -s 1M "$W/store/a.img" "$W/store/b.img" "$W/dom0/c.img"
@@ -86,6 +86,25 @@ done
 # find a lock a vanished thread held (the sanitizers' allocator) and hang.
 is "every keeper was forked from one thread" \
     "$(cat "$BULKHEAD_STATE_DIR/console/drv.log" "$BULKHEAD_STATE_DIR/drvdom.out" | grep -c 'forking its keeper from')" "0"
+# A worker stuck where nothing it reads can reach it (stopped here) does not
+# outlive its device: once the directory has been gone 15 s the driver domain
+# stops its keeper, which kills the worker 10 s later.
+gout=$("$B" create "$W/g.cfg" 2>&1)
+gid=$(echo "$gout" | sed -n 's/.*(id \([0-9]*\)).*/\1/p')
+stuck=$(pgrep -x "bhw-$gid-51712")
+kill -STOP $stuck
+"$B" destroy g >/dev/null 2>&1 # (its backend does not close: removed after 10 s)
+left=$(pgrep "^bh[kw]-$gid-" | wc -l)
+for _ in $(seq 60); do
+    left=$(pgrep "^bh[kw]-$gid-" | wc -l)
+    [ "$left" -eq 0 ] && break
+    sleep 1
+done
+is "a stopped worker does not outlive its device (its processes left)" "$left" "0"
+is "... the driver domain stopped its keeper and the keeper killed it" \
+    "$(grep -c -E -e "vbd $gid/51712: its directory was removed 15 s ago" \
+                   -e "vbd $gid/51712: keeper: worker [0-9]+ did not end within" \
+                "$BULKHEAD_STATE_DIR/console/drv.log")" "2"
 # Last, where a truncated log still shows it: what failed, and what the
 # driver domain's devices of those domains said.
 if [ -s "$W/failures" ]; then
