@@ -76,14 +76,23 @@ void devref_name(const struct devref *r, char *buf, size_t size)
     snprintf(buf, size, "%s %u/%u", r->backend_kind, r->frontend_domid, r->devid);
 }
 
+int ms_since(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int)((now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000);
+}
+
 /* ---- the devices we serve ---- */
 
 struct child {
     struct child *next;
     struct devref ref;
     pid_t pid;
-    long gone_at; /* when its directory was first found removed (ms); 0: it is there */
-    bool told;    /* stopped for outliving its directory */
+    bool gone;                /* its directory was found removed ... */
+    struct timespec gone_at;  /* ... first then */
+    bool told;                /* stopped for outliving its directory */
 };
 
 struct drvdom {
@@ -263,19 +272,9 @@ static void on_backend(void *arg, const char *path)
 
 static void stop_all(struct drvdom *dd);
 
-static long now_ms(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Notes which keepers' device directories are gone (ENOENT; an error proves nothing). */
 static void check_gone(struct drvdom *dd)
 {
-    long now = now_ms();
-
     for (struct child *c = dd->children; c != NULL; c = c->next) {
         char dir[BHXB_PATH_MAX];
         unsigned int len;
@@ -285,9 +284,10 @@ static void check_gone(struct drvdom *dd)
         errno = 0;
         if ((v = xs_read(dd->xs, XBT_NULL, dir, &len)) != NULL || errno != ENOENT) {
             free(v);
-            c->gone_at = 0;
-        } else if (c->gone_at == 0) {
-            c->gone_at = now ? now : 1;
+            c->gone = false;
+        } else if (!c->gone) {
+            c->gone = true;
+            clock_gettime(CLOCK_MONOTONIC, &c->gone_at);
         }
     }
 }
@@ -295,17 +295,16 @@ static void check_gone(struct drvdom *dd)
 /* Stops the keepers that outlived their directory by GONE_GRACE_MS; the poll timeout until the next. */
 static int stop_overdue(struct drvdom *dd)
 {
-    long now = now_ms();
     int timeout = -1;
 
     for (struct child *c = dd->children; c != NULL; c = c->next) {
         char name[64];
-        long left;
-        if (c->gone_at == 0 || c->told)
+        int left;
+        if (!c->gone || c->told)
             continue;
-        if ((left = c->gone_at + GONE_GRACE_MS - now) > 0) {
+        if ((left = GONE_GRACE_MS - ms_since(&c->gone_at)) > 0) {
             if (timeout < 0 || left < timeout)
-                timeout = (int)left;
+                timeout = left;
             continue;
         }
         devref_name(&c->ref, name, sizeof(name));

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "drv.h"
 
@@ -76,6 +77,7 @@ extern const char *progname;
 void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlogline(const char *prefix, const char *fmt, va_list ap);
 void devref_name(const struct devref *r, char *buf, size_t size); /* "vbd 2/51712" */
+int ms_since(const struct timespec *since); /* CLOCK_MONOTONIC milliseconds since then */
 
 /* confine.c */
 enum drvdom_role {

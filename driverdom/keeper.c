@@ -428,14 +428,6 @@ static void backoff(unsigned int fails)
         nanosleep(&ts, NULL);
 }
 
-static int ms_since(const struct timespec *t)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int)((now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000);
-}
-
 void keeper_main(const struct devref *r, const struct bhdrv *drv)
 {
     unsigned int fails = 0;

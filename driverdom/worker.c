@@ -373,14 +373,6 @@ static void resume(struct worker *w)
               bhxb_state_name(s));
 }
 
-static int elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int)((now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000);
-}
-
 static void run(struct worker *w)
 {
     struct bhdev *d = &w->dev;
@@ -403,7 +395,7 @@ static void run(struct worker *w)
         if (w->stopping) {
             if (d->machine->view.ours == XenbusStateClosed)
                 break;
-            timeout = STOP_GRACE_MS - elapsed_ms(&stop_at);
+            timeout = STOP_GRACE_MS - ms_since(&stop_at);
             if (timeout <= 0) {
                 bhdev_log(d, "the frontend did not close in %d ms: closing without it",
                           STOP_GRACE_MS);
@@ -413,7 +405,7 @@ static void run(struct worker *w)
             }
         }
         if (ticking && !d->machine->view.error) {
-            int left = (int)d->drv->tick_ms - elapsed_ms(&ticked);
+            int left = (int)d->drv->tick_ms - ms_since(&ticked);
             if (left <= 0) {
                 d->drv->tick(d);
                 clock_gettime(CLOCK_MONOTONIC, &ticked);
