@@ -81,7 +81,6 @@ struct bhdev {
     unsigned int restarts;        /* workers that ran before this one */
     struct bhxb_machine *machine; /* the handshake; also kept by the keeper */
     int err;                      /* the errno reported in the error node (default EPROTO) */
-    uint64_t pass;                /* the worker loop's turn (one poll): see drv->ready */
 };
 
 struct bhdrv {
@@ -105,8 +104,7 @@ struct bhdrv {
     /*
      * Optional: a descriptor of the driver's own (an io_uring) that the
      * worker polls beside the event channel, -1 for none now; ready runs
-     * when it is readable, after kick when both came in one turn of the
-     * worker's loop (d->pass tells whether the driver served in this one).
+     * when it is readable.
      */
     int (*pollfd)(struct bhdev *d);
     void (*ready)(struct bhdev *d);

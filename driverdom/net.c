@@ -112,7 +112,6 @@ struct net_priv {
     int epfd1;   /* the queues' TAP fds and the timer, plus one; 0: none */
     int timerfd1;
     bool timer_set; /* the timer may be armed: 0 disarms it (else it stays off, no call) */
-    uint64_t served_pass; /* the worker's turn (d->pass) net_serve last ran in */
     struct bhnet_stats logged[NET_MAX_QUEUES]; /* the counters the log last said */
 };
 
@@ -866,7 +865,6 @@ static void net_serve(struct bhdev *d)
     uint64_t wait = 0, last;
     int r;
 
-    p->served_pass = d->pass;
     if (ctrl_serve(d) != 0) {
         net_detach(d);
         return;
@@ -936,12 +934,6 @@ static void net_ready(struct bhdev *d)
     if (epoll_wait(p->epfd1 - 1, ev, NET_MAX_QUEUES + 1, 0) > 0 && p->timerfd1 > 0 &&
         read(p->timerfd1 - 1, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
         bhdev_log(d, "timerfd: %s", strerror(errno));
-    /*
-     * An event channel's kick served every queue in this turn already, after
-     * the poll that saw the TAP: what it left (level-triggered) wakes the next.
-     */
-    if (p->served_pass == d->pass)
-        return;
     net_serve(d);
 }
 

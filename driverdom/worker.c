@@ -207,25 +207,16 @@ static void on_watch(void *arg, const char *path)
     W(arg)->dirty = true;
 }
 
-/*
- * The ports that fired: the driver looks at its rings once for all of them
- * (a kick serves the whole device: a vif's TX and RX ports, or several
- * queues', fire together under load), then each port is live again.
- */
+/* Every port that fired: the driver looks at its rings, then the port is live again. */
 static void on_event(struct worker *w)
 {
-    uint32_t ports[32];
-    unsigned int n;
     int port;
 
-    do {
-        for (n = 0; n < 32 && (port = bhevtchn_pending(w->dev.evtchn)) >= 0; n++)
-            ports[n] = (uint32_t)port;
-        if (n > 0 && w->dev.drv->kick && !w->dev.machine->view.error)
+    while ((port = bhevtchn_pending(w->dev.evtchn)) >= 0) {
+        if (w->dev.drv->kick && !w->dev.machine->view.error)
             w->dev.drv->kick(&w->dev);
-        for (unsigned int i = 0; i < n; i++)
-            bhevtchn_unmask(w->dev.evtchn, ports[i]);
-    } while (n == 32);
+        bhevtchn_unmask(w->dev.evtchn, (uint32_t)port);
+    }
 }
 
 static void on_signal(struct worker *w)
@@ -388,7 +379,6 @@ static void run(struct worker *w)
                                {.fd = -1, .events = POLLIN},
                                {.fd = w->keeper_fd, .events = POLLIN}};
         int timeout = -1;
-        d->pass++;
         /* The clean point: the last pass finished; the next one is the new worker's. */
         if (w->handing || w->orphaned)
             break;
