@@ -30,12 +30,14 @@ bl_fio() {
         END {printf "%.0f %.1f %.1f\n", iops, lat / 1000, bw / 1e6}'
 }
 
-# bl_ratio METRIC OURS BASE: a ratio where higher is better, two decimals:
+# bl_ratio METRIC OURS BASE: a ratio where higher is better, two decimals (two
+# significant digits under 0.005, so that what was measured never shows as 0):
 # ours/base, or base/ours for latency (METRIC lat); 0 if either is missing.
 bl_ratio() {
     awk -v m="$1" -v o="$2" -v b="$3" 'BEGIN {
         if (o <= 0 || b <= 0) r = 0; else if (m == "lat") r = b / o; else r = o / b
-        printf "%.2f", r }'
+        # (a measured ratio under 0.005 keeps two significant digits: never "0.00")
+        if (r > 0 && r < 0.005) printf "%.2g", r; else printf "%.2f", r }'
 }
 
 # bl_wait_port WRAPPER PORT: until something listens on TCP PORT where
