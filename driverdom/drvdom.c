@@ -150,6 +150,26 @@ static long threads_now(void)
 }
 
 /*
+ * Waits, up to a second, for this process to run one thread.  A thread
+ * that pthread_join has seen end still counts in /proc until the kernel
+ * has released it (the join wakes when the thread clears its tid, a little
+ * before), so a fork right after xs_close could see two threads of which
+ * one runs no code of ours any more.
+ */
+static long threads_settle(void)
+{
+    long n = threads_now();
+
+    for (int i = 0; i < 1000 && n > 1; i++) {
+        struct timespec ms = {0, 1000000};
+
+        nanosleep(&ms, NULL);
+        n = threads_now();
+    }
+    return n;
+}
+
+/*
  * Forks the keeper, from a process of one thread (spawn_pending): a keeper
  * never execs, and a child of several threads could find a lock that a
  * thread left behind held for good (the sanitizers' allocator, stdio).
@@ -158,7 +178,7 @@ static int spawn(struct drvdom *dd, const struct devref *ref, const struct bhdrv
 {
     struct child *c = calloc(1, sizeof(*c));
     char name[64];
-    long threads = threads_now();
+    long threads = threads_settle();
     pid_t pid;
 
     if (c == NULL)
