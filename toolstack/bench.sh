@@ -190,7 +190,7 @@ create "$W/guest-drv.cfg" guest-drv examples/guest-drv.cfg
 PEER='' XMLGUEST=''
 if [ $DO_NET -eq 1 ] && [ -r "$EX/guest-xml.xml" ]; then
     relocate "$EX/guest-xml.xml" "$W/guest-xml.xml"
-    if "$B" create -n "$W/guest-xml.xml" >/dev/null 2>&1; then
+    if "$B" create -n "$W/guest-xml.xml" >/dev/null 2>"$W/dry.out"; then
         xname=$(sed -n 's|.*<name>\(.*\)</name>.*|\1|p' "$W/guest-xml.xml" | head -1)
         # Its disks' images, where the XML names files, made like the others.
         for t in $(sed -n "s|.*<source file=['\"]\\([^'\"]*\\)['\"].*|\\1|p" "$W/guest-xml.xml"); do
@@ -206,7 +206,7 @@ if [ $DO_NET -eq 1 ] && [ -r "$EX/guest-xml.xml" ]; then
             step "examples/guest-xml.xml: create failed ($(head -1 "$W/create.out")); bench-peer instead"
         fi
     else
-        step "examples/guest-xml.xml: this build's create does not read libvirt XML; bench-peer instead"
+        step "examples/guest-xml.xml: create -n refused it ($(head -1 "$W/dry.out")); bench-peer instead"
     fi
 fi
 vifguest() { # name mac-byte bridge [backend]

@@ -246,6 +246,37 @@ static void resolver_free(struct resolver *r)
         hvc_close(&r->h);
 }
 
+/*
+ * The dry run's domid when --domid is not given: 1, or the lowest id that
+ * neither a --backend names nor a domain of the running simulation holds,
+ * so that a guest's plan does not take its driver domain's id (which the
+ * hypervisor would never give it, and which the plan refuses as a
+ * backend that is the new domain itself).
+ */
+static uint32_t dry_run_domid(struct resolver *r)
+{
+    for (uint32_t id = 1; id <= HVW_DOMID_MAX; id++) {
+        struct hvw_dominfo info;
+        char s[16];
+        bool used = false;
+
+        for (size_t i = 0; i < r->n && !used; i++)
+            used = r->known[i].domid == (long)id;
+        if (!used) {
+            if (!r->tried_hv) {
+                r->tried_hv = true;
+                r->hv_up = hvc_open(&r->h, true) == 0;
+            }
+            snprintf(s, sizeof(s), "%u", id);
+            used = r->hv_up && hvc_find_domain(&r->h, s, &info) == 0;
+        }
+        if (!used)
+            return id;
+    }
+    return 1;
+}
+
+/* o->domid: --domid's, or 0 (dry_run_domid's). */
 static int create_dry_run(const char *file, struct devplan_opts *o, struct resolver *r)
 {
     struct devplan *plan = NULL;
@@ -259,6 +290,8 @@ static int create_dry_run(const char *file, struct devplan_opts *o, struct resol
     }
     o->resolve = resolve_backend;
     o->arg = r;
+    if (o->domid == 0)
+        o->domid = dry_run_domid(r);
     if (devplan_build(&cfg, file, o, &plan, err, sizeof(err)) != 0)
         errorf("%s", err);
     else if (devplan_json(plan, stdout) != 0 || fflush(stdout) != 0)
@@ -329,7 +362,7 @@ static int create_options(int argc, char **argv, bool *dry, const char **file,
 
 int cmd_create(int argc, char **argv)
 {
-    struct devplan_opts o = {.domid = 1};
+    struct devplan_opts o = {.domid = 0}; /* -n without --domid: dry_run_domid */
     struct resolver res = {0};
     const char *file = NULL;
     bool dry = false;

@@ -8,7 +8,7 @@ set -u
 . "${srcdir:-.}/tests/dev/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (namespaces)"
 sim_begin dev
-plan 48
+plan 49
 
 mkdir -p "$W/store" "$W/other"
 truncate -s 16M "$W/store/a.img" "$W/store/b.img" "$W/other/x.img"
@@ -35,6 +35,12 @@ sed -e 's/^name = "g"/name = "lost"/' -e 's/backend=drv/backend=nosuch/' "$W/g.c
 ok "up" "$B" up
 eval "$("$B" env)"
 ok "create the driver domain" "$B" create "$W/drv.cfg"
+# A dry run beside the running driver domain (id 1, create -n's old
+# default) plans the guest under an id that no domain holds.
+did=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "drv".*/\1/p')
+pl=$("$B" create -n "$W/g.cfg" 2>&1 | sed -n 's|.*"path": "/libxl/\([0-9]*\)/device/vbd/51712/backend", "value": "/local/domain/\([0-9]*\)/backend/vbd/\1/51712".*|\1 \2|p')
+is "create -n with the driver domain up: the guest's plan takes a free id, its disk the driver domain's" \
+   "$([ -n "$pl" ] && [ "${pl% *}" != "$did" ] && ! "$B" list --json | grep -q "\"domid\": ${pl% *},"; echo "$? ${pl#* }")" "0 $did"
 out=$("$B" create "$W/g.cfg" 2>&1)
 is "create returns with every device connected" "$(echo "$out" | tail -1 | sed 's/(id [0-9]*)/(id N)/')" "Created domain g (id N), 5 devices connected"
 gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
