@@ -164,6 +164,16 @@ static struct known_backend *known(struct resolver *r, const char *name, bool ad
     return k;
 }
 
+/* The running simulation's hypervisor, opened on first use: false if none runs. */
+static bool resolver_hv(struct resolver *r)
+{
+    if (!r->tried_hv) {
+        r->tried_hv = true;
+        r->hv_up = hvc_open(&r->h, true) == 0;
+    }
+    return r->hv_up;
+}
+
 /* devplan_resolve_fn: --backend first, then the running simulation, if there is one. */
 static int resolve_backend(void *arg, const char *name, struct devplan_backend *out, char *err,
                            size_t errlen)
@@ -178,11 +188,7 @@ static int resolve_backend(void *arg, const char *name, struct devplan_backend *
         out->domid = (uint32_t)k->domid;
         return 0;
     }
-    if (!r->tried_hv) {
-        r->tried_hv = true;
-        r->hv_up = hvc_open(&r->h, true) == 0;
-    }
-    if (r->hv_up && hvc_find_domain(&r->h, name, &info) == 0) {
+    if (resolver_hv(r) && hvc_find_domain(&r->h, name, &info) == 0) {
         out->domid = info.domid;
         return 0;
     }
@@ -255,21 +261,20 @@ static void resolver_free(struct resolver *r)
  */
 static uint32_t dry_run_domid(struct resolver *r)
 {
+    static uint8_t buf[HVW_MAX_MSG];
+    const struct hvw_dom_list_rsp *l = (const struct hvw_dom_list_rsp *)buf;
+    size_t n = 0, ndoms = 0;
+
+    if (resolver_hv(r) && hvc_call(&r->h, HVW_OP_DOM_LIST, NULL, 0, buf, sizeof(buf), &n) == 0 &&
+        n >= sizeof(*l) && n >= sizeof(*l) + (size_t)l->count * sizeof(struct hvw_dominfo))
+        ndoms = l->count;
     for (uint32_t id = 1; id <= HVW_DOMID_MAX; id++) {
-        struct hvw_dominfo info;
-        char s[16];
         bool used = false;
 
         for (size_t i = 0; i < r->n && !used; i++)
             used = r->known[i].domid == (long)id;
-        if (!used) {
-            if (!r->tried_hv) {
-                r->tried_hv = true;
-                r->hv_up = hvc_open(&r->h, true) == 0;
-            }
-            snprintf(s, sizeof(s), "%u", id);
-            used = r->hv_up && hvc_find_domain(&r->h, s, &info) == 0;
-        }
+        for (size_t i = 0; i < ndoms && !used; i++)
+            used = l->doms[i].domid == id;
         if (!used)
             return id;
     }
