@@ -872,8 +872,9 @@ static int guest_nbdkit(char *const argv[], int out_fd, enum lie lie)
 START_TEST(test_nbdkit_plugin_serves_the_vbd)
 {
     char plugin[600], script[2048], outpath[] = "/tmp/check_blkfront.XXXXXX", out[4096];
-    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    char *argv[] = {"/bin/sh", "-c", script, NULL}, cpus[64], mine[64];
     static const char *const offer4[][2] = {{"multi-queue-max-queues", "4"}};
+    const char *p, *q;
     int fd, status = -1;
     ssize_t n;
 
@@ -888,8 +889,10 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
              "set -e; cd /tmp; head -c %u /dev/urandom > in; " NBDKIT_START
              "nbdinfo --size \"$uri\"; nbdinfo \"$uri\" | grep -E \"can_(multi_conn|flush)\"; "
              "nbdcopy in \"$uri\"; nbdcopy \"$uri\" back; cmp in back && echo SAME; "
-             NBDKIT_STOP "cat in",
-             DISK_SECTORS * 512, plugin, dev.devid, _i == 1 ? "queues=2" : "");
+             "echo CPUS=$(awk '/^Cpus_allowed_list/ {print $2}' /proc/$nbd/task/*/status | "
+             "sort -u | tr '\\n' ' '); echo MINE=$(awk '/^Cpus_allowed_list/ {print $2}' "
+             "/proc/self/status); " NBDKIT_STOP "cat in",
+             DISK_SECTORS * 512, plugin, dev.devid, _i == 1 ? "queues=2 cpu=all" : "");
     ck_assert_int_ge(fd = mkstemp(outpath), 0);
     unlink(outpath);
     status = guest_nbdkit(argv, fd, HONEST);
@@ -902,6 +905,20 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
     ck_assert_msg(strstr(out, "can_multi_conn: true") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "can_flush: true") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "SAME\n") != NULL, "%s", out);
+    /*
+     * Where nbdkit's threads (main, the event thread) may run: with cpu=all
+     * where the shell may, by default on a single CPU.
+     */
+    ck_assert_msg((p = strstr(out, "CPUS=")) != NULL && (q = strstr(out, "MINE=")) != NULL, "%s",
+                  out);
+    ck_assert_int_eq(sscanf(p, "CPUS=%63[^\n]", cpus), 1); /* one line: echo joined them */
+    ck_assert_int_eq(sscanf(q, "MINE=%63s", mine), 1);
+    if (_i == 1)
+        ck_assert_msg(strcmp(cpus, mine) == 0,
+                      "cpu=all: nbdkit's threads may run on '%s', the shell on '%s'", cpus, mine);
+    else
+        ck_assert_msg(cpus[strspn(cpus, "0123456789")] == '\0',
+                      "default cpu=auto: nbdkit's threads may run on '%s', not on one CPU", cpus);
     /* What the guest wrote (cat in, after the run) is on the fake's disk. */
     n = pread(fd, out, sizeof(out), 0);
     {
@@ -917,6 +934,39 @@ START_TEST(test_nbdkit_plugin_serves_the_vbd)
     ck_assert_uint_eq(fk->end.nqueues, _i == 1 ? 2 : 1);
     ck_assert_uint_gt(fk->on_queue[0] + fk->on_queue[1], 0);
     close(fd);
+}
+END_TEST
+
+/*
+ * cpu= names a CPU this process may not use, or no CPU at all: nbdkit
+ * refuses to start, with one line that says what to give.  No simulation
+ * is needed: the plugin checks in config and config_complete.
+ */
+START_TEST(test_nbdkit_plugin_refuses_a_cpu_it_may_not_use)
+{
+    static const struct {
+        const char *arg, *says;
+    } cases[] = {
+        {"cpu=1", "cpu=1: this process may not run on CPU 1 (taskset -p "},
+        {"cpu=99999", "cpu=99999: give a CPU number below "},
+        {"cpu=some", "cpu=some: give a CPU number below "},
+    };
+    char cmd[1024], out[2048];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        FILE *f;
+        size_t n;
+
+        snprintf(cmd, sizeof(cmd),
+                 NBDKIT_ENV "taskset -c 0 nbdkit -f -U /tmp/check_blkfront-cpu.sock "
+                            "%s/frontend/blk/.libs/nbdkit-bulkhead-plugin.so vbd=51712 %s 2>&1",
+                 test_builddir(), cases[i].arg);
+        ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+        n = fread(out, 1, sizeof(out) - 1, f);
+        out[n] = '\0';
+        ck_assert_msg(pclose(f) != 0, "%s: nbdkit started: %s", cases[i].arg, out);
+        ck_assert_msg(strstr(out, cases[i].says) != NULL, "%s: %s", cases[i].arg, out);
+    }
 }
 END_TEST
 
@@ -1168,6 +1218,9 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("pairwise table"); /* no simulation: a property of the table */
     tcase_add_test(tc, test_pairwise_table_covers_every_pair);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("plugin parameters"); /* refused before any device is opened */
+    tcase_add_test(tc, test_nbdkit_plugin_refuses_a_cpu_it_may_not_use);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
