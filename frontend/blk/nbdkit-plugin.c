@@ -35,11 +35,11 @@
  * wakes it with its response - and left to the scheduler they spread over
  * the CPUs, so that most of those hand-offs wake a thread on another CPU
  * (an inter-processor interrupt, dear in a virtual machine) or migrate it.
- * On one CPU they are a run-queue insertion.  On the 2-CPU machine of
- * DESIGN.md, 4 KiB random reads at depth 32 went from 45-51k to 68-69k
- * IOPS, 1 MiB reads from 1.6 to 2.1 GB/s and writes from 1.8 to 2.6 GB/s;
- * a thread per queue on the queue's CPU (blk-mq's way) gave 37k, since the
- * request lock is per connection.  The price is a ceiling of one CPU's
+ * On one CPU they are a run-queue insertion.  On a 2-CPU virtual machine,
+ * 4 KiB random reads at depth 32 in a guest went from 45-50k to 58-62k IOPS
+ * (four runs each way, alternated), and in one run 1 MiB reads from 1.6 to
+ * 2.1 GB/s; a thread per queue on the queue's CPU (blk-mq's way) gave 37k,
+ * since nbdkit's request lock is per connection.  The price is a ceiling of one CPU's
  * work for the device; cpu=all lifts it.  auto spreads devices: the
  * (domid + disk index)th CPU of those the process may use.
  */
