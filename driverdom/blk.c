@@ -978,10 +978,11 @@ static void blk_log_stats(struct bhdev *d)
         moved = true;
         bhdev_log(d,
                   "stats: queue %u: requests %llu in %llu passes; responses pushed %llu times, "
-                  "notifies sent %llu; io_uring_enter %llu; grant maps %llu",
+                  "notifies sent %llu; io_uring_enter %llu; grant maps %llu, unmaps %llu",
                   i, (unsigned long long)s->requests, (unsigned long long)s->runs,
                   (unsigned long long)s->pushes, (unsigned long long)s->notifies,
-                  (unsigned long long)s->enters, (unsigned long long)s->map_calls);
+                  (unsigned long long)s->enters, (unsigned long long)s->map_calls,
+                  (unsigned long long)s->unmap_calls);
     }
     if (moved && k->kicks + p->readies != p->logged_wakes) {
         p->logged_wakes = k->kicks + p->readies;

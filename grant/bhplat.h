@@ -86,6 +86,24 @@ void *bhgnttab_map_domain_grant_refs(bhgnttab_handle *h, uint32_t count, uint32_
 void *bhgnttab_map_grant_ref(bhgnttab_handle *h, uint32_t domid, bh_grant_ref_t ref, int prot);
 int bhgnttab_unmap(bhgnttab_handle *h, void *start_address, uint32_t count);
 
+/*
+ * Maps n sets of references granted by `domid` at once: set i is the next
+ * counts[i] references of refs, mapped contiguously at addrs[i] and
+ * unmapped on its own (bhgnttab_unmap or bhgnttab_unmap_many).  The
+ * simulation asks bulkhead-hv once per HVW_MAX_FDS pages rather than once
+ * per set; Xen maps the sets in turn.  All or nothing: 0, or -1 with errno
+ * and nothing mapped.
+ */
+int bhgnttab_map_many(bhgnttab_handle *h, uint32_t n, uint32_t domid, const uint32_t *counts,
+                      bh_grant_ref_t *refs, int prot, void **addrs);
+/*
+ * Unmaps n mappings (addrs[i], counts[i] pages), in the simulation with one
+ * message to bulkhead-hv per HVW_MAX_FDS pages of one granter.  Every one
+ * is unmapped; 0, or -1 with the first error's errno.
+ */
+int bhgnttab_unmap_many(bhgnttab_handle *h, uint32_t n, void *const *addrs,
+                        const uint32_t *counts);
+
 /* xengnttab_grant_copy_segment_t, field for field. */
 typedef struct bhgnttab_grant_copy_segment {
     union bhgnttab_copy_ptr {

@@ -231,6 +231,66 @@ int bhgnttab_unmap(bhgnttab_handle *h, void *start_address, uint32_t count)
     return h->ops->unmap(h, start_address, count);
 }
 
+int bhgnttab_map_many(bhgnttab_handle *h, uint32_t n, uint32_t domid, const uint32_t *counts,
+                      bh_grant_ref_t *refs, int prot, void **addrs)
+{
+    uint64_t total = 0;
+    uint32_t i, off = 0;
+
+    for (i = 0; counts != NULL && i < n; i++) {
+        if (counts[i] == 0)
+            break;
+        total += counts[i];
+    }
+    if (n == 0 || counts == NULL || i < n || refs == NULL || addrs == NULL ||
+        total * 4096 > SIZE_MAX / 2 || (prot != PROT_READ && prot != (PROT_READ | PROT_WRITE))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!domid_ok(domid))
+        return -1;
+    if (h->ops->map_many != NULL)
+        return h->ops->map_many(h, n, (uint16_t)domid, counts, refs, prot & PROT_WRITE, addrs);
+    for (i = 0; i < n; off += counts[i++])
+        if ((addrs[i] = h->ops->map(h, counts[i], (uint16_t)domid, refs + off,
+                                    prot & PROT_WRITE)) == NULL) {
+            int saved = errno;
+
+            while (i-- > 0)
+                h->ops->unmap(h, addrs[i], counts[i]);
+            errno = saved;
+            return -1;
+        }
+    return 0;
+}
+
+int bhgnttab_unmap_many(bhgnttab_handle *h, uint32_t n, void *const *addrs, const uint32_t *counts)
+{
+    int rc = 0, saved = 0;
+
+    if (n == 0)
+        return 0;
+    if (addrs == NULL || counts == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (addrs[i] == NULL || counts[i] == 0) {
+            errno = EINVAL;
+            return -1;
+        }
+    if (h->ops->unmap_many != NULL)
+        return h->ops->unmap_many(h, n, addrs, counts);
+    for (uint32_t i = 0; i < n; i++)
+        if (h->ops->unmap(h, addrs[i], counts[i]) != 0 && rc == 0) {
+            rc = -1;
+            saved = errno;
+        }
+    if (rc != 0)
+        errno = saved;
+    return rc;
+}
+
 int bhgnttab_grant_copy(bhgnttab_handle *h, uint32_t count, bhgnttab_grant_copy_segment_t *segs)
 {
     if (count == 0)

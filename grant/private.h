@@ -52,6 +52,10 @@ struct plat_ops {
     void *(*map)(bhgnttab_handle *h, uint32_t count, uint16_t domid, const bh_grant_ref_t *refs,
                  bool writable);
     int (*unmap)(bhgnttab_handle *h, void *addr, uint32_t count);
+    /* Optional: without them, bhgnttab_map_many and _unmap_many loop over map and unmap. */
+    int (*map_many)(bhgnttab_handle *h, uint32_t n, uint16_t domid, const uint32_t *counts,
+                    const bh_grant_ref_t *refs, bool writable, void **addrs);
+    int (*unmap_many)(bhgnttab_handle *h, uint32_t n, void *const *addrs, const uint32_t *counts);
     int (*grant_copy)(bhgnttab_handle *h, uint32_t count, bhgnttab_grant_copy_segment_t *segs);
 
     int (*evtchn_open)(bhevtchn_handle *h);

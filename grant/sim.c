@@ -553,6 +553,107 @@ static int sim_unmap(bhgnttab_handle *h, void *addr, uint32_t count)
     return rc;
 }
 
+/*
+ * The sets are mapped side by side as one area (sim_map's batches of
+ * HVW_MAX_FDS pages, one message each), which is then cut into an area
+ * per set: each is unmapped on its own, as if mapped alone.
+ */
+static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const uint32_t *counts,
+                        const bh_grant_ref_t *refs, bool writable, void **addrs)
+{
+    struct sim_gnt *s = h->priv;
+    struct sim_area **parts = calloc(n, sizeof(*parts)), *whole;
+    uint32_t total = 0, off = 0, made = 0;
+    uint8_t *base;
+
+    for (uint32_t i = 0; i < n; i++)
+        total += counts[i];
+    for (; parts != NULL && made < n; made++)
+        if ((parts[made] = calloc(1, sizeof(*parts[made]) + sizeof(refs[0]) * counts[made])) ==
+            NULL)
+            break;
+    if (parts == NULL || made < n) {
+        errno = ENOMEM;
+        base = NULL;
+    } else {
+        base = sim_map(h, total, domid, refs, writable);
+    }
+    if (base == NULL) {
+        int saved = errno;
+
+        for (uint32_t i = 0; i < made; i++)
+            free(parts[i]);
+        free(parts);
+        errno = saved;
+        return -1;
+    }
+    whole = s->areas; /* sim_map put its area first: its pages become the parts' */
+    s->areas = whole->next;
+    free(whole);
+    for (uint32_t i = 0; i < n; off += counts[i++]) {
+        struct sim_area *a = parts[i];
+
+        a->addr = base + (size_t)off * PAGE;
+        a->count = counts[i];
+        a->domid = domid;
+        memcpy(a->refs, refs + off, sizeof(refs[0]) * counts[i]);
+        a->next = s->areas;
+        s->areas = a;
+        addrs[i] = a->addr;
+    }
+    free(parts);
+    return 0;
+}
+
+/*
+ * The areas' references in one GNT_UNMAP per HVW_MAX_FDS of one granter
+ * (every caller's areas have one), then their pages.
+ */
+static int sim_unmap_many(bhgnttab_handle *h, uint32_t n, void *const *addrs, const uint32_t *counts)
+{
+    struct sim_gnt *s = h->priv;
+    bh_grant_ref_t refs[HVW_MAX_FDS];
+    uint32_t nrefs = 0;
+    int rc = 0, saved = 0, domid = -1;
+
+    for (uint32_t i = 0; i < n; i++) {
+        struct sim_area *a = area_take(s, addrs[i], counts[i]);
+
+        if (nrefs > 0 && (a == NULL || a->domid != domid || nrefs + a->count > HVW_MAX_FDS)) {
+            if (unmap_refs(s, (uint16_t)domid, refs, nrefs) != 0 && rc == 0) {
+                rc = -1;
+                saved = errno;
+            }
+            nrefs = 0;
+        }
+        if (a == NULL) {
+            if (rc == 0) {
+                rc = -1;
+                saved = EINVAL;
+            }
+            continue;
+        }
+        if (a->count > HVW_MAX_FDS) { /* a big one goes alone */
+            if (unmap_refs(s, a->domid, a->refs, a->count) != 0 && rc == 0) {
+                rc = -1;
+                saved = errno;
+            }
+        } else {
+            memcpy(refs + nrefs, a->refs, sizeof(refs[0]) * a->count);
+            nrefs += a->count;
+            domid = a->domid;
+        }
+        area_free(a);
+    }
+    if (nrefs > 0 && unmap_refs(s, (uint16_t)domid, refs, nrefs) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc != 0)
+        errno = saved;
+    return rc;
+}
+
 static void copy_ptr(struct hvw_copy_ptr *w, const union bhgnttab_copy_ptr *p, bool gref)
 {
     if (gref) {
@@ -849,6 +950,8 @@ const struct plat_ops plat_sim_ops = {
     .gnttab_close = sim_gnttab_close,
     .map = sim_map,
     .unmap = sim_unmap,
+    .map_many = sim_map_many,
+    .unmap_many = sim_unmap_many,
     .grant_copy = sim_grant_copy,
     .evtchn_open = sim_evtchn_open,
     .evtchn_close = sim_evtchn_close,

@@ -900,6 +900,104 @@ START_TEST(test_poll_holds_notifications)
 }
 END_TEST
 
+/* Bytes of memfd pages (guest memory, granted or mapped) mapped in this process. */
+static unsigned long long memfd_bytes(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    unsigned long long total = 0, lo, hi;
+    char line[512];
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "/memfd:") != NULL && sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+            total += hi - lo;
+    fclose(f);
+    return total;
+}
+
+/*
+ * Without persistent grants, the requests one pass takes off the ring are
+ * mapped in one call per protection (4 writes, a flush, 4 reads: 2 calls),
+ * each reads and writes its own pages, and their mappings are gone by the
+ * time the frontend sees the responses (the push unmaps them, in one call,
+ * before it publishes).  Then a batch with a request that lies about its
+ * grant: the engine breaks naming that request, not its neighbours.
+ */
+START_TEST(test_pass_maps_in_one_call)
+{
+    uint32_t wref[4], rref[4], bad[3];
+    uint8_t *w = NULL, *r = NULL, *b3, expect[4096];
+    struct blkif_response rsp;
+    unsigned int seen = 0;
+    unsigned long long before;
+    const struct bhblk_stats *st;
+    char why[256];
+
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    ck_assert_ptr_nonnull(w = hst_grant(&p1.f, 4, false, wref));
+    ck_assert_ptr_nonnull(r = hst_grant(&p1.f, 4, true, rref));
+    for (unsigned int i = 0; i < 4 * 4096; i++)
+        w[i] = (uint8_t)rand();
+    before = memfd_bytes();
+    ck_assert_uint_gt(before, 0); /* the ring and our grants: guest memory is memfd pages */
+    for (unsigned int i = 0; i < 9; i++) {
+        struct blkif_request q = {.id = 100 + i};
+        if (i == 4) {
+            q.operation = BLKIF_OP_FLUSH_DISKCACHE;
+        } else {
+            bool rd = i > 4;
+            unsigned int k = rd ? i - 5 : i;
+            q.operation = rd ? BLKIF_OP_READ : BLKIF_OP_WRITE;
+            q.nr_segments = 1;
+            q.sector_number = (rd ? 256 : 0) + 8 * k; /* reads and writes never overlap */
+            q.seg[0] = (struct blkif_request_segment){rd ? rref[k] : wref[k], 0, 7};
+        }
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &q), 0);
+    }
+    ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+    while (seen < 9) {
+        struct pollfd pf = {.fd = bhblk_fd(p1.eng), .events = POLLIN};
+        ck_assert_int_ge(bhblk_run(p1.eng, why, sizeof(why)), 0);
+        while (bhring_front_get(&p1.fr, &rsp) == 1) {
+            ck_assert_int_eq(rsp.status, BLKIF_RSP_OKAY);
+            seen++;
+            /* every mapping of an answered request is gone when its answer shows */
+            if (seen == 9)
+                ck_assert_uint_eq(memfd_bytes(), before);
+        }
+        if (seen < 9)
+            ck_assert_int_gt(poll(&pf, 1, HST_TIMEOUT_MS), 0);
+    }
+    st = bhblk_get_stats(p1.eng);
+    ck_assert_uint_eq(st->requests, 9);
+    ck_assert_uint_eq(st->map_calls, 2); /* the writes' pages, the reads' pages */
+    ck_assert_uint_ge(st->unmap_calls, 1);
+    ck_assert_uint_le(st->unmap_calls, st->pushes);
+    for (unsigned int k = 0; k < 4; k++) {
+        ck_assert_int_eq(pread(p1.img, expect, 4096, (off_t)(8 * k) * 512), 4096);
+        ck_assert_mem_eq(expect, w + k * 4096, 4096);
+        ck_assert_int_eq(pread(p1.img, expect, 4096, (off_t)(256 + 8 * k) * 512), 4096);
+        ck_assert_mem_eq(expect, r + k * 4096, 4096);
+    }
+    /* three reads in one pass, the middle one on a grant that does not exist */
+    ck_assert_ptr_nonnull(b3 = hst_grant(&p1.f, 3, true, bad));
+    bad[1] = 0xfffff;
+    for (unsigned int i = 0; i < 3; i++) {
+        struct blkif_request q = {.operation = BLKIF_OP_READ, .nr_segments = 1, .id = 200 + i,
+                                  .sector_number = 8 * i};
+        q.seg[0] = (struct blkif_request_segment){bad[i], 0, 7};
+        ck_assert_int_eq(bhring_front_put(&p1.fr, &q), 0);
+    }
+    ck_assert_int_ge(bhring_front_push(&p1.fr), 0);
+    ck_assert_int_eq(bhblk_run(p1.eng, why, sizeof(why)), -1);
+    ck_assert_msg(strstr(why, "request 201: cannot map") != NULL, "%s", why);
+    hst_ungrant(&p1.f, b3, 3);
+    hst_ungrant(&p1.f, r, 4);
+    hst_ungrant(&p1.f, w, 4);
+    pair_close(&p1);
+}
+END_TEST
+
 /*
  * Idle persistent grants are unmapped by bhblk_tick, never one a request
  * in flight uses; a later request maps its page again and reads right.
@@ -1014,6 +1112,7 @@ int main(void)
     tcase_add_test(tc, test_sector_4096_loop);
     tcase_add_test(tc, test_shrink);
     tcase_add_test(tc, test_poll_holds_notifications);
+    tcase_add_test(tc, test_pass_maps_in_one_call);
     tcase_add_test(tc, test_idle_unmap);
     tcase_add_test(tc, test_idle_unmap_busy);
     tcase_add_loop_test(tc, test_engine_per_queue, 0, 3);

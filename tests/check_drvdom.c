@@ -1434,18 +1434,19 @@ static void check_stats_logged(void)
     while (fgets(line, sizeof(line), f) != NULL) {
         const char *p = strstr(line, "stats: queue ");
         unsigned int q;
-        unsigned long long r, passes, pushes, notifies, enters, m;
+        unsigned long long r, passes, pushes, notifies, enters, m, x;
 
         if (p == NULL)
             continue;
         ck_assert_msg(sscanf(p,
                              "stats: queue %u: requests %llu in %llu passes; responses pushed "
                              "%llu times, notifies sent %llu; io_uring_enter %llu; grant maps "
-                             "%llu",
-                             &q, &r, &passes, &pushes, &notifies, &enters, &m) == 7 &&
+                             "%llu, unmaps %llu",
+                             &q, &r, &passes, &pushes, &notifies, &enters, &m, &x) == 8 &&
                           q < 4,
                       "a stats line of another form: %s", line);
-        ck_assert_msg(notifies <= pushes && r <= passes * 512, "impossible counts: %s", line);
+        ck_assert_msg(notifies <= pushes && r <= passes * 512 && x <= pushes,
+                      "impossible counts: %s", line);
         req[q] = r;
         maps = m > maps ? m : maps;
     }

@@ -349,6 +349,51 @@ START_TEST(test_cannot_end_a_mapped_grant)
 }
 END_TEST
 
+/*
+ * bhgnttab_map_many: three grants mapped as three sets in one call, each
+ * its own mapping (written through, unmapped alone or with the others in
+ * one bhgnttab_unmap_many, after which each grant can end); a set on a
+ * grant that does not exist maps none of them.
+ */
+START_TEST(test_map_many_sets)
+{
+    struct hvw_dominfo a = create("alpha"), b = create("beta");
+    struct probe pa, pb;
+    const char *l;
+    unsigned long r[3], m[3], shared;
+
+    probe_start(&pa, &a);
+    probe_start(&pb, &b);
+    l = probe(&pa, "share %u 3 rw", b.domid);
+    ASSERT_OK(l);
+    for (int i = 0; i < 3; i++)
+        r[i] = field(l, 2 + i);
+    l = probe(&pb, "mapsplit %u rw %lu 99999 %lu", a.domid, r[0], r[2]);
+    ck_assert_msg(strncmp(l, "err ", 4) == 0, "a set on no grant: %s", l);
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[0]), "ok 0"); /* nothing stayed mapped */
+    l = probe(&pa, "share %u 3 rw", b.domid);
+    ASSERT_OK(l);
+    shared = field(l, 1);
+    for (int i = 0; i < 3; i++)
+        r[i] = field(l, 2 + i);
+    l = probe(&pb, "mapsplit %u rw %lu %lu %lu", a.domid, r[0], r[1], r[2]);
+    ASSERT_OK(l);
+    for (int i = 0; i < 3; i++)
+        m[i] = field(l, 1 + i);
+    ASSERT_OK(probe(&pb, "poke %lu 10 31", m[1])); /* the second set is the second page */
+    ASSERT_LINE(probe(&pa, "peek %lu %d", shared, 4096 + 10), "ok 31");
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[1]), "ok EBUSY");
+    ASSERT_OK(probe(&pb, "unmap %lu", m[1]));
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[1]), "ok 0");
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[0]), "ok EBUSY");
+    ASSERT_OK(probe(&pb, "unmapmany %lu %lu", m[0], m[2]));
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[0]), "ok 0");
+    ASSERT_LINE(probe(&pa, "rawend %lu", r[2]), "ok 0");
+    probe_stop(&pa);
+    probe_stop(&pb);
+}
+END_TEST
+
 START_TEST(test_32768_grants_per_domain)
 {
     struct hvw_dominfo a = create("alpha"), b = create("beta");
@@ -603,6 +648,7 @@ int main(void)
     tcase_add_test(tc, test_read_only_grant_stays_read_only);
     tcase_add_test(tc, test_frames_cannot_be_truncated);
     tcase_add_test(tc, test_cannot_end_a_mapped_grant);
+    tcase_add_test(tc, test_map_many_sets);
     tcase_add_test(tc, test_32768_grants_per_domain);
     tcase_add_test(tc, test_grant_copy);
     tcase_add_test(tc, test_event_channels);

@@ -397,6 +397,52 @@ static void cmd_map(int argc, char **argv)
     printf("ok %d\n", new_slot(p, n, 0, 0));
 }
 
+/* mapsplit DOMID rw|ro REF...: each reference a set of its own, in one bhgnttab_map_many. */
+static void cmd_mapsplit(int argc, char **argv)
+{
+    uint32_t domid = (uint32_t)atoi(argv[1]), n = (uint32_t)(argc - 3), counts[MAX_ARGS];
+    bh_grant_ref_t refs[MAX_ARGS];
+    int prot = strcmp(argv[2], "rw") == 0 ? PROT_READ | PROT_WRITE : PROT_READ;
+    void *addrs[MAX_ARGS];
+
+    for (uint32_t i = 0; i < n; i++) {
+        refs[i] = (bh_grant_ref_t)strtoul(argv[3 + i], NULL, 10);
+        counts[i] = 1;
+    }
+    if (bhgnttab_map_many(gt, n, domid, counts, refs, prot, addrs) != 0) {
+        reply_err(errno, "map_many");
+        return;
+    }
+    printf("ok");
+    for (uint32_t i = 0; i < n; i++)
+        printf(" %d", new_slot(addrs[i], 1, 0, 0));
+    printf("\n");
+}
+
+/* unmapmany SLOT...: the mapped slots in one bhgnttab_unmap_many. */
+static void cmd_unmapmany(int argc, char **argv)
+{
+    uint32_t n = (uint32_t)(argc - 1), counts[MAX_ARGS];
+    void *addrs[MAX_ARGS];
+    struct slot *s[MAX_ARGS];
+
+    for (uint32_t i = 0; i < n; i++) {
+        if ((s[i] = get_slot(argv[1 + i])) == NULL || s[i]->addr == NULL || s[i]->shared) {
+            reply_err(EINVAL, "no such mapped slot");
+            return;
+        }
+        addrs[i] = s[i]->addr;
+        counts[i] = s[i]->pages;
+    }
+    if (bhgnttab_unmap_many(gt, n, addrs, counts) != 0) {
+        reply_err(errno, "unmap_many");
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        memset(s[i], 0, sizeof(*s[i]));
+    printf("ok\n");
+}
+
 static void cmd_poke_peek(int poke, char **argv)
 {
     struct slot *s = get_slot(argv[1]);
@@ -535,6 +581,10 @@ static void run(int argc, char **argv)
         cmd_share(argv);
     else if (strcmp(c, "map") == 0 && need(argc, 4))
         cmd_map(argc, argv);
+    else if (strcmp(c, "mapsplit") == 0 && need(argc, 4))
+        cmd_mapsplit(argc, argv);
+    else if (strcmp(c, "unmapmany") == 0 && need(argc, 2))
+        cmd_unmapmany(argc, argv);
     else if ((strcmp(c, "poke") == 0 && need(argc, 4)) || (strcmp(c, "peek") == 0 && need(argc, 3)))
         cmd_poke_peek(c[1] == 'o', argv);
     else if ((strcmp(c, "unshare") == 0 || strcmp(c, "unmap") == 0 || strcmp(c, "close") == 0) &&

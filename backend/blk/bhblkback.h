@@ -235,7 +235,8 @@ struct bhblk_stats {
     uint64_t pushes;    /* response batches made visible to the frontend */
     uint64_t notifies;  /* of them, those the frontend asked to hear of (rsp_event) */
     uint64_t enters;    /* io_uring submissions that entered the kernel */
-    uint64_t map_calls; /* grant map calls: per request, or a new persistent page */
+    uint64_t map_calls;   /* grant map calls: per pass's batch, a lone request, a persistent page */
+    uint64_t unmap_calls; /* grant unmap calls for answered requests: one per push at most */
 };
 const struct bhblk_stats *bhblk_get_stats(const struct bhblk *b);
 

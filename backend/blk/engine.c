@@ -1,10 +1,12 @@
 /*
  * engine.c - blkback's engine: one blkif ring served from a disk's fd with
  * io_uring.  Each request is copied out of the ring once, validated
- * (parse.c), its granted pages mapped, and read or written with one
- * readv/writev straight into them; flush and barrier are fsync, discard
- * punches a hole.  Completions become responses, pushed with Xen's
- * notification hold-off.  Every request consumed and not yet answered is
+ * (parse.c), its granted pages mapped (kept mapped with persistent grants;
+ * otherwise a pass's requests are mapped in one call and a push unmaps the
+ * answered ones in one, before it publishes their responses), and read or
+ * written with one readv/writev straight into them; flush and barrier are
+ * fsync, discard punches a hole.  Completions become responses, pushed
+ * with Xen's notification hold-off.  Every request consumed and not yet answered is
  * also written to the kept state, so that a restarted engine issues it
  * again instead of losing it.  A disk behind an NBD server takes the same
  * path with nbd.c in io_uring's place (the storage calls are issue, reap,
@@ -40,6 +42,7 @@ struct slot {
     int16_t status;
     bool retried; /* an O_DIRECT read or write sent again buffered */
     bool pinned;  /* its segments hold persistent pages (one pin each) */
+    bool needmap; /* waits in tomap for its pages to be mapped */
     bool used;
 };
 
@@ -77,6 +80,17 @@ struct bhblk {
     struct slot *slots;
     unsigned int *freel, nfree;
     unsigned int *done, ndone; /* answered since the last push */
+    /*
+     * Mappings are made and let go in batches, one call each (a round trip
+     * to the hypervisor in the simulation): the requests of a pass that
+     * need their pages mapped wait in tomap until the pass has read the
+     * ring; the mappings of answered requests wait in unmap_addr and
+     * unmap_count until the push that publishes their responses, which
+     * unmaps them first (at most one per slot between two pushes).
+     */
+    unsigned int *tomap, ntomap;
+    void **unmap_addr;
+    uint32_t *unmap_count, nunmap;
     bool broken;
     char why[200];
     void (*trace)(void *arg, const char *line);
@@ -176,6 +190,8 @@ static void pg_unpin(struct bhblk *b, const struct slot *s, unsigned int n)
     }
 }
 
+static void unmap_answered(struct bhblk *b);
+
 static void answer(struct bhblk *b, unsigned int i, int16_t status)
 {
     struct slot *s = &b->slots[i];
@@ -183,7 +199,14 @@ static void answer(struct bhblk *b, unsigned int i, int16_t status)
 
     tracef(b, "trace: answer %llu (op %u): %d", (unsigned long long)s->r.id, s->r.operation,
            status);
-    unmap_slot(b, s);
+    if (s->map != NULL) { /* unmapped by the push that publishes this response */
+        if (b->nunmap == b->nslots)
+            unmap_answered(b); /* cannot happen: unpushed responses fit the ring */
+        b->unmap_addr[b->nunmap] = s->map;
+        b->unmap_count[b->nunmap++] = s->nmap;
+        s->map = NULL;
+        s->nmap = 0;
+    }
     if (s->pinned)
         pg_unpin(b, s, s->r.nseg);
     s->pinned = false;
@@ -444,35 +467,42 @@ static bool map_persistent(struct bhblk *b, struct slot *s)
     return true;
 }
 
-/* Maps the segments of slot i and lays the iovecs over them; BHBLK_LIE with why. */
-static int map_data(struct bhblk *b, unsigned int i, char *why, size_t len)
+/* Lays slot i's iovecs over its mapped pages at s->map. */
+static void lay_iov(struct slot *s)
 {
-    struct slot *s = &b->slots[i];
-    uint32_t refs[BHBLK_MAX_INDIRECT > BLKIF_MAX_SEGMENTS_PER_REQUEST ? BHBLK_MAX_INDIRECT
-                                                                      : BLKIF_MAX_SEGMENTS_PER_REQUEST];
-    int prot = s->r.op == BLKIF_OP_READ ? PROT_READ | PROT_WRITE : PROT_READ;
-    unsigned int n = s->r.nseg;
-
-    if (n == 0)
-        return 0;
-    if (b->persistent && map_persistent(b, s))
-        return 0;
-    for (unsigned int k = 0; k < n; k++)
-        refs[k] = s->segs[k].gref;
-    b->st.map_calls++;
-    s->map = bhgnttab_map_domain_grant_refs(b->gt, n, b->domid, refs, prot);
-    if (s->map == NULL)
-        return fail(b, why, len, "request %llu: cannot map its %u grants (first %u): %s",
-                    (unsigned long long)s->r.id, n, refs[0], strerror(errno));
-    s->nmap = n;
     s->expect = 0;
-    for (unsigned int k = 0; k < n; k++) {
+    for (unsigned int k = 0; k < s->nmap; k++) {
         s->iov[k].iov_base = (uint8_t *)s->map + (size_t)k * PAGE +
                              (size_t)s->segs[k].first_sect * BHBLK_SECTOR;
         s->iov[k].iov_len = (size_t)(s->segs[k].last_sect - s->segs[k].first_sect + 1) *
                             BHBLK_SECTOR;
         s->expect += s->iov[k].iov_len;
     }
+}
+
+/* A read writes into its pages; a write only reads them. */
+static int data_prot(const struct slot *s)
+{
+    return s->r.op == BLKIF_OP_READ ? PROT_READ | PROT_WRITE : PROT_READ;
+}
+
+/* Maps the segments of slot i alone and lays the iovecs over them; -1 (a lie) with why. */
+static int map_one(struct bhblk *b, unsigned int i, char *why, size_t len)
+{
+    struct slot *s = &b->slots[i];
+    uint32_t refs[BHBLK_MAX_INDIRECT > BLKIF_MAX_SEGMENTS_PER_REQUEST ? BHBLK_MAX_INDIRECT
+                                                                      : BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    unsigned int n = s->r.nseg;
+
+    for (unsigned int k = 0; k < n; k++)
+        refs[k] = s->segs[k].gref;
+    b->st.map_calls++;
+    s->map = bhgnttab_map_domain_grant_refs(b->gt, n, b->domid, refs, data_prot(s));
+    if (s->map == NULL)
+        return fail(b, why, len, "request %llu: cannot map its %u grants (first %u): %s",
+                    (unsigned long long)s->r.id, n, refs[0], strerror(errno));
+    s->nmap = n;
+    lay_iov(s);
     return 0;
 }
 
@@ -537,12 +567,85 @@ static int start(struct bhblk *b, unsigned int i, const struct blkif_request *ra
             s->segs[k] = (struct blkif_request_segment){
                 .gref = s->r.seg[k].gref, .first_sect = s->r.seg[k].first, .last_sect = s->r.seg[k].last};
     }
-    if (map_data(b, i, why, len) != 0)
-        return -1;
-    if (issue(b, i) != 0) {
-        answer(b, i, BLKIF_RSP_ERROR);
+    s->needmap = s->r.nseg > 0 && !(b->persistent && map_persistent(b, s));
+    if (s->needmap || b->ntomap > 0) {
+        /* mapped with the pass's others (map_pass), and issued in the
+         * ring's order still: a flush drains what was issued before it */
+        b->tomap[b->ntomap++] = i;
         return 0;
     }
+    if (issue(b, i) != 0)
+        answer(b, i, BLKIF_RSP_ERROR);
+    return 0;
+}
+
+/*
+ * The requests in tomap: the pages of those that need them mapped, in as
+ * few calls as the batch bounds allow (requests of one protection in each:
+ * a read writes its pages), then every one issued in the ring's order.  A
+ * batch the hypervisor refuses is mapped again one request at a time, so
+ * that the lie is pinned on the request that told it.
+ */
+#define MAP_BATCH_SETS 64u
+#define MAP_BATCH_REFS 256u
+_Static_assert(MAP_BATCH_REFS >= BHBLK_MAX_INDIRECT, "a batch holds any one request's segments");
+
+static int map_batch(struct bhblk *b, const unsigned int *idx, unsigned int n, int prot, char *why,
+                     size_t len)
+{
+    uint32_t refs[MAP_BATCH_REFS], counts[MAP_BATCH_SETS] = {0};
+    void *addrs[MAP_BATCH_SETS];
+    unsigned int nref = 0;
+
+    for (unsigned int t = 0; t < n; t++) {
+        const struct slot *s = &b->slots[idx[t]];
+        for (unsigned int k = 0; k < s->r.nseg; k++)
+            refs[nref + k] = s->segs[k].gref;
+        nref += s->r.nseg;
+        counts[t] = s->r.nseg;
+    }
+    b->st.map_calls++;
+    if (bhgnttab_map_many(b->gt, n, b->domid, counts, refs, prot, addrs) != 0) {
+        for (unsigned int t = 0; t < n; t++)
+            if (map_one(b, idx[t], why, len) != 0)
+                return -1;
+        return 0;
+    }
+    for (unsigned int t = 0; t < n; t++) {
+        b->slots[idx[t]].map = addrs[t];
+        b->slots[idx[t]].nmap = counts[t];
+        lay_iov(&b->slots[idx[t]]);
+    }
+    return 0;
+}
+
+static int map_pass(struct bhblk *b, char *why, size_t len)
+{
+    static const int prots[2] = {PROT_READ | PROT_WRITE, PROT_READ};
+    unsigned int idx[MAP_BATCH_SETS], ntomap = b->ntomap;
+
+    b->ntomap = 0;
+    for (unsigned int p = 0; p < 2; p++) {
+        unsigned int n = 0, nref = 0;
+
+        for (unsigned int t = 0; t < ntomap; t++) {
+            const struct slot *s = &b->slots[b->tomap[t]];
+            if (!s->needmap || data_prot(s) != prots[p])
+                continue;
+            if (n == MAP_BATCH_SETS || nref + s->r.nseg > MAP_BATCH_REFS) {
+                if (map_batch(b, idx, n, prots[p], why, len) != 0)
+                    return -1;
+                n = nref = 0;
+            }
+            idx[n++] = b->tomap[t];
+            nref += s->r.nseg;
+        }
+        if (n > 0 && map_batch(b, idx, n, prots[p], why, len) != 0)
+            return -1;
+    }
+    for (unsigned int t = 0; t < ntomap; t++)
+        if (issue(b, b->tomap[t]) != 0)
+            answer(b, b->tomap[t], BLKIF_RSP_ERROR);
     return 0;
 }
 
@@ -607,9 +710,22 @@ static bool ready(struct bhblk *b)
     return b->nbd != NULL ? bhnbd_pending(b->nbd) : io_uring_cq_ready(&b->uring) > 0;
 }
 
+/* The answered requests' mappings, in one call (before their responses are published). */
+static void unmap_answered(struct bhblk *b)
+{
+    if (b->nunmap == 0)
+        return;
+    b->st.unmap_calls++;
+    bhgnttab_unmap_many(b->gt, b->nunmap, b->unmap_addr, b->unmap_count);
+    b->nunmap = 0;
+}
+
 static int push(struct bhblk *b)
 {
-    int n = bhring_back_push(&b->ring);
+    int n;
+
+    unmap_answered(b); /* XSA-396: no page of a published response is still mapped */
+    n = bhring_back_push(&b->ring);
 
     b->st.pushes++;
     if (n > 0)
@@ -647,6 +763,8 @@ static int run(struct bhblk *b, bool arm, char *why, size_t len)
                 return -1;
             progress++;
         }
+        if (b->ntomap > 0 && map_pass(b, why, len) != 0)
+            return -1;
         if (got < 0)
             return fail(b, why, len, "%s", bhring_error(&b->ring));
         submit(b);
@@ -728,7 +846,10 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
                     : BLKIF_MAX_SEGMENTS_PER_REQUEST;
     if ((b->slots = calloc(n, sizeof(*b->slots))) == NULL ||
         (b->freel = calloc(n, sizeof(*b->freel))) == NULL ||
-        (b->done = calloc(n, sizeof(*b->done))) == NULL)
+        (b->done = calloc(n, sizeof(*b->done))) == NULL ||
+        (b->tomap = calloc(n, sizeof(*b->tomap))) == NULL ||
+        (b->unmap_addr = calloc(n, sizeof(*b->unmap_addr))) == NULL ||
+        (b->unmap_count = calloc(n, sizeof(*b->unmap_count))) == NULL)
         goto nomem;
     for (unsigned int i = 0; i < n; i++) {
         b->slots[i].segs = calloc(b->maxseg, sizeof(*b->slots[i].segs));
@@ -750,6 +871,9 @@ struct bhblk *bhblk_open(const struct bhblk_opts *o, char *why, size_t len)
     for (unsigned int i = 0; i < n; i++)
         if (o->kept->busy[i] && start(b, i, &o->kept->req[i], why, len) != 0)
             break; /* the ring is broken: bhblk_run says so */
+    if (b->ntomap > 0 && !b->broken)
+        map_pass(b, why, len); /* a lie breaks the ring: bhblk_run says so */
+    b->ntomap = 0;
     submit(b);
     return b;
 nomem:
@@ -777,6 +901,8 @@ void bhblk_close(struct bhblk *b)
         io_uring_queue_exit(&b->uring);
     }
     bhnbd_close(b->nbd); /* no reply lands in a mapped page after this */
+    if (b->unmap_addr != NULL)
+        unmap_answered(b);
     for (unsigned int i = 0; b->slots != NULL && i < b->nslots; i++) {
         unmap_slot(b, &b->slots[i]);
         free(b->slots[i].segs);
@@ -788,6 +914,9 @@ void bhblk_close(struct bhblk *b)
     free(b->slots);
     free(b->freel);
     free(b->done);
+    free(b->tomap);
+    free(b->unmap_addr);
+    free(b->unmap_count);
     free(b);
 }
 
