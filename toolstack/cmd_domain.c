@@ -261,12 +261,10 @@ static void resolver_free(struct resolver *r)
  */
 static uint32_t dry_run_domid(struct resolver *r)
 {
-    static uint8_t buf[HVW_MAX_MSG];
-    const struct hvw_dom_list_rsp *l = (const struct hvw_dom_list_rsp *)buf;
-    size_t n = 0, ndoms = 0;
+    struct hvw_dom_list_rsp *l = NULL;
+    size_t ndoms = 0;
 
-    if (resolver_hv(r) && hvc_call(&r->h, HVW_OP_DOM_LIST, NULL, 0, buf, sizeof(buf), &n) == 0 &&
-        n >= sizeof(*l) && n >= sizeof(*l) + (size_t)l->count * sizeof(struct hvw_dominfo))
+    if (resolver_hv(r) && hvc_dom_list(&r->h, &l) == 0)
         ndoms = l->count;
     for (uint32_t id = 1; id <= HVW_DOMID_MAX; id++) {
         bool used = false;
@@ -713,11 +711,9 @@ void print_json_string(const char *s)
 
 int cmd_list(int argc, char **argv)
 {
-    static uint8_t buf[HVW_MAX_MSG];
-    struct hvw_dom_list_rsp *l = (struct hvw_dom_list_rsp *)buf;
+    struct hvw_dom_list_rsp *l;
     bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
     struct hvc h;
-    size_t n;
     int rc;
 
     if (argc > 2 || (argc == 2 && !json)) {
@@ -726,9 +722,9 @@ int cmd_list(int argc, char **argv)
     }
     if (hvc_open(&h, false) != 0)
         return 1;
-    rc = hvc_call(&h, HVW_OP_DOM_LIST, NULL, 0, buf, sizeof(buf), &n);
+    rc = hvc_dom_list(&h, &l);
     hvc_close(&h);
-    if (rc != 0 || n < sizeof(*l) || n < sizeof(*l) + l->count * sizeof(struct hvw_dominfo)) {
+    if (rc != 0) {
         errorf("cannot list domains: %s", strerror(rc > 0 ? rc : errno));
         return 1;
     }

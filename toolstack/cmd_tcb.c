@@ -254,11 +254,9 @@ static struct placement *owner(const struct ours *o, pid_t pid, uid_t uid, struc
 
 static void find_ours(struct ours *o)
 {
-    static uint8_t buf[HVW_MAX_MSG];
-    struct hvw_dom_list_rsp *l = (struct hvw_dom_list_rsp *)buf;
+    struct hvw_dom_list_rsp *l;
     char path[4200];
     struct hvc h;
-    size_t n;
     FILE *f;
 
     memset(o, 0, sizeof(*o));
@@ -271,8 +269,7 @@ static void find_ours(struct ours *o)
     }
     if (hvc_open(&h, true) != 0)
         return; /* the simulation is down: nothing of ours runs */
-    if (hvc_call(&h, HVW_OP_DOM_LIST, NULL, 0, buf, sizeof(buf), &n) == 0 && n >= sizeof(*l) &&
-        n >= sizeof(*l) + l->count * sizeof(struct hvw_dominfo))
+    if (hvc_dom_list(&h, &l) == 0)
         for (uint32_t i = 0; i < l->count && o->nuids < 64; i++)
             if (l->doms[i].flags & HVW_DOM_DRIVER)
                 o->uids[o->nuids++] = l->doms[i].uid;

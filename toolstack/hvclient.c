@@ -95,14 +95,11 @@ int hvc_call(struct hvc *h, uint16_t op, const void *p, size_t len, void *rbuf, 
     }
 }
 
-int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out)
+int hvc_dom_list(struct hvc *h, struct hvw_dom_list_rsp **out)
 {
     static uint8_t buf[HVW_MAX_MSG];
     struct hvw_dom_list_rsp *l = (struct hvw_dom_list_rsp *)buf;
     size_t n;
-    char *end;
-    long id = strtol(which, &end, 10);
-    int byid = *which != '\0' && *end == '\0';
     int rc = hvc_call(h, HVW_OP_DOM_LIST, NULL, 0, buf, sizeof(buf), &n);
 
     if (rc != 0)
@@ -111,6 +108,20 @@ int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out)
         errno = EPROTO;
         return -1;
     }
+    *out = l;
+    return 0;
+}
+
+int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out)
+{
+    struct hvw_dom_list_rsp *l;
+    char *end;
+    long id = strtol(which, &end, 10);
+    int byid = *which != '\0' && *end == '\0';
+    int rc = hvc_dom_list(h, &l);
+
+    if (rc != 0)
+        return rc;
     for (uint32_t i = 0; i < l->count; i++) {
         struct hvw_dominfo *d = &l->doms[i];
         if ((byid && d->domid == id) || (!byid && strncmp(d->name, which, sizeof(d->name)) == 0)) {

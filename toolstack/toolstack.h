@@ -35,6 +35,12 @@ void hvc_close(struct hvc *h);
  */
 int hvc_call(struct hvc *h, uint16_t op, const void *p, size_t len, void *rbuf, size_t rcap,
              size_t *rlen);
+/*
+ * The running domains (DOM_LIST), its size checked: *out points into a
+ * buffer of hvclient.c's, good until the next call.  Returns as hvc_call;
+ * -1 with EPROTO for a reply shorter than its count.
+ */
+int hvc_dom_list(struct hvc *h, struct hvw_dom_list_rsp **out);
 /* The domain named (or numbered) `which`; 0, or ESRCH/-1. */
 int hvc_find_domain(struct hvc *h, const char *which, struct hvw_dominfo *out);
 int hvc_lookup(const char *which, struct hvw_dominfo *out); /* find, or say why: 0 or 1 */
