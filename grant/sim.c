@@ -515,10 +515,10 @@ static int map_batch(struct sim_gnt *s, struct sim_area *a, uint32_t off, uint32
     return 0;
 }
 
-static void *sim_map(bhgnttab_handle *h, uint32_t count, uint16_t domid, const bh_grant_ref_t *refs,
-                     bool writable)
+/* count references mapped side by side, HVW_MAX_FDS pages a message; not yet on s->areas. */
+static struct sim_area *map_area(struct sim_gnt *s, uint32_t count, uint16_t domid,
+                                 const bh_grant_ref_t *refs, bool writable)
 {
-    struct sim_gnt *s = h->priv;
     struct sim_area *a = area_new(count, domid);
     uint32_t mapped = 0;
 
@@ -535,6 +535,17 @@ static void *sim_map(bhgnttab_handle *h, uint32_t count, uint16_t domid, const b
             return NULL;
         }
     }
+    return a;
+}
+
+static void *sim_map(bhgnttab_handle *h, uint32_t count, uint16_t domid, const bh_grant_ref_t *refs,
+                     bool writable)
+{
+    struct sim_gnt *s = h->priv;
+    struct sim_area *a = map_area(s, count, domid, refs, writable);
+
+    if (a == NULL)
+        return NULL;
     a->next = s->areas;
     s->areas = a;
     return a->addr;
@@ -554,7 +565,7 @@ static int sim_unmap(bhgnttab_handle *h, void *addr, uint32_t count)
 }
 
 /*
- * The sets are mapped side by side as one area (sim_map's batches of
+ * The sets are mapped side by side as one area (map_area's batches of
  * HVW_MAX_FDS pages, one message each), which is then cut into an area
  * per set: each is unmapped on its own, as if mapped alone.
  */
@@ -562,9 +573,8 @@ static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const ui
                         const bh_grant_ref_t *refs, bool writable, void **addrs)
 {
     struct sim_gnt *s = h->priv;
-    struct sim_area **parts = calloc(n, sizeof(*parts)), *whole;
+    struct sim_area **parts = calloc(n, sizeof(*parts)), *whole = NULL;
     uint32_t total = 0, off = 0, made = 0;
-    uint8_t *base;
 
     for (uint32_t i = 0; i < n; i++)
         total += counts[i];
@@ -572,13 +582,11 @@ static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const ui
         if ((parts[made] = calloc(1, sizeof(*parts[made]) + sizeof(refs[0]) * counts[made])) ==
             NULL)
             break;
-    if (parts == NULL || made < n) {
+    if (parts == NULL || made < n)
         errno = ENOMEM;
-        base = NULL;
-    } else {
-        base = sim_map(h, total, domid, refs, writable);
-    }
-    if (base == NULL) {
+    else
+        whole = map_area(s, total, domid, refs, writable);
+    if (whole == NULL) {
         int saved = errno;
 
         for (uint32_t i = 0; i < made; i++)
@@ -587,13 +595,10 @@ static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const ui
         errno = saved;
         return -1;
     }
-    whole = s->areas; /* sim_map put its area first: its pages become the parts' */
-    s->areas = whole->next;
-    free(whole);
     for (uint32_t i = 0; i < n; off += counts[i++]) {
         struct sim_area *a = parts[i];
 
-        a->addr = base + (size_t)off * PAGE;
+        a->addr = whole->addr + (size_t)off * PAGE;
         a->count = counts[i];
         a->domid = domid;
         memcpy(a->refs, refs + off, sizeof(refs[0]) * counts[i]);
@@ -601,6 +606,7 @@ static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const ui
         s->areas = a;
         addrs[i] = a->addr;
     }
+    free(whole); /* the struct alone: its pages are the parts' now */
     free(parts);
     return 0;
 }

@@ -6,9 +6,9 @@
  * answered ones in one, before it publishes their responses), and read or
  * written with one readv/writev straight into them; flush and barrier are
  * fsync, discard punches a hole.  Completions become responses, pushed
- * with Xen's notification hold-off.  Every request consumed and not yet answered is
- * also written to the kept state, so that a restarted engine issues it
- * again instead of losing it.  A disk behind an NBD server takes the same
+ * with Xen's notification hold-off.  Every request consumed and not yet
+ * answered is also written to the kept state, so that a restarted engine
+ * issues it again instead of losing it.  A disk behind an NBD server takes the same
  * path with nbd.c in io_uring's place (the storage calls are issue, reap,
  * submit, ready and the fd).
  */
@@ -86,7 +86,8 @@ struct bhblk {
      * need their pages mapped wait in tomap until the pass has read the
      * ring; the mappings of answered requests wait in unmap_addr and
      * unmap_count until the push that publishes their responses, which
-     * unmaps them first (at most one per slot between two pushes).
+     * unmaps them first (no more than the ring's size between two
+     * pushes: unpushed responses fit the ring).
      */
     unsigned int *tomap, ntomap;
     void **unmap_addr;
