@@ -4,9 +4,10 @@
  * Each domain has a table of max_grant_frames * 512 references.  A live
  * reference names a frame: one sealed memfd page that the daemon made for
  * the granter and keeps one fd of, its own, which it never hands out.
- * Whoever maps the page - the granter, read-write, or the domain it was
- * granted to - gets a file description opened afresh with the grant's
- * access mode.
+ * The granter gets a file description of the page opened afresh,
+ * read-write; the domain it was granted to gets one with the access its
+ * map asks for, opened at its first map and kept for its later ones
+ * (frame_open_kept).
  *
  * Unmapping cannot be trusted.  Once a process has mmapped a page from an
  * fd the daemon sent, nothing the daemon does can take the page away from
@@ -64,7 +65,34 @@ struct gnt_frame {
     uint32_t mapcount;       /* mappings claimed by channels */
     struct hv_gnttab *table; /* the granter's table while the frame holds its ref */
     struct hv_conn *owner;   /* the channel that shared it, until access ends */
+    int cfd[2];              /* kept for the grantee's maps (fdc): [writable], or -1 */
+    uint32_t cslot[2];       /* ... and where in fdc */
 };
+
+/*
+ * Descriptions kept for mapping.  Opening a page through /proc/STORE/fd/N
+ * costs 3-4 us (a path walk through procfs), and a backend that does not
+ * keep its mappings (no persistent grants) maps the same pages again with
+ * every request: 256 opens for one 1 MiB request.  So the description a
+ * grantee's map opened is kept, per access mode, and later maps of that
+ * frame send it again (each map gets a dup, closed once sent).  Only the
+ * grantee ever gets these, and only the frame's grantee may map it, so the
+ * processes that share a description are those of one domain: what one of
+ * them does to it (its file offset, F_SETFL) reaches nobody else, and a
+ * mapping takes none of it.  The daemon's own reads and writes of pages
+ * (GNT_COPY) open their own.  The cache is a ring of at most fdc_cap
+ * descriptions, the oldest closed to make room; a freed frame's are closed
+ * with it (its slots left empty until the ring comes round).
+ */
+struct fdc_slot {
+    struct gnt_frame *f; /* NULL: empty */
+    uint8_t w;           /* which of f->cfd */
+};
+#define FDC_MAX  4096u
+#define FDC_SHED 64u /* closed at once when fds run short */
+static struct fdc_slot *fdc;
+static uint32_t fdc_cap, fdc_head, fdc_n;
+static void fdc_shed(unsigned int n);
 
 struct hv_gnttab {
     uint32_t nrefs;
@@ -154,12 +182,30 @@ int gnttab_init(void)
     }
     if (nr_open > rl.rlim_max) {
         struct rlimit up = {.rlim_cur = nr_open, .rlim_max = nr_open};
-        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
-            return 0;
-        /* Without CAP_SYS_RESOURCE: as far as the hard limit. */
+        if (setrlimit(RLIMIT_NOFILE, &up) != 0)
+            up.rlim_cur = 0; /* without CAP_SYS_RESOURCE: as far as the hard limit */
+        else
+            rl = up;
     }
-    rl.rlim_cur = rl.rlim_max;
-    return setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : errno;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return errno;
+    }
+    /* Kept descriptions take an eighth of the fds at most (stores keep the frames). */
+    if (fdc == NULL)
+        gnttab_keep_at_most(rl.rlim_cur / 8 < FDC_MAX ? (uint32_t)(rl.rlim_cur / 8) : FDC_MAX);
+    return 0;
+}
+
+/* A new ring of n slots (0: none kept), the kept descriptions closed first. */
+void gnttab_keep_at_most(uint32_t n)
+{
+    fdc_shed(UINT32_MAX);
+    free(fdc);
+    fdc = n > 0 ? calloc(n, sizeof(*fdc)) : NULL;
+    fdc_cap = fdc != NULL ? n : 0;
+    fdc_head = fdc_n = 0;
 }
 
 int gnttab_dom_init(struct hv_dom *d)
@@ -188,8 +234,19 @@ int gnttab_dom_init(struct hv_dom *d)
 
 /* ---- frames ---- */
 
+static void frame_forget_fds(struct gnt_frame *f)
+{
+    for (unsigned int w = 0; w < 2; w++)
+        if (f->cfd[w] >= 0) {
+            close(f->cfd[w]);
+            f->cfd[w] = -1;
+            fdc[f->cslot[w]].f = NULL;
+        }
+}
+
 static void frame_free(struct gnt_frame *f)
 {
+    frame_forget_fds(f);
     if (f->table != NULL)
         table_put(f->table, f->ref);
     framestore_drop(NULL, &f->loc);
@@ -256,6 +313,7 @@ static int frame_new(struct hv *hv, const struct hv_dom *granter, struct gnt_fra
         goto out;
     }
     f->granter = granter->domid;
+    f->cfd[0] = f->cfd[1] = -1;
     *out = f;
 out:
     close(fd);
@@ -264,14 +322,78 @@ out:
 
 /*
  * A new open file description of the page with the access mode asked for,
- * never a dup of the daemon's: a read-only one can be neither mmapped
+ * never a dup of the store's: a read-only one can be neither mmapped
  * shared-writable nor mprotected writable, and nothing its holder does to
- * it (F_SETFL, the file offset) reaches the daemon's own fd.
+ * it (F_SETFL, the file offset) reaches the store's fd or another domain's.
  */
 static int frame_open(struct hv *hv, const struct gnt_frame *f, bool writable, int *fd)
 {
     if ((*fd = framestore_open(hv, &f->loc, writable ? O_RDWR : O_RDONLY)) < 0)
         return env_fail(hv, "open a grant page", f->granter);
+    return 0;
+}
+
+/*
+ * Closes kept descriptions, oldest first, until n are closed or none is
+ * left (empty slots are passed over): room in the ring, or fds when the
+ * limit is near.
+ */
+static void fdc_shed(unsigned int n)
+{
+    unsigned int closed = 0;
+
+    while (fdc_n > 0 && closed < n) {
+        struct fdc_slot *old = &fdc[fdc_head];
+
+        if (old->f != NULL) {
+            close(old->f->cfd[old->w]);
+            old->f->cfd[old->w] = -1;
+            old->f = NULL;
+            closed++;
+        }
+        fdc_head = (fdc_head + 1) % fdc_cap;
+        fdc_n--;
+    }
+}
+
+/*
+ * A grantee's description of the page (see fdc above): a dup of the kept
+ * one, opened and kept first if need be.  Short of fds, kept ones are
+ * closed to make room, and the last resort hands out the kept one itself;
+ * a map fails for want of fds only where it failed without the cache.
+ */
+static int frame_open_kept(struct hv *hv, struct gnt_frame *f, bool writable, int *fd)
+{
+    unsigned int w = writable;
+
+    if (fdc_cap == 0)
+        return frame_open(hv, f, writable, fd);
+    if (f->cfd[w] < 0) {
+        int kept = framestore_open(hv, &f->loc, writable ? O_RDWR : O_RDONLY);
+        uint32_t at;
+
+        if (kept < 0 && errno == EMFILE && fdc_n > 0) {
+            fdc_shed(FDC_SHED);
+            kept = framestore_open(hv, &f->loc, writable ? O_RDWR : O_RDONLY);
+        }
+        if (kept < 0)
+            return env_fail(hv, "open a grant page", f->granter);
+        if (fdc_n == fdc_cap)
+            fdc_shed(1);
+        at = (fdc_head + fdc_n++) % fdc_cap;
+        fdc[at] = (struct fdc_slot){.f = f, .w = (uint8_t)w};
+        f->cfd[w] = kept;
+        f->cslot[w] = at;
+    }
+    if ((*fd = fcntl(f->cfd[w], F_DUPFD_CLOEXEC, 0)) >= 0)
+        return 0;
+    if (errno != EMFILE)
+        return env_fail(hv, "pass a grant page", f->granter);
+    /* Out of fds: this one goes out as it is, and others make room for the next. */
+    *fd = f->cfd[w];
+    f->cfd[w] = -1;
+    fdc[f->cslot[w]].f = NULL;
+    fdc_shed(FDC_SHED);
     return 0;
 }
 
@@ -589,7 +711,7 @@ int gnttab_map(struct hv *hv, struct hv_req *req, struct hv_rsp *rsp)
     if ((rc = maps_reserve(req->conn, mr.count)) != 0)
         return rc;
     for (; opened < mr.count; opened++)
-        if ((rc = frame_open(hv, fr[opened], mr.writable, &fds[opened])) != 0)
+        if ((rc = frame_open_kept(hv, fr[opened], mr.writable, &fds[opened])) != 0)
             goto out;
     for (uint32_t i = 0; i < mr.count; i++) {
         maps_insert(req->conn->maps, fr[i], 1);

@@ -132,6 +132,7 @@ void cgroup_cleanup(struct hv *hv);
 
 /* gnttab.c: each op returns 0 or a positive errno */
 int gnttab_init(void); /* raises the daemon's fd limit for frames */
+void gnttab_keep_at_most(uint32_t n); /* kept descriptions (the start sets it; tests shrink it) */
 int gnttab_dom_init(struct hv_dom *d);
 void gnttab_dom_release(struct hv *hv, struct hv_dom *d);
 void gnttab_conn_release(struct hv *hv, struct hv_conn *c);

@@ -515,6 +515,88 @@ START_TEST(test_many_mappings_on_one_channel)
 }
 END_TEST
 
+/*
+ * A grantee's maps of one page share a description per access mode, kept
+ * by the daemon while the frame lives (gnttab.c's fdc): a file offset moved
+ * through one shows through the other; the read-only one and the granter's
+ * own are apart.  Freeing the frame closes what was kept.
+ */
+START_TEST(test_grantee_descriptions_are_kept)
+{
+    int gfd, a, b, r, base;
+    uint32_t ref = share1(c1, 2, true, &gfd);
+
+    base = hvfake_open_fds();
+    ck_assert_int_eq(map(c2, 1, true, 1, &ref, &a), 0);
+    ck_assert_int_eq(map(c2, 1, true, 1, &ref, &b), 0);
+    ck_assert_int_eq(map(c2, 1, false, 1, &ref, &r), 0);
+    ck_assert_int_ne(a, b);
+    ck_assert_int_eq(lseek(a, 100, SEEK_SET), 100);
+    ck_assert_int_eq(lseek(b, 0, SEEK_CUR), 100);
+    ck_assert_int_eq(lseek(r, 0, SEEK_CUR), 0);
+    ck_assert_int_eq(lseek(gfd, 0, SEEK_CUR), 0);
+    ck_assert_int_eq(fcntl(r, F_GETFL) & O_ACCMODE, O_RDONLY);
+    ck_assert_ptr_eq(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, r, 0), MAP_FAILED);
+    close(a);
+    close(b);
+    close(r);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(unmap(c2, 1, 1, &ref), 0);
+    ck_assert_int_eq(hvfake_open_fds(), base + 2); /* kept: one per access mode */
+    ck_assert_int_eq(end1(c1, ref), 0);
+    ck_assert_int_eq(hvfake_open_fds(), base);
+    close(gfd);
+}
+END_TEST
+
+/*
+ * More pages mapped than the ring keeps: the oldest descriptions are
+ * closed, the daemon never holds more than the ring, and a page whose
+ * description went is opened again at its next map and still right.
+ */
+START_TEST(test_kept_descriptions_are_bounded)
+{
+    enum { KEEP = 4, N = 10 };
+    uint32_t refs[N];
+    int gfds[N], fd, base;
+    uint8_t *g, *m;
+
+    gnttab_keep_at_most(KEEP);
+    ck_assert_int_eq(share(c1, 2, true, N, refs, gfds), 0);
+    base = hvfake_open_fds();
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(map(c2, 1, true, 1, &refs[i], &fd), 0);
+        close(fd);
+        ck_assert_int_eq(unmap(c2, 1, 1, &refs[i]), 0);
+        ck_assert_int_eq(hvfake_open_fds(), base + (i + 1 < KEEP ? i + 1 : KEEP));
+    }
+    /* Page 0's went first: opened again, and it is page 0. */
+    g = page_map(gfds[0], PROT_READ | PROT_WRITE);
+    g[7] = 0x5a;
+    ck_assert_int_eq(map(c2, 1, false, 1, &refs[0], &fd), 0);
+    m = page_map(fd, PROT_READ);
+    ck_assert_uint_eq(m[7], 0x5a);
+    ck_assert_int_eq(hvfake_open_fds(), base + KEEP + 1); /* + fd */
+    munmap(m, PAGE);
+    munmap(g, PAGE);
+    close(fd);
+    ck_assert_int_eq(unmap(c2, 1, 1, &refs[0]), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(end1(c1, refs[i]), 0);
+        close(gfds[i]);
+    }
+    ck_assert_int_eq(hvfake_open_fds(), base - N);
+    gnttab_keep_at_most(0); /* none kept: every map opens afresh */
+    ck_assert_int_eq(share(c1, 2, true, 1, refs, NULL), 0);
+    hvfake_rsp_clear(rsp);
+    base = hvfake_open_fds();
+    ck_assert_int_eq(map(c2, 1, true, 1, refs, &fd), 0);
+    close(fd);
+    ck_assert_int_eq(hvfake_open_fds(), base);
+    ck_assert_int_eq(unmap(c2, 1, 1, refs), 0);
+}
+END_TEST
+
 /* Out of fds half-way through a batch: the batch fails whole and leaks nothing. */
 START_TEST(test_batches_roll_back_when_out_of_fds)
 {
@@ -818,6 +900,8 @@ int main(void)
     tcase_add_test(tc, test_full_small_table);
     tcase_add_test(tc, test_many_mappings_on_one_channel);
     tcase_add_test(tc, test_batches_roll_back_when_out_of_fds);
+    tcase_add_test(tc, test_grantee_descriptions_are_kept);
+    tcase_add_test(tc, test_kept_descriptions_are_bounded);
     tcase_add_test(tc, test_init_raises_the_fd_limit);
     suite_add_tcase(s, tc);
     /* Frames live in store processes (framestore.c): no fd limit of ours bounds them. */
