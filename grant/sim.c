@@ -275,14 +275,19 @@ static struct sim_area *area_take(struct sim_gnt *s, void *addr, uint32_t count)
     return NULL;
 }
 
-/* Maps n page fds side by side at addr and closes them; -1 if one would not map. */
+/*
+ * Maps n page fds side by side at addr and closes them; -1 if one would not
+ * map.  Populated at once: the pages are there to be read or written now
+ * (a backend's I/O goes straight into them), and a fault per page later
+ * cost a 1 MiB request without persistent grants a tenth of its time.
+ */
 static int map_fds(uint8_t *addr, const int *fds, uint32_t n, int prot)
 {
     int rc = 0, saved = 0;
 
     for (uint32_t i = 0; i < n; i++) {
-        if (rc == 0 && mmap(addr + (size_t)i * PAGE, PAGE, prot, MAP_SHARED | MAP_FIXED, fds[i],
-                            0) == MAP_FAILED) {
+        if (rc == 0 && mmap(addr + (size_t)i * PAGE, PAGE, prot,
+                            MAP_SHARED | MAP_FIXED | MAP_POPULATE, fds[i], 0) == MAP_FAILED) {
             rc = -1;
             saved = errno;
         }
@@ -615,7 +620,8 @@ static int sim_map_many(bhgnttab_handle *h, uint32_t n, uint16_t domid, const ui
  * The areas' references in one GNT_UNMAP per HVW_MAX_FDS of one granter
  * (every caller's areas have one), then their pages.
  */
-static int sim_unmap_many(bhgnttab_handle *h, uint32_t n, void *const *addrs, const uint32_t *counts)
+static int sim_unmap_many(bhgnttab_handle *h, uint32_t n, void *const *addrs,
+                          const uint32_t *counts)
 {
     struct sim_gnt *s = h->priv;
     bh_grant_ref_t refs[HVW_MAX_FDS];
