@@ -928,12 +928,16 @@ static void net_ready(struct bhdev *d)
     struct net_priv *p = d->priv;
     struct epoll_event ev[NET_MAX_QUEUES + 1];
     uint64_t ticks;
+    int n;
 
     if (p->epfd1 == 0)
         return;
-    if (epoll_wait(p->epfd1 - 1, ev, NET_MAX_QUEUES + 1, 0) > 0 && p->timerfd1 > 0 &&
-        read(p->timerfd1 - 1, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-        bhdev_log(d, "timerfd: %s", strerror(errno));
+    n = epoll_wait(p->epfd1 - 1, ev, NET_MAX_QUEUES + 1, 0);
+    /* The timer is read only when it fired (its tag): a TAP's frames are the usual wake-up. */
+    for (int i = 0; i < n; i++)
+        if (ev[i].data.u32 == NET_MAX_QUEUES && p->timerfd1 > 0 &&
+            read(p->timerfd1 - 1, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+            bhdev_log(d, "timerfd: %s", strerror(errno));
     net_serve(d);
 }
 
