@@ -182,10 +182,9 @@ int gnttab_init(void)
     }
     if (nr_open > rl.rlim_max) {
         struct rlimit up = {.rlim_cur = nr_open, .rlim_max = nr_open};
-        if (setrlimit(RLIMIT_NOFILE, &up) != 0)
-            up.rlim_cur = 0; /* without CAP_SYS_RESOURCE: as far as the hard limit */
-        else
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
             rl = up;
+        /* Else, without CAP_SYS_RESOURCE: as far as the hard limit. */
     }
     if (rl.rlim_cur != rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
