@@ -597,6 +597,46 @@ START_TEST(test_kept_descriptions_are_bounded)
 }
 END_TEST
 
+/*
+ * Kept descriptions give way when the daemon runs out of fds, so that a map
+ * which fitted without them still does: with none free, the kept ones are
+ * closed to open the page; with one free, the description just opened goes
+ * out itself instead of a dup.
+ */
+START_TEST(test_kept_descriptions_give_way)
+{
+    enum { N = 30 };
+    uint32_t refs[N];
+    int fd, base;
+    uint8_t *m;
+
+    ck_assert_int_eq(share(c1, 2, true, N, refs, NULL), 0);
+    hvfake_rsp_clear(rsp);
+    base = hvfake_open_fds();
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(map(c2, 1, true, 1, &refs[i], &fd), 0);
+        close(fd);
+    }
+    ck_assert_int_eq(hvfake_open_fds(), base + N);
+    hvfake_fd_limit(0);
+    ck_assert_int_eq(map(c2, 1, false, 1, &refs[0], &fd), 0);
+    close(fd);
+    ck_assert_int_eq(hvfake_open_fds(), base + 1); /* page 0's read-only one, the rest closed */
+    hvfake_fd_limit(1);
+    ck_assert_int_eq(map(c2, 1, false, 1, &refs[1], &fd), 0);
+    hvfake_fd_unlimit();
+    ck_assert_int_eq(hvfake_open_fds(), base + 1); /* fd itself: nothing kept */
+    ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    m = page_map(fd, PROT_READ);
+    ck_assert_uint_eq(m[0], 0);
+    munmap(m, PAGE);
+    close(fd);
+    ck_assert_int_eq(unmap(c2, 1, N, refs), 0);
+    ck_assert_int_eq(unmap(c2, 1, 2, refs), 0);
+    ck_assert_uint_eq(stats().mappings, 0);
+}
+END_TEST
+
 /* Out of fds half-way through a batch: the batch fails whole and leaks nothing. */
 START_TEST(test_batches_roll_back_when_out_of_fds)
 {
@@ -902,6 +942,7 @@ int main(void)
     tcase_add_test(tc, test_batches_roll_back_when_out_of_fds);
     tcase_add_test(tc, test_grantee_descriptions_are_kept);
     tcase_add_test(tc, test_kept_descriptions_are_bounded);
+    tcase_add_test(tc, test_kept_descriptions_give_way);
     tcase_add_test(tc, test_init_raises_the_fd_limit);
     suite_add_tcase(s, tc);
     /* Frames live in store processes (framestore.c): no fd limit of ours bounds them. */
