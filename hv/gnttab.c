@@ -91,7 +91,7 @@ struct fdc_slot {
 #define FDC_MAX  4096u
 #define FDC_SHED 64u /* closed at once when fds run short */
 static struct fdc_slot *fdc;
-static uint32_t fdc_cap, fdc_head, fdc_n;
+static uint32_t fdc_cap, fdc_head, fdc_n, fdc_live; /* live: slots with a description */
 static void fdc_shed(unsigned int n);
 
 struct hv_gnttab {
@@ -204,7 +204,7 @@ void gnttab_keep_at_most(uint32_t n)
     free(fdc);
     fdc = n > 0 ? calloc(n, sizeof(*fdc)) : NULL;
     fdc_cap = fdc != NULL ? n : 0;
-    fdc_head = fdc_n = 0;
+    fdc_head = fdc_n = fdc_live = 0;
 }
 
 int gnttab_dom_init(struct hv_dom *d)
@@ -240,6 +240,7 @@ static void frame_forget_fds(struct gnt_frame *f)
             close(f->cfd[w]);
             f->cfd[w] = -1;
             fdc[f->cslot[w]].f = NULL;
+            fdc_live--;
         }
 }
 
@@ -348,6 +349,7 @@ static void fdc_shed(unsigned int n)
             close(old->f->cfd[old->w]);
             old->f->cfd[old->w] = -1;
             old->f = NULL;
+            fdc_live--;
             closed++;
         }
         fdc_head = (fdc_head + 1) % fdc_cap;
@@ -383,6 +385,7 @@ static int frame_open_kept(struct hv *hv, struct gnt_frame *f, bool writable, in
         fdc[at] = (struct fdc_slot){.f = f, .w = (uint8_t)w};
         f->cfd[w] = kept;
         f->cslot[w] = at;
+        fdc_live++;
     }
     if ((*fd = fcntl(f->cfd[w], F_DUPFD_CLOEXEC, 0)) >= 0)
         return 0;
@@ -392,6 +395,7 @@ static int frame_open_kept(struct hv *hv, struct gnt_frame *f, bool writable, in
     *fd = f->cfd[w];
     f->cfd[w] = -1;
     fdc[f->cslot[w]].f = NULL;
+    fdc_live--;
     fdc_shed(FDC_SHED);
     return 0;
 }
@@ -914,4 +918,5 @@ void gnttab_stats(struct hv *hv, struct hvw_stats_rsp *st)
             st->frames += d->gnt->nframes;
     stats_orphans(hv, st, true);
     stats_orphans(hv, st, false);
+    st->kept = fdc_live;
 }

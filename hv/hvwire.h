@@ -292,6 +292,8 @@ struct hvw_stats_rsp {
     uint64_t heap_kb;   /* 32: bytes its allocator has handed out and not had back */
     uint32_t stored;    /* 40: frames held by its store processes (memfds alive) */
     uint32_t brk_regs;  /* 44: broker registrations: storage directories + devices */
+    uint32_t kept;      /* 48: page descriptions kept for grantees' maps (in open_fds) */
+    uint32_t pad;       /* 52 */
 };
 
 /* ---- the broker ----

@@ -543,8 +543,10 @@ START_TEST(test_grantee_descriptions_are_kept)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(unmap(c2, 1, 1, &ref), 0);
     ck_assert_int_eq(hvfake_open_fds(), base + 2); /* kept: one per access mode */
+    ck_assert_uint_eq(stats().kept, 2);
     ck_assert_int_eq(end1(c1, ref), 0);
     ck_assert_int_eq(hvfake_open_fds(), base);
+    ck_assert_uint_eq(stats().kept, 0);
     close(gfd);
 }
 END_TEST
@@ -569,6 +571,7 @@ START_TEST(test_kept_descriptions_are_bounded)
         close(fd);
         ck_assert_int_eq(unmap(c2, 1, 1, &refs[i]), 0);
         ck_assert_int_eq(hvfake_open_fds(), base + (i + 1 < KEEP ? i + 1 : KEEP));
+        ck_assert_uint_eq(stats().kept, i + 1 < KEEP ? i + 1 : KEEP);
     }
     /* Page 0's went first: opened again, and it is page 0. */
     g = page_map(gfds[0], PROT_READ | PROT_WRITE);
@@ -622,10 +625,12 @@ START_TEST(test_kept_descriptions_give_way)
     ck_assert_int_eq(map(c2, 1, false, 1, &refs[0], &fd), 0);
     close(fd);
     ck_assert_int_eq(hvfake_open_fds(), base + 1); /* page 0's read-only one, the rest closed */
+    ck_assert_uint_eq(stats().kept, 1);
     hvfake_fd_limit(1);
     ck_assert_int_eq(map(c2, 1, false, 1, &refs[1], &fd), 0);
     hvfake_fd_unlimit();
     ck_assert_int_eq(hvfake_open_fds(), base + 1); /* fd itself: nothing kept */
+    ck_assert_uint_eq(stats().kept, 0);
     ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
     m = page_map(fd, PROT_READ);
     ck_assert_uint_eq(m[0], 0);

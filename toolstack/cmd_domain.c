@@ -780,9 +780,10 @@ int cmd_info(int argc, char **argv)
     if (json)
         printf("{\"domains\": %u, \"channels\": %u, \"grant_frames\": %u, \"mappings\": %u, "
                "\"ports\": %u, \"open_fds\": %u, \"stored_frames\": %u, "
-               "\"broker_registrations\": %u, \"rss_kb\": %llu, \"heap_kb\": %llu}\n",
+               "\"broker_registrations\": %u, \"kept_descriptions\": %u, \"rss_kb\": %llu, "
+               "\"heap_kb\": %llu}\n",
                st.domains, st.channels, st.frames, st.mappings, st.ports, st.open_fds, st.stored,
-               st.brk_regs, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
+               st.brk_regs, st.kept, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
     else
         printf("domains              : %u\n"
                "hypercall channels   : %u\n"
@@ -792,10 +793,11 @@ int cmd_info(int argc, char **argv)
                "open fds             : %u\n"
                "stored frames        : %u\n"
                "broker registrations : %u\n"
+               "kept descriptions    : %u (of the open fds: grant pages kept for maps)\n"
                "rss (KiB)            : %llu\n"
                "heap (KiB)           : %llu\n",
                st.domains, st.channels, st.frames, st.mappings, st.ports, st.open_fds, st.stored,
-               st.brk_regs, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
+               st.brk_regs, st.kept, (unsigned long long)st.rss_kb, (unsigned long long)st.heap_kb);
     return 0;
 }
 
