@@ -94,6 +94,17 @@ static struct fdc_slot *fdc;
 static uint32_t fdc_cap, fdc_head, fdc_n, fdc_live; /* live: slots with a description */
 static void fdc_shed(unsigned int n);
 
+/* f's kept description for access w, out of the cache: the caller closes it or hands it out. */
+static int fdc_take(struct gnt_frame *f, unsigned int w)
+{
+    int fd = f->cfd[w];
+
+    f->cfd[w] = -1;
+    fdc[f->cslot[w]].f = NULL;
+    fdc_live--;
+    return fd;
+}
+
 struct hv_gnttab {
     uint32_t nrefs;
     uint32_t nframes;        /* references taken */
@@ -236,12 +247,8 @@ int gnttab_dom_init(struct hv_dom *d)
 static void frame_forget_fds(struct gnt_frame *f)
 {
     for (unsigned int w = 0; w < 2; w++)
-        if (f->cfd[w] >= 0) {
-            close(f->cfd[w]);
-            f->cfd[w] = -1;
-            fdc[f->cslot[w]].f = NULL;
-            fdc_live--;
-        }
+        if (f->cfd[w] >= 0)
+            close(fdc_take(f, w));
 }
 
 static void frame_free(struct gnt_frame *f)
@@ -346,10 +353,7 @@ static void fdc_shed(unsigned int n)
         struct fdc_slot *old = &fdc[fdc_head];
 
         if (old->f != NULL) {
-            close(old->f->cfd[old->w]);
-            old->f->cfd[old->w] = -1;
-            old->f = NULL;
-            fdc_live--;
+            close(fdc_take(old->f, old->w));
             closed++;
         }
         fdc_head = (fdc_head + 1) % fdc_cap;
@@ -392,10 +396,7 @@ static int frame_open_kept(struct hv *hv, struct gnt_frame *f, bool writable, in
     if (errno != EMFILE)
         return env_fail(hv, "pass a grant page", f->granter);
     /* Out of fds: this one goes out as it is, and others make room for the next. */
-    *fd = f->cfd[w];
-    f->cfd[w] = -1;
-    fdc[f->cslot[w]].f = NULL;
-    fdc_live--;
+    *fd = fdc_take(f, w);
     fdc_shed(FDC_SHED);
     return 0;
 }
