@@ -998,6 +998,71 @@ START_TEST(test_pass_maps_in_one_call)
 }
 END_TEST
 
+/* An indirect read of n whole pages at sector through the indirect page ind (iref); checks the data. */
+static void indirect_read(struct pair *p, struct blkif_request_segment *ind, uint32_t iref,
+                          const uint32_t *refs, uint8_t *pages, unsigned int n, uint64_t sector,
+                          uint8_t first)
+{
+    struct blkif_request req = {0};
+    struct blkif_request_indirect *r = (void *)&req;
+    uint8_t expect[4096];
+    static uint64_t id = 5000;
+
+    for (unsigned int i = 0; i < n; i++)
+        ind[i] = (struct blkif_request_segment){refs[i], first, 7};
+    r->operation = BLKIF_OP_INDIRECT;
+    r->indirect_op = BLKIF_OP_READ;
+    r->nr_segments = (uint16_t)n;
+    r->id = id++;
+    r->sector_number = sector;
+    r->indirect_grefs[0] = iref;
+    ck_assert_int_eq(roundtrip(p, &req), BLKIF_RSP_OKAY);
+    for (unsigned int i = 0; i < n; i++) {
+        size_t len = (8u - first) * 512u;
+        ck_assert_int_eq(pread(p->img, expect, len, (off_t)(sector * 512 + i * len)), (ssize_t)len);
+        ck_assert_mem_eq(expect, pages + (size_t)i * 4096 + first * 512u, len);
+    }
+}
+
+/*
+ * With persistent grants an indirect page granted read-write is kept
+ * mapped like a data page (as Linux's blkback): a later request through it
+ * needs no map at all, and the segments are read afresh out of it each
+ * time.  A read-only one is mapped for its request, as before.
+ */
+START_TEST(test_indirect_pages_persistent)
+{
+    uint32_t refs[40], iref, roref;
+    uint8_t *pages;
+    struct blkif_request_segment *ind, *roind;
+    unsigned long long maps;
+
+    use_persistent = true;
+    pair_open(&p1, &gid, guest.domid, 0, false);
+    use_persistent = false;
+    ck_assert_ptr_nonnull(pages = hst_grant(&p1.f, 40, true, refs));
+    ck_assert_ptr_nonnull(ind = hst_grant(&p1.f, 1, true, &iref));
+    indirect_read(&p1, ind, iref, refs, pages, 40, 64, 0);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 41);
+    maps = bhblk_get_stats(p1.eng)->map_calls;
+    /* the same indirect page, other segments in it: no map, the new segments obeyed */
+    memset(pages, 0, 40 * 4096);
+    indirect_read(&p1, ind, iref, refs, pages, 20, 512, 3);
+    ck_assert_uint_eq(bhblk_get_stats(p1.eng)->map_calls, maps);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 41);
+    /* a read-only indirect page: mapped for the request, not kept */
+    ck_assert_ptr_nonnull(roind = hst_grant(&p1.f, 1, false, &roref));
+    indirect_read(&p1, roind, roref, refs, pages, 30, 1024, 1);
+    ck_assert_uint_gt(bhblk_get_stats(p1.eng)->map_calls, maps);
+    ck_assert_uint_eq(bhblk_persistent_mapped(p1.eng), 41);
+    ck_assert_uint_eq(bhblk_in_flight(p1.eng), 0);
+    hst_ungrant(&p1.f, roind, 1);
+    hst_ungrant(&p1.f, ind, 1);
+    hst_ungrant(&p1.f, pages, 40);
+    pair_close(&p1);
+}
+END_TEST
+
 /*
  * Idle persistent grants are unmapped by bhblk_tick, never one a request
  * in flight uses; a later request maps its page again and reads right.
@@ -1113,6 +1178,7 @@ int main(void)
     tcase_add_test(tc, test_shrink);
     tcase_add_test(tc, test_poll_holds_notifications);
     tcase_add_test(tc, test_pass_maps_in_one_call);
+    tcase_add_test(tc, test_indirect_pages_persistent);
     tcase_add_test(tc, test_idle_unmap);
     tcase_add_test(tc, test_idle_unmap_busy);
     tcase_add_loop_test(tc, test_engine_per_queue, 0, 3);

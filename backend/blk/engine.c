@@ -1,7 +1,8 @@
 /*
  * engine.c - blkback's engine: one blkif ring served from a disk's fd with
  * io_uring.  Each request is copied out of the ring once, validated
- * (parse.c), its granted pages mapped (kept mapped with persistent grants;
+ * (parse.c), its granted pages mapped (kept mapped with persistent grants,
+ * indirect pages too;
  * otherwise a pass's requests are mapped in one call and a push unmaps the
  * answered ones in one, before it publishes their responses), and read or
  * written with one readv/writev straight into them; flush and barrier are
@@ -507,23 +508,49 @@ static int map_one(struct bhblk *b, unsigned int i, char *why, size_t len)
     return 0;
 }
 
+/*
+ * Copies an indirect request's segments out of its indirect pages kept in
+ * the persistent map (as Linux's blkback keeps them): false, copying
+ * nothing, if one of them is not to be had there.  No pin: the pages are
+ * read here and never again for this request.
+ */
+static bool indirect_persistent(struct bhblk *b, struct slot *s)
+{
+    const unsigned int per_page = PAGE / sizeof(s->segs[0]);
+    void *pages[BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+    uint64_t t = now_ms();
+
+    for (unsigned int j = 0; j < s->r.nind; j++)
+        if ((pages[j] = pg_get(b, s->r.ind_grefs[j])) == NULL)
+            return false;
+    for (unsigned int j = 0; j < s->r.nind; j++) {
+        unsigned int first = j * per_page;
+        unsigned int n = s->r.nseg - first < per_page ? s->r.nseg - first : per_page;
+
+        memcpy(&s->segs[first], pages[j], n * sizeof(s->segs[0]));
+        pg_slot(b, s->r.ind_grefs[j])->last = t; /* in use: not idle */
+    }
+    return true;
+}
+
 /* An indirect request's segments: copied once out of their pages, then checked; 1: refused. */
 static int read_indirect(struct bhblk *b, unsigned int i, char *why, size_t len)
 {
     struct slot *s = &b->slots[i];
     void *pages;
     char w[160];
-
-    b->st.map_calls++;
-    pages = bhgnttab_map_domain_grant_refs(b->gt, s->r.nind, b->domid, s->r.ind_grefs, PROT_READ);
-
-    if (pages == NULL)
-        return fail(b, why, len, "request %llu: cannot map its %u indirect pages: %s",
-                    (unsigned long long)s->r.id, s->r.nind, strerror(errno));
     enum bhblk_verdict v;
 
-    memcpy(s->segs, pages, s->r.nseg * sizeof(s->segs[0]));
-    bhgnttab_unmap(b->gt, pages, s->r.nind);
+    if (!b->persistent || !indirect_persistent(b, s)) {
+        b->st.map_calls++;
+        pages = bhgnttab_map_domain_grant_refs(b->gt, s->r.nind, b->domid, s->r.ind_grefs,
+                                               PROT_READ);
+        if (pages == NULL)
+            return fail(b, why, len, "request %llu: cannot map its %u indirect pages: %s",
+                        (unsigned long long)s->r.id, s->r.nind, strerror(errno));
+        memcpy(s->segs, pages, s->r.nseg * sizeof(s->segs[0]));
+        bhgnttab_unmap(b->gt, pages, s->r.nind);
+    }
     v = bhblk_check_segs(s->segs, s->r.nseg, s->r.sector, &b->geom, &s->r.nr_sectors, w, sizeof(w));
     if (v == BHBLK_LIE)
         return fail(b, why, len, "indirect request %llu: %s", (unsigned long long)s->r.id, w);
