@@ -5,6 +5,11 @@
 #   direct    fio with io_uring, O_DIRECT, straight on the image (dom0);
 #   nbdkit    fio's nbd engine against nbdkit's own file plugin on the image
 #             (the same NBD front, without the split driver);
+#   nbdfwd    nbdkit's own nbd plugin forwarding to that file plugin over a
+#             unix socket: the same NBD front with its I/O completed in
+#             another process, as ours is - nbdkit calls a plugin on one
+#             thread per request, which such a plugin must park and have
+#             woken for each (no nbdkit has an asynchronous plugin API);
 #   drv       fio's nbd engine in a guest against its vbd's NBD export
 #             (blkfront in nbdkit), served by blkback in a driver domain:
 #             4 queues and persistent grants (the defaults);
@@ -29,8 +34,8 @@ SIZE=${BENCH_BLK_SIZE:-512M}
 for p in fio nbdkit qemu-img; do command -v $p >/dev/null || { echo "bench_blk: needs $p (apt-get install $p)"; exit 1; }; done
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-bench-XXXXXX)
 W=$(mktemp -d /var/tmp/bh-benchw-XXXXXX)   # a disk-backed directory, not tmpfs
-trap '"$B" down >/dev/null 2>&1; kill $nbdpid 2>/dev/null; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
-nbdpid=
+trap '"$B" down >/dev/null 2>&1; kill $nbdpid $fwdpid 2>/dev/null; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+nbdpid= fwdpid=
 mkdir -p "$W/store"
 for n in disk disk1 disknp disk0; do
     fio --name=fill --filename="$W/store/$n.img" --size="$SIZE" --rw=write --bs=1M \
@@ -70,6 +75,8 @@ gid=$("$B" list --json | sed -n 's/.*"domid": \([0-9]*\), "name": "g".*/\1/p')
 QSOCK=$BULKHEAD_STATE_DIR/nbd/$gid-51728.sock   # dom0's qemu-nbd serves more than one client
 nbdkit -f -U "$W/nbdkit.sock" file "$IMG" & nbdpid=$!
 for i in $(seq 50); do [ -S "$W/nbdkit.sock" ] && break; sleep 0.1; done
+nbdkit -f -U "$W/fwd.sock" nbd socket="$W/nbdkit.sock" & fwdpid=$!
+for i in $(seq 50); do [ -S "$W/fwd.sock" ] && break; sleep 0.1; done
 
 # One fio job (bl_fio, as bulkhead bench runs it); prints "iops lat_us bw_MBps".
 job() { # where rw bs depth
@@ -77,6 +84,7 @@ job() { # where rw bs depth
     case $1 in
     direct) bl_fio "" "${args[@]}" --ioengine=io_uring --direct=1 --filename="$IMG" ;;
     nbdkit) bl_fio "" "${args[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$W/nbdkit.sock" ;;
+    nbdfwd) bl_fio "" "${args[@]}" --ioengine=nbd --uri="nbd+unix:///?socket=$W/fwd.sock" ;;
     drv) bl_fio "$B exec g --" "${args[@]}" --ioengine=nbd --uri="$U_g" ;;
     drv-1q) bl_fio "$B exec g1 --" "${args[@]}" --ioengine=nbd --uri="$U_g1" ;;
     drv-nopg) bl_fio "$B exec gnp --" "${args[@]}" --ioengine=nbd --uri="$U_gnp" ;;
@@ -93,16 +101,17 @@ ratio() { # metric ours base
     bl_ratio "$m" "$2" "$3"
 }
 
-PATHS="direct nbdkit drv drv-1q drv-nopg dom0"
+PATHS="direct nbdkit nbdfwd drv drv-1q drv-nopg dom0"
 printf "%-30s" "job"; for p in $PATHS; do printf " %10s" "$p"; done
-printf " %8s %8s %8s\n" "drv/dir" "drv/nbd" "drv/dom0"
+printf " %8s %8s %8s %8s\n" "drv/dir" "drv/nbd" "drv/fwd" "drv/dom0"
 row() { # label metric(1=iops,2=lat,3=bw) rw bs depth
     local label=$1 m=$2 p v
     declare -A r
     for p in $PATHS; do r[$p]=$(job "$p" "$3" "$4" "$5" | cut -d' ' -f"$m"); done
     printf "%-30s" "$label"; for p in $PATHS; do printf " %10s" "${r[$p]}"; done
-    printf " %8s %8s %8s\n" "$(ratio "$m" "${r[drv]}" "${r[direct]}")" \
-        "$(ratio "$m" "${r[drv]}" "${r[nbdkit]}")" "$(ratio "$m" "${r[drv]}" "${r[dom0]}")"
+    printf " %8s %8s %8s %8s\n" "$(ratio "$m" "${r[drv]}" "${r[direct]}")" \
+        "$(ratio "$m" "${r[drv]}" "${r[nbdkit]}")" "$(ratio "$m" "${r[drv]}" "${r[nbdfwd]}")" \
+        "$(ratio "$m" "${r[drv]}" "${r[dom0]}")"
 }
 row "4K randread QD1 lat (us)" 2 randread 4k 1
 row "4K randread QD32 (IOPS)" 1 randread 4k 32
