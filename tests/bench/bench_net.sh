@@ -11,6 +11,13 @@
 # gives its median and the ratio is the medians'.  BENCH_NET_POLL_US=N
 # sets the driver domain's bulkhead_net_poll_us (its workers poll N us after
 # each burst before they sleep; unset: the default, no polling).
+# After the table, the path's floors (tests/bench/tapfloor): the same
+# iperf3 between two namespaces whose TAPs are joined through a bridge in
+# userspace with nothing of ours - one relay process a side; the split
+# model (two processes a side, a shared-memory ring between: our copies and
+# hops, none of our checks); and the split model with io/netif.h's layout
+# (each frame in 4 KiB pages, as a ring's slots carry it) - so that the
+# ratio to veth can be read against what the model itself costs here.
 # The measurements are benchlib.sh's, which bulkhead bench uses too.
 set -u
 B="${abs_top_builddir:-$PWD}/toolstack/bulkhead"
@@ -26,7 +33,16 @@ done
 export BULKHEAD_STATE_DIR=$(mktemp -d /tmp/bh-benchn-XXXXXX)
 W=$(mktemp -d /tmp/bh-benchnw-XXXXXX)
 NA=bhbench-a-$$ NB=bhbench-b-$$
-trap '"$B" down >/dev/null 2>&1; bl_veth_down $NA $NB; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
+F="${abs_top_builddir:-$PWD}/tests/bench/tapfloor"
+FPIDS=()
+floors_down() {
+    local t s
+    [ ${#FPIDS[@]} -gt 0 ] && kill "${FPIDS[@]}" 2>/dev/null && wait "${FPIDS[@]}" 2>/dev/null
+    FPIDS=()
+    for t in bhfr bhfs bhfp; do for s in a m b; do ip netns del $t-$s-$$ 2>/dev/null; done; done
+    return 0
+}
+trap '"$B" down >/dev/null 2>&1; bl_veth_down $NA $NB; floors_down; rm -rf "$BULKHEAD_STATE_DIR" "$W"' EXIT
 
 # The baseline: two namespaces, one veth pair.
 bl_veth_up $NA $NB || { echo "bench_net: cannot make the veth pair"; exit 1; }
@@ -82,3 +98,56 @@ offloads on
 row "UDP 64-byte packets (pkt/s received)" -u -b 0 -l 64
 echo "(guest to guest through the driver domain against the same iperf3 over a veth pair,"
 echo " measured in this run, medians of $RUNS runs each; the goal for TCP with offloads is >= 0.5x veth)"
+
+# floor_up relay|split|pages TAG NET: namespaces TAG-a-PID and TAG-b-PID (10.NET.0.1
+# and .2 on a TAP each) joined through a bridge in TAG-m-PID by tapfloor.
+floor_up() {
+    local mode=$1 t=$2 net=$3 s n i
+    for s in a m b; do ip netns add $t-$s-$$ || return 1; ip -n $t-$s-$$ link set lo up; done
+    ip -n $t-m-$$ link add br0 type bridge && ip -n $t-m-$$ link set br0 up || return 1
+    n=1
+    for s in a b; do
+        "$F" "$mode" $t$s-g $t$s-h >"$W/$t$s.out" 2>&1 &
+        FPIDS+=($!)
+        for ((i = 0; i < 50; i++)); do grep -q ready "$W/$t$s.out" && break; sleep 0.1; done
+        grep -q ready "$W/$t$s.out" || { cat "$W/$t$s.out"; return 1; }
+        ip link set $t$s-g netns $t-$s-$$ && ip link set $t$s-h netns $t-m-$$ &&
+            ip -n $t-m-$$ link set $t$s-h master br0 up &&
+            ip -n $t-$s-$$ addr add 10.$net.0.$n/24 dev $t$s-g && ip -n $t-$s-$$ link set $t$s-g up || return 1
+        n=$((n + 1))
+    done
+}
+echo
+if [ ! -x "$F" ]; then
+    echo "(no floors: $F is not built - make bench builds it)"
+elif ! floor_up relay bhfr 79 || ! floor_up split bhfs 80 || ! floor_up pages bhfp 81; then
+    echo "(no floors: tapfloor's namespaces could not be made; the lines above say why)"
+else
+    vs=() rs=() ss=() ps=() qs=()
+    for ((i = 0; i < RUNS; i++)); do
+        vs+=("$(run "$VB" "$VA" 10.77.0.2)")
+        rs+=("$(run "ip netns exec bhfr-b-$$" "ip netns exec bhfr-a-$$" 10.79.0.2)")
+        ss+=("$(run "ip netns exec bhfs-b-$$" "ip netns exec bhfs-a-$$" 10.80.0.2)")
+        ps+=("$(run "ip netns exec bhfp-b-$$" "ip netns exec bhfp-a-$$" 10.81.0.2)")
+        qs+=("$(run "$(G b2)" "$(G a2)" 10.78.0.2)")
+    done
+    v=$(median "${vs[@]}") r=$(median "${rs[@]}") s=$(median "${ss[@]}") pg=$(median "${ps[@]}")
+    q=$(median "${qs[@]}")
+    echo "the path's floors, TCP with offloads: the same TAPs and bridge joined in userspace with"
+    echo "nothing of ours - one relay process a side; the split model (two processes a side, a"
+    echo "shared-memory ring between: our copies and hops, none of our checks); and the split model"
+    echo "with io/netif.h's layout (each frame in 4 KiB pages, as the ring's slots carry it)"
+    f="%-28s %10s %10s %10s %10s %10s\n"
+    # shellcheck disable=SC2059
+    {
+        printf "$f" "" "veth" "relay" "split" "in pages" "2 queues"
+        printf "$f" "TCP with offloads (Mbit/s)" "$v" "$r" "$s" "$pg" "$q"
+        printf "$f" "  against veth" "1.00" "$(bl_ratio x "$r" "$v")" "$(bl_ratio x "$s" "$v")" \
+            "$(bl_ratio x "$pg" "$v")" "$(bl_ratio x "$q" "$v")"
+        printf "$f" "  against the split model" "" "" "1.00" "$(bl_ratio x "$pg" "$s")" "$(bl_ratio x "$q" "$s")"
+        printf "$f" "  against it in pages" "" "" "" "1.00" "$(bl_ratio x "$q" "$pg")"
+    }
+    if [ "$RUNS" -gt 1 ]; then
+        echo "    runs: veth ${vs[*]}; relay ${rs[*]}; split ${ss[*]}; in pages ${ps[*]}; 2 queues ${qs[*]}"
+    fi
+fi
