@@ -42,6 +42,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SLOTS    256
@@ -168,6 +169,17 @@ static void store(uint32_t *p, uint32_t v)
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
+/* An index moved on (a slot filled or freed), and the peer kicked if it sleeps on it. */
+static void publish(uint32_t *idx, uint32_t *sleeps, int theirs)
+{
+    store(idx, *idx + 1);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (load(sleeps)) {
+        store(sleeps, 0);
+        kick(theirs);
+    }
+}
+
 /*
  * One side: frames from `in` to its TAP, frames from its TAP to `out`;
  * `mine` is the eventfd the other side kicks, `theirs` the one it sleeps
@@ -184,13 +196,8 @@ static void side(int tap, struct ring *out, struct ring *in, int mine, int their
             uint32_t c = in->cons % SLOTS;
 
             put_slot(tap, in, c);
-            store(&in->cons, in->cons + 1);
+            publish(&in->cons, &in->prod_sleeps, theirs);
             moved = true;
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            if (load(&in->prod_sleeps)) {
-                store(&in->prod_sleeps, 0);
-                kick(theirs);
-            }
         }
         for (int k = 0; k < 64 && out->prod - load(&out->cons) < SLOTS; k++) {
             uint32_t p = out->prod % SLOTS;
@@ -199,13 +206,8 @@ static void side(int tap, struct ring *out, struct ring *in, int mine, int their
             if (r <= 0 || (paged && r < HDR_SIZE))
                 break;
             out->len[p] = (uint32_t)r;
-            store(&out->prod, out->prod + 1);
+            publish(&out->prod, &out->cons_sleeps, theirs);
             moved = true;
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            if (load(&out->cons_sleeps)) {
-                store(&out->cons_sleeps, 0);
-                kick(theirs);
-            }
         }
         if (moved)
             continue;
@@ -227,6 +229,17 @@ static void side(int tap, struct ring *out, struct ring *in, int mine, int their
     }
 }
 
+static pid_t back_pid;
+
+/* Killed: the back goes first and is waited for (no zombie left to an init that reaps none). */
+static void on_term(int sig)
+{
+    (void)sig;
+    kill(back_pid, SIGTERM);
+    waitpid(back_pid, NULL, 0);
+    _exit(0);
+}
+
 static void split(int guest, int bridge)
 {
     struct ring *up = mmap(NULL, sizeof(*up), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -246,6 +259,9 @@ static void split(int guest, int bridge)
         close(guest);
         side(bridge, down, up, eback, efront);
     }
+    back_pid = pid;
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
     close(bridge);
     side(guest, up, down, efront, eback);
 }
