@@ -45,6 +45,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hv.h"
+
 #define SLOTS    256
 #define FRAME    (12 + 65536) /* a vnet header and the largest GSO frame */
 #define HDR_SIZE 12           /* struct virtio_net_hdr_mrg_rxbuf, as the broker's TAPs */
@@ -68,20 +70,19 @@ static void die(const char *what)
     exit(1);
 }
 
+/* A TAP as the broker makes one (tun_open_queues: multi-queue, vnet headers), one queue. */
 static int make_tap(const char *name)
 {
-    struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC), hs = HDR_SIZE;
+    int fd, hs = HDR_SIZE;
 
     if (strlen(name) >= IFNAMSIZ) {
         fprintf(stderr, "tapfloor: %s: a TAP's name is at most %d characters\n", name, IFNAMSIZ - 1);
         exit(1);
     }
-    strcpy(ifr.ifr_name, name);
-    if (fd < 0)
-        die("/dev/net/tun (needs root and the tun module)");
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0)
-        die(name);
+    if ((errno = tun_open_queues(name, 1, &fd)) != 0)
+        die(name); /* needs root and the tun module */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
+        die("O_NONBLOCK");
     if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 ||
         ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN) < 0)
         die("the TAP's offloads");
