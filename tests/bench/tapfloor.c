@@ -21,7 +21,7 @@
  *       apart, read with readv and written with writev as netfront and
  *       netback do: the model with the protocol's layout.
  *
- * Both make their two TAPs (vnet headers, checksum and TSO offloads, as
+ * Each mode makes its two TAPs (vnet headers, checksum and TSO offloads, as
  * the broker makes a vif's and a guest's), say "ready" on stdout, and run
  * until killed; the caller moves the TAPs into its namespaces.
  */
@@ -51,7 +51,7 @@
 #define FRAME    (12 + 65536) /* a vnet header and the largest GSO frame */
 #define HDR_SIZE 12           /* struct virtio_net_hdr_mrg_rxbuf, as the broker's TAPs */
 #define PAGE     4096
-#define PAGES    17 /* a 64 KiB frame's pages (XEN_NETBK_LEGACY_SLOTS_MAX - 1 data, + 1) */
+#define PAGES    17 /* a 64 KiB frame in 4 KiB pages, one more than 16 as netif's chains */
 
 struct ring {
     uint32_t prod, cons;
@@ -84,7 +84,7 @@ static int make_tap(const char *name)
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
         die("O_NONBLOCK");
     if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 ||
-        ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN) < 0)
+        ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0)
         die("the TAP's offloads");
     return fd;
 }
