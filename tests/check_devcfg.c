@@ -606,6 +606,7 @@ START_TEST(test_plan_routed_refusals)
         const char *vifs, *hint;
     } bad[] = {
         {"'script=vif-route'", "t.cfg: vif 0: script=vif-route needs ip=: vif-route routes"},
+        {"'script=vif-route,ip= '", "t.cfg: vif 0: ip '' is not a list of addresses"},
         {"'script=vif-route,bridge=xenbr0,ip=192.0.2.5'", "a routed vif is on no bridge; remove"},
         {"'script=vif-route,ip=192.0.2.5/24'", "write 192.0.2.5"},
         {"'script=vif-route,ip=2001:db8::5'", "IPv4 only here; remove it"},

@@ -349,6 +349,12 @@ START_TEST(test_vif_registration_routed)
         ck_refused(rehome_vif_reg(bad, 3, &v, err, sizeof(err)), err, "is a network");
     }
     {
+        /* Spaces only name no address: refused as no ip= at all (found by fuzz_rehome). */
+        const struct rehome_key bad[] = {
+            {"mac", "00:16:3e:00:00:11"}, {"script", "vif-route"}, {"ip", "  "}};
+        ck_refused(rehome_vif_reg(bad, 3, &v, err, sizeof(err)), err, "needs ip=");
+    }
+    {
         const struct rehome_key bad[] = {{"mac", "00:16:3e:00:00:11"}, {"vifname", "a/b"}};
         ck_refused(rehome_vif_reg(bad, 2, &v, err, sizeof(err)), err, "vifname 'a/b'");
     }

@@ -559,7 +559,7 @@ int vifspec_routed_ips(const char *ips, uint32_t ip[VIFSPEC_ROUTED_MAX], unsigne
     char buf[VIFSPEC_STR_MAX], *save = NULL, *tok;
 
     *n = 0;
-    if (ips[0] == '\0') {
+    if (ips[strspn(ips, " ")] == '\0') { /* empty, or spaces only */
         snprintf(err, errlen,
                  "script=vif-route needs ip=: vif-route routes the guest's addresses to its vif; "
                  "add ip=ADDRESS (e.g. ip=192.0.2.10)");
