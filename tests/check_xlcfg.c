@@ -97,6 +97,10 @@ START_TEST(test_refusals_name_the_fix)
               sizeof(err)),
         -1);
     ck_assert_ptr_nonnull(strstr(err, "longer than 63"));
+    /* libxlutil unescapes "\n" in a string: the value quoted back stays on one line. */
+    ck_assert_int_eq(parse(&c, "name='h'\nbulkhead_uplink=\"a\\nb\"\n", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "test.cfg: bulkhead_uplink 'a?b' is not a bridge name: 1 to 15 "
+                          "characters, none of '/', ':' or spaces");
 }
 END_TEST
 
