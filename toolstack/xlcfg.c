@@ -479,7 +479,7 @@ int xlcfg_read(struct xlcfg *cfg, const char *file, const char *data, size_t len
         (rc = read_devices(cfg, c, file, err, errlen)) != 0)
         xlcfg_free(cfg);
 out:
-    if (rc != 0) /* a value quoted in the refusal may hold a newline: libxlutil unescapes "\\n" */
+    if (rc != 0) /* a value quoted in the refusal may hold a newline: libxlutil unescapes "\n" */
         xlcfg_one_line(err);
     if (c != NULL)
         xlu_cfg_destroy(c);
