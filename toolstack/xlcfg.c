@@ -372,7 +372,6 @@ static int read_uplink_address(struct xlcfg *cfg, XLU_Config *c, const char *fil
                  "%s: bulkhead_uplink_address '%.64s' is not an IPv4 host address with its "
                  "prefix: e.g. bulkhead_uplink_address = \"192.0.2.1/24\"",
                  file, s);
-        xlcfg_one_line(err);
         return -1;
     }
     if (cfg->uplink[0] == '\0') {
